@@ -1,0 +1,90 @@
+r"""Bernoulli distributions for Pyro with reparameterized (straight-through) gradients.
+
+A Bernoulli variable :math:`b` is the second coordinate of a two-category one-hot variable with
+log-probabilities :math:`(\log(1-p), \log p)`, i.e. logits :math:`(0, \ell)` up to a shift. The
+classes below draw exactly and use the two-category rule of their estimator, so their gradients are
+those of the one-hot classes on that pair.
+"""
+
+from __future__ import annotations
+
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .estimators import GumbelStraightThroughFunction, ReinMaxFunction, StraightThroughFunction
+from .masking import safe_log, select
+from .reparameterized import Reparameterized
+
+__all__ = ["GumbelStraightThroughBernoulli", "ReinMaxBernoulli", "StraightThroughBernoulli"]
+
+
+def bernoulli_log_probs(distribution: dist.Bernoulli) -> Tensor:
+    r"""The pair :math:`(\log(1-p), \log p)` on the last axis, from the parameter the distribution
+    was built with: exact at :math:`p \in \{0, 1\}` and at extreme logits."""
+    if getattr(distribution, "_from_logits", "probs" not in distribution.__dict__):
+        logits = distribution.logits
+        return torch.stack([F.logsigmoid(-logits), F.logsigmoid(logits)], -1)
+    probs = distribution.probs
+    return torch.stack([safe_log(1 - probs), safe_log(probs)], -1)
+
+
+class _BernoulliReparameterized(Reparameterized, dist.Bernoulli):
+    def __init__(
+        self,
+        probs: Tensor | None = None,
+        logits: Tensor | None = None,
+        temperature: float = 1.0,
+        validate_args: bool | None = None,
+    ) -> None:
+        self._from_logits = logits is not None
+        super().__init__(probs, logits, temperature, validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = super().expand(batch_shape, _instance)
+        new._from_logits = self._from_logits
+        return new
+
+    def _one_hot_logits(self) -> Tensor:
+        return bernoulli_log_probs(self)
+
+    def _from_one_hot(self, sample: Tensor) -> Tensor:
+        return sample[..., 1]
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        r""":math:`(1 - b) \log(1 - p) + b \log p`, differentiable in :math:`b`."""
+        if self._validate_args:
+            self._validate_sample(value)
+        return select(torch.stack([1 - value, value], -1), bernoulli_log_probs(self))
+
+
+class ReinMaxBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with ReinMax gradients: the two-category ReinMax rule on logits :math:`(0, \ell)`.
+
+    With :math:`g = \partial L/\partial b`, :math:`s = \sigma(\ell)` and
+    :math:`a = (\sigma(\ell/\tau) + b)/2`, the backward is
+    :math:`\partial L/\partial \ell = \big(2 a(1-a) - \tfrac12 s(1-s)\big) g`.
+
+    Args:
+        probs: probability of 1 (or ``logits``, its log-odds; :math:`\pm\infty` allowed).
+        temperature: :math:`\tau > 0`, used by the backward only.
+        validate_args: as for every torch distribution.
+    """
+
+    estimator = ReinMaxFunction
+
+
+class StraightThroughBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with straight-through gradients,
+    :math:`\partial L/\partial \ell = \sigma'(\ell/\tau)\, g / \tau`.
+    Arguments as :class:`ReinMaxBernoulli`."""
+
+    estimator = StraightThroughFunction
+
+
+class GumbelStraightThroughBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with straight-through Gumbel-softmax gradients (the two-category rule).
+    Arguments as :class:`ReinMaxBernoulli`."""
+
+    estimator = GumbelStraightThroughFunction

@@ -1,0 +1,37 @@
+r"""Analytic KL divergences, registered with ``torch.distributions.kl_divergence``.
+
+Registered for every pair of one-hot categoricals where one side is this package's (against
+torch's and Pyro's ``OneHotCategorical`` and among themselves), and likewise for Bernoullis, so
+``TraceMeanField_ELBO`` uses the exact
+:math:`\mathrm{KL}(q \| p) = \sum_k q_k (\log q_k - \log p_k)` instead of its Monte Carlo
+fallback. Unlike torch's own registration, masked (zero-probability) categories give finite
+gradients. Importing :mod:`pyro_reinmax` registers them.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch.distributions import Bernoulli, OneHotCategorical, register_kl
+
+from .bernoulli import _BernoulliReparameterized, bernoulli_log_probs
+from .masking import categorical_kl
+from .one_hot import OneHotCategorical as ExactOneHotCategorical
+
+
+def kl_one_hot(p: OneHotCategorical, q: OneHotCategorical) -> Tensor:
+    """KL between one-hot categoricals from their normalised logits."""
+    return categorical_kl(p.logits, q.logits)
+
+
+def kl_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:
+    """KL between Bernoullis as two-category categoricals."""
+    return categorical_kl(bernoulli_log_probs(p), bernoulli_log_probs(q))
+
+
+for _ours, _theirs, _kl in [
+    (ExactOneHotCategorical, OneHotCategorical, kl_one_hot),
+    (_BernoulliReparameterized, Bernoulli, kl_bernoulli),
+]:
+    register_kl(_ours, _theirs)(_kl)
+    register_kl(_theirs, _ours)(_kl)
+    register_kl(_ours, _ours)(_kl)

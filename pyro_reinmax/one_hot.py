@@ -1,0 +1,127 @@
+r"""One-hot categorical distributions for Pyro.
+
+:class:`OneHotCategorical` is the model-side distribution: exact sampling and a log-mass
+:math:`\log p(z) = \sum_k z_k \log \pi_k` that is differentiable in the value :math:`z` (Pyro's own
+``OneHotCategorical.log_prob`` takes an ``argmax`` and drops that gradient).
+
+:class:`ReinMaxOneHotCategorical`, :class:`StraightThroughOneHotCategorical` and
+:class:`GumbelStraightThroughOneHotCategorical` add ``rsample``: the same exact draws and the same
+log-mass, with the backward of one estimator of :mod:`pyro_reinmax.estimators`. They differ only in
+that rule, so comparisons between them are fair.
+"""
+
+from __future__ import annotations
+
+import pyro.distributions as dist
+import torch
+from torch import Tensor
+
+from .estimators import GumbelStraightThroughFunction, ReinMaxFunction, StraightThroughFunction
+from .masking import safe_log, select
+from .reparameterized import Reparameterized
+from .sampling import draw_one_hot
+from .validation import check_logits, check_probs, validation_enabled
+
+__all__ = [
+    "GumbelStraightThroughOneHotCategorical",
+    "OneHotCategorical",
+    "ReinMaxOneHotCategorical",
+    "StraightThroughOneHotCategorical",
+]
+
+
+class OneHotCategorical(dist.OneHotCategorical):
+    r"""One-hot categorical distribution with a log-mass differentiable in the value.
+
+    .. math:: \log p(z) = \sum_k z_k \log \pi_k, \qquad \pi = \operatorname{softmax}(\theta)
+
+    Use it for one-hot sites of models whose guides are reparameterized. ``-inf`` logits (or zero
+    probabilities) mask categories: never drawn, finite gradients. With validation on, ``probs``
+    must sum to one (they are not silently renormalised) and logits must be finite or ``-inf``.
+
+    Args:
+        probs: event probabilities, shape ``batch_shape + (K,)``.
+        logits: unnormalised log-probabilities (instead of ``probs``).
+        validate_args: as for every torch distribution.
+    """
+
+    def __init__(
+        self,
+        probs: Tensor | None = None,
+        logits: Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
+        if (probs is None) == (logits is None):
+            raise ValueError("Pass exactly one of `probs` or `logits`.")
+        if validation_enabled(validate_args):
+            if logits is None:
+                check_probs(probs)
+            else:
+                check_logits(logits)
+        super().__init__(probs=probs, logits=logits, validate_args=validate_args)
+        if logits is None:
+            # torch clamps log(probs) at log(eps); keep masked categories exactly -inf.
+            self._categorical.logits = safe_log(self._categorical.probs)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(type(self), _instance)
+        return super().expand(batch_shape, _instance=new)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        with torch.no_grad():
+            return draw_one_hot(self.probs.expand(self._extended_shape(sample_shape)))
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return select(value, self.logits)
+
+
+class _OneHotReparameterized(Reparameterized, OneHotCategorical):
+    @staticmethod
+    def infer_shapes(probs=None, logits=None, temperature=None):
+        return dist.OneHotCategorical.infer_shapes(probs=probs, logits=logits)
+
+    def _one_hot_logits(self) -> Tensor:
+        return self.logits
+
+    def _from_one_hot(self, sample: Tensor) -> Tensor:
+        return sample
+
+
+class ReinMaxOneHotCategorical(_OneHotReparameterized):
+    r"""One-hot categorical with ReinMax gradients (Liu et al., NeurIPS 2023).
+
+    ``rsample`` draws :math:`D \sim \operatorname{Categorical}(\pi_0)`,
+    :math:`\pi_0 = \operatorname{softmax}(\theta)`; with :math:`g = \partial L/\partial D` and
+    :math:`\pi_1 = (\operatorname{softmax}(\theta/\tau) + D)/2` its backward is
+    :math:`\nabla_\theta = 2 J(\pi_1) g - \tfrac12 J(\pi_0) g`,
+    :math:`J(p) = \operatorname{diag}(p) - p p^\top`. At :math:`\tau = 1` the expected gradient is
+    exact for objectives quadratic in :math:`D`. ``sample``, ``log_prob``, ``entropy``, KL and
+    ``enumerate_support`` are those of :class:`OneHotCategorical`.
+
+    Args:
+        probs, logits: as :class:`OneHotCategorical`.
+        temperature: :math:`\tau > 0`, used by the backward only (the draw does not depend on it).
+        validate_args: as for every torch distribution.
+    """
+
+    estimator = ReinMaxFunction
+
+
+class StraightThroughOneHotCategorical(_OneHotReparameterized):
+    r"""One-hot categorical with straight-through gradients (Bengio et al., 2013):
+    :math:`\nabla_\theta = J(\operatorname{softmax}(\theta/\tau))\, g / \tau`.
+    Arguments as :class:`ReinMaxOneHotCategorical`."""
+
+    estimator = StraightThroughFunction
+
+
+class GumbelStraightThroughOneHotCategorical(_OneHotReparameterized):
+    r"""One-hot categorical with straight-through Gumbel-softmax gradients (Jang et al., 2017): the
+    draw is :math:`\operatorname{onehot}(\arg\max(\theta + G))` with Gumbel noise :math:`G` (an
+    exact categorical draw) and the backward :math:`J(y)\, g / \tau`,
+    :math:`y = \operatorname{softmax}((\theta + G)/\tau)`. Arguments as
+    :class:`ReinMaxOneHotCategorical`."""
+
+    estimator = GumbelStraightThroughFunction

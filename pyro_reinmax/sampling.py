@@ -1,0 +1,35 @@
+"""Exact one-hot draws from a categorical distribution by inverse-CDF sampling.
+
+For each row, with cumulative sums :math:`c_k = \\sum_{j \\le k} p_j` (accumulated in float64) and
+one uniform :math:`u \\sim U[0, c_{K-1})`, the drawn category is the first :math:`k` with
+:math:`c_k > u`. Category :math:`k` is drawn with probability
+:math:`(c_k - c_{k-1}) / c_{K-1}`, so a zero-probability (masked) category is never drawn, also at
+the end of the row. This is one uniform per row instead of one per logit (``torch.multinomial``,
+Gumbel-max).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def draw_index(probs: Tensor) -> Tensor:
+    """Draw one category per row of ``probs`` (shape ``(..., K)``); returns indices ``(..., 1)``.
+
+    Rows need not be normalised; they must be finite, non-negative and not all zero.
+    """
+    cdf = probs.cumsum(-1, dtype=torch.float64)
+    total = cdf[..., -1:]
+    u = torch.rand(total.shape, dtype=cdf.dtype, device=cdf.device) * total
+    # rand() * total can round up to total; keep u strictly below it.
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    index = torch.searchsorted(cdf, u, right=True)
+    # Only a NaN row (possible with validation off) could give K; keep it in range.
+    return index.clamp_(max=probs.shape[-1] - 1)
+
+
+def draw_one_hot(probs: Tensor) -> Tensor:
+    """Exact one-hot draw from ``Categorical(probs)`` with the shape and dtype of ``probs``."""
+    index = draw_index(probs)
+    return torch.zeros(probs.shape, dtype=probs.dtype, device=probs.device).scatter_(-1, index, 1.0)

@@ -1,0 +1,85 @@
+"""Samples follow the categorical law exactly (chi-square goodness of fit), are exactly one-hot,
+and never hit a masked category."""
+
+import pytest
+import scipy.stats
+import torch
+
+import pyro_reinmax
+from pyro_reinmax.sampling import draw_one_hot
+
+NUM_DRAWS = 40_000
+PROBS = torch.tensor([0.5, 0.2, 0.0, 0.15, 0.1, 0.05, 0.0], dtype=torch.float64)
+
+
+def _assert_categorical_law(one_hot: torch.Tensor, probs: torch.Tensor) -> None:
+    assert set(one_hot.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(one_hot.sum(-1), torch.ones(one_hot.shape[:-1], dtype=one_hot.dtype))
+    counts = one_hot.reshape(-1, probs.shape[-1]).sum(0).double()
+    assert counts[probs == 0].sum() == 0, "a zero-probability category was drawn"
+    observed, expected = counts[probs > 0], probs[probs > 0] * counts.sum()
+    if len(observed) < 2:
+        return  # a deterministic row: checked above
+    p_value = scipy.stats.chisquare(observed.numpy(), expected.numpy()).pvalue
+    assert p_value > 1e-4, f"chi-square p = {p_value:.2g}: counts {observed} vs {expected}"
+
+
+def _logits():
+    return PROBS.log().expand(NUM_DRAWS, -1)
+
+
+def test_draw_one_hot():
+    _assert_categorical_law(draw_one_hot(PROBS.expand(NUM_DRAWS, -1)), PROBS)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [pyro_reinmax.reinmax, pyro_reinmax.straight_through, pyro_reinmax.gumbel_straight_through],
+)
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_estimator_draws_ignore_the_temperature(estimator, temperature):
+    sample, _ = estimator(_logits(), temperature)
+    _assert_categorical_law(sample, PROBS)
+
+
+ONE_HOT_DRAWS = [(pyro_reinmax.OneHotCategorical, "sample")] + [
+    (cls, method)
+    for cls in [
+        pyro_reinmax.ReinMaxOneHotCategorical,
+        pyro_reinmax.StraightThroughOneHotCategorical,
+        pyro_reinmax.GumbelStraightThroughOneHotCategorical,
+    ]
+    for method in ["sample", "rsample"]
+]
+
+
+@pytest.mark.parametrize(("cls", "method"), ONE_HOT_DRAWS)
+@pytest.mark.parametrize("parameter", ["probs", "logits"])
+def test_distribution_draws(cls, method, parameter):
+    d = cls(**{parameter: PROBS if parameter == "probs" else PROBS.log()})
+    _assert_categorical_law(getattr(d, method)((NUM_DRAWS,)), PROBS)
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        pyro_reinmax.ReinMaxBernoulli,
+        pyro_reinmax.StraightThroughBernoulli,
+        pyro_reinmax.GumbelStraightThroughBernoulli,
+    ],
+)
+@pytest.mark.parametrize("method", ["sample", "rsample"])
+def test_bernoulli_draws(cls, method):
+    p = torch.tensor([0.0, 0.3, 0.9, 1.0], dtype=torch.float64)
+    values = getattr(cls(probs=p), method)((NUM_DRAWS,))
+    assert set(values.unique().tolist()) <= {0.0, 1.0}
+    for column, probability in zip(values.T, p, strict=True):
+        one_hot = torch.stack([1 - column, column], -1)
+        _assert_categorical_law(one_hot, torch.stack([1 - probability, probability]))
+
+
+def test_extreme_logits_are_exact():
+    """Logits of +-40 are deterministic in float64 but not exactly: the rare draw stays possible
+    in law and the common one is never lost."""
+    d = pyro_reinmax.ReinMaxOneHotCategorical(logits=torch.tensor([40.0, -40.0, 0.0]))
+    assert (d.rsample((1000,))[:, 0] == 1).all()
