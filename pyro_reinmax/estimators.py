@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from .sampling import draw_one_hot
-from .validation import check_finite_probs, check_temperature, validation_enabled
+from .sampling import draw_index, one_hot_at
+from .validation import check_logits, check_temperature, validation_enabled
 
 __all__ = ["gumbel_straight_through", "reinmax", "straight_through"]
 
@@ -43,10 +43,13 @@ def softmax_vjp(p: Tensor, v: Tensor) -> Tensor:
 class OneHotEstimatorFunction(torch.autograd.Function):
     r"""Shared backward :math:`c J(a) g + J(\pi_0)(h + b g)`; subclasses implement ``forward``.
 
-    The anchor is :math:`a = w_y \operatorname{softmax}((\theta + G)/\tau) + w_D D` (Gumbel noise
-    :math:`G` only for ST-Gumbel). It is rebuilt in the backward from saved inputs and outputs with
-    differentiable operations, so a second derivative (``create_graph=True``) is the derivative of
-    the estimated gradient at the fixed draw.
+    The anchor is :math:`a = w_y y + w_D D` with
+    :math:`y = \operatorname{softmax}((\theta + G)/\tau)` (Gumbel noise :math:`G` only for
+    ST-Gumbel). Expanding the products, the backward is
+    :math:`c w_y (y \odot g - y\, s) + c w_D D (g_D - s) + J(\pi_0) w`, with
+    :math:`s = \langle a, g \rangle` and :math:`w = h + b g`, computed in a few fused passes.
+    Under ``create_graph=True`` the same quantity is computed with differentiable operations, so a
+    second derivative is the derivative of the estimated gradient at the fixed draw.
 
     ``apply(logits, temperature, validate)``: ``temperature`` a checked float, ``validate`` whether
     to raise on NaN probabilities (the distributions validate their parameters at construction).
@@ -57,7 +60,7 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         ctx: FunctionCtx,
         logits: Tensor,
         noise: Tensor | None,
-        sample: Tensor,
+        index: Tensor,
         probs: Tensor,
         temperature: float,
         weights: tuple[float, float],
@@ -65,48 +68,72 @@ class OneHotEstimatorFunction(torch.autograd.Function):
     ) -> None:
         ctx.set_materialize_grads(False)
         need_logits = noise is not None or temperature != 1.0
-        ctx.save_for_backward(logits if need_logits else None, noise, sample, probs)
+        ctx.save_for_backward(logits if need_logits else None, noise, index, probs)
         ctx.temperature = temperature
         ctx.tempered_weight, ctx.sample_weight = weights
         ctx.anchor_scale, ctx.probs_scale = scales
 
     @staticmethod
-    def _anchor(ctx) -> Tensor:
-        logits, noise, sample, probs = ctx.saved_tensors
+    def _tempered(ctx) -> Tensor:
+        logits, noise, _, probs = ctx.saved_tensors
         if logits is None:
-            tempered = probs
-        else:
-            shifted = logits if noise is None else logits + noise
-            tempered = (shifted / ctx.temperature).softmax(-1)
-        anchor = tempered if ctx.tempered_weight == 1.0 else tempered * ctx.tempered_weight
-        if ctx.sample_weight:
-            anchor = anchor + sample.detach() * ctx.sample_weight
-        return anchor
+            return probs
+        shifted = logits if noise is None else logits + noise
+        return (shifted / ctx.temperature).softmax(-1)
 
     @staticmethod
     def backward(ctx, grad_sample: Tensor | None, grad_probs: Tensor | None):
-        probs = ctx.saved_tensors[3]
-        grad = None
-        through_probs = grad_probs
-        if grad_sample is not None:
-            anchor = OneHotEstimatorFunction._anchor(ctx)
-            grad = softmax_vjp(anchor, grad_sample)
-            if ctx.anchor_scale != 1.0:
-                grad = grad * ctx.anchor_scale
-            if ctx.probs_scale:
-                scaled = grad_sample * ctx.probs_scale
-                through_probs = scaled if grad_probs is None else grad_probs + scaled
-        if through_probs is not None:
-            through = softmax_vjp(probs, through_probs)
-            grad = through if grad is None else grad + through
+        if torch.is_grad_enabled():
+            grad = OneHotEstimatorFunction._differentiable_backward(ctx, grad_sample, grad_probs)
+        else:
+            grad = OneHotEstimatorFunction._fused_backward(ctx, grad_sample, grad_probs)
         return grad, None, None
 
+    @staticmethod
+    def _fused_backward(ctx, g: Tensor | None, h: Tensor | None) -> Tensor | None:
+        _, _, index, probs = ctx.saved_tensors
+        c, b = ctx.anchor_scale, ctx.probs_scale
+        w_y, w_d = ctx.tempered_weight, ctx.sample_weight
+        if g is None:
+            return None if h is None else softmax_vjp(probs, h)
+        y = OneHotEstimatorFunction._tempered(ctx)
+        out = g * y
+        s_y = out.sum(-1, keepdim=True)
+        s_a = s_y * w_y
+        if w_d:
+            g_d = g.gather(-1, index)
+            s_a = s_a + g_d * w_d
+        if y is probs and h is None:  # J(pi_0) b g shares the product g * y
+            out.mul_(c * w_y + b).addcmul_(probs, s_a * (c * w_y) + s_y * b, value=-1.0)
+        else:
+            out.mul_(c * w_y).addcmul_(y, s_a, value=-c * w_y)
+            if h is None and b:  # J(pi_0) b g
+                pg = probs * g
+                out.add_(pg, alpha=b).addcmul_(probs, pg.sum(-1, keepdim=True), value=-b)
+            elif h is not None:  # J(pi_0) (h + b g)
+                pw = probs * (h if not b else h + g * b)
+                out.add_(pw).addcmul_(probs, pw.sum(-1, keepdim=True), value=-1.0)
+        if w_d:
+            out.scatter_add_(-1, index, (g_d - s_a) * (c * w_d))
+        return out
 
-def _probs(logits: Tensor, validate: bool) -> Tensor:
-    probs = logits.softmax(-1)
-    if validate:
-        check_finite_probs(probs)
-    return probs
+    @staticmethod
+    def _differentiable_backward(ctx, g: Tensor | None, h: Tensor | None) -> Tensor | None:
+        _, _, index, probs = ctx.saved_tensors
+        grad = None
+        w = h
+        if g is not None:
+            anchor = OneHotEstimatorFunction._tempered(ctx) * ctx.tempered_weight
+            if ctx.sample_weight:
+                sample = one_hot_at(index, probs)
+                anchor = anchor + sample * ctx.sample_weight
+            grad = softmax_vjp(anchor, g) * ctx.anchor_scale
+            if ctx.probs_scale:
+                w = g * ctx.probs_scale if h is None else h + g * ctx.probs_scale
+        if w is not None:
+            through = softmax_vjp(probs, w)
+            grad = through if grad is None else grad + through
+        return grad
 
 
 class ReinMaxFunction(OneHotEstimatorFunction):
@@ -114,12 +141,12 @@ class ReinMaxFunction(OneHotEstimatorFunction):
 
     @staticmethod
     def forward(ctx, logits: Tensor, temperature: float, validate: bool):
-        probs = _probs(logits, validate)
-        sample = draw_one_hot(probs)
+        probs = logits.softmax(-1)
+        index = draw_index(probs, validate)
         OneHotEstimatorFunction._save(
-            ctx, logits, None, sample, probs, temperature, (0.5, 0.5), (2.0, -0.5)
+            ctx, logits, None, index, probs, temperature, (0.5, 0.5), (2.0, -0.5)
         )
-        return sample, probs
+        return one_hot_at(index, probs), probs
 
 
 class StraightThroughFunction(OneHotEstimatorFunction):
@@ -127,12 +154,12 @@ class StraightThroughFunction(OneHotEstimatorFunction):
 
     @staticmethod
     def forward(ctx, logits: Tensor, temperature: float, validate: bool):
-        probs = _probs(logits, validate)
-        sample = draw_one_hot(probs)
+        probs = logits.softmax(-1)
+        index = draw_index(probs, validate)
         OneHotEstimatorFunction._save(
-            ctx, logits, None, sample, probs, temperature, (1.0, 0.0), (1.0 / temperature, 0.0)
+            ctx, logits, None, index, probs, temperature, (1.0, 0.0), (1.0 / temperature, 0.0)
         )
-        return sample, probs
+        return one_hot_at(index, probs), probs
 
 
 class GumbelStraightThroughFunction(OneHotEstimatorFunction):
@@ -141,15 +168,16 @@ class GumbelStraightThroughFunction(OneHotEstimatorFunction):
 
     @staticmethod
     def forward(ctx, logits: Tensor, temperature: float, validate: bool):
-        probs = _probs(logits, validate)
+        if validate:
+            check_logits(logits)
+        probs = logits.softmax(-1)
         exponential = torch.empty_like(logits, memory_format=torch.contiguous_format)
         noise = exponential.exponential_().clamp_(min=torch.finfo(logits.dtype).tiny).log_().neg_()
         index = (logits + noise).argmax(-1, keepdim=True)
-        sample = torch.zeros_like(probs).scatter_(-1, index, 1.0)
         OneHotEstimatorFunction._save(
-            ctx, logits, noise, sample, probs, temperature, (1.0, 0.0), (1.0 / temperature, 0.0)
+            ctx, logits, noise, index, probs, temperature, (1.0, 0.0), (1.0 / temperature, 0.0)
         )
-        return sample, probs
+        return one_hot_at(index, probs), probs
 
 
 def reinmax(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pyro.distributions as dist
 import torch
 from torch import Tensor
+from torch.distributions.utils import lazy_property
 
 from .estimators import GumbelStraightThroughFunction, ReinMaxFunction, StraightThroughFunction
 from .masking import safe_log, select
@@ -53,19 +54,39 @@ class OneHotCategorical(dist.OneHotCategorical):
     ) -> None:
         if (probs is None) == (logits is None):
             raise ValueError("Pass exactly one of `probs` or `logits`.")
-        if validation_enabled(validate_args):
+        validate = validation_enabled(validate_args)
+        if validate:
             if logits is None:
                 check_probs(probs)
             else:
                 check_logits(logits)
-        super().__init__(probs=probs, logits=logits, validate_args=validate_args)
+        # The estimators only need logits up to a shift (softmax is shift-invariant and their
+        # gradients sum to zero over categories); the normalised Categorical is built lazily.
+        self._parameters = (probs, logits)
+        self._unnormalized_logits = safe_log(probs) if logits is None else logits
+        param_shape = self._unnormalized_logits.shape
+        torch.distributions.Distribution.__init__(
+            self, param_shape[:-1], param_shape[-1:], validate_args=False
+        )
+        self._validate_args = validate
+
+    @lazy_property
+    def _categorical(self) -> dist.Categorical:
+        """torch's Categorical on the same parameters (already validated), with masked
+        categories' log-probabilities kept exactly -inf (torch clamps log(probs) at log(eps))."""
+        probs, logits = self._parameters
+        categorical = dist.Categorical(probs=probs, logits=logits, validate_args=False)
         if logits is None:
-            # torch clamps log(probs) at log(eps); keep masked categories exactly -inf.
-            self._categorical.logits = safe_log(self._categorical.probs)
+            categorical.logits = safe_log(categorical.probs)
+        return categorical
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(type(self), _instance)
-        return super().expand(batch_shape, _instance=new)
+        new = super().expand(batch_shape, _instance=new)
+        new._unnormalized_logits = self._unnormalized_logits.expand(
+            new.batch_shape + self.event_shape
+        )
+        return new
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         with torch.no_grad():
@@ -83,7 +104,7 @@ class _OneHotReparameterized(Reparameterized, OneHotCategorical):
         return dist.OneHotCategorical.infer_shapes(probs=probs, logits=logits)
 
     def _one_hot_logits(self) -> Tensor:
-        return self.logits
+        return self._unnormalized_logits
 
     def _from_one_hot(self, sample: Tensor) -> Tensor:
         return sample

@@ -13,14 +13,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .validation import check_row_totals
 
-def draw_index(probs: Tensor) -> Tensor:
+
+def draw_index(probs: Tensor, validate: bool = False) -> Tensor:
     """Draw one category per row of ``probs`` (shape ``(..., K)``); returns indices ``(..., 1)``.
 
-    Rows need not be normalised; they must be finite, non-negative and not all zero.
+    Rows need not be normalised; they must be finite, non-negative and not all zero. With
+    ``validate``, a NaN row (from NaN or +inf logits, or a fully masked row) raises.
     """
     cdf = probs.cumsum(-1, dtype=torch.float64)
     total = cdf[..., -1:]
+    if validate:
+        check_row_totals(total)
     u = torch.rand(total.shape, dtype=cdf.dtype, device=cdf.device) * total
     # rand() * total can round up to total; keep u strictly below it.
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
@@ -29,7 +34,11 @@ def draw_index(probs: Tensor) -> Tensor:
     return index.clamp_(max=probs.shape[-1] - 1)
 
 
+def one_hot_at(index: Tensor, like: Tensor) -> Tensor:
+    """A one-hot tensor shaped and typed like ``like``, with ones at ``index`` (``(..., 1)``)."""
+    return torch.zeros_like(like, memory_format=torch.contiguous_format).scatter_(-1, index, 1.0)
+
+
 def draw_one_hot(probs: Tensor) -> Tensor:
     """Exact one-hot draw from ``Categorical(probs)`` with the shape and dtype of ``probs``."""
-    index = draw_index(probs)
-    return torch.zeros(probs.shape, dtype=probs.dtype, device=probs.device).scatter_(-1, index, 1.0)
+    return one_hot_at(draw_index(probs), probs)

@@ -62,16 +62,17 @@ def check_event_tensor(name: str, value: Tensor) -> None:
 
 def check_logits(logits: Tensor) -> None:
     """Raise unless every entry is finite or ``-inf`` (a masked category) and each row has a
-    finite entry."""
+    finite entry. One pass: a row's maximum is NaN, +inf or -inf exactly when the row is bad."""
     check_event_tensor("logits", logits)
+    if torch.isfinite(logits.amax(-1)).all():
+        return
     if torch.isnan(logits).any() or torch.isposinf(logits).any():
         raise ValueError(
             "logits contain NaN or +inf. Logits must be finite, or -inf to mask a category."
         )
-    if torch.isneginf(logits).all(-1).any():
-        raise ValueError(
-            "a row of logits is -inf everywhere: at least one category per row must stay unmasked."
-        )
+    raise ValueError(
+        "a row of logits is -inf everywhere: at least one category per row must stay unmasked."
+    )
 
 
 def check_probs(probs: Tensor) -> None:
@@ -90,9 +91,10 @@ def check_probs(probs: Tensor) -> None:
         )
 
 
-def check_finite_probs(probs: Tensor) -> None:
-    """Raise if ``softmax(logits)`` came out NaN: NaN or +inf logits, or a fully masked row."""
-    if torch.isnan(probs).any():
+def check_row_totals(totals: Tensor) -> None:
+    """Raise if a row of ``softmax(logits)`` sums to NaN: NaN or +inf logits, or a fully masked
+    row."""
+    if torch.isnan(totals).any():
         raise ValueError(
             "softmax(logits) is NaN: the logits contain NaN or +inf, or a row is -inf everywhere. "
             "Logits must be finite, or -inf to mask a category, with one unmasked per row."

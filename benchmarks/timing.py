@@ -1,0 +1,47 @@
+"""Interleaved timing: every method runs once per round, in a shuffled order, and each method's
+time is the median over rounds. Machine noise then hits all methods alike, and ratios between
+methods measured in one run are meaningful."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+
+def calls_per_measurement(fn: Callable[[], object], target_seconds: float = 0.005) -> int:
+    """How many back-to-back calls make one measurement last about ``target_seconds``."""
+    start = time.perf_counter()
+    fn()
+    single = max(time.perf_counter() - start, 1e-7)
+    return max(1, min(10_000, int(target_seconds / single)))
+
+
+def interleaved_medians(
+    methods: dict[str, Callable[[], object]], rounds: int = 9, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """Median and quartiles (seconds per call) of each method over interleaved rounds.
+
+    Each callable must block until its work is done (synchronise CUDA, ``block_until_ready``).
+    """
+    for fn in methods.values():  # warm-up: compilation, allocator, caches
+        fn()
+        fn()
+    repeats = {name: calls_per_measurement(fn) for name, fn in methods.items()}
+    samples: dict[str, list[float]] = {name: [] for name in methods}
+    order = list(methods)
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            fn, n = methods[name], repeats[name]
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            samples[name].append((time.perf_counter() - start) / n)
+    result = {}
+    for name, values in samples.items():
+        q1, median, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+        result[name] = {"median_s": median, "q1_s": q1, "q3_s": q3, "calls": repeats[name]}
+    return result
