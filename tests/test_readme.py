@@ -1,0 +1,28 @@
+"""The README's code runs and does what it says."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_python_examples():
+    assert _python_blocks()
+
+
+@pytest.mark.parametrize("index", range(len(_python_blocks())))
+def test_readme_example_runs(index):
+    pyro = pytest.importorskip("pyro")
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    namespace: dict = {}
+    exec(compile(_python_blocks()[index], f"README block {index}", "exec"), namespace)
+    if "locs" in pyro.get_param_store():
+        locs = sorted(pyro.param("locs").tolist())
+        assert locs == pytest.approx([-3.0, 3.0], abs=0.5)
