@@ -1,3 +1,43 @@
-"""ReinMax for NumPyro: reparameterized one-hot categorical and Bernoulli distributions (JAX)."""
+"""ReinMax for NumPyro: reparameterized one-hot categorical and Bernoulli distributions (JAX).
+
+ReinMax (Liu et al., "Bridging Discrete and Backpropagation: Straight-Through and Beyond",
+NeurIPS 2023) draws exact categorical samples and backpropagates a second-order accurate gradient
+at the cost of straight-through. NumPyro calls ``sample`` at every site, so the estimators' custom
+VJP lives there. Also: the one-hot categorical and relaxed categorical NumPyro lacks, analytic KL
+registrations, the mixture likelihood :class:`OneHotMixture`, and :func:`enum_onehot` for exact
+enumeration of one-hot sites.
+"""
+
+from . import kl as _kl  # noqa: F401  (registers the analytic KL divergences)
+from .bernoulli import GumbelStraightThroughBernoulli, ReinMaxBernoulli, StraightThroughBernoulli
+from .constraints import one_hot
+from .enumeration import enum_onehot
+from .estimators import gumbel_straight_through, reinmax, straight_through
+from .mixture import OneHotMixture
+from .one_hot import (
+    GumbelStraightThroughOneHotCategorical,
+    OneHotCategorical,
+    ReinMaxOneHotCategorical,
+    StraightThroughOneHotCategorical,
+)
+from .relaxed import RelaxedOneHotCategorical
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "GumbelStraightThroughBernoulli",
+    "GumbelStraightThroughOneHotCategorical",
+    "OneHotCategorical",
+    "OneHotMixture",
+    "ReinMaxBernoulli",
+    "ReinMaxOneHotCategorical",
+    "RelaxedOneHotCategorical",
+    "StraightThroughBernoulli",
+    "StraightThroughOneHotCategorical",
+    "__version__",
+    "enum_onehot",
+    "gumbel_straight_through",
+    "one_hot",
+    "reinmax",
+    "straight_through",
+]

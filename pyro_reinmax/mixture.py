@@ -18,7 +18,6 @@ enumeration: an enumerated assignment of shape ``(K, 1, ..., K)`` broadcasts.
 from __future__ import annotations
 
 import copy
-from typing import ClassVar
 
 import torch
 from pyro.distributions import TorchDistribution
@@ -54,7 +53,7 @@ class OneHotMixture(TorchDistribution):
         pyro.sample("x", OneHotMixture(z, dist.Normal(locs, scales)), obs=x)
     """
 
-    arg_constraints: ClassVar[dict] = {}
+    arg_constraints: dict = {}
 
     def __init__(self, assignment: Tensor, components, validate_args: bool | None = None) -> None:
         if not components.batch_shape:

@@ -287,3 +287,22 @@ def test_property_masked_rsample(logits_and_mask, cls, temperature, sample_shape
     torch.testing.assert_close(grad.sum(-1), torch.zeros_like(grad.sum(-1)), atol=1e-4, rtol=0)
     kl = torch.distributions.kl_divergence(d, d)
     torch.testing.assert_close(kl, torch.zeros_like(kl), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1.6])
+def test_bernoulli_backward_is_the_two_category_rule(temperature):
+    """ReinMax: (2 a (1 - a) - s (1 - s) / 2) g with a = (sigmoid(l / tau) + b) / 2, s = sigmoid(l);
+    straight-through: sigmoid'(l / tau) g / tau."""
+    logits = torch.tensor([-2.0, -0.3, 0.5, 1.7], dtype=torch.float64)
+    g = torch.tensor([0.7, -1.2, 0.4, 2.0], dtype=torch.float64)
+    s, s_tau = torch.sigmoid(logits), torch.sigmoid(logits / temperature)
+    for cls in [pr.ReinMaxBernoulli, pr.StraightThroughBernoulli]:
+        leaf = logits.clone().requires_grad_()
+        b = cls(logits=leaf, temperature=temperature).rsample()
+        (b * g).sum().backward()
+        if cls is pr.ReinMaxBernoulli:
+            a = (s_tau + b.detach()) / 2
+            expected = (2 * a * (1 - a) - s * (1 - s) / 2) * g
+        else:
+            expected = s_tau * (1 - s_tau) * g / temperature
+        torch.testing.assert_close(leaf.grad, expected, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,115 @@
+r"""Bernoulli distributions for NumPyro with reparameterized (straight-through) gradients.
+
+A Bernoulli variable :math:`b` is the second coordinate of a two-category one-hot variable with
+log-probabilities :math:`(\log(1-p), \log p)`, i.e. logits :math:`(0, \ell)` up to a shift. The
+classes below draw exactly and use the two-category rule of their estimator, so their gradients are
+those of the one-hot classes on that pair.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from numpyro.distributions import constraints
+
+from .masking import safe_log, select
+from .reparameterized import ProbsOrLogits
+from .validation import concrete
+
+__all__ = ["GumbelStraightThroughBernoulli", "ReinMaxBernoulli", "StraightThroughBernoulli"]
+
+
+def bernoulli_log_probs(distribution):
+    r"""The pair :math:`(\log(1-p), \log p)` on the last axis, from the parameter the distribution
+    was built with: exact at :math:`p \in \{0, 1\}` and at extreme logits."""
+    if getattr(distribution, "_from_logits", "probs" not in distribution.__dict__):
+        logits = distribution.logits
+        return jnp.stack([jax.nn.log_sigmoid(-logits), jax.nn.log_sigmoid(logits)], -1)
+    probs = distribution.probs
+    return jnp.stack([safe_log(1 - probs), safe_log(probs)], -1)
+
+
+class _BernoulliReparameterized(ProbsOrLogits):
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
+    support = constraints.boolean
+    has_enumerate_support = True
+    event_rank = 0
+    uses_temperature = True
+
+    def _check(self, parameter) -> None:
+        if not concrete(parameter):
+            return
+        if self._from_logits:
+            if jnp.isnan(parameter).any():
+                raise ValueError("logits contain NaN; they must be real (+-inf allowed).")
+        elif not ((parameter >= 0) & (parameter <= 1)).all():
+            raise ValueError("probs must lie in [0, 1].")
+
+    def _logits_from_probs(self, probs):
+        return safe_log(probs) - safe_log(1 - probs)
+
+    def _probs_from_logits(self, logits):
+        return jax.nn.sigmoid(logits)
+
+    def _one_hot_logits(self):
+        return bernoulli_log_probs(self)
+
+    def _from_one_hot(self, sample):
+        return sample[..., 1]
+
+    def log_prob(self, value):
+        r""":math:`(1 - b) \log(1 - p) + b \log p`, differentiable in :math:`b`."""
+        if self._validate_args:
+            self._validate_sample(value)
+        return select(jnp.stack([1 - value, value], -1), bernoulli_log_probs(self))
+
+    def enumerate_support(self, expand=True):
+        values = jnp.arange(2, dtype=jnp.result_type(float)).reshape(
+            (2,) + (1,) * len(self.batch_shape)
+        )
+        if expand:
+            values = jnp.broadcast_to(values, (2,) + self.batch_shape)
+        return values
+
+    @property
+    def mean(self):
+        return self.probs
+
+    @property
+    def variance(self):
+        return self.probs * (1 - self.probs)
+
+    def entropy(self):
+        pair = bernoulli_log_probs(self)
+        return -select(jnp.exp(pair), pair)
+
+
+class ReinMaxBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with ReinMax gradients: the two-category ReinMax rule on logits :math:`(0, \ell)`.
+
+    With :math:`g = \partial L/\partial b`, :math:`s = \sigma(\ell)` and
+    :math:`a = (\sigma(\ell/\tau) + b)/2`, the backward is
+    :math:`\partial L/\partial \ell = \big(2 a(1-a) - \tfrac12 s(1-s)\big) g`.
+
+    Args:
+        probs: probability of 1 (or ``logits``, its log-odds; :math:`\pm\infty` allowed).
+        temperature: :math:`\tau > 0`, used by the backward only.
+        validate_args: as for every NumPyro distribution.
+    """
+
+    rule_name = "reinmax"
+
+
+class StraightThroughBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with straight-through gradients,
+    :math:`\partial L/\partial \ell = \sigma'(\ell/\tau)\, g / \tau`.
+    Arguments as :class:`ReinMaxBernoulli`."""
+
+    rule_name = "straight_through"
+
+
+class GumbelStraightThroughBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with straight-through Gumbel-softmax gradients (the two-category rule).
+    Arguments as :class:`ReinMaxBernoulli`."""
+
+    rule_name = "gumbel_straight_through"

@@ -1,0 +1,40 @@
+"""The one-hot support: discrete, event dimension 1.
+
+NumPyro has no one-hot constraint. Declaring a one-hot site's support as ``simplex`` would make it
+continuous: autoguides would build a continuous guide for it and NUTS would move it continuously.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from numpyro.distributions.constraints import _SingletonConstraint
+from numpyro.distributions.transforms import biject_to
+
+__all__ = ["one_hot"]
+
+
+class _OneHot(_SingletonConstraint):
+    is_discrete = True
+    event_dim = 1
+
+    def __call__(self, x):
+        return ((x == 0) | (x == 1)).all(-1) & (x.sum(-1) == 1)
+
+    def feasible_like(self, prototype):
+        return jnp.zeros_like(prototype).at[..., 0].set(1)
+
+    def tree_flatten(self):
+        return (), ((), {})
+
+
+one_hot = _OneHot()
+
+
+@biject_to.register(_OneHot)
+def _no_bijection(constraint):
+    raise NotImplementedError(
+        "A one-hot site is discrete: there is no transform to unconstrained space, so continuous "
+        "autoguides (AutoNormal, AutoDelta, ...) cannot cover it. Give it a reparameterized guide "
+        "site (numpyro_reinmax.ReinMaxOneHotCategorical), hide it from the autoguide with "
+        "numpyro.handlers.block, or sum it out with numpyro_reinmax.enum_onehot and TraceEnum_ELBO."
+    )

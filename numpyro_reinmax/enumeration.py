@@ -1,0 +1,136 @@
+"""Exact enumeration of one-hot sites with NumPyro's ``TraceEnum_ELBO`` (and NUTS).
+
+NumPyro's enumeration handler substitutes the integers ``0..K-1`` for an enumerated site, which a
+one-hot site cannot use. :func:`enum_onehot` marks the model's latent one-hot sites for parallel
+enumeration and, while an enumeration handler is active, shows each of them to that handler as
+its index (an integer-valued view with ``log_prob(k) = log_prob(onehot(k))``); the model's code
+still receives one-hot values (``(K, 1, ..., 1, K)``, the enumeration dim in the batch). Without
+an enumeration handler (sampling, ``Predictive``, NumPyro's provenance tracking) the sites keep
+their one-hot values but are not reparameterized: a site that is summed out has no pathwise
+gradient, and NumPyro's dependency tracking must see it as a discrete variable.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from numpyro.distributions import Distribution, constraints
+from numpyro.primitives import Messenger
+
+from .constraints import one_hot
+
+__all__ = ["enum_onehot"]
+
+_CATEGORIES = "_enum_onehot_categories"
+
+
+class NotReparameterized(Distribution):
+    """``base`` with its samples cut from the gradient (``has_rsample`` False)."""
+
+    pytree_data_fields = ("base",)
+
+    def __init__(self, base: Distribution) -> None:
+        self.base = base
+        super().__init__(base.batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def has_rsample(self) -> bool:
+        return False
+
+    @property
+    def support(self):
+        return self.base.support
+
+    @property
+    def has_enumerate_support(self) -> bool:
+        return self.base.has_enumerate_support
+
+    def sample(self, key, sample_shape=()):
+        return jax.lax.stop_gradient(self.base.sample(key, sample_shape))
+
+    def log_prob(self, value):
+        return self.base.log_prob(value)
+
+    def enumerate_support(self, expand=True):
+        return self.base.enumerate_support(expand)
+
+
+class OneHotAsIndex(NotReparameterized):
+    """A one-hot distribution seen through the position of its one: values ``0..K-1``."""
+
+    has_enumerate_support = True
+
+    def __init__(self, base: Distribution) -> None:
+        self.base = base
+        Distribution.__init__(self, base.batch_shape, (), validate_args=False)
+
+    @property
+    def support(self):
+        return constraints.integer_interval(0, self.base.event_shape[-1] - 1)
+
+    def log_prob(self, value):
+        k = self.base.event_shape[-1]
+        return self.base.log_prob(jax.nn.one_hot(value, k, dtype=jnp.result_type(float)))
+
+    def sample(self, key, sample_shape=()):
+        return jnp.argmax(super().sample(key, sample_shape), -1)
+
+    def enumerate_support(self, expand=True):
+        k = self.base.event_shape[-1]
+        values = jnp.arange(k).reshape((k,) + (1,) * len(self.batch_shape))
+        return jnp.broadcast_to(values, (k,) + self.batch_shape) if expand else values
+
+
+def _is_one_hot(fn) -> bool:
+    return fn.support is one_hot or type(fn.support).__name__ == "_OneHot"
+
+
+def enumerating() -> bool:
+    """Whether NumPyro's (funsor) enumeration handler is on the effect stack."""
+    try:
+        from numpyro.contrib.funsor.enum_messenger import enum
+    except ImportError:  # funsor not installed: nothing can enumerate
+        return False
+    from numpyro.primitives import _PYRO_STACK  # the public handlers do not expose the stack
+
+    return any(isinstance(handler, enum) for handler in _PYRO_STACK)
+
+
+class enum_onehot(Messenger):
+    """Configure a model's latent one-hot sites for exact enumeration.
+
+    ``TraceEnum_ELBO`` then sums them out exactly as it sums out ``Categorical`` sites (the same
+    loss), whether the model uses :class:`~numpyro_reinmax.OneHotCategorical` or a reparameterized
+    one-hot class; NUTS marginalises them the same way. A site's own ``infer={"enumerate": ...}``
+    is respected. Other discrete sites keep their configuration (use NumPyro's
+    ``config_enumerate`` for them).
+
+    Example::
+
+        elbo = TraceEnum_ELBO()
+        svi = SVI(enum_onehot(model), guide_for_the_continuous_sites, optimizer, elbo)
+    """
+
+    def process_message(self, msg) -> None:
+        if msg["type"] != "sample" or msg["is_observed"] or not _is_one_hot(msg["fn"]):
+            return
+        infer = msg["infer"]
+        infer.setdefault("enumerate", "parallel")
+        if infer["enumerate"] != "parallel":
+            return
+        if not enumerating():
+            msg["fn"] = NotReparameterized(msg["fn"])
+            return
+        if msg["fn"].event_dim != 1:
+            raise ValueError(
+                f"site {msg['name']!r}: only one-hot sites with event_dim 1 can be enumerated "
+                f"(got event_shape {msg['fn'].event_shape}); put the other event dims in a plate."
+            )
+        infer[_CATEGORIES] = msg["fn"].event_shape[-1]
+        msg["fn"] = OneHotAsIndex(msg["fn"])
+
+    def postprocess_message(self, msg) -> None:
+        if msg["type"] == "sample" and _CATEGORIES in msg["infer"]:
+            # the trace recorded the index; the model's code continues with one-hot values
+            k = msg["infer"][_CATEGORIES]
+            msg["value"] = jax.nn.one_hot(msg["value"], k, dtype=jnp.result_type(float))

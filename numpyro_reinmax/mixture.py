@@ -1,0 +1,113 @@
+r"""Mixture likelihoods written so that straight-through estimators can fit them (NumPyro).
+
+A one-hot assignment :math:`z` can select a component in two ways:
+
+* select the parameters, then score once: :math:`\log \mathcal N(x \mid z^\top \mu, z^\top \sigma)`.
+  The cost is strongly non-linear in :math:`z`; straight-through gradients, ReinMax's included,
+  follow its tangent at a one-hot corner and can point the wrong way (measured on Old Faithful in
+  ``benchmarks/mixture_formulation.py``: every straight-through guide collapses).
+* score every component, then select: :math:`\sum_k z_k \log p_k(x)`. This is the same function at
+  every one-hot :math:`z` and is linear in :math:`z`, where ReinMax and straight-through are
+  unbiased; their guides then reach the enumeration optimum.
+
+:class:`OneHotMixture` is the second form as a distribution. It also runs unchanged under
+enumeration: an enumerated assignment of shape ``(K, 1, ..., K)`` broadcasts.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import jax
+import jax.numpy as jnp
+from numpyro.distributions import Distribution
+from numpyro.util import not_jax_tracer
+
+from .masking import select
+from .validation import check_one_hot_value
+
+__all__ = ["OneHotMixture"]
+
+
+class OneHotMixture(Distribution):
+    r"""The likelihood of ``x`` under the component that the one-hot ``assignment`` selects.
+
+    .. math:: \log p(x \mid z) = \sum_k z_k \log p_k(x)
+
+    linear in :math:`z`, with gradients :math:`\partial/\partial z_k = \log p_k(x)` for the
+    assignment's estimator.
+
+    Args:
+        assignment: one-hot values of shape ``(..., K)``, e.g. a sample of
+            :class:`~numpyro_reinmax.ReinMaxOneHotCategorical` or an enumerated value.
+        components: a distribution whose rightmost batch axis indexes the K components, e.g.
+            ``dist.Normal(locs, scales)`` with ``locs.shape == (K,)``, or ``.to_event(1)`` of a
+            ``(K, D)`` Normal for D-dimensional data.
+        validate_args: as for every NumPyro distribution.
+
+    Example::
+
+        z = numpyro.sample("z", ReinMaxOneHotCategorical(logits=assignment_logits))
+        numpyro.sample("x", OneHotMixture(z, dist.Normal(locs, scales)), obs=x)
+    """
+
+    arg_constraints: dict = {}
+    pytree_data_fields = ("assignment", "components")
+
+    def __init__(self, assignment, components, validate_args=None) -> None:
+        if not components.batch_shape:
+            raise ValueError(
+                "components must have a batch axis of components (the rightmost batch axis), "
+                f"got batch_shape {tuple(components.batch_shape)}."
+            )
+        num_components = components.batch_shape[-1]
+        assignment = jnp.asarray(assignment)
+        check_one_hot_value(assignment, num_components)
+        if assignment.ndim < 1 or assignment.shape[-1] != num_components:
+            raise ValueError(
+                f"assignment must end in {num_components} categories (one per component), got "
+                f"shape {tuple(assignment.shape)}."
+            )
+        self.assignment = assignment
+        self.components = components
+        batch_shape = jax.lax.broadcast_shapes(assignment.shape[:-1], components.batch_shape[:-1])
+        super().__init__(batch_shape, components.event_shape, validate_args=validate_args)
+
+    @property
+    def support(self):
+        return self.components.support
+
+    @property
+    def has_rsample(self) -> bool:
+        return self.components.has_rsample
+
+    def _select_component(self, per_component):
+        """Contract ``(..., K, *event_shape)`` with the assignment over the component axis."""
+        event_dims = len(self.event_shape)
+        weights = self.assignment.reshape(self.assignment.shape + (1,) * event_dims)
+        return (weights * per_component).sum(-1 - event_dims)
+
+    def log_prob(self, value):
+        value = jnp.expand_dims(value, -1 - len(self.event_shape))
+        if self._validate_args:
+            inside = self.components.support(value) | (self.assignment == 0)
+            if not_jax_tracer(inside) and not inside.all():
+                raise ValueError(
+                    "The value argument must be within the support of the component that the "
+                    f"assignment selects ({self.components.support})."
+                )
+        # A component the assignment does not select may see a value outside its support
+        # (scored -inf, weighted by 0): score without the components' own validation.
+        unchecked = copy.copy(self.components)
+        unchecked._validate_args = False
+        return select(self.assignment, unchecked.log_prob(value))
+
+    def sample(self, key, sample_shape=()):
+        components = self.components.expand(self.batch_shape + self.assignment.shape[-1:])
+        return self._select_component(components.sample(key, sample_shape))
+
+    @property
+    def mean(self):
+        return jnp.broadcast_to(
+            self._select_component(self.components.mean), self.batch_shape + self.event_shape
+        )

@@ -1,0 +1,118 @@
+"""The small base that every distribution of this package shares (NumPyro).
+
+A subclass declares its parameters' event shape and how to view itself as a one-hot categorical
+(``_one_hot_logits``, ``_from_one_hot``). The base gives the probs/logits pair (one given, the
+other derived exactly, with ``-inf`` for zero probabilities), validation with clear errors,
+``expand`` that keeps the class and temperature, pytree registration, and, for subclasses that name
+an estimator rule, a reparameterized ``sample`` whose backward is that rule. NumPyro calls
+``sample(key, sample_shape)`` at every site, never ``rsample``, so the custom VJP lives there.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from numpyro.distributions import Distribution
+from numpyro.distributions.util import lazy_property
+
+from .estimators import estimate
+from .sampling import draw_one_hot
+from .validation import check_temperature, validation_enabled
+
+
+class ProbsOrLogits(Distribution):
+    """A distribution given by ``probs`` or ``logits`` (exactly one), with an optional temperature.
+
+    Subclasses set ``event_rank`` (1 for a one-hot vector, 0 for a Bernoulli) and implement
+    ``_check``, ``_logits_from_probs`` and ``_probs_from_logits``.
+    """
+
+    event_rank: ClassVar[int]
+    rule_name: ClassVar[str | None] = None  # the estimator of a reparameterized one-hot draw
+    uses_temperature: ClassVar[bool] = False
+    pytree_data_fields = ("probs", "logits", "temperature")
+    pytree_aux_fields = ("_from_logits",)
+
+    def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None):
+        if (probs is None) == (logits is None):
+            raise ValueError("Pass exactly one of `probs` or `logits`.")
+        validate = validation_enabled(validate_args)
+        self._from_logits = logits is not None
+        parameter = jnp.asarray(logits if self._from_logits else probs)
+        if validate:
+            self._check(parameter)
+        if self._from_logits:
+            self.logits = parameter
+        else:
+            self.probs = parameter
+        self.temperature = check_temperature(temperature) if self.uses_temperature else None
+        rank = self.event_rank
+        shape = jnp.shape(parameter)
+        batch_shape, event_shape = shape[: len(shape) - rank], shape[len(shape) - rank :]
+        super().__init__(batch_shape, event_shape, validate_args=False)
+        self._validate_args = validate
+
+    def _check(self, parameter) -> None:
+        raise NotImplementedError
+
+    def _logits_from_probs(self, probs):
+        raise NotImplementedError
+
+    def _probs_from_logits(self, logits):
+        raise NotImplementedError
+
+    @lazy_property
+    def logits(self):
+        return self._logits_from_probs(self.probs)
+
+    @lazy_property
+    def probs(self):
+        return self._probs_from_logits(self.logits)
+
+    @property
+    def has_rsample(self) -> bool:
+        return self.rule_name is not None
+
+    def _one_hot_logits(self):
+        """Log-probabilities, up to a shift per row, of the equivalent one-hot categorical."""
+        raise NotImplementedError
+
+    def _from_one_hot(self, sample):
+        """This distribution's value for a one-hot draw of the equivalent categorical."""
+        raise NotImplementedError
+
+    def sample(self, key, sample_shape=()):
+        """An exact draw; reparameterized (the class's estimator rule) when the class names one."""
+        logits = self._one_hot_logits()
+        logits = jnp.broadcast_to(logits, tuple(sample_shape) + jnp.shape(logits))
+        if self.rule_name is None:
+            probs = jax.lax.stop_gradient(jax.nn.softmax(logits, -1))
+            return self._from_one_hot(draw_one_hot(key, probs))
+        sample, _ = estimate(self.rule_name, key, logits, self.temperature)
+        return self._from_one_hot(sample)
+
+    def expand(self, batch_shape):
+        batch_shape = tuple(batch_shape)
+        if batch_shape == self.batch_shape:
+            return self
+        name = "logits" if self._from_logits else "probs"
+        parameter = jnp.broadcast_to(getattr(self, name), batch_shape + self.event_shape)
+        extra = {"temperature": self.temperature} if self.uses_temperature else {}
+        new = type(self)(**{name: parameter}, **extra, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    @classmethod
+    def infer_shapes(cls, probs=None, logits=None, temperature=()):
+        shape = tuple(probs if logits is None else logits)
+        split = len(shape) - cls.event_rank
+        return shape[:split], shape[split:]
+
+    def __repr__(self) -> str:
+        temperature = f", temperature={self.temperature}" if self.uses_temperature else ""
+        return (
+            f"{type(self).__name__}(batch_shape={self.batch_shape}, "
+            f"event_shape={self.event_shape}{temperature})"
+        )
