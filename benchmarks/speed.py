@@ -3,9 +3,10 @@
 Each method draws a one-hot sample from ``logits`` of shape ``(rows, categories)`` and
 backpropagates a fixed upstream gradient to the logits. The floor is a plain softmax forward and
 backward of the same size. Times are medians of interleaved rounds (see ``timing.py``); ratios are
-between methods of the same run.
+between methods of the same run. JAX methods are jit-compiled and return the sample with the
+gradient (XLA would otherwise drop a draw that the gradient does not need).
 
-    python benchmarks/speed.py                      # full grid on the CPU
+    python benchmarks/speed.py                      # full grid, torch and JAX, on the CPU
     python benchmarks/speed.py --quick              # the headline size only
     python benchmarks/speed.py --device cuda        # the same tables on a GPU
 """
@@ -17,6 +18,7 @@ import json
 import platform
 from pathlib import Path
 
+import jax
 import reinmax as reference_package
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+import numpyro_reinmax
 import pyro_reinmax
 from timing import interleaved_medians
 
@@ -31,29 +34,15 @@ HEADLINE = (8192, 64)
 GRID_ROWS = [1, 64, 1024, 8192, 65536]
 GRID_CATEGORIES = [2, 64, 1024, 32768]
 MAX_ELEMENTS = 2**23
-FLOOR = "softmax floor"
-OURS = "reinmax"
-RATIOS = {  # column title: (numerator, denominator)
-    "reference / ours": ("reference 0.1.0", OURS),
-    "rsample / op": ("ReinMax rsample", OURS),
-    "ours / floor": (OURS, FLOOR),
-}
-LEGEND = {
-    FLOOR: "softmax(logits) forward + backward: the floor",
-    OURS: "pyro_reinmax.reinmax(logits, 1.3)",
-    "ReinMax rsample": "ReinMaxOneHotCategorical(logits=logits, temperature=1.3).rsample()",
-    "reference 0.1.0": "reinmax.reinmax(logits, 1.3) from the reference package",
-    "ST": "pyro_reinmax.straight_through(logits, 1.3)",
-    "ST-Gumbel": "pyro_reinmax.gumbel_straight_through(logits, 1.3)",
-    "F.gumbel_softmax": "torch.nn.functional.gumbel_softmax(logits, 1.3, hard=True)",
-}
+TEMPERATURE = 1.3
 
 
-def torch_methods(rows: int, categories: int, dtype: torch.dtype, device: str) -> dict:
+def torch_methods(rows: int, categories: int, dtype: str, device: str) -> dict:
     generator = torch.Generator(device=device).manual_seed(0)
-    logits = torch.randn(rows, categories, dtype=dtype, device=device, generator=generator)
+    shape, torch_dtype = (rows, categories), getattr(torch, dtype)
+    logits = torch.randn(shape, dtype=torch_dtype, device=device, generator=generator)
     logits.requires_grad_()
-    upstream = torch.randn(rows, categories, dtype=dtype, device=device, generator=generator)
+    upstream = torch.randn(shape, dtype=torch_dtype, device=device, generator=generator)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def run(draw):
@@ -64,83 +53,183 @@ def torch_methods(rows: int, categories: int, dtype: torch.dtype, device: str) -
 
         return step
 
+    def distribution_rsample():
+        return pyro_reinmax.ReinMaxOneHotCategorical(
+            logits=logits, temperature=TEMPERATURE
+        ).rsample()
+
     return {
-        FLOOR: run(lambda: logits.softmax(-1)),
-        OURS: run(lambda: pyro_reinmax.reinmax(logits, 1.3)[0]),
-        "ReinMax rsample": run(
-            lambda: pyro_reinmax.ReinMaxOneHotCategorical(logits=logits, temperature=1.3).rsample()
-        ),
-        "reference 0.1.0": run(lambda: reference_package.reinmax(logits, 1.3)[0]),
-        "ST": run(lambda: pyro_reinmax.straight_through(logits, 1.3)[0]),
-        "ST-Gumbel": run(lambda: pyro_reinmax.gumbel_straight_through(logits, 1.3)[0]),
-        "F.gumbel_softmax": run(lambda: F.gumbel_softmax(logits, 1.3, hard=True)),
+        "softmax floor": run(lambda: logits.softmax(-1)),
+        "reinmax": run(lambda: pyro_reinmax.reinmax(logits, TEMPERATURE)[0]),
+        "ReinMax rsample": run(distribution_rsample),
+        "reference 0.1.0": run(lambda: reference_package.reinmax(logits, TEMPERATURE)[0]),
+        "ST": run(lambda: pyro_reinmax.straight_through(logits, TEMPERATURE)[0]),
+        "ST-Gumbel": run(lambda: pyro_reinmax.gumbel_straight_through(logits, TEMPERATURE)[0]),
+        "F.gumbel_softmax": run(lambda: F.gumbel_softmax(logits, TEMPERATURE, hard=True)),
     }
+
+
+def _hand_written_straight_through(key, logits):
+    """What a JAX user writes today: a Gumbel-max draw, then sample + p - stop_gradient(p)."""
+    probs = jax.nn.softmax(logits, -1)
+    sample = jax.nn.one_hot(
+        jax.random.categorical(key, logits), logits.shape[-1], dtype=logits.dtype
+    )
+    return sample + probs - jax.lax.stop_gradient(probs)
+
+
+def jax_methods(rows: int, categories: int, dtype: str, device: str) -> dict:
+    jax_device = jax.devices("gpu" if device.startswith("cuda") else "cpu")[0]
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    shape = (rows, categories)
+    logits = jax.device_put(jax.random.normal(keys[0], shape, dtype), jax_device)
+    upstream = jax.device_put(jax.random.normal(keys[1], shape, dtype), jax_device)
+
+    def run(draw):
+        @jax.jit
+        def step(key, logits):
+            return jax.value_and_grad(lambda x: (draw(key, x) * upstream).sum())(logits), draw(
+                key, logits
+            )
+
+        return lambda: jax.block_until_ready(step(keys[2], logits))
+
+    def distribution_sample(key, x):
+        return numpyro_reinmax.ReinMaxOneHotCategorical(logits=x, temperature=TEMPERATURE).sample(
+            key
+        )
+
+    return {
+        "softmax floor": run(lambda key, x: jax.nn.softmax(x, -1)),
+        "reinmax": run(lambda key, x: numpyro_reinmax.reinmax(key, x, TEMPERATURE)[0]),
+        "ReinMax sample": run(distribution_sample),
+        "ST (hand-written)": run(_hand_written_straight_through),
+        "ST": run(lambda key, x: numpyro_reinmax.straight_through(key, x, TEMPERATURE)[0]),
+        "ST-Gumbel": run(
+            lambda key, x: numpyro_reinmax.gumbel_straight_through(key, x, TEMPERATURE)[0]
+        ),
+    }
+
+
+BACKENDS = {
+    "torch": {
+        "methods": torch_methods,
+        "ratios": {  # column title: (numerator, denominator)
+            "reference / ours": ("reference 0.1.0", "reinmax"),
+            "rsample / op": ("ReinMax rsample", "reinmax"),
+            "ours / floor": ("reinmax", "softmax floor"),
+        },
+        "legend": {
+            "softmax floor": "softmax(logits) forward + backward: the floor",
+            "reinmax": "pyro_reinmax.reinmax(logits, 1.3)",
+            "ReinMax rsample": "ReinMaxOneHotCategorical(logits=logits, temperature=1.3).rsample()",
+            "reference 0.1.0": "reinmax.reinmax(logits, 1.3) from the reference package",
+            "ST": "pyro_reinmax.straight_through(logits, 1.3)",
+            "ST-Gumbel": "pyro_reinmax.gumbel_straight_through(logits, 1.3)",
+            "F.gumbel_softmax": "torch.nn.functional.gumbel_softmax(logits, 1.3, hard=True)",
+        },
+    },
+    "jax": {
+        "methods": jax_methods,
+        "ratios": {
+            "ours / hand-written ST": ("reinmax", "ST (hand-written)"),
+            "sample / op": ("ReinMax sample", "reinmax"),
+            "ours / floor": ("reinmax", "softmax floor"),
+        },
+        "legend": {
+            "softmax floor": "jax.nn.softmax forward + backward (jit): the floor",
+            "reinmax": "numpyro_reinmax.reinmax(key, logits, 1.3) (jit)",
+            "ReinMax sample": "ReinMaxOneHotCategorical(logits, temperature=1.3).sample(key)",
+            "ST (hand-written)": "one_hot(jax.random.categorical) + p - stop_gradient(p) (jit)",
+            "ST": "numpyro_reinmax.straight_through(key, logits, 1.3) (jit)",
+            "ST-Gumbel": "numpyro_reinmax.gumbel_straight_through(key, logits, 1.3) (jit)",
+        },
+    },
+}
 
 
 def sizes(quick: bool) -> list[tuple[int, int]]:
     if quick:
         return [HEADLINE]
-    grid = [(r, k) for r in GRID_ROWS for k in GRID_CATEGORIES if r * k <= MAX_ELEMENTS]
-    return grid if HEADLINE in grid else [*grid, HEADLINE]
+    return [(r, k) for r in GRID_ROWS for k in GRID_CATEGORIES if r * k <= MAX_ELEMENTS]
 
 
 def measure(args) -> list[dict]:
     records = []
-    jobs = [(rows, k, dtype) for dtype in args.dtypes for rows, k in sizes(args.quick)]
-    for rows, k, dtype_name in track(jobs, description="timing"):
-        dtype = getattr(torch, dtype_name)
-        timings = interleaved_medians(torch_methods(rows, k, dtype, args.device), args.rounds)
-        for method, timing in timings.items():
+    jobs = [
+        (backend, rows, k, dtype)
+        for backend in args.backends
+        for dtype in args.dtypes
+        for rows, k in sizes(args.quick)
+    ]
+    for backend, rows, k, dtype in track(jobs, description="timing"):
+        methods = BACKENDS[backend]["methods"](rows, k, dtype, args.device)
+        for method, timing in interleaved_medians(methods, args.rounds).items():
             records.append(
-                {"rows": rows, "categories": k, "dtype": dtype_name, "method": method, **timing}
+                {
+                    "backend": backend,
+                    "rows": rows,
+                    "categories": k,
+                    "dtype": dtype,
+                    "method": method,
+                    **timing,
+                }
             )
     return records
 
 
-def speed_table(records: list[dict], title: str) -> Table:
+def speed_table(records: list[dict], backend: str, device: str) -> Table:
     """One row per dtype and size: every method's median in ms, then the headline ratios."""
+    ratios = BACKENDS[backend]["ratios"]
+    records = [r for r in records if r["backend"] == backend]
     methods = list(dict.fromkeys(r["method"] for r in records))
-    table = Table(title=title)
-    for column in ["dtype", "rows x K", *methods, *RATIOS]:
+    table = Table(title=f"{backend} on {device}: sample + backward, median ms per call")
+    for column in ["dtype", "rows x K", *methods, *ratios]:
         table.add_column(column, justify="right")
     times: dict[tuple, dict[str, float]] = {}
     for r in records:
         times.setdefault((r["dtype"], r["rows"], r["categories"]), {})[r["method"]] = r["median_s"]
     for (dtype, rows, k), by_method in times.items():
-        ratios = [f"{by_method[a] / by_method[b]:.2f}" for a, b in RATIOS.values()]
-        milliseconds = [f"{by_method[m] * 1e3:.3g}" for m in methods]
-        table.add_row(dtype, f"{rows} x {k}", *milliseconds, *ratios)
+        cells = [f"{by_method[m] * 1e3:.3g}" for m in methods]
+        cells += [f"{by_method[a] / by_method[b]:.2f}" for a, b in ratios.values()]
+        table.add_row(dtype, f"{rows} x {k}", *cells)
     return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--backends", default="torch,jax", type=lambda s: s.split(","))
     parser.add_argument("--dtypes", default="float32,float64", type=lambda s: s.split(","))
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="only the headline size")
     parser.add_argument("--out", type=Path, default=None, help="results JSON path")
     args = parser.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if "float64" in args.dtypes:
+        jax.config.update("jax_enable_x64", True)
+    if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit(
             "--device cuda: no CUDA device is available; the GPU rows were not measured."
         )
 
     records = measure(args)
-    console = Console(width=200)
-    console.print(speed_table(records, f"Sample + backward on {args.device}, median ms per call"))
-    for name, meaning in LEGEND.items():
-        console.print(f"  {name:>16}: {meaning}")
+    console = Console(width=220)
+    for backend in args.backends:
+        console.print(speed_table(records, backend, args.device))
+        for name, meaning in BACKENDS[backend]["legend"].items():
+            console.print(f"  {name:>18}: {meaning}")
     out = args.out or Path(__file__).parent / "results" / f"speed-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "device": args.device,
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "jax": jax.__version__,
+        "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "rounds": args.rounds,
     }
-    out.write_text(json.dumps({"meta": meta, "legend": LEGEND, "records": records}, indent=1))
+    legend = {backend: BACKENDS[backend]["legend"] for backend in args.backends}
+    out.write_text(json.dumps({"meta": meta, "legend": legend, "records": records}, indent=1))
     console.print(f"wrote {out}")
 
 

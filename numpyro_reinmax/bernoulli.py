@@ -71,14 +71,6 @@ class _BernoulliReparameterized(ProbsOrLogits):
             values = jnp.broadcast_to(values, (2,) + self.batch_shape)
         return values
 
-    @property
-    def mean(self):
-        return self.probs
-
-    @property
-    def variance(self):
-        return self.probs * (1 - self.probs)
-
     def entropy(self):
         pair = bernoulli_log_probs(self)
         return -select(jnp.exp(pair), pair)

@@ -96,14 +96,6 @@ class OneHotCategorical(CategoricalParameters):
             values = jnp.broadcast_to(values, (k,) + self.batch_shape + (k,))
         return values
 
-    @property
-    def mean(self):
-        return self.probs
-
-    @property
-    def variance(self):
-        return self.probs * (1 - self.probs)
-
     def entropy(self):
         return -select(self.probs, jax.nn.log_softmax(self.logits, -1))
 

@@ -65,3 +65,7 @@ class RelaxedOneHotCategorical(CategoricalParameters):
     @property
     def mean(self):
         raise NotImplementedError("The mean of the Concrete distribution has no closed form.")
+
+    @property
+    def variance(self):
+        raise NotImplementedError("The variance of the Concrete distribution has no closed form.")

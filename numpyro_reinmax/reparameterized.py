@@ -75,6 +75,15 @@ class ProbsOrLogits(Distribution):
     def has_rsample(self) -> bool:
         return self.rule_name is not None
 
+    @property
+    def mean(self):
+        """The probabilities: the mean of a one-hot or 0/1 variable."""
+        return self.probs
+
+    @property
+    def variance(self):
+        return self.probs * (1 - self.probs)
+
     def _one_hot_logits(self):
         """Log-probabilities, up to a shift per row, of the equivalent one-hot categorical."""
         raise NotImplementedError

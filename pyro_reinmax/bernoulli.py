@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .estimators import GumbelStraightThroughFunction, ReinMaxFunction, StraightThroughFunction
 from .masking import safe_log, select
 from .reparameterized import Reparameterized
 
@@ -72,7 +71,7 @@ class ReinMaxBernoulli(_BernoulliReparameterized):
         validate_args: as for every torch distribution.
     """
 
-    estimator = ReinMaxFunction
+    rule_name = "reinmax"
 
 
 class StraightThroughBernoulli(_BernoulliReparameterized):
@@ -80,11 +79,11 @@ class StraightThroughBernoulli(_BernoulliReparameterized):
     :math:`\partial L/\partial \ell = \sigma'(\ell/\tau)\, g / \tau`.
     Arguments as :class:`ReinMaxBernoulli`."""
 
-    estimator = StraightThroughFunction
+    rule_name = "straight_through"
 
 
 class GumbelStraightThroughBernoulli(_BernoulliReparameterized):
     r"""Bernoulli with straight-through Gumbel-softmax gradients (the two-category rule).
     Arguments as :class:`ReinMaxBernoulli`."""
 
-    estimator = GumbelStraightThroughFunction
+    rule_name = "gumbel_straight_through"

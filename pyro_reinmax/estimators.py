@@ -24,14 +24,34 @@ and receive a zero (finite) gradient. The temperature receives no gradient.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx
 
 from .sampling import draw_index, one_hot_at
 from .validation import check_logits, check_temperature, validation_enabled
 
 __all__ = ["gumbel_straight_through", "reinmax", "straight_through"]
+
+
+class Rule(NamedTuple):
+    """An estimator's backward: anchor weights ``(w_y, w_D)``, whether the draw is Gumbel-max, and
+    the scales ``c = anchor_scale / tau ** inverse_temperature_power`` and ``b = probs_scale``."""
+
+    tempered_weight: float
+    sample_weight: float
+    anchor_scale: float
+    inverse_temperature_power: int
+    probs_scale: float
+    gumbel: bool
+
+
+RULES = {
+    "reinmax": Rule(0.5, 0.5, 2.0, 0, -0.5, False),
+    "straight_through": Rule(1.0, 0.0, 1.0, 1, 0.0, False),
+    "gumbel_straight_through": Rule(1.0, 0.0, 1.0, 1, 0.0, True),
+}
 
 
 def softmax_vjp(p: Tensor, v: Tensor) -> Tensor:
@@ -41,7 +61,7 @@ def softmax_vjp(p: Tensor, v: Tensor) -> Tensor:
 
 
 class OneHotEstimatorFunction(torch.autograd.Function):
-    r"""Shared backward :math:`c J(a) g + J(\pi_0)(h + b g)`; subclasses implement ``forward``.
+    r"""The draw and the shared backward :math:`c J(a) g + J(\pi_0)(h + b g)` of every rule.
 
     The anchor is :math:`a = w_y y + w_D D` with
     :math:`y = \operatorname{softmax}((\theta + G)/\tau)` (Gumbel noise :math:`G` only for
@@ -51,27 +71,31 @@ class OneHotEstimatorFunction(torch.autograd.Function):
     Under ``create_graph=True`` the same quantity is computed with differentiable operations, so a
     second derivative is the derivative of the estimated gradient at the fixed draw.
 
-    ``apply(logits, temperature, validate)``: ``temperature`` a checked float, ``validate`` whether
-    to raise on NaN probabilities (the distributions validate their parameters at construction).
+    ``apply(logits, temperature, rule_name, validate)``: ``temperature`` a checked float,
+    ``validate`` whether to raise on NaN probabilities (the distributions validate their parameters
+    at construction).
     """
 
     @staticmethod
-    def _save(
-        ctx: FunctionCtx,
-        logits: Tensor,
-        noise: Tensor | None,
-        index: Tensor,
-        probs: Tensor,
-        temperature: float,
-        weights: tuple[float, float],
-        scales: tuple[float, float],
-    ) -> None:
+    def forward(ctx, logits: Tensor, temperature: float, rule_name: str, validate: bool):
+        rule = RULES[rule_name]
+        probs = logits.softmax(-1)
+        if rule.gumbel:
+            if validate:
+                check_logits(logits)
+            exponential = torch.empty_like(logits, memory_format=torch.contiguous_format)
+            tiny = torch.finfo(logits.dtype).tiny
+            noise = exponential.exponential_().clamp_(min=tiny).log_().neg_()
+            index = (logits + noise).argmax(-1, keepdim=True)
+        else:
+            noise = None
+            index = draw_index(probs, validate)
         ctx.set_materialize_grads(False)
         need_logits = noise is not None or temperature != 1.0
         ctx.save_for_backward(logits if need_logits else None, noise, index, probs)
         ctx.temperature = temperature
-        ctx.tempered_weight, ctx.sample_weight = weights
-        ctx.anchor_scale, ctx.probs_scale = scales
+        ctx.rule = rule
+        return one_hot_at(index, probs), probs
 
     @staticmethod
     def _tempered(ctx) -> Tensor:
@@ -82,18 +106,22 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         return (shifted / ctx.temperature).softmax(-1)
 
     @staticmethod
+    def _anchor_scale(ctx) -> float:
+        return ctx.rule.anchor_scale / ctx.temperature**ctx.rule.inverse_temperature_power
+
+    @staticmethod
     def backward(ctx, grad_sample: Tensor | None, grad_probs: Tensor | None):
         if torch.is_grad_enabled():
             grad = OneHotEstimatorFunction._differentiable_backward(ctx, grad_sample, grad_probs)
         else:
             grad = OneHotEstimatorFunction._fused_backward(ctx, grad_sample, grad_probs)
-        return grad, None, None
+        return grad, None, None, None
 
     @staticmethod
     def _fused_backward(ctx, g: Tensor | None, h: Tensor | None) -> Tensor | None:
         _, _, index, probs = ctx.saved_tensors
-        c, b = ctx.anchor_scale, ctx.probs_scale
-        w_y, w_d = ctx.tempered_weight, ctx.sample_weight
+        c, b = OneHotEstimatorFunction._anchor_scale(ctx), ctx.rule.probs_scale
+        w_y, w_d = ctx.rule.tempered_weight, ctx.rule.sample_weight
         if g is None:
             return None if h is None else softmax_vjp(probs, h)
         y = OneHotEstimatorFunction._tempered(ctx)
@@ -120,64 +148,32 @@ class OneHotEstimatorFunction(torch.autograd.Function):
     @staticmethod
     def _differentiable_backward(ctx, g: Tensor | None, h: Tensor | None) -> Tensor | None:
         _, _, index, probs = ctx.saved_tensors
+        rule = ctx.rule
         grad = None
         w = h
         if g is not None:
-            anchor = OneHotEstimatorFunction._tempered(ctx) * ctx.tempered_weight
-            if ctx.sample_weight:
-                sample = one_hot_at(index, probs)
-                anchor = anchor + sample * ctx.sample_weight
-            grad = softmax_vjp(anchor, g) * ctx.anchor_scale
-            if ctx.probs_scale:
-                w = g * ctx.probs_scale if h is None else h + g * ctx.probs_scale
+            anchor = OneHotEstimatorFunction._tempered(ctx) * rule.tempered_weight
+            if rule.sample_weight:
+                anchor = anchor + one_hot_at(index, probs) * rule.sample_weight
+            grad = softmax_vjp(anchor, g) * OneHotEstimatorFunction._anchor_scale(ctx)
+            if rule.probs_scale:
+                w = g * rule.probs_scale if h is None else h + g * rule.probs_scale
         if w is not None:
             through = softmax_vjp(probs, w)
             grad = through if grad is None else grad + through
         return grad
 
 
-class ReinMaxFunction(OneHotEstimatorFunction):
-    """ReinMax: anchor (softmax(logits / tau) + D) / 2, scales (2, -1/2)."""
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, temperature: float, validate: bool):
-        probs = logits.softmax(-1)
-        index = draw_index(probs, validate)
-        OneHotEstimatorFunction._save(
-            ctx, logits, None, index, probs, temperature, (0.5, 0.5), (2.0, -0.5)
-        )
-        return one_hot_at(index, probs), probs
+def estimate(
+    rule_name: str, logits: Tensor, temperature: float, validate: bool = False
+) -> tuple[Tensor, Tensor]:
+    """``(sample, probs)`` with the backward of ``RULES[rule_name]``; ``temperature`` must already
+    be checked."""
+    return OneHotEstimatorFunction.apply(logits, temperature, rule_name, validate)
 
 
-class StraightThroughFunction(OneHotEstimatorFunction):
-    """Straight-through: anchor softmax(logits / tau), scales (1 / tau, 0)."""
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, temperature: float, validate: bool):
-        probs = logits.softmax(-1)
-        index = draw_index(probs, validate)
-        OneHotEstimatorFunction._save(
-            ctx, logits, None, index, probs, temperature, (1.0, 0.0), (1.0 / temperature, 0.0)
-        )
-        return one_hot_at(index, probs), probs
-
-
-class GumbelStraightThroughFunction(OneHotEstimatorFunction):
-    """ST Gumbel-softmax: sample onehot(argmax(logits + G)), anchor softmax((logits + G) / tau),
-    scales (1 / tau, 0)."""
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, temperature: float, validate: bool):
-        if validate:
-            check_logits(logits)
-        probs = logits.softmax(-1)
-        exponential = torch.empty_like(logits, memory_format=torch.contiguous_format)
-        noise = exponential.exponential_().clamp_(min=torch.finfo(logits.dtype).tiny).log_().neg_()
-        index = (logits + noise).argmax(-1, keepdim=True)
-        OneHotEstimatorFunction._save(
-            ctx, logits, noise, index, probs, temperature, (1.0, 0.0), (1.0 / temperature, 0.0)
-        )
-        return one_hot_at(index, probs), probs
+def _estimator(rule_name: str, logits: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    return estimate(rule_name, logits, check_temperature(temperature), validation_enabled())
 
 
 def reinmax(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -197,7 +193,7 @@ def reinmax(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
     A drop-in for ``reinmax.reinmax(logits, tau)`` and ``F.gumbel_softmax(logits, hard=True)``.
     Logits are checked for NaN/+inf when torch distribution validation is on (the default).
     """
-    return ReinMaxFunction.apply(logits, check_temperature(temperature), validation_enabled())
+    return _estimator("reinmax", logits, temperature)
 
 
 def straight_through(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -205,9 +201,7 @@ def straight_through(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, 
     :math:`J(\operatorname{softmax}(\theta/\tau))\, g / \tau + J(\pi_0) h`, the gradient of
     ``sample + s - s.detach()`` with ``s = softmax(logits / temperature)``.
     Arguments and returns as :func:`reinmax`."""
-    return StraightThroughFunction.apply(
-        logits, check_temperature(temperature), validation_enabled()
-    )
+    return _estimator("straight_through", logits, temperature)
 
 
 def gumbel_straight_through(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
@@ -215,6 +209,4 @@ def gumbel_straight_through(logits: Tensor, temperature: float = 1.0) -> tuple[T
     ``G`` (an exact categorical draw) and backward :math:`J(y)\, g / \tau + J(\pi_0) h` with
     :math:`y = \operatorname{softmax}((\theta + G)/\tau)`, as ``F.gumbel_softmax(hard=True)``.
     Arguments and returns as :func:`reinmax`."""
-    return GumbelStraightThroughFunction.apply(
-        logits, check_temperature(temperature), validation_enabled()
-    )
+    return _estimator("gumbel_straight_through", logits, temperature)

@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 from torch.distributions.utils import lazy_property
 
-from .estimators import GumbelStraightThroughFunction, ReinMaxFunction, StraightThroughFunction
 from .masking import safe_log, select
 from .reparameterized import Reparameterized
 from .sampling import draw_one_hot
@@ -127,7 +126,7 @@ class ReinMaxOneHotCategorical(_OneHotReparameterized):
         validate_args: as for every torch distribution.
     """
 
-    estimator = ReinMaxFunction
+    rule_name = "reinmax"
 
 
 class StraightThroughOneHotCategorical(_OneHotReparameterized):
@@ -135,7 +134,7 @@ class StraightThroughOneHotCategorical(_OneHotReparameterized):
     :math:`\nabla_\theta = J(\operatorname{softmax}(\theta/\tau))\, g / \tau`.
     Arguments as :class:`ReinMaxOneHotCategorical`."""
 
-    estimator = StraightThroughFunction
+    rule_name = "straight_through"
 
 
 class GumbelStraightThroughOneHotCategorical(_OneHotReparameterized):
@@ -145,4 +144,4 @@ class GumbelStraightThroughOneHotCategorical(_OneHotReparameterized):
     :math:`y = \operatorname{softmax}((\theta + G)/\tau)`. Arguments as
     :class:`ReinMaxOneHotCategorical`."""
 
-    estimator = GumbelStraightThroughFunction
+    rule_name = "gumbel_straight_through"

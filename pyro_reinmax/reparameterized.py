@@ -1,10 +1,10 @@
 """The small base that every reparameterized distribution of this package shares.
 
-A subclass names its estimator (an :class:`~pyro_reinmax.estimators.OneHotEstimatorFunction`) and
-says how to view itself as a one-hot categorical (``_one_hot_logits``) and how to read its value
-back from a one-hot draw (``_from_one_hot``). Everything else is common: the temperature, exact
-``rsample`` with the estimator's backward, ``expand`` that keeps the class and the temperature, and
-``score_parts`` that stays correct under guide-side enumeration.
+A subclass names its estimator rule (a key of :data:`~pyro_reinmax.estimators.RULES`) and says how
+to view itself as a one-hot categorical (``_one_hot_logits``) and how to read its value back from a
+one-hot draw (``_from_one_hot``). Everything else is common: the temperature, exact ``rsample``
+with the rule's backward, ``expand`` that keeps the class and the temperature, and ``score_parts``
+that stays correct under guide-side enumeration.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from pyro.distributions.score_parts import ScoreParts
 from torch import Tensor
 
-from .estimators import OneHotEstimatorFunction
+from .estimators import estimate
 from .validation import check_temperature
 
 _DRAWN = "_pyro_reinmax_rsample"  # marks the tensors that ``rsample`` returns
@@ -25,7 +25,7 @@ class Reparameterized:
     """Mixin placed before a Pyro distribution class: ``class X(Reparameterized, Base)``."""
 
     has_rsample = True
-    estimator: ClassVar[type[OneHotEstimatorFunction]]
+    rule_name: ClassVar[str]
     temperature: float
 
     def __init__(
@@ -54,7 +54,7 @@ class Reparameterized:
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         logits = self._one_hot_logits()
         logits = logits.expand(torch.Size(sample_shape) + logits.shape)
-        sample, _ = self.estimator.apply(logits, self.temperature, False)
+        sample, _ = estimate(self.rule_name, logits, self.temperature)
         value = self._from_one_hot(sample)
         setattr(value, _DRAWN, True)
         return value
