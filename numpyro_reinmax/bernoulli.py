@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.distributions import constraints
 
 from .masking import safe_log, select
@@ -39,8 +40,9 @@ class _BernoulliReparameterized(ProbsOrLogits):
     def _check(self, parameter) -> None:
         if not concrete(parameter):
             return
+        parameter = np.asarray(parameter)  # numpy: jax operations would be staged under tracing
         if self._from_logits:
-            if jnp.isnan(parameter).any():
+            if np.isnan(parameter).any():
                 raise ValueError("logits contain NaN; they must be real (+-inf allowed).")
         elif not ((parameter >= 0) & (parameter <= 1)).all():
             raise ValueError("probs must lie in [0, 1].")

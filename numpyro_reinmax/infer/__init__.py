@@ -1,5 +1,9 @@
-"""Inference helpers for guides with reparameterized discrete sites (NumPyro)."""
+"""Inference helpers for discrete sites (NumPyro): ELBOs that accept reparameterized discrete
+guide sites, the ``AutoReinMax`` autoguide, and the ``ReinMaxReparam`` reparameterizer with its
+``ReinMaxStrategy`` config function."""
 
+from .autoguide import AutoReinMax
 from .elbo import Trace_ELBO, TraceMeanField_ELBO
+from .reparam import ReinMaxReparam, ReinMaxStrategy
 
-__all__ = ["TraceMeanField_ELBO", "Trace_ELBO"]
+__all__ = ["AutoReinMax", "ReinMaxReparam", "ReinMaxStrategy", "TraceMeanField_ELBO", "Trace_ELBO"]

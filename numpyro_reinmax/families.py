@@ -1,0 +1,85 @@
+"""The reparameterized counterpart of a one-hot categorical or Bernoulli distribution, by estimator
+(NumPyro).
+
+``ESTIMATORS`` names the estimator rules (``"reinmax"``, ``"straight_through"``,
+``"gumbel_straight_through"``); :func:`reparameterized` rebuilds a model's distribution as the
+chosen estimator's class on the same parameters, through ``Independent``, ``Masked`` and
+``Expanded`` wrappers, so gradients reach the model's own parameters.
+"""
+
+from __future__ import annotations
+
+from numpyro.distributions import (
+    BernoulliLogits,
+    BernoulliProbs,
+    ExpandedDistribution,
+    Independent,
+    MaskedDistribution,
+    constraints,
+)
+
+from .bernoulli import (
+    GumbelStraightThroughBernoulli,
+    ReinMaxBernoulli,
+    StraightThroughBernoulli,
+    _BernoulliReparameterized,
+)
+from .constraints import one_hot
+from .one_hot import (
+    GumbelStraightThroughOneHotCategorical,
+    OneHotCategorical,
+    ReinMaxOneHotCategorical,
+    StraightThroughOneHotCategorical,
+)
+
+ESTIMATORS = {
+    "reinmax": (ReinMaxOneHotCategorical, ReinMaxBernoulli),
+    "straight_through": (StraightThroughOneHotCategorical, StraightThroughBernoulli),
+    "gumbel_straight_through": (
+        GumbelStraightThroughOneHotCategorical,
+        GumbelStraightThroughBernoulli,
+    ),
+}
+
+
+def check_estimator(estimator: str) -> str:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {estimator!r}.")
+    return estimator
+
+
+def support_kind(support) -> str | None:
+    """``"one_hot"``, ``"bernoulli"`` or None for a (possibly ``independent``) support."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if support is one_hot:
+        return "one_hot"
+    if support is constraints.boolean:
+        return "bernoulli"
+    return None
+
+
+def reparameterized(fn, estimator: str = "reinmax", temperature: float = 1.0):
+    """``fn`` (a one-hot categorical or Bernoulli, possibly wrapped) as the estimator's class."""
+    check_estimator(estimator)
+    if isinstance(fn, Independent):
+        inner = reparameterized(fn.base_dist, estimator, temperature)
+        return inner.to_event(fn.reinterpreted_batch_ndims)
+    if isinstance(fn, MaskedDistribution):
+        return reparameterized(fn.base_dist, estimator, temperature).mask(fn._mask)
+    if isinstance(fn, ExpandedDistribution):
+        return reparameterized(fn.base_dist, estimator, temperature).expand(fn.batch_shape)
+    one_hot_class, bernoulli_class = ESTIMATORS[estimator]
+    if isinstance(fn, OneHotCategorical | _BernoulliReparameterized):
+        cls = one_hot_class if isinstance(fn, OneHotCategorical) else bernoulli_class
+        parameter = {"logits": fn.logits} if fn._from_logits else {"probs": fn.probs}
+        return cls(**parameter, temperature=temperature)
+    if isinstance(fn, BernoulliLogits):
+        return bernoulli_class(logits=fn.logits, temperature=temperature)
+    if isinstance(fn, BernoulliProbs):
+        return bernoulli_class(probs=fn.probs, temperature=temperature)
+    raise ValueError(
+        f"{type(fn).__name__} has no reparameterized counterpart: only one-hot categorical and "
+        "Bernoulli sites do. Write a Categorical site as numpyro_reinmax.OneHotCategorical "
+        "(z.argmax(-1) recovers the index)."
+    )

@@ -1,0 +1,194 @@
+"""``AutoReinMax``: a one-line guide for models with discrete latent sites (NumPyro).
+
+Every latent site with a one-hot (or boolean) support gets a reparameterized guide site of the same
+shape: ``ReinMaxOneHotCategorical`` (or ``ReinMaxBernoulli``, or a baseline estimator's class)
+with learnable logits, one row per plate element for local sites (subsampled with the plate, as
+``AutoNormal`` does), or logits from an encoder of the model's arguments (amortisation). The
+continuous latent sites go to a companion autoguide (``AutoNormal`` by default). The two parts
+share their plates, so subsampled plates are drawn once per step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import ExitStack
+
+import jax
+import jax.numpy as jnp
+import numpyro
+from numpyro import handlers
+from numpyro.infer.autoguide import AutoGuide, AutoNormal
+
+from ..families import ESTIMATORS, check_estimator, support_kind
+from ..validation import check_temperature
+
+__all__ = ["AutoReinMax"]
+
+Encoders = Callable | dict[str, Callable] | None
+
+
+def _unwrap(fn):
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
+class AutoReinMax(AutoGuide):
+    r"""A guide for every latent site of ``model``: ReinMax sites for the discrete ones, a companion
+    autoguide for the continuous ones.
+
+    Each latent site with a one-hot support gets :math:`q(z) = \operatorname{OneHotCategorical}
+    (\operatorname{softmax}(\phi))` with reparameterized (ReinMax) gradients; a boolean site gets
+    the Bernoulli counterpart. :math:`\phi` is a learnable array of the site's shape (full plate
+    sizes; subsampled with the plate), or ``encoder(*args, **kwargs)`` for amortised sites.
+
+    Args:
+        model: a NumPyro model.
+        estimator: ``"reinmax"`` (default), ``"straight_through"`` or ``"gumbel_straight_through"``.
+        temperature: the estimator's temperature (its backward only).
+        encoders: ``None`` (learn logits per site), one callable for every discrete site, or a dict
+            from site name to callable; a callable maps the model's ``*args, **kwargs`` to the
+            site's logits and registers its own parameters (``numpyro.param``, or
+            ``numpyro.contrib.module.flax_module`` and the like).
+        continuous_guide: builds the guide of the continuous sites from the model with the
+            discrete sites hidden, called as ``continuous_guide(model, prefix=...,
+            create_plates=...)``: an autoguide class, ``AutoNormal`` by default.
+        prefix, create_plates: as for every NumPyro autoguide.
+
+    ``sample_posterior``, ``median`` (modes for discrete sites) and ``quantiles`` (continuous
+    sites only) work as for NumPyro's autoguides; ``Predictive(model, guide=guide, params=...)``
+    too.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        estimator: str = "reinmax",
+        temperature: float = 1.0,
+        encoders: Encoders = None,
+        continuous_guide: Callable = AutoNormal,
+        prefix: str = "auto",
+        create_plates=None,
+    ) -> None:
+        super().__init__(model, prefix=prefix, create_plates=create_plates)
+        self.estimator = check_estimator(estimator)
+        self.temperature = check_temperature(temperature)
+        self._encoders = encoders
+        self._continuous_guide = continuous_guide
+        self._continuous = None
+        self._continuous_first = False
+        self._discrete: dict = {}
+        self._plates: dict = {}
+
+    def _encoder(self, name: str) -> Callable | None:
+        if isinstance(self._encoders, dict):
+            return self._encoders.get(name)
+        return self._encoders
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        # NumPyro's own set-up (initialize_model) refuses discrete sites: trace the model directly.
+        key = numpyro.prng_key()
+        key = jax.random.PRNGKey(0) if key is None else key
+        with handlers.block():
+            self.prototype_trace = handlers.trace(handlers.seed(self.model, key)).get_trace(
+                *args, **kwargs
+            )
+        continuous = []
+        for name, site in self.prototype_trace.items():
+            if site["type"] == "plate":
+                self._prototype_frame_full_sizes[name] = site["args"][0]
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            for frame in site["cond_indep_stack"]:
+                self._prototype_frames[frame.name] = frame
+            if not site["fn"].support.is_discrete:
+                continuous.append(name)
+            elif support_kind(site["fn"].support) is None:
+                kind = type(_unwrap(site["fn"])).__name__
+                raise ValueError(
+                    f"site {name!r} is discrete with support {site['fn'].support} ({kind}): "
+                    "AutoReinMax covers one-hot and Bernoulli sites. Write a Categorical site as "
+                    "numpyro_reinmax.OneHotCategorical (z.argmax(-1) recovers the index), or sum "
+                    "it out with TraceEnum_ELBO and hide it from the guide with handlers.block."
+                )
+            else:
+                self._discrete[name] = site
+        if continuous:
+            blocked = handlers.block(self.model, hide=list(self._discrete))
+            self._continuous = self._continuous_guide(
+                blocked,
+                prefix=self.prefix,
+                create_plates=lambda *a, **k: list(self._plates.values()),
+            )
+            order = list(self.prototype_trace)
+            first_discrete = min((order.index(n) for n in self._discrete), default=math.inf)
+            self._continuous_first = order.index(continuous[0]) < first_discrete
+
+    def _logits(self, name: str, site, *args, **kwargs):
+        encoder = self._encoder(name)
+        if encoder is not None:
+            return encoder(*args, **kwargs)
+        shape = list(jnp.shape(site["value"]))
+        event_dim = site["fn"].event_dim
+        for frame in site["cond_indep_stack"]:
+            shape[frame.dim - event_dim] = self._prototype_frame_full_sizes[frame.name]
+        init = jnp.zeros(shape, jnp.result_type(float))
+        return numpyro.param(f"{self.prefix}_{name}_logits", init, event_dim=event_dim)
+
+    def _site_distribution(self, site, logits):
+        one_hot_class, bernoulli_class = ESTIMATORS[self.estimator]
+        cls = one_hot_class if support_kind(site["fn"].support) == "one_hot" else bernoulli_class
+        fn = cls(logits=logits, temperature=self.temperature)
+        extra_event_dims = site["fn"].event_dim - fn.event_dim
+        return fn.to_event(extra_event_dims) if extra_event_dims else fn
+
+    def __call__(self, *args, **kwargs) -> dict:
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        self._plates = self._create_plates(*args, **kwargs)
+        result = {}
+        if self._continuous is not None and self._continuous_first:
+            result.update(self._continuous(*args, **kwargs))
+        for name, site in self._discrete.items():
+            with ExitStack() as stack:
+                for frame in site["cond_indep_stack"]:
+                    stack.enter_context(self._plates[frame.name])
+                logits = self._logits(name, site, *args, **kwargs)
+                result[name] = numpyro.sample(name, self._site_distribution(site, logits))
+        if self._continuous is not None and not self._continuous_first:
+            result.update(self._continuous(*args, **kwargs))
+        return result
+
+    def sample_posterior(self, rng_key, params, *args, sample_shape=(), **kwargs) -> dict:
+        def draw(key):
+            return handlers.substitute(handlers.seed(self, key), data=params)(*args, **kwargs)
+
+        if not sample_shape:
+            return draw(rng_key)
+        keys = jax.random.split(rng_key, math.prod(sample_shape))
+        samples = jax.vmap(draw)(keys)
+        return jax.tree.map(lambda x: x.reshape(tuple(sample_shape) + x.shape[1:]), samples)
+
+    def median(self, params) -> dict:
+        """Modes of the discrete sites (one-hot of the largest logit; 1 where p > 1/2) and the
+        companion's medians."""
+        medians = {} if self._continuous is None else self._continuous.median(params)
+        for name, site in self._discrete.items():
+            if self._encoder(name) is not None:
+                raise NotImplementedError(
+                    f"site {name!r} is amortised: its mode depends on the model's arguments; use "
+                    "sample_posterior(key, params, *args) instead."
+                )
+            fn = _unwrap(self._site_distribution(site, params[f"{self.prefix}_{name}_logits"]))
+            if support_kind(site["fn"].support) == "one_hot":
+                k = fn.event_shape[-1]
+                medians[name] = jax.nn.one_hot(jnp.argmax(fn.logits, -1), k, dtype=fn.logits.dtype)
+            else:
+                medians[name] = (fn.logits > 0).astype(jnp.result_type(float))
+        return medians
+
+    def quantiles(self, params, quantiles) -> dict:
+        """The companion's quantiles; discrete sites have none."""
+        return {} if self._continuous is None else self._continuous.quantiles(params, quantiles)

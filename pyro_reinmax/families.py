@@ -1,0 +1,80 @@
+"""The reparameterized counterpart of a one-hot categorical or Bernoulli distribution, by estimator.
+
+``ESTIMATORS`` names the estimator rules (``"reinmax"``, ``"straight_through"``,
+``"gumbel_straight_through"``); :func:`reparameterized` rebuilds a model's distribution as the
+chosen estimator's class on the same parameters, through ``Independent``, ``Masked`` and
+``Expanded`` wrappers, so gradients reach the model's own parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import Independent, MaskedDistribution
+from pyro.distributions.torch_distribution import ExpandedDistribution
+from torch.distributions import constraints
+
+from .bernoulli import GumbelStraightThroughBernoulli, ReinMaxBernoulli, StraightThroughBernoulli
+from .one_hot import (
+    GumbelStraightThroughOneHotCategorical,
+    OneHotCategorical,
+    ReinMaxOneHotCategorical,
+    StraightThroughOneHotCategorical,
+)
+
+ESTIMATORS = {
+    "reinmax": (ReinMaxOneHotCategorical, ReinMaxBernoulli),
+    "straight_through": (StraightThroughOneHotCategorical, StraightThroughBernoulli),
+    "gumbel_straight_through": (
+        GumbelStraightThroughOneHotCategorical,
+        GumbelStraightThroughBernoulli,
+    ),
+}
+
+
+def check_estimator(estimator: str) -> str:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {estimator!r}.")
+    return estimator
+
+
+def support_kind(support) -> str | None:
+    """``"one_hot"``, ``"bernoulli"`` or None for a (possibly ``independent``) support."""
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if support is constraints.one_hot or type(support).__name__ == "_OneHot":
+        return "one_hot"
+    if support is constraints.boolean:
+        return "bernoulli"
+    return None
+
+
+def _parameter(fn) -> dict:
+    """The parameter ``fn`` was built with (logits when it had them), to rebuild it exactly."""
+    if isinstance(fn, OneHotCategorical):
+        return {"logits": fn._unnormalized_logits}
+    inner = fn._categorical if isinstance(fn, torch.distributions.OneHotCategorical) else fn
+    if inner._param is inner.__dict__.get("logits"):
+        return {"logits": fn.logits}
+    return {"probs": fn.probs}
+
+
+def reparameterized(fn, estimator: str = "reinmax", temperature: float = 1.0):
+    """``fn`` (a one-hot categorical or Bernoulli, possibly wrapped) as the estimator's class."""
+    check_estimator(estimator)
+    if isinstance(fn, Independent):
+        inner = reparameterized(fn.base_dist, estimator, temperature)
+        return inner.to_event(fn.reinterpreted_batch_ndims)
+    if isinstance(fn, MaskedDistribution):
+        return reparameterized(fn.base_dist, estimator, temperature).mask(fn._mask)
+    if isinstance(fn, ExpandedDistribution):
+        return reparameterized(fn.base_dist, estimator, temperature).expand(fn.batch_shape)
+    one_hot_class, bernoulli_class = ESTIMATORS[estimator]
+    if isinstance(fn, torch.distributions.OneHotCategorical):
+        return one_hot_class(**_parameter(fn), temperature=temperature)
+    if isinstance(fn, torch.distributions.Bernoulli):
+        return bernoulli_class(**_parameter(fn), temperature=temperature)
+    raise ValueError(
+        f"{type(fn).__name__} has no reparameterized counterpart: only one-hot categorical and "
+        "Bernoulli sites do. Write a Categorical site as pyro_reinmax.OneHotCategorical "
+        "(z.argmax(-1) recovers the index)."
+    )

@@ -1,0 +1,203 @@
+"""``AutoReinMax``: a one-line guide for models with discrete latent sites (Pyro).
+
+Every latent site with a one-hot (or boolean) support gets a reparameterized guide site of the same
+shape: ``ReinMaxOneHotCategorical`` (or ``ReinMaxBernoulli``, or a baseline estimator's class)
+with learnable logits, one row per plate element for local sites (subsampled with the plate, as
+``AutoNormal`` does), or logits from an encoder of the model's arguments (amortisation). The
+continuous latent sites go to a companion autoguide (``AutoNormal`` by default). The two parts
+share their plates, so subsampled plates are drawn once per step.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from contextlib import ExitStack
+from operator import attrgetter
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
+from pyro.infer.autoguide.utils import deep_setattr
+from pyro.nn.module import PyroModule, PyroParam
+from pyro.poutine.util import site_is_subsample
+from torch.distributions import constraints
+
+from ..families import ESTIMATORS, check_estimator, support_kind
+from ..one_hot import OneHotCategorical
+from ..validation import check_temperature
+
+__all__ = ["AutoReinMax"]
+
+Encoders = Callable | dict[str, Callable] | None
+
+
+def _unwrap(fn):
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
+def _discrete_latent_sites(trace) -> dict:
+    """The latent sites with a discrete support, checked: one-hot or boolean only."""
+    sites = {}
+    for name, site in trace.iter_stochastic_nodes():
+        fn = site["fn"]
+        if not fn.support.is_discrete:
+            continue
+        if support_kind(fn.support) is None:
+            kind = type(_unwrap(fn)).__name__
+            raise ValueError(
+                f"site {name!r} is discrete with support {fn.support} ({kind}): AutoReinMax "
+                "covers one-hot and Bernoulli sites. Write a Categorical site as "
+                "pyro_reinmax.OneHotCategorical (z.argmax(-1) recovers the index), or sum it out "
+                "with TraceEnum_ELBO and hide it from the guide with poutine.block."
+            )
+        base = _unwrap(fn)
+        if isinstance(base, torch.distributions.OneHotCategorical) and not isinstance(
+            base, OneHotCategorical
+        ):
+            warnings.warn(
+                f"site {name!r} uses torch's OneHotCategorical, whose log_prob takes an argmax: "
+                "under Trace_ELBO the prior's pathwise gradient is lost. Use "
+                "pyro_reinmax.OneHotCategorical, TraceMeanField_ELBO, or "
+                "poutine.reparam(model, config=pyro_reinmax.infer.ReinMaxStrategy()).",
+                stacklevel=4,
+            )
+        sites[name] = site
+    return sites
+
+
+class _DiscreteGuide(AutoGuide):
+    """The discrete part of :class:`AutoReinMax`."""
+
+    def __init__(self, model, *, estimator: str, temperature: float, encoders: Encoders) -> None:
+        super().__init__(model)
+        self.estimator = estimator
+        self.temperature = temperature
+        self._encoders = encoders
+
+    def _encoder(self, name: str) -> Callable | None:
+        if isinstance(self._encoders, dict):
+            return self._encoders.get(name)
+        return self._encoders
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        self._sites = _discrete_latent_sites(self.prototype_trace)
+        self.logits = PyroModule()
+        for name, site in self._sites.items():
+            if self._encoder(name) is not None:
+                continue
+            shape = list(site["value"].shape)
+            event_dim = site["fn"].event_dim
+            for frame in site["cond_indep_stack"]:
+                shape[frame.dim - event_dim] = frame.full_size or frame.size
+            init = torch.zeros(shape, dtype=site["value"].dtype, device=site["value"].device)
+            deep_setattr(self.logits, name, PyroParam(init, constraints.real, event_dim))
+
+    def _site_distribution(self, name: str, site, *args, **kwargs):
+        encoder = self._encoder(name)
+        if encoder is None:
+            logits = attrgetter(name)(self.logits)
+        else:
+            if isinstance(encoder, torch.nn.Module):
+                pyro.module(f"{self._pyro_name}.encoder.{name}", encoder)
+            logits = encoder(*args, **kwargs)
+        one_hot_class, bernoulli_class = ESTIMATORS[self.estimator]
+        kind = support_kind(site["fn"].support)
+        cls = one_hot_class if kind == "one_hot" else bernoulli_class
+        fn = cls(logits=logits, temperature=self.temperature)
+        extra_event_dims = site["fn"].event_dim - fn.event_dim
+        return fn.to_event(extra_event_dims) if extra_event_dims else fn
+
+    def forward(self, *args, **kwargs) -> dict:
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        plates = self._create_plates(*args, **kwargs)
+        result = {}
+        for name, site in self._sites.items():
+            with ExitStack() as stack:
+                for frame in site["cond_indep_stack"]:
+                    if frame.vectorized:
+                        stack.enter_context(plates[frame.name])
+                result[name] = pyro.sample(
+                    name, self._site_distribution(name, site, *args, **kwargs)
+                )
+        return result
+
+    @torch.no_grad()
+    def median(self, *args, **kwargs) -> dict:
+        """The mode of each discrete site (one-hot of the largest logit; 1 where p > 1/2)."""
+        modes = {}
+        for name, site in self._sites.items():
+            modes[name] = _unwrap(self._site_distribution(name, site, *args, **kwargs)).mode
+        return modes
+
+    def quantiles(self, quantiles, *args, **kwargs) -> dict:
+        """Discrete sites have no quantiles: an empty dict (the continuous part reports its own)."""
+        return {}
+
+
+class AutoReinMax(AutoGuideList):
+    r"""A guide for every latent site of ``model``: ReinMax sites for the discrete ones, a companion
+    autoguide for the continuous ones.
+
+    Each latent site with a one-hot support gets :math:`q(z) = \operatorname{OneHotCategorical}
+    (\operatorname{softmax}(\phi))` with reparameterized (ReinMax) gradients; a boolean site gets
+    the Bernoulli counterpart. :math:`\phi` is a learnable tensor of the site's shape (full plate
+    sizes; subsampled with the plate), or ``encoder(*args, **kwargs)`` for amortised sites.
+
+    Args:
+        model: a Pyro model.
+        estimator: ``"reinmax"`` (default), ``"straight_through"`` or ``"gumbel_straight_through"``.
+        temperature: the estimator's temperature (its backward only).
+        encoders: ``None`` (learn logits per site), one callable for every discrete site, or a dict
+            from site name to callable; a callable maps the model's ``*args, **kwargs`` to the
+            site's logits (``torch.nn.Module`` encoders are registered with ``pyro.module``).
+        continuous_guide: builds the guide of the continuous sites from the model with the
+            discrete sites hidden: an autoguide class or factory, ``AutoNormal`` by default.
+        create_plates: as for every Pyro autoguide (for subsampling).
+
+    ``median()`` returns modes for discrete sites and the companion's medians; ``quantiles()``
+    the companion's quantiles (discrete sites have none). ``Predictive(model, guide=guide)`` works.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        estimator: str = "reinmax",
+        temperature: float = 1.0,
+        encoders: Encoders = None,
+        continuous_guide: Callable = AutoNormal,
+        create_plates=None,
+    ) -> None:
+        super().__init__(model, create_plates=create_plates)
+        self._part_options = {
+            "estimator": check_estimator(estimator),
+            "temperature": check_temperature(temperature),
+            "encoders": encoders,
+        }
+        self._continuous_guide = continuous_guide
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        discrete = list(_discrete_latent_sites(self.prototype_trace))
+        continuous = [
+            name
+            for name, site in self.prototype_trace.iter_stochastic_nodes()
+            if name not in discrete and not site_is_subsample(site)
+        ]
+        parts = []
+        if discrete:
+            part = _DiscreteGuide(poutine.block(self.model, expose=discrete), **self._part_options)
+            parts.append((discrete[0], part))
+        if continuous:
+            companion = self._continuous_guide(poutine.block(self.model, hide=discrete))
+            parts.append((continuous[0], companion))
+        # the part whose first site comes first in the model runs first (mean-field checks)
+        order = list(self.prototype_trace.nodes)
+        for _, part in sorted(parts, key=lambda first_and_part: order.index(first_and_part[0])):
+            self.append(part)
