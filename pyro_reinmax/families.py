@@ -1,7 +1,9 @@
 """The reparameterized counterpart of a one-hot categorical or Bernoulli distribution, by estimator.
 
 ``ESTIMATORS`` names the estimator rules (``"reinmax"``, ``"straight_through"``,
-``"gumbel_straight_through"``); :func:`reparameterized` rebuilds a model's distribution as the
+``"gumbel_straight_through"``, and ``"score_function"``: the plain, non-reparameterized classes,
+for REINFORCE with ``TraceGraph_ELBO``); :func:`site_distribution` builds a guide site of a family;
+:func:`reparameterized` rebuilds a model's distribution as the
 chosen estimator's class on the same parameters, through ``Independent``, ``Masked`` and
 ``Expanded`` wrappers, so gradients reach the model's own parameters.
 """
@@ -9,7 +11,7 @@ chosen estimator's class on the same parameters, through ``Independent``, ``Mask
 from __future__ import annotations
 
 import torch
-from pyro.distributions import Independent, MaskedDistribution
+from pyro.distributions import Bernoulli, Independent, MaskedDistribution
 from pyro.distributions.torch_distribution import ExpandedDistribution
 from torch.distributions import constraints
 
@@ -28,13 +30,24 @@ ESTIMATORS = {
         GumbelStraightThroughOneHotCategorical,
         GumbelStraightThroughBernoulli,
     ),
+    "score_function": (OneHotCategorical, Bernoulli),
 }
+REPARAMETERIZED = ("reinmax", "straight_through", "gumbel_straight_through")
 
 
-def check_estimator(estimator: str) -> str:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {estimator!r}.")
+def check_estimator(estimator: str, *, reparameterized_only: bool = False) -> str:
+    allowed = REPARAMETERIZED if reparameterized_only else tuple(ESTIMATORS)
+    if estimator not in allowed:
+        raise ValueError(f"estimator must be one of {sorted(allowed)}, got {estimator!r}.")
     return estimator
+
+
+def site_distribution(kind: str, estimator: str, temperature: float, **parameter):
+    """The ``kind`` (``"one_hot"`` or ``"bernoulli"``) distribution of the estimator's family."""
+    cls = ESTIMATORS[estimator][kind == "bernoulli"]
+    if estimator in REPARAMETERIZED:
+        return cls(**parameter, temperature=temperature)
+    return cls(**parameter)
 
 
 def support_kind(support) -> str | None:
@@ -60,7 +73,7 @@ def _parameter(fn) -> dict:
 
 def reparameterized(fn, estimator: str = "reinmax", temperature: float = 1.0):
     """``fn`` (a one-hot categorical or Bernoulli, possibly wrapped) as the estimator's class."""
-    check_estimator(estimator)
+    check_estimator(estimator, reparameterized_only=True)
     if isinstance(fn, Independent):
         inner = reparameterized(fn.base_dist, estimator, temperature)
         return inner.to_event(fn.reinterpreted_batch_ndims)

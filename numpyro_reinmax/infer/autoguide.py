@@ -20,7 +20,7 @@ import numpyro
 from numpyro import handlers
 from numpyro.infer.autoguide import AutoGuide, AutoNormal
 
-from ..families import ESTIMATORS, check_estimator, support_kind
+from ..families import check_estimator, site_distribution, support_kind
 from ..validation import check_temperature
 
 __all__ = ["AutoReinMax"]
@@ -45,7 +45,9 @@ class AutoReinMax(AutoGuide):
 
     Args:
         model: a NumPyro model.
-        estimator: ``"reinmax"`` (default), ``"straight_through"`` or ``"gumbel_straight_through"``.
+        estimator: ``"reinmax"`` (default), ``"straight_through"``, ``"gumbel_straight_through"``,
+            or ``"score_function"`` (non-reparameterized sites, for REINFORCE with
+            ``TraceGraph_ELBO``).
         temperature: the estimator's temperature (its backward only).
         encoders: ``None`` (learn logits per site), one callable for every discrete site, or a dict
             from site name to callable; a callable maps the model's ``*args, **kwargs`` to the
@@ -138,9 +140,8 @@ class AutoReinMax(AutoGuide):
         return numpyro.param(f"{self.prefix}_{name}_logits", init, event_dim=event_dim)
 
     def _site_distribution(self, site, logits):
-        one_hot_class, bernoulli_class = ESTIMATORS[self.estimator]
-        cls = one_hot_class if support_kind(site["fn"].support) == "one_hot" else bernoulli_class
-        fn = cls(logits=logits, temperature=self.temperature)
+        kind = support_kind(site["fn"].support)
+        fn = site_distribution(kind, self.estimator, self.temperature, logits=logits)
         extra_event_dims = site["fn"].event_dim - fn.event_dim
         return fn.to_event(extra_event_dims) if extra_event_dims else fn
 

@@ -28,7 +28,7 @@ class ReinMaxReparam(Reparam):
 
     def __init__(self, temperature: float = 1.0, estimator: str = "reinmax") -> None:
         self.temperature = check_temperature(temperature)
-        self.estimator = check_estimator(estimator)
+        self.estimator = check_estimator(estimator, reparameterized_only=True)
 
     def __call__(self, name, fn, obs):
         if obs is not None:
@@ -46,7 +46,7 @@ class ReinMaxStrategy:
 
     def __init__(self, temperature: float = 1.0, estimator: str = "reinmax") -> None:
         self.temperature = check_temperature(temperature)
-        self.estimator = check_estimator(estimator)
+        self.estimator = check_estimator(estimator, reparameterized_only=True)
 
     def __call__(self, site: dict) -> ReinMaxReparam | None:
         if site["is_observed"] or support_kind(site["fn"].support) is None:

@@ -24,7 +24,7 @@ from pyro.nn.module import PyroModule, PyroParam
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
-from ..families import ESTIMATORS, check_estimator, support_kind
+from ..families import check_estimator, site_distribution, support_kind
 from ..one_hot import OneHotCategorical
 from ..validation import check_temperature
 
@@ -105,10 +105,8 @@ class _DiscreteGuide(AutoGuide):
             if isinstance(encoder, torch.nn.Module):
                 pyro.module(f"{self._pyro_name}.encoder.{name}", encoder)
             logits = encoder(*args, **kwargs)
-        one_hot_class, bernoulli_class = ESTIMATORS[self.estimator]
         kind = support_kind(site["fn"].support)
-        cls = one_hot_class if kind == "one_hot" else bernoulli_class
-        fn = cls(logits=logits, temperature=self.temperature)
+        fn = site_distribution(kind, self.estimator, self.temperature, logits=logits)
         extra_event_dims = site["fn"].event_dim - fn.event_dim
         return fn.to_event(extra_event_dims) if extra_event_dims else fn
 
@@ -151,7 +149,9 @@ class AutoReinMax(AutoGuideList):
 
     Args:
         model: a Pyro model.
-        estimator: ``"reinmax"`` (default), ``"straight_through"`` or ``"gumbel_straight_through"``.
+        estimator: ``"reinmax"`` (default), ``"straight_through"``, ``"gumbel_straight_through"``,
+            or ``"score_function"`` (non-reparameterized sites, for REINFORCE with
+            ``TraceGraph_ELBO``).
         temperature: the estimator's temperature (its backward only).
         encoders: ``None`` (learn logits per site), one callable for every discrete site, or a dict
             from site name to callable; a callable maps the model's ``*args, **kwargs`` to the

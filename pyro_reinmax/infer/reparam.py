@@ -31,7 +31,7 @@ class ReinMaxReparam(Reparam):
 
     def __init__(self, temperature: float = 1.0, estimator: str = "reinmax") -> None:
         self.temperature = check_temperature(temperature)
-        self.estimator = check_estimator(estimator)
+        self.estimator = check_estimator(estimator, reparameterized_only=True)
 
     def apply(self, msg):
         fn = msg["fn"]
@@ -51,7 +51,7 @@ class ReinMaxStrategy(Strategy):
     def __init__(self, temperature: float = 1.0, estimator: str = "reinmax") -> None:
         super().__init__()
         self.temperature = check_temperature(temperature)
-        self.estimator = check_estimator(estimator)
+        self.estimator = check_estimator(estimator, reparameterized_only=True)
 
     def configure(self, msg: dict) -> ReinMaxReparam | None:
         if msg["is_observed"] or support_kind(msg["fn"].support) is None:

@@ -236,3 +236,19 @@ def test_bad_arguments():
         AutoReinMax(mixture, estimator="rein")
     with pytest.raises(ValueError, match="temperature"):
         AutoReinMax(mixture, temperature=0.0)
+
+
+def test_score_function_family_gives_a_reinforce_guide(key):
+    from numpyro.infer import TraceGraph_ELBO
+
+    guide = AutoReinMax(mixture, estimator="score_function")
+    result = train(mixture, guide, TraceGraph_ELBO(), 20, X)
+    trace = handlers.trace(handlers.substitute(handlers.seed(guide, key), result.params)).get_trace(
+        X
+    )
+    assert type(trace["z"]["fn"]) is nr.OneHotCategorical and not trace["z"]["fn"].has_rsample
+    assert jnp.isfinite(result.losses).all()
+    with pytest.raises(ValueError, match="zero gradient"):
+        Trace_ELBO().loss(key, result.params, mixture, guide, X)
+    with pytest.raises(ValueError, match="estimator"):
+        ReinMaxReparam(estimator="score_function")

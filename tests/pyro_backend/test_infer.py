@@ -234,3 +234,15 @@ def test_bad_arguments():
         AutoReinMax(mixture, estimator="rein")
     with pytest.raises(ValueError, match="temperature"):
         AutoReinMax(mixture, temperature=0.0)
+
+
+def test_score_function_family_gives_a_reinforce_guide():
+    from pyro.infer import TraceGraph_ELBO
+
+    guide = AutoReinMax(mixture, estimator="score_function")
+    losses = train(mixture, guide, TraceGraph_ELBO(), 20, X)
+    site = poutine.trace(guide).get_trace(X).nodes["z"]
+    assert type(site["fn"]) is pr.OneHotCategorical and not site["fn"].has_rsample
+    assert all(torch.isfinite(torch.tensor(losses)))
+    with pytest.raises(ValueError, match="estimator"):
+        ReinMaxReparam(estimator="score_function")
