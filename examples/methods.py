@@ -1,0 +1,33 @@
+"""The methods that ``reinmax-compare`` runs, shared by both backends.
+
+Every method fits the same model, written once with one-hot sites; only the guide and the ELBO
+change:
+
+| method | discrete sites | ELBO |
+| --- | --- | --- |
+| reinmax | ReinMax guide sites (``AutoReinMax``) | mean-field (analytic categorical KL) |
+| st | straight-through guide sites | mean-field |
+| st-gumbel | straight-through Gumbel-softmax guide sites | mean-field |
+| reinforce | non-reparameterized guide sites (score function) | ``TraceGraph_ELBO`` |
+| enum | summed out exactly in the model | ``TraceEnum_ELBO`` |
+
+Continuous latent sites get the same ``AutoNormal`` guide in every method.
+"""
+
+METHODS = ("reinmax", "enum", "reinforce", "st", "st-gumbel")
+
+ESTIMATOR = {
+    "reinmax": "reinmax",
+    "st": "straight_through",
+    "st-gumbel": "gumbel_straight_through",
+    "reinforce": "score_function",
+}
+
+LOCAL_LR_MULTIPLIER = 4.0
+"""Local variational parameters (per-datum logits) move ``LOCAL_LR_MULTIPLIER`` times faster than
+the globals, for every method alike."""
+
+
+def record_every(steps: int) -> int:
+    """Curves keep about 200 points."""
+    return max(1, steps // 200)

@@ -1,0 +1,72 @@
+"""Guides, losses and the training loop of every method, for the NumPyro examples."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import numpyro
+import optax
+from numpyro import handlers
+from numpyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO
+from numpyro.infer.autoguide import AutoNormal
+from numpyro.optim import optax_to_numpyro
+
+import numpyro_reinmax as nr
+from numpyro_reinmax.infer import AutoReinMax, TraceMeanField_ELBO
+from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_every
+
+
+def guide_model_loss(model, method, *, discrete_sites, temperature, init_loc_fn, encoders=None):
+    """The guide, the model as that method runs it, and the ELBO."""
+    continuous_guide = partial(AutoNormal, init_loc_fn=init_loc_fn)
+    if method == "enum":
+        guide = continuous_guide(handlers.block(model, hide=discrete_sites))
+        return guide, nr.enum_onehot(model), TraceEnum_ELBO()
+    guide = AutoReinMax(
+        model,
+        estimator=ESTIMATOR[method],
+        temperature=temperature,
+        encoders=encoders,
+        continuous_guide=continuous_guide,
+    )
+    if method == "reinforce":
+        return guide, model, TraceGraph_ELBO()
+    return guide, model, TraceMeanField_ELBO()
+
+
+def optimizer(lr: float):
+    """Adam, the per-datum logits ``LOCAL_LR_MULTIPLIER`` times faster than the globals."""
+
+    def labels(params):
+        return {name: "local" if name.endswith("_logits") else "global" for name in params}
+
+    rates = {"local": optax.adam(lr * LOCAL_LR_MULTIPLIER), "global": optax.adam(lr)}
+    return optax_to_numpyro(
+        optax.chain(optax.clip_by_global_norm(10.0), optax.multi_transform(rates, labels))
+    )
+
+
+def train(
+    model, guide, loss, steps: int, lr: float, seed: int, arguments: Callable, on_step: Callable
+):
+    """SVI for ``steps`` jitted steps from ``seed``; returns the parameters. ``arguments(step)``
+    gives the model's arguments; ``on_step(step, elbo, seconds)`` records the curve, the ELBO
+    averaged over the steps since the last record."""
+    svi = SVI(model, guide, optimizer(lr), loss)
+    state = svi.init(jax.random.PRNGKey(seed), *arguments(0))
+    update = jax.jit(svi.update)
+    jax.block_until_ready(update(state, *arguments(0)))  # compile before timing
+    every, window, start = record_every(steps), [], time.perf_counter()
+    for step in range(steps):
+        state, loss_value = update(state, *arguments(step))
+        window.append(-float(loss_value))
+        if (step + 1) % every == 0 or step == steps - 1:
+            on_step(step + 1, sum(window) / len(window), time.perf_counter() - start)
+            window.clear()
+    return svi.get_params(state)
+
+
+_ = numpyro  # the examples' models use numpyro primitives; this module only trains them

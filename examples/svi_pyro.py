@@ -1,0 +1,64 @@
+"""Guides, losses and the training loop of every method, for the Pyro examples."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+import pyro
+from pyro import poutine
+from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO, config_enumerate
+from pyro.infer.autoguide import AutoNormal
+from pyro.optim import ClippedAdam
+
+from pyro_reinmax.infer import AutoReinMax
+from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_every
+
+
+def guide_model_loss(
+    model, method, *, discrete_sites, temperature, max_plate_nesting, init_loc_fn, encoders=None
+):
+    """The guide, the model as that method runs it, and the ELBO."""
+    continuous_guide = partial(AutoNormal, init_loc_fn=init_loc_fn)
+    if method == "enum":
+        guide = continuous_guide(poutine.block(model, hide=discrete_sites))
+        return guide, config_enumerate(model), TraceEnum_ELBO(max_plate_nesting=max_plate_nesting)
+    guide = AutoReinMax(
+        model,
+        estimator=ESTIMATOR[method],
+        temperature=temperature,
+        encoders=encoders,
+        continuous_guide=continuous_guide,
+    )
+    if method == "reinforce":
+        return guide, model, TraceGraph_ELBO(max_plate_nesting=max_plate_nesting)
+    return guide, model, TraceMeanField_ELBO(max_plate_nesting=max_plate_nesting)
+
+
+def optimizer(lr: float) -> ClippedAdam:
+    """Adam, the per-datum logits ``LOCAL_LR_MULTIPLIER`` times faster than the globals."""
+
+    def rate(name, _):
+        local = ".logits." in name
+        return {"lr": lr * LOCAL_LR_MULTIPLIER if local else lr, "clip_norm": 10.0}
+
+    return ClippedAdam(rate)
+
+
+def train(
+    model, guide, loss, steps: int, lr: float, seed: int, arguments: Callable, on_step: Callable
+) -> None:
+    """SVI for ``steps`` steps from ``seed``; ``arguments(step)`` gives the model's arguments (the
+    same every step, or a minibatch); ``on_step(step, elbo, seconds)`` records the curve, the ELBO
+    averaged over the steps since the last record."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(seed)
+    poutine.block(guide)(*arguments(0))  # build the guide's parameters before timing
+    svi = SVI(model, guide, optimizer(lr), loss)
+    every, window, start = record_every(steps), [], time.perf_counter()
+    for step in range(steps):
+        window.append(-svi.step(*arguments(step)))
+        if (step + 1) % every == 0 or step == steps - 1:
+            on_step(step + 1, sum(window) / len(window), time.perf_counter() - start)
+            window.clear()
