@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from reinmax_examples.methods import METHODS
+from reinmax_examples.methods import METHODS, ConfigurationError
 
 MODELS = ("gmm", "lda", "vae")
 BACKENDS = ("pyro", "numpyro")
@@ -117,20 +117,21 @@ def _summarise(runs: list[dict]) -> dict:
 
 
 def verdict(results: dict) -> str:
-    """Which method is best on the exact metric, and where ReinMax stands against enumeration."""
+    """Which method is best on the exact metric, and where ReinMax stands against enumeration
+    (a tie: within the model's ``TIE`` tolerance on the metric)."""
     scored = {m: r["metric"] for m, r in results["methods"].items() if r.get("metric") is not None}
     if not scored:
         return "No method finished."
     best = max(scored, key=scored.get)
     lines = [f"Best {results['metric_name']}: {best} ({scored[best]:.2f})."]
     if "enum" in scored and "reinmax" in scored:
-        gap = scored["reinmax"] - scored["enum"]
-        if gap < -0.5:
+        gap, tie = scored["reinmax"] - scored["enum"], results["tie"]
+        if gap < -tie:
             lines.append(
                 f"Exact enumeration is cheap here and wins: ReinMax is {-gap:.2f} below it. "
                 "ReinMax pays off where enumeration is expensive or impossible."
             )
-        elif gap <= 0.5:
+        elif gap <= tie:
             lines.append(f"ReinMax ties exact enumeration ({gap:+.2f}), which is cheap here.")
         else:
             lines.append(f"ReinMax is {gap:.2f} above exact enumeration on this metric.")
@@ -195,6 +196,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
         "model": args.model,
         "backend": args.backend,
         "metric_name": module.METRIC,
+        "tie": module.TIE,
         "config": {"methods": args.methods, "seeds": args.seeds, **config},
         "methods": {},
         "interrupted": False,
@@ -261,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     _check_device(args.device, args.backend)
     try:
         run(args, Console())
-    except ValueError as error:  # a bad model option (e.g. --latent), found by the model module
+    except ConfigurationError as error:  # a bad model option (e.g. --latent)
         print(f"reinmax-compare: error: {error}", file=sys.stderr)
         return 2
     return 0

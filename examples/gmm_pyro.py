@@ -22,10 +22,12 @@ from pyro.infer.autoguide import init_to_value
 
 import pyro_reinmax as pr
 from reinmax_examples.data import measurements
+from reinmax_examples.methods import ConfigurationError
 from reinmax_examples.posteriors import compare_posteriors
 from reinmax_examples.svi_pyro import guide_model_loss, train
 
 METRIC = "log predictive density"
+TIE = 1.0  # nats over the data set: differences below this are seed noise
 GLOBALS = ("weights", "locs", "scales")
 
 
@@ -33,7 +35,7 @@ def configure(args) -> dict:
     """The run's settings: the command's arguments, or this model's defaults."""
     dataset = args.dataset or "iris"
     if dataset not in ("iris", "wine"):
-        raise ValueError(f"gmm: --dataset must be iris or wine, got {dataset!r}")
+        raise ConfigurationError(f"gmm: --dataset must be iris or wine, got {dataset!r}")
     return {
         "dataset": dataset,
         "components": args.components or 3,

@@ -5,13 +5,15 @@ change:
 
 | method | discrete sites | ELBO |
 | --- | --- | --- |
-| reinmax | ReinMax guide sites (``AutoReinMax``) | mean-field (analytic categorical KL) |
-| st | straight-through guide sites | mean-field |
-| st-gumbel | straight-through Gumbel-softmax guide sites | mean-field |
+| reinmax | ReinMax guide sites (``AutoReinMax``) | ``TraceMeanField_ELBO`` (analytic KL) |
+| st | straight-through guide sites | ``TraceMeanField_ELBO`` |
+| st-gumbel | straight-through Gumbel-softmax guide sites | ``TraceMeanField_ELBO`` |
 | reinforce | non-reparameterized guide sites (score function) | ``TraceGraph_ELBO`` |
 | enum | summed out exactly in the model | ``TraceEnum_ELBO`` |
 
-Continuous latent sites get the same ``AutoNormal`` guide in every method.
+Continuous latent sites get the same ``AutoNormal`` guide in every method. The mean-field ELBOs
+are ``pyro_reinmax.infer.TraceMeanField_ELBO`` and ``numpyro_reinmax.infer.TraceMeanField_ELBO``
+(Pyro's own mis-scores ``AutoNormal``'s sites of constrained latents).
 """
 
 METHODS = ("reinmax", "enum", "reinforce", "st", "st-gumbel")
@@ -22,6 +24,11 @@ ESTIMATOR = {
     "st-gumbel": "gumbel_straight_through",
     "reinforce": "score_function",
 }
+
+
+class ConfigurationError(ValueError):
+    """A bad command-line option for the chosen model."""
+
 
 LOCAL_LR_MULTIPLIER = 4.0
 """Local variational parameters (per-datum logits) move ``LOCAL_LR_MULTIPLIER`` times faster than

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from functools import partial
 
 import jax
-import numpyro
 import optax
 from numpyro import handlers
 from numpyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO
@@ -17,6 +16,10 @@ from numpyro.optim import optax_to_numpyro
 import numpyro_reinmax as nr
 from numpyro_reinmax.infer import AutoReinMax, TraceMeanField_ELBO
 from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_every
+
+# The mixture and topic models run in float64, as in Pyro: a float32 simplex over a vocabulary
+# underflows. Models that want float32 (the VAE) create their arrays in float32 explicitly.
+jax.config.update("jax_enable_x64", True)
 
 
 def guide_model_loss(model, method, *, discrete_sites, temperature, init_loc_fn, encoders=None):
@@ -67,6 +70,3 @@ def train(
             on_step(step + 1, sum(window) / len(window), time.perf_counter() - start)
             window.clear()
     return svi.get_params(state)
-
-
-_ = numpyro  # the examples' models use numpyro primitives; this module only trains them

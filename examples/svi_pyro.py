@@ -8,11 +8,11 @@ from functools import partial
 
 import pyro
 from pyro import poutine
-from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO, config_enumerate
+from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoNormal
 from pyro.optim import ClippedAdam
 
-from pyro_reinmax.infer import AutoReinMax
+from pyro_reinmax.infer import AutoReinMax, TraceMeanField_ELBO
 from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_every
 
 

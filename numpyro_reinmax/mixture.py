@@ -20,10 +20,11 @@ import copy
 
 import jax
 import jax.numpy as jnp
-from numpyro.distributions import Distribution
+from numpyro.distributions import CategoricalLogits, CategoricalProbs, Distribution
+from numpyro.ops.indexing import Vindex
 from numpyro.util import not_jax_tracer
 
-from .masking import select
+from .masking import safe_log, select
 from .validation import check_one_hot_value
 
 __all__ = ["OneHotMixture"]
@@ -96,11 +97,25 @@ class OneHotMixture(Distribution):
                     "The value argument must be within the support of the component that the "
                     f"assignment selects ({self.components.support})."
                 )
-        # A component the assignment does not select may see a value outside its support
-        # (scored -inf, weighted by 0): score without the components' own validation.
+        return select(self.assignment, self._component_log_probs(value))
+
+    def _component_log_probs(self, value):
+        """``log p_k(value)`` for every component, ``value`` with its component axis inserted.
+
+        Scored without the components' own validation: a component that the assignment does not
+        select may see a value outside its support (scored -inf, weighted by 0). Categorical
+        components are scored by a gather: NumPyro's ``Categorical.log_prob`` would broadcast the
+        ``(..., K, V)`` table to every value first.
+        """
+        if isinstance(self.components, CategoricalProbs | CategoricalLogits):
+            if isinstance(self.components, CategoricalProbs):
+                log_pmf = safe_log(self.components.probs)
+            else:
+                log_pmf = jax.nn.log_softmax(self.components.logits, -1)
+            return Vindex(log_pmf)[..., value.astype(jnp.int32)]
         unchecked = copy.copy(self.components)
         unchecked._validate_args = False
-        return select(self.assignment, unchecked.log_prob(value))
+        return unchecked.log_prob(value)
 
     def sample(self, key, sample_shape=()):
         components = self.components.expand(self.batch_shape + self.assignment.shape[-1:])

@@ -22,6 +22,7 @@ import copy
 import torch
 from pyro.distributions import TorchDistribution
 from pyro.distributions.util import broadcast_shape
+from pyro.ops.indexing import Vindex
 from pyro.util import ignore_jit_warnings
 from torch import Tensor
 from torch.distributions import constraints
@@ -81,13 +82,19 @@ class OneHotMixture(TorchDistribution):
     def has_rsample(self) -> bool:
         return self.components.has_rsample
 
-    @property
-    def _unchecked_components(self):
-        """The components without their own validation: a component that the assignment does not
-        select may see a value outside its support (scored -inf, weighted by 0)."""
+    def _component_log_probs(self, value: Tensor) -> Tensor:
+        """``log p_k(value)`` for every component, ``value`` with its component axis inserted.
+
+        Scored without the components' own validation: a component that the assignment does not
+        select may see a value outside its support (scored -inf, weighted by 0). Categorical
+        components are scored by a gather: torch's ``Categorical.log_prob`` would broadcast the
+        ``(..., K, V)`` table to every value first.
+        """
+        if isinstance(self.components, torch.distributions.Categorical):
+            return Vindex(self.components.logits)[..., value.long()]
         unchecked = copy.copy(self.components)
         unchecked._validate_args = False
-        return unchecked
+        return unchecked.log_prob(value)
 
     def _select_component(self, per_component: Tensor) -> Tensor:
         """Contract ``(..., K, *event_shape)`` with the assignment over the component axis."""
@@ -113,7 +120,7 @@ class OneHotMixture(TorchDistribution):
                     "The value argument must be within the support of the component that the "
                     f"assignment selects ({self.components.support})."
                 )
-        return select(self.assignment, self._unchecked_components.log_prob(value))
+        return select(self.assignment, self._component_log_probs(value))
 
     def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         with torch.no_grad():

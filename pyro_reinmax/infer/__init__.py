@@ -1,7 +1,9 @@
-"""Inference helpers for discrete sites (Pyro): the ``AutoReinMax`` autoguide and the
-``ReinMaxReparam`` reparameterizer with its ``ReinMaxStrategy`` config function."""
+"""Inference helpers for discrete sites (Pyro): the ``AutoReinMax`` autoguide, the
+``ReinMaxReparam`` reparameterizer with its ``ReinMaxStrategy`` config function, and a
+``TraceMeanField_ELBO`` that scores autoguides' ``Delta`` sites correctly."""
 
 from .autoguide import AutoReinMax
+from .elbo import TraceMeanField_ELBO
 from .reparam import ReinMaxReparam, ReinMaxStrategy
 
-__all__ = ["AutoReinMax", "ReinMaxReparam", "ReinMaxStrategy"]
+__all__ = ["AutoReinMax", "ReinMaxReparam", "ReinMaxStrategy", "TraceMeanField_ELBO"]

@@ -82,3 +82,15 @@ def test_values_outside_the_component_support_are_refused():
     d = nr.OneHotMixture(jnp.eye(2), dist.Exponential(jnp.ones(2)), validate_args=True)
     with pytest.raises(ValueError, match="support"):
         d.log_prob(jnp.array([-1.0, 1.0]))
+
+
+@pytest.mark.parametrize("parameter", ["probs", "logits"])
+def test_categorical_components_are_scored_by_a_gather(parameter, key):
+    logits = jax.nn.log_softmax(jax.random.normal(key, (3, 50)), -1)
+    component = dist.Categorical(**{parameter: jnp.exp(logits) if parameter == "probs" else logits})
+    words = jax.random.randint(key, (7,), 0, 50)
+    index = jax.random.randint(jax.random.PRNGKey(1), (7,), 0, 3)
+    ours = nr.OneHotMixture(jax.nn.one_hot(index, 3), component).log_prob(words)
+    np.testing.assert_allclose(ours, logits[index, words], rtol=1e-10)
+    enumerated = nr.OneHotMixture(jnp.eye(3).reshape(3, 1, 3), component).log_prob(words)
+    np.testing.assert_allclose(enumerated, logits[:, words], rtol=1e-10)

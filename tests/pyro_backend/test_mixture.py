@@ -94,3 +94,15 @@ def test_values_outside_the_component_support_are_refused():
     d = pr.OneHotMixture(torch.eye(2), dist.Exponential(torch.ones(2)), validate_args=True)
     with pytest.raises(ValueError, match="support"):
         d.log_prob(torch.tensor([-1.0, 1.0]))
+
+
+def test_categorical_components_are_scored_by_a_gather():
+    logits = torch.randn(3, 50, dtype=torch.float64).log_softmax(-1)
+    words = torch.randint(0, 50, (7,))
+    z = torch.nn.functional.one_hot(torch.randint(0, 3, (7,)), 3).double()
+    ours = pr.OneHotMixture(z, dist.Categorical(logits=logits)).log_prob(words)
+    torch.testing.assert_close(ours, logits[z.argmax(-1), words])
+    enumerated = pr.OneHotMixture(
+        torch.eye(3, dtype=torch.float64).reshape(3, 1, 3), dist.Categorical(logits=logits)
+    )
+    torch.testing.assert_close(enumerated.log_prob(words), logits[:, words])
