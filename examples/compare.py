@@ -171,7 +171,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def table(results: dict) -> Table:
-    t = Table(title=f"{results['model']} ({results['backend']}): {results['metric_name']}, exact")
+    t = Table(title=f"{results['model']} ({results['backend']}): {results['metric_name']}")
     for column in ["method", results["metric_name"], "final ELBO", "train seconds", "note"]:
         t.add_column(column, justify="right")
     for method, r in results["methods"].items():
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                     fitted[method] = module.fit(
                         problem, method, seed=seed, config=config, on_step=on_step
                     )
-                    run_record["metric"] = float(module.evaluate(problem, fitted[method]))
+                    run_record.update(module.evaluate(problem, fitted[method]))
                     results["methods"][method] = _summarise(runs[method])
             if hasattr(module, "report"):
                 results["reports"] = module.report(problem, fitted, out)

@@ -28,7 +28,7 @@ import numpyro_reinmax as nr
 from reinmax_examples.data import measurements
 from reinmax_examples.gmm_pyro import configure
 from reinmax_examples.posteriors import compare_posteriors
-from reinmax_examples.svi_numpyro import guide_model_loss, train
+from reinmax_examples.svi_numpyro import default_optimizer, guide_model_loss, train
 
 METRIC = "log predictive density"
 TIE = 1.0  # nats over the data set: differences below this are seed noise
@@ -74,7 +74,14 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     )
     arguments = (problem.x,)
     params = train(
-        fitted_model, guide, loss, config["steps"], config["lr"], seed, lambda _: arguments, on_step
+        fitted_model,
+        guide,
+        loss,
+        config["steps"],
+        default_optimizer(config["lr"]),
+        seed,
+        lambda _: arguments,
+        on_step,
     )
     return guide, params
 
@@ -94,13 +101,13 @@ def posterior_draws(problem: Problem, fitted, num_samples: int = 200) -> dict[st
     return {"weights": weights[:, order], "locs": locs[:, order], "scales": scales[:, order]}
 
 
-def evaluate(problem: Problem, fitted) -> float:
+def evaluate(problem: Problem, fitted) -> dict:
     """sum_n log mean_s sum_k w_sk N(x_n | loc_sk, scale_sk): assignments summed out exactly."""
     draws = posterior_draws(problem, fitted)
     x = problem.x[:, None, None, :]  # n, s, k, d
     per_component = dist.Normal(draws["locs"], draws["scales"]).to_event(1).log_prob(x)
     log_mixture = logsumexp(jnp.log(draws["weights"]) + per_component, -1)  # n, s
-    return float((logsumexp(log_mixture, -1) - np.log(log_mixture.shape[-1])).sum())
+    return {"metric": float((logsumexp(log_mixture, -1) - np.log(log_mixture.shape[-1])).sum())}
 
 
 def report(problem: Problem, fitted: dict, out) -> list[str]:
@@ -113,7 +120,7 @@ def main() -> None:
     problem = Problem(config, seed=0)
     for method in ["enum", "reinmax"]:
         fitted = fit(problem, method, seed=0, config=config, on_step=lambda *_: None)
-        print(f"{method:>8}: {METRIC} {evaluate(problem, fitted):.2f}")
+        print(f"{method:>8}: {METRIC} {evaluate(problem, fitted)['metric']:.2f}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import pyro_reinmax as pr
 from reinmax_examples.data import measurements
 from reinmax_examples.methods import ConfigurationError
 from reinmax_examples.posteriors import compare_posteriors
-from reinmax_examples.svi_pyro import guide_model_loss, train
+from reinmax_examples.svi_pyro import default_optimizer, guide_model_loss, train
 
 METRIC = "log predictive density"
 TIE = 1.0  # nats over the data set: differences below this are seed noise
@@ -83,7 +83,14 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     )
     arguments = (problem.x, problem.num_components)
     train(
-        fitted_model, guide, loss, config["steps"], config["lr"], seed, lambda _: arguments, on_step
+        fitted_model,
+        guide,
+        loss,
+        config["steps"],
+        default_optimizer(config["lr"]),
+        seed,
+        lambda _: arguments,
+        on_step,
     )
     return guide
 
@@ -101,13 +108,13 @@ def posterior_draws(problem: Problem, guide, num_samples: int = 200) -> dict[str
     return {"weights": weights[:, order], "locs": locs[:, order], "scales": scales[:, order]}
 
 
-def evaluate(problem: Problem, guide) -> float:
+def evaluate(problem: Problem, guide) -> dict:
     """sum_n log mean_s sum_k w_sk N(x_n | loc_sk, scale_sk): assignments summed out exactly."""
     draws = {k: torch.tensor(v) for k, v in posterior_draws(problem, guide).items()}
     x = problem.x.cpu()[:, None, None, :]  # n, s, k, d
     per_component = dist.Normal(draws["locs"], draws["scales"]).to_event(1).log_prob(x)
     log_mixture = (draws["weights"].log() + per_component).logsumexp(-1)  # n, s
-    return (log_mixture.logsumexp(-1) - np.log(log_mixture.shape[-1])).sum().item()
+    return {"metric": (log_mixture.logsumexp(-1) - np.log(log_mixture.shape[-1])).sum().item()}
 
 
 def report(problem: Problem, guides: dict, out) -> list[str]:
@@ -120,7 +127,7 @@ def main() -> None:
     problem = Problem(config, seed=0)
     for method in ["enum", "reinmax"]:
         guide = fit(problem, method, seed=0, config=config, on_step=lambda *_: None)
-        print(f"{method:>8}: {METRIC} {evaluate(problem, guide):.2f}")
+        print(f"{method:>8}: {METRIC} {evaluate(problem, guide)['metric']:.2f}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from numpyro.infer.initialization import init_to_value
 import numpyro_reinmax as nr
 from reinmax_examples.data import lee_corpus
 from reinmax_examples.lda_pyro import TIE, configure
-from reinmax_examples.svi_numpyro import guide_model_loss, train
+from reinmax_examples.svi_numpyro import default_optimizer, guide_model_loss, train
 from reinmax_examples.topics import document_completion, top_words
 
 METRIC = "held-out log-likelihood per token"
@@ -81,7 +81,14 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     )
     arguments = problem.arguments
     params = train(
-        fitted_model, guide, loss, config["steps"], config["lr"], seed, lambda _: arguments, on_step
+        fitted_model,
+        guide,
+        loss,
+        config["steps"],
+        default_optimizer(config["lr"]),
+        seed,
+        lambda _: arguments,
+        on_step,
     )
     return guide, params
 
@@ -96,8 +103,8 @@ def topic_words(problem: Problem, fitted, num_samples: int = 50) -> np.ndarray:
     return np.asarray(draws, dtype=np.float64).reshape(num_samples, problem.num_topics, -1).mean(0)
 
 
-def evaluate(problem: Problem, fitted) -> float:
-    return document_completion(topic_words(problem, fitted), problem.test)
+def evaluate(problem: Problem, fitted) -> dict:
+    return {"metric": document_completion(topic_words(problem, fitted), problem.test)}
 
 
 def report(problem: Problem, fitted: dict, out) -> list[str]:
@@ -115,7 +122,7 @@ def main() -> None:
     problem = Problem(config, seed=0)
     for method in ["enum", "reinmax"]:
         fitted = fit(problem, method, seed=0, config=config, on_step=lambda *_: None)
-        print(f"{method:>8}: {METRIC} {evaluate(problem, fitted):.3f}")
+        print(f"{method:>8}: {METRIC} {evaluate(problem, fitted)['metric']:.3f}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pyro.infer.autoguide import init_to_value
 
 import pyro_reinmax as pr
 from reinmax_examples.data import lee_corpus
-from reinmax_examples.svi_pyro import guide_model_loss, train
+from reinmax_examples.svi_pyro import default_optimizer, guide_model_loss, train
 from reinmax_examples.topics import document_completion, top_words
 
 METRIC = "held-out log-likelihood per token"
@@ -91,7 +91,14 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     )
     arguments = problem.arguments
     train(
-        fitted_model, guide, loss, config["steps"], config["lr"], seed, lambda _: arguments, on_step
+        fitted_model,
+        guide,
+        loss,
+        config["steps"],
+        default_optimizer(config["lr"]),
+        seed,
+        lambda _: arguments,
+        on_step,
     )
     return guide
 
@@ -106,8 +113,8 @@ def topic_words(problem: Problem, guide, num_samples: int = 50) -> np.ndarray:
     return draws.reshape(num_samples, problem.num_topics, -1).mean(0).double().cpu().numpy()
 
 
-def evaluate(problem: Problem, guide) -> float:
-    return document_completion(topic_words(problem, guide), problem.test)
+def evaluate(problem: Problem, guide) -> dict:
+    return {"metric": document_completion(topic_words(problem, guide), problem.test)}
 
 
 def report(problem: Problem, guides: dict, out) -> list[str]:
@@ -127,7 +134,7 @@ def main() -> None:
     problem = Problem(config, seed=0)
     for method in ["enum", "reinmax"]:
         guide = fit(problem, method, seed=0, config=config, on_step=lambda *_: None)
-        print(f"{method:>8}: {METRIC} {evaluate(problem, guide):.3f}")
+        print(f"{method:>8}: {METRIC} {evaluate(problem, guide)['metric']:.3f}")
 
 
 if __name__ == "__main__":

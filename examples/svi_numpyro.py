@@ -22,7 +22,9 @@ from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_ever
 jax.config.update("jax_enable_x64", True)
 
 
-def guide_model_loss(model, method, *, discrete_sites, temperature, init_loc_fn, encoders=None):
+def guide_model_loss(
+    model, method, *, discrete_sites, temperature, init_loc_fn, encoders=None, create_plates=None
+):
     """The guide, the model as that method runs it, and the ELBO."""
     continuous_guide = partial(AutoNormal, init_loc_fn=init_loc_fn)
     if method == "enum":
@@ -34,13 +36,14 @@ def guide_model_loss(model, method, *, discrete_sites, temperature, init_loc_fn,
         temperature=temperature,
         encoders=encoders,
         continuous_guide=continuous_guide,
+        create_plates=create_plates,
     )
     if method == "reinforce":
         return guide, model, TraceGraph_ELBO()
     return guide, model, TraceMeanField_ELBO()
 
 
-def optimizer(lr: float):
+def default_optimizer(lr: float):
     """Adam, the per-datum logits ``LOCAL_LR_MULTIPLIER`` times faster than the globals."""
 
     def labels(params):
@@ -53,12 +56,12 @@ def optimizer(lr: float):
 
 
 def train(
-    model, guide, loss, steps: int, lr: float, seed: int, arguments: Callable, on_step: Callable
+    model, guide, loss, steps: int, optimizer, seed: int, arguments: Callable, on_step: Callable
 ):
     """SVI for ``steps`` jitted steps from ``seed``; returns the parameters. ``arguments(step)``
     gives the model's arguments; ``on_step(step, elbo, seconds)`` records the curve, the ELBO
     averaged over the steps since the last record."""
-    svi = SVI(model, guide, optimizer(lr), loss)
+    svi = SVI(model, guide, optimizer, loss)
     state = svi.init(jax.random.PRNGKey(seed), *arguments(0))
     update = jax.jit(svi.update)
     jax.block_until_ready(update(state, *arguments(0)))  # compile before timing

@@ -17,7 +17,15 @@ from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_ever
 
 
 def guide_model_loss(
-    model, method, *, discrete_sites, temperature, max_plate_nesting, init_loc_fn, encoders=None
+    model,
+    method,
+    *,
+    discrete_sites,
+    temperature,
+    max_plate_nesting,
+    init_loc_fn,
+    encoders=None,
+    create_plates=None,
 ):
     """The guide, the model as that method runs it, and the ELBO."""
     continuous_guide = partial(AutoNormal, init_loc_fn=init_loc_fn)
@@ -30,13 +38,14 @@ def guide_model_loss(
         temperature=temperature,
         encoders=encoders,
         continuous_guide=continuous_guide,
+        create_plates=create_plates,
     )
     if method == "reinforce":
         return guide, model, TraceGraph_ELBO(max_plate_nesting=max_plate_nesting)
     return guide, model, TraceMeanField_ELBO(max_plate_nesting=max_plate_nesting)
 
 
-def optimizer(lr: float) -> ClippedAdam:
+def default_optimizer(lr: float) -> ClippedAdam:
     """Adam, the per-datum logits ``LOCAL_LR_MULTIPLIER`` times faster than the globals."""
 
     def rate(name, _):
@@ -47,7 +56,7 @@ def optimizer(lr: float) -> ClippedAdam:
 
 
 def train(
-    model, guide, loss, steps: int, lr: float, seed: int, arguments: Callable, on_step: Callable
+    model, guide, loss, steps: int, optimizer, seed: int, arguments: Callable, on_step: Callable
 ) -> None:
     """SVI for ``steps`` steps from ``seed``; ``arguments(step)`` gives the model's arguments (the
     same every step, or a minibatch); ``on_step(step, elbo, seconds)`` records the curve, the ELBO
@@ -55,7 +64,7 @@ def train(
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     poutine.block(guide)(*arguments(0))  # build the guide's parameters before timing
-    svi = SVI(model, guide, optimizer(lr), loss)
+    svi = SVI(model, guide, optimizer, loss)
     every, window, start = record_every(steps), [], time.perf_counter()
     for step in range(steps):
         window.append(-svi.step(*arguments(step)))
