@@ -28,6 +28,7 @@ from rich.table import Table
 from reinmax_examples.methods import METHODS, ConfigurationError
 
 MODELS = ("gmm", "lda", "vae")
+MODEL_OPTIONS = {"gmm": {"dataset", "components"}, "lda": {"topics"}, "vae": {"dataset", "latent"}}
 BACKENDS = ("pyro", "numpyro")
 
 
@@ -259,7 +260,15 @@ def run(args: argparse.Namespace, console: Console) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    command = parser()
+    args = command.parse_args(argv)
+    foreign = [
+        option
+        for option in ("dataset", "components", "topics", "latent")
+        if getattr(args, option) is not None and option not in MODEL_OPTIONS[args.model]
+    ]
+    if foreign:
+        command.error(f"--{foreign[0]} does not apply to {args.model}")
     _check_device(args.device, args.backend)
     try:
         run(args, Console())

@@ -20,14 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
-from jax.scipy.special import logsumexp
 from numpyro.infer import Predictive
 from numpyro.infer.initialization import init_to_value
 
 import numpyro_reinmax as nr
 from reinmax_examples.data import measurements
 from reinmax_examples.gmm_pyro import configure
-from reinmax_examples.posteriors import compare_posteriors
+from reinmax_examples.posteriors import compare_posteriors, log_predictive_density
 from reinmax_examples.svi_numpyro import default_optimizer, guide_model_loss, train
 
 METRIC = "log predictive density"
@@ -102,12 +101,9 @@ def posterior_draws(problem: Problem, fitted, num_samples: int = 200) -> dict[st
 
 
 def evaluate(problem: Problem, fitted) -> dict:
-    """sum_n log mean_s sum_k w_sk N(x_n | loc_sk, scale_sk): assignments summed out exactly."""
-    draws = posterior_draws(problem, fitted)
-    x = problem.x[:, None, None, :]  # n, s, k, d
-    per_component = dist.Normal(draws["locs"], draws["scales"]).to_event(1).log_prob(x)
-    log_mixture = logsumexp(jnp.log(draws["weights"]) + per_component, -1)  # n, s
-    return {"metric": float((logsumexp(log_mixture, -1) - np.log(log_mixture.shape[-1])).sum())}
+    """The log predictive density of the data, assignments summed out (``posteriors.py``)."""
+    x = np.asarray(problem.x.tolist())
+    return {"metric": log_predictive_density(x, posterior_draws(problem, fitted))}
 
 
 def report(problem: Problem, fitted: dict, out) -> list[str]:

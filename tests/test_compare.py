@@ -1,0 +1,152 @@
+"""reinmax-compare: every model runs a few steps on both backends, the results follow the schema,
+the metrics match independent computations on tiny cases, and bad arguments are clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.stats
+
+from reinmax_examples import compare
+from reinmax_examples.data import Corpus
+from reinmax_examples.posteriors import log_predictive_density
+from reinmax_examples.topics import document_completion
+
+RUNS = [
+    ("gmm", "pyro", "reinmax,enum,reinforce,st,st-gumbel", []),
+    ("gmm", "numpyro", "reinmax,enum,reinforce,st,st-gumbel", []),
+    ("lda", "pyro", "reinmax,enum", ["--topics", "3"]),
+    ("lda", "numpyro", "reinmax,enum", ["--topics", "3"]),
+    ("vae", "pyro", "reinmax,enum,st", ["--dataset", "digits"]),
+    ("vae", "numpyro", "reinmax,enum,st", ["--dataset", "digits"]),
+]
+
+
+def _run(tmp_path, model, backend, methods, extra, steps=4, seeds=1):
+    out = tmp_path / f"{model}-{backend}"
+    argv = [model, "--backend", backend, "--methods", methods, "--steps", str(steps)]
+    argv += ["--seeds", str(seeds), "--out", str(out), *extra]
+    assert compare.main(argv) == 0
+    return json.loads((out / "results.json").read_text()), out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "backend", "methods", "extra"), RUNS, ids=lambda v: str(v))
+def test_every_model_runs_on_both_backends(tmp_path, model, backend, methods, extra):
+    results, out = _run(tmp_path, model, backend, methods, extra)
+    assert (out / "elbo.png").stat().st_size > 0
+    assert results["model"] == model and results["backend"] == backend
+    assert set(results) >= {"model", "backend", "metric_name", "config", "methods", "verdict"}
+    for method in methods.split(","):
+        entry = results["methods"][method]
+        if entry.get("skipped"):
+            assert model == "vae" and method == "enum" and "intractable" in entry["skipped"]
+            continue
+        assert len(entry["step"]) == len(entry["elbo"]) == len(entry["seconds"]) == 4
+        assert entry["step"][-1] == 4 and np.isfinite(entry["elbo"]).all()
+        assert np.isfinite(entry["metric"])
+    if model == "gmm":
+        assert (out / "forest.png").exists() and (out / "posterior_summary.csv").exists()
+    if model == "lda":
+        assert "topic 0:" in (out / "top_words.txt").read_text()
+
+
+@pytest.mark.slow
+def test_several_seeds_give_mean_curves_and_per_seed_curves(tmp_path):
+    results, _ = _run(tmp_path, "gmm", "pyro", "reinmax,st", [], steps=3, seeds=2)
+    entry = results["methods"]["reinmax"]
+    assert [run["seed"] for run in entry["per_seed"]] == [0, 1]
+    curves = np.array([run["elbo"] for run in entry["per_seed"]])
+    np.testing.assert_allclose(entry["elbo"], curves.mean(0))
+    np.testing.assert_allclose(entry["elbo_min"], curves.min(0))
+    assert entry["metric_std"] >= 0
+
+
+def test_an_interrupted_run_keeps_what_it_measured(tmp_path, monkeypatch):
+    from reinmax_examples import gmm_pyro
+
+    real_fit = gmm_pyro.fit
+
+    def interrupted_fit(problem, method, *, seed, config, on_step):
+        if method == "st":
+            on_step(1, -500.0, 0.1)
+            raise KeyboardInterrupt
+        return real_fit(problem, method, seed=seed, config=config, on_step=on_step)
+
+    monkeypatch.setattr(gmm_pyro, "fit", interrupted_fit)
+    results, _ = _run(tmp_path, "gmm", "pyro", "reinmax,st", [], steps=2)
+    assert results["interrupted"] is True
+    assert np.isfinite(results["methods"]["reinmax"]["metric"])
+    assert results["methods"]["st"]["elbo"] == [-500.0]
+
+
+def test_log_predictive_density_on_a_three_point_mixture_by_hand():
+    x = np.array([[-1.0], [0.5], [2.0]])
+    draws = {  # two draws of a two-component mixture
+        "weights": np.array([[0.3, 0.7], [0.6, 0.4]]),
+        "locs": np.array([[[-1.0], [2.0]], [[0.0], [1.0]]]),
+        "scales": np.array([[[1.0], [0.5]], [[2.0], [1.0]]]),
+    }
+    expected = 0.0
+    for point in x[:, 0]:
+        per_draw = [
+            sum(
+                draws["weights"][s, k]
+                * scipy.stats.norm.pdf(point, draws["locs"][s, k, 0], draws["scales"][s, k, 0])
+                for k in range(2)
+            )
+            for s in range(2)
+        ]
+        expected += np.log(np.mean(per_draw))
+    assert log_predictive_density(x, draws) == pytest.approx(expected, rel=1e-12)
+
+
+def test_document_completion_against_a_direct_maximum_likelihood():
+    """EM on the seen half converges to the maximum-likelihood topic proportions; the scored half's
+    log-likelihood with those proportions, by hand."""
+    phi = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    words = np.array([0, 2, 0, 1, 2, 2, 0, 2])
+    corpus = Corpus(["a", "b", "c"], words, np.zeros(len(words), dtype=int), 1)
+    seen, scored = words[0::2], words[1::2]
+
+    def negative_log_likelihood(t):
+        theta = np.array([t, 1 - t])
+        return -np.log(theta @ phi[:, seen]).sum()
+
+    best = scipy.optimize.minimize_scalar(
+        negative_log_likelihood, bounds=(0, 1), method="bounded", options={"xatol": 1e-10}
+    )
+    theta = np.array([best.x, 1 - best.x])
+    expected = np.log(theta @ phi[:, scored]).mean()
+    assert document_completion(phi, corpus, iterations=2000) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["nope"], "invalid choice"),
+        (["gmm", "--methods", "reinmax,magic"], "unknown method"),
+        (["gmm", "--steps", "0"], "must be > 0"),
+        (["gmm", "--backend", "stan"], "invalid choice"),
+        (["gmm", "--latent", "8x4"], "does not apply to gmm"),
+        (["lda", "--dataset", "iris"], "does not apply to lda"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main(argv)
+    assert exit_info.value.code != 0
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["vae", "--latent", "3x3"], "--latent must be one of"),
+        (["gmm", "--dataset", "mnist"], "iris or wine"),
+    ],
+)
+def test_bad_model_options_are_clear_errors(tmp_path, argv, message, capsys):
+    assert compare.main([*argv, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
