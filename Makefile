@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/mixture_pyro.py
+	$(BIN)/reinmax-compare gmm
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

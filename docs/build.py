@@ -1,0 +1,306 @@
+"""Build ``docs/results.md`` and the results section of ``README.md`` from the JSON files that
+the benchmarks and ``reinmax-compare`` wrote. Every number in those pages comes from here.
+
+    python docs/build.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "docs" / "results"
+METHODS = ("reinmax", "enum", "reinforce", "st", "st-gumbel")
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _missing(command: str) -> str:
+    return f"Not generated yet: run `{command}`."
+
+
+def compare_section(short: bool = False) -> str:
+    rows, notes = [], []
+    for model in ("gmm", "lda", "vae"):
+        for backend in ("pyro", "numpyro"):
+            results = _load(RUNS / f"{model}-{backend}" / "results.json")
+            if results is None:
+                continue
+            seeds = results["config"]["seeds"]
+            cells = []
+            for method in METHODS:
+                entry = results["methods"].get(method, {})
+                if entry.get("skipped"):
+                    cells.append("intractable" if "intractable" in entry["skipped"] else "skipped")
+                elif entry.get("metric") is None:
+                    cells.append("-")
+                else:
+                    spread = f" ± {entry['metric_std']:.2f}" if seeds > 1 else ""
+                    digits = 3 if abs(entry["metric"]) < 20 else 1
+                    cells.append(f"{entry['metric']:.{digits}f}{spread}")
+            rows.append([model, backend, results["metric_name"], str(seeds), *cells])
+            command = f"reinmax-compare {model} --backend {backend}" + (
+                f" --seeds {seeds}" if seeds > 1 else ""
+            )
+            notes.append(
+                f"* `{command} --out docs/results/{model}-{backend}`: {results['verdict']}"
+            )
+    if not rows:
+        return _missing("reinmax-compare gmm --out docs/results/gmm-pyro")
+    table = _table(["model", "backend", "metric (higher is better)", "seeds", *METHODS], rows)
+    return table + ("" if short else "\n\n" + "\n".join(notes))
+
+
+def speed_section(short: bool = False) -> str:
+    results = _load(RESULTS / "speed-cpu.json")
+    if results is None:
+        return _missing("python benchmarks/speed.py")
+    parts = []
+    for backend, reference in (("torch", "reference 0.1.0"), ("jax", "ST (hand-written)")):
+        records = [r for r in results["records"] if r.get("backend", "torch") == backend]
+        headline = [
+            r for r in records if (r["rows"], r["categories"], r["dtype"]) == (8192, 64, "float32")
+        ]
+        if not headline:
+            continue
+        times = {r["method"]: r["median_s"] for r in headline}
+        rows = [[m, f"{t * 1e3:.3g}", f"{t / times['reinmax']:.2f}"] for m, t in times.items()]
+        parts.append(
+            f"**{backend}**, float32, 8192 x 64, median ms per call (interleaved runs):\n\n"
+        )
+        parts[-1] += _table(["method", "ms", "relative to reinmax"], rows)
+        sizes = {(r["rows"], r["categories"], r["dtype"]) for r in records}
+        ratios = []
+        for size in sizes:
+            by = {
+                r["method"]: r["median_s"]
+                for r in records
+                if (r["rows"], r["categories"], r["dtype"]) == size
+            }
+            if reference in by:
+                ratios.append(by[reference] / by["reinmax"])
+        if ratios and not short:
+            parts[-1] += (
+                f"\n\nAcross the {len(sizes)} sizes and dtypes of the grid, {reference} / reinmax "
+                "ranges from "
+                f"{min(ratios):.2f} to {max(ratios):.2f} (median {statistics.median(ratios):.2f})."
+            )
+    legend = results.get("legend", {})
+    if not short and isinstance(legend, dict):
+        lines = [
+            f"* {name}: `{meaning}`"
+            for backend in legend.values()
+            for name, meaning in backend.items()
+        ]
+        parts.append("\n".join(lines))
+    return (
+        "\n\n".join(parts)
+        + "\n\nProduced by `python benchmarks/speed.py` "
+        + f"(torch {results['meta'].get('torch')}, jax {results['meta'].get('jax')})."
+    )
+
+
+def gradient_section(short: bool = False) -> str:
+    results = _load(RESULTS / "gradient_quality.json")
+    if results is None:
+        return _missing("python benchmarks/gradient_quality.py")
+    budget, replicates = results["meta"]["budget"], results["meta"]["replicates"]
+    blocks = []
+    wanted = ("quadratic", "VAE-like") if short else None
+    for problem in results["problems"]:
+        if wanted and not problem["problem"].startswith(wanted):
+            continue
+        rows = []
+        for estimator, s in problem["estimators"].items():
+            if short and estimator not in ("ReinMax tau=1", "ST", "ST-Gumbel tau=1", "RLOO"):
+                continue
+            rows.append(
+                [
+                    estimator,
+                    f"{s['relative_bias']:.3f} ± {s['relative_bias_se']:.3f}",
+                    f"{s['bias_noise_floor']:.3f}",
+                    f"{s['relative_variance']:.3f}",
+                    f"{s['relative_mse']:.3f} ± {s['relative_mse_se']:.3f}",
+                    f"{s['cosine']:.3f}",
+                ]
+            )
+        header = [
+            "estimator",
+            "relative bias",
+            "noise floor",
+            "relative variance",
+            "relative MSE",
+            "cosine",
+        ]
+        blocks.append(f"**{problem['problem']}**\n\n" + _table(header, rows))
+    return (
+        f"{budget} evaluations of f per estimate, {replicates} estimates; standard errors from 20 "
+        "batches. "
+        "A bias below the noise floor cannot be told from zero.\n\n"
+        + "\n\n".join(blocks)
+        + "\n\nProduced by `python benchmarks/gradient_quality.py`."
+    )
+
+
+def polynomial_section() -> str:
+    results = _load(RESULTS / "polynomial.json")
+    if results is None:
+        return _missing("python benchmarks/polynomial.py")
+    config = results["config"]
+    estimators = list(dict.fromkeys(r["estimator"] for r in results["runs"]))
+    rows = []
+    for p in (1.5, 2.0, 3.0):
+        runs = {r["estimator"]: r for r in results["runs"] if r["p"] == p}
+        ranked = sorted(estimators, key=lambda e: runs[e]["final_mean"])
+        cells = [
+            f"{runs[e]['final_mean']:.4f} ± {runs[e]['final_std']:.4f} ({ranked.index(e) + 1})"
+            for e in estimators
+        ]
+        rows.append([str(p), f"{0.45**p:.4f}", *cells])
+    return (
+        f"Final expected loss (rank), {config['seeds']} seeds, {config['steps']} steps, "
+        f"Adam {config['lr']}, "
+        f"temperature {config['temperature']}:\n\n"
+        + _table(["p", "optimum 0.45^p", *estimators], rows)
+        + "\n\n![polynomial programming](../benchmarks/results/polynomial.png)\n\n"
+        "Produced by `python benchmarks/polynomial.py`."
+    )
+
+
+def vae_paper_section() -> str:
+    results = _load(RESULTS / "vae_paper.json")
+    if results is None:
+        return _missing("python benchmarks/vae_paper.py")
+    meta, summary = results["meta"], results["summary"]
+    configs = list(dict.fromkeys(k.split("/")[0] for k in summary))
+    estimators = list(dict.fromkeys(k.split("/")[1] for k in summary))
+    rows = []
+    for config in configs:
+        ranked = sorted(estimators, key=lambda e: summary[f"{config}/{e}"]["mean"])
+        cells = [
+            f"{summary[f'{config}/{e}']['mean']:.2f} ± {summary[f'{config}/{e}']['std']:.2f} "
+            f"({ranked.index(e) + 1})"
+            for e in estimators
+        ]
+        rows.append([config, *cells])
+    return (
+        f"Training -ELBO (nats per digit, lower is better; rank), {meta['digits']} MNIST digits, "
+        f"{meta['epochs']} epochs (the paper: 160 on 60,000), {meta['seeds']} seeds, the paper's "
+        "settings per "
+        "configuration. RLOO uses two decoder evaluations per digit, the others one.\n\n"
+        + _table(["categories x latents", *estimators], rows)
+        + "\n\nProduced by `python benchmarks/vae_paper.py`."
+    )
+
+
+def scaling_section() -> str:
+    results = _load(RESULTS / "svi_scaling-cpu.json")
+    if results is None:
+        return _missing("python benchmarks/svi_scaling.py")
+    blocks = []
+    for kind, label in (("mixture", "K x D"), ("coupled", "M (4^M joint configurations)")):
+        records = [r for r in results["records"] if r["kind"] == kind]
+        sizes = list(dict.fromkeys(tuple(r["size"]) for r in records))
+        rows = []
+        for size in sizes:
+            cells = []
+            for method in ("reinmax", "enum", "reinforce"):
+                r = next(r for r in records if tuple(r["size"]) == size and r["method"] == method)
+                cells.append(
+                    "infeasible"
+                    if r.get("infeasible")
+                    else f"{r['seconds'] * 1e3:.1f} ms ({r['peak_gb']:.2f} GB)"
+                )
+            name = (
+                f"{size[0]} x {size[1]}" if kind == "mixture" else f"{size[0]} ({4 ** size[0]:,})"
+            )
+            rows.append([name, *cells])
+        title = "Mixtures" if kind == "mixture" else "Coupled latents (enumeration multiplies)"
+        blocks.append(
+            f"**{title}**, {results['meta']['points']} points, median time per SVI step "
+            "(peak memory of the process)\n\n"
+            + _table([label, "reinmax", "enum", "reinforce"], rows)
+        )
+    return (
+        "\n\n".join(blocks)
+        + "\n\nProduced by `python benchmarks/svi_scaling.py` (no GPU in this run: the GPU "
+        "rows were not measured)."
+    )
+
+
+def formulation_section() -> str:
+    results = _load(RESULTS / "mixture_formulation.json")
+    if results is None:
+        return _missing("python benchmarks/mixture_formulation.py")
+    rows = []
+    for key, values in results["log_likelihood"].items():
+        rows.append(
+            [key, f"{statistics.fmean(values):.1f}", f"{min(values):.1f}", f"{max(values):.1f}"]
+        )
+    return (
+        f"Old Faithful, 2 components, {results['steps']} steps, {len(results['seeds'])} seeds: "
+        "exact log-likelihood\n\n"
+        + _table(["method (form)", "mean", "min", "max"], rows)
+        + "\n\nProduced by `python benchmarks/mixture_formulation.py`."
+    )
+
+
+def results_page() -> str:
+    return (
+        "\n\n".join(
+            [
+                "# Results\n\nGenerated by `python docs/build.py` from the JSON files in "
+                "`benchmarks/results/` and `docs/results/`; each section names the command that "
+                "produced its numbers. CPU: 2 cores. Compare estimators within one table only.",
+                "## reinmax-compare: the three example models, both backends\n\n"
+                + compare_section(),
+                "## Speed: sample + backward\n\n" + speed_section(),
+                "## Gradient quality against exact gradients\n\n" + gradient_section(),
+                "## Cost of an SVI step as the problem grows\n\n" + scaling_section(),
+                "## The paper's polynomial programming\n\n" + polynomial_section(),
+                "## The paper's categorical VAE\n\n" + vae_paper_section(),
+                "## Mixture formulation\n\n" + formulation_section(),
+            ]
+        )
+        + "\n"
+    )
+
+
+def readme_section() -> str:
+    return "\n\n".join(
+        [
+            "### The three example models\n\n" + compare_section(short=True),
+            "### Gradient quality (excerpt)\n\n" + gradient_section(short=True),
+            "### Speed\n\n" + speed_section(short=True),
+            "Everything else, with the commands: [docs/results.md](docs/results.md).",
+        ]
+    )
+
+
+def main() -> None:
+    (ROOT / "docs" / "results.md").write_text(results_page())
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    pattern = re.compile(r"(<!-- results:start -->\n).*?(\n<!-- results:end -->)", re.S)
+    if pattern.search(text):
+        readme.write_text(pattern.sub(lambda m: m.group(1) + readme_section() + m.group(2), text))
+    print(
+        "wrote docs/results.md"
+        + (" and the README's results section" if pattern.search(text) else "")
+    )
+
+
+if __name__ == "__main__":
+    main()
