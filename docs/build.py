@@ -293,13 +293,13 @@ def main() -> None:
     (ROOT / "docs" / "results.md").write_text(results_page())
     readme = ROOT / "README.md"
     text = readme.read_text()
-    pattern = re.compile(r"(<!-- results:start -->\n).*?(\n<!-- results:end -->)", re.S)
-    if pattern.search(text):
-        readme.write_text(pattern.sub(lambda m: m.group(1) + readme_section() + m.group(2), text))
-    print(
-        "wrote docs/results.md"
-        + (" and the README's results section" if pattern.search(text) else "")
+    pattern = re.compile(r"(<!-- results:start -->\n).*?(<!-- results:end -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit("README.md has no <!-- results:start --> ... <!-- results:end --> markers")
+    readme.write_text(
+        pattern.sub(lambda m: m.group(1) + readme_section() + "\n" + m.group(2), text)
     )
+    print("wrote docs/results.md and the results section of README.md")
 
 
 if __name__ == "__main__":
