@@ -27,7 +27,7 @@ import numpyro_reinmax as nr
 from reinmax_examples.data import measurements
 from reinmax_examples.gmm_pyro import configure
 from reinmax_examples.posteriors import compare_posteriors, log_predictive_density
-from reinmax_examples.svi_numpyro import default_optimizer, guide_model_loss, train
+from reinmax_examples.svi_numpyro import fit_model
 
 METRIC = "log predictive density"
 TIE = 1.0  # nats over the data set: differences below this are seed noise
@@ -64,25 +64,16 @@ def skip_reason(problem: Problem, method: str) -> str | None:
 def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     """Fit by ``method``; returns (guide, parameters)."""
     bound = partial(model, num_components=problem.num_components)  # a static size under jit
-    guide, fitted_model, loss = guide_model_loss(
+    arguments = (problem.x,)
+    return fit_model(
         bound,
         method,
-        discrete_sites=["z"],
-        temperature=config["temperature"],
+        config=config,
+        seed=seed,
+        arguments=lambda _: arguments,
+        on_step=on_step,
         init_loc_fn=problem.init,
     )
-    arguments = (problem.x,)
-    params = train(
-        fitted_model,
-        guide,
-        loss,
-        config["steps"],
-        default_optimizer(config["lr"]),
-        seed,
-        lambda _: arguments,
-        on_step,
-    )
-    return guide, params
 
 
 def posterior_draws(problem: Problem, fitted, num_samples: int = 200) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ import pyro_reinmax as pr
 from reinmax_examples.data import measurements
 from reinmax_examples.methods import ConfigurationError
 from reinmax_examples.posteriors import compare_posteriors, log_predictive_density
-from reinmax_examples.svi_pyro import default_optimizer, guide_model_loss, train
+from reinmax_examples.svi_pyro import fit_model
 
 METRIC = "log predictive density"
 TIE = 1.0  # nats over the data set: differences below this are seed noise
@@ -73,26 +73,16 @@ def skip_reason(problem: Problem, method: str) -> str | None:
 
 def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     """Fit by ``method``; returns the guide (the globals' posterior)."""
-    guide, fitted_model, loss = guide_model_loss(
+    arguments = (problem.x, problem.num_components)
+    return fit_model(
         model,
         method,
-        discrete_sites=["z"],
-        temperature=config["temperature"],
-        max_plate_nesting=1,
+        config=config,
+        seed=seed,
+        arguments=lambda _: arguments,
+        on_step=on_step,
         init_loc_fn=problem.init,
     )
-    arguments = (problem.x, problem.num_components)
-    train(
-        fitted_model,
-        guide,
-        loss,
-        config["steps"],
-        default_optimizer(config["lr"]),
-        seed,
-        lambda _: arguments,
-        on_step,
-    )
-    return guide
 
 
 def posterior_draws(problem: Problem, guide, num_samples: int = 200) -> dict[str, np.ndarray]:

@@ -28,7 +28,7 @@ from numpyro.infer.initialization import init_to_value
 import numpyro_reinmax as nr
 from reinmax_examples.data import lee_corpus
 from reinmax_examples.lda_pyro import TIE, configure
-from reinmax_examples.svi_numpyro import default_optimizer, guide_model_loss, train
+from reinmax_examples.svi_numpyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
 
 METRIC = "held-out log-likelihood per token"
@@ -72,25 +72,16 @@ def skip_reason(problem: Problem, method: str) -> str | None:
 
 def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     """Fit by ``method``; returns (guide, parameters)."""
-    guide, fitted_model, loss = guide_model_loss(
+    arguments = problem.arguments
+    return fit_model(
         problem.model,
         method,
-        discrete_sites=["z"],
-        temperature=config["temperature"],
+        config=config,
+        seed=seed,
+        arguments=lambda _: arguments,
+        on_step=on_step,
         init_loc_fn=problem.init,
     )
-    arguments = problem.arguments
-    params = train(
-        fitted_model,
-        guide,
-        loss,
-        config["steps"],
-        default_optimizer(config["lr"]),
-        seed,
-        lambda _: arguments,
-        on_step,
-    )
-    return guide, params
 
 
 def topic_words(problem: Problem, fitted, num_samples: int = 50) -> np.ndarray:

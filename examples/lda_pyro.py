@@ -24,7 +24,7 @@ from pyro.infer.autoguide import init_to_value
 
 import pyro_reinmax as pr
 from reinmax_examples.data import lee_corpus
-from reinmax_examples.svi_pyro import default_optimizer, guide_model_loss, train
+from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
 
 METRIC = "held-out log-likelihood per token"
@@ -81,26 +81,16 @@ def skip_reason(problem: Problem, method: str) -> str | None:
 
 def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     """Fit by ``method``; returns the guide."""
-    guide, fitted_model, loss = guide_model_loss(
+    arguments = problem.arguments
+    return fit_model(
         model,
         method,
-        discrete_sites=["z"],
-        temperature=config["temperature"],
-        max_plate_nesting=1,
+        config=config,
+        seed=seed,
+        arguments=lambda _: arguments,
+        on_step=on_step,
         init_loc_fn=problem.init,
     )
-    arguments = problem.arguments
-    train(
-        fitted_model,
-        guide,
-        loss,
-        config["steps"],
-        default_optimizer(config["lr"]),
-        seed,
-        lambda _: arguments,
-        on_step,
-    )
-    return guide
 
 
 def topic_words(problem: Problem, guide, num_samples: int = 50) -> np.ndarray:

@@ -38,3 +38,16 @@ the globals, for every method alike."""
 def record_every(steps: int) -> int:
     """Curves keep about 200 points."""
     return max(1, steps // 200)
+
+
+def minibatches(rng, size: int, batch: int):
+    """``indices(step)``: the rows of step ``step``'s minibatch, a fresh permutation each epoch."""
+    per_epoch, order = size // batch, []
+
+    def indices(step: int):
+        if step % per_epoch == 0:
+            order[:] = [rng.permutation(size)]
+        start = (step % per_epoch) * batch
+        return order[0][start : start + batch]
+
+    return indices

@@ -73,3 +73,26 @@ def train(
             on_step(step + 1, sum(window) / len(window), time.perf_counter() - start)
             window.clear()
     return svi.get_params(state)
+
+
+def fit_model(
+    model,
+    method: str,
+    *,
+    config: dict,
+    seed: int,
+    arguments: Callable,
+    on_step: Callable,
+    **options,
+):
+    """Fit ``model`` (its discrete site is ``z``) by ``method`` with ``config``'s ``steps``,
+    ``lr`` and ``temperature``; returns (guide, parameters). ``options``: ``init_loc_fn``,
+    ``encoders``, ``create_plates`` (see ``guide_model_loss``), and ``optimizer`` (else
+    ``default_optimizer``)."""
+    optimizer = options.pop("optimizer", None) or default_optimizer(config["lr"])
+    options.setdefault("init_loc_fn", None)
+    guide, fitted_model, loss = guide_model_loss(
+        model, method, discrete_sites=["z"], temperature=config["temperature"], **options
+    )
+    params = train(fitted_model, guide, loss, config["steps"], optimizer, seed, arguments, on_step)
+    return guide, params

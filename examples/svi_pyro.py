@@ -71,3 +71,30 @@ def train(
         if (step + 1) % every == 0 or step == steps - 1:
             on_step(step + 1, sum(window) / len(window), time.perf_counter() - start)
             window.clear()
+
+
+def fit_model(
+    model,
+    method: str,
+    *,
+    config: dict,
+    seed: int,
+    arguments: Callable,
+    on_step: Callable,
+    **options,
+):
+    """Fit ``model`` (its discrete site is ``z``) by ``method`` with ``config``'s ``steps``,
+    ``lr`` and ``temperature``; returns the guide. ``options``: ``init_loc_fn``, ``encoders``,
+    ``create_plates`` (see ``guide_model_loss``), and ``optimizer`` (else ``default_optimizer``)."""
+    optimizer = options.pop("optimizer", None) or default_optimizer(config["lr"])
+    options.setdefault("init_loc_fn", None)
+    guide, fitted_model, loss = guide_model_loss(
+        model,
+        method,
+        discrete_sites=["z"],
+        temperature=config["temperature"],
+        max_plate_nesting=1,
+        **options,
+    )
+    train(fitted_model, guide, loss, config["steps"], optimizer, seed, arguments, on_step)
+    return guide

@@ -33,7 +33,8 @@ from numpyro.optim import optax_to_numpyro
 
 import numpyro_reinmax as nr
 from reinmax_examples.data import digits
-from reinmax_examples.svi_numpyro import guide_model_loss, train
+from reinmax_examples.methods import minibatches
+from reinmax_examples.svi_numpyro import fit_model
 from reinmax_examples.vae_pyro import BATCH, METRIC, TEST_SAMPLES, TIE, configure, skip_reason
 
 __all__ = ["METRIC", "TIE", "configure", "skip_reason"]
@@ -99,27 +100,18 @@ def _optimizer(config: dict):
 
 def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     """Fit by ``method``; returns (guide, parameters)."""
-    guide, fitted_model, loss = guide_model_loss(
+    rows = minibatches(problem.batches, len(problem.train), BATCH)
+    return fit_model(
         problem.model,
         method,
-        discrete_sites=["z"],
-        temperature=config["temperature"],
-        init_loc_fn=None,
+        config=config,
+        seed=seed,
+        arguments=lambda step: (problem.train[rows(step)],),
+        on_step=on_step,
         encoders={"z": problem.encoder},
         create_plates=lambda x: numpyro.plate("data", x.shape[0]),  # batches and test set
+        optimizer=_optimizer(config),
     )
-    batches_per_epoch, order = len(problem.train) // BATCH, []
-
-    def minibatch(step):
-        if step % batches_per_epoch == 0:
-            order[:] = [problem.batches.permutation(len(problem.train))]
-        start = (step % batches_per_epoch) * BATCH
-        return (problem.train[order[0][start : start + BATCH]],)
-
-    params = train(
-        fitted_model, guide, loss, config["steps"], _optimizer(config), seed, minibatch, on_step
-    )
-    return guide, params
 
 
 def log_weights(problem: Problem, fitted, x, samples: int):

@@ -28,8 +28,8 @@ from torch import nn
 
 import pyro_reinmax as pr
 from reinmax_examples.data import digits
-from reinmax_examples.methods import ConfigurationError
-from reinmax_examples.svi_pyro import guide_model_loss, train
+from reinmax_examples.methods import ConfigurationError, minibatches
+from reinmax_examples.svi_pyro import fit_model
 
 METRIC = "test log-likelihood bound (IWAE-100)"
 TIE = 0.5  # nats per digit
@@ -147,27 +147,18 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
     pixels, latents, categories = problem.train.shape[1], config["latents"], config["categories"]
     decoder = Decoder(pixels, latents, categories).to(problem.train.device)
     encoder = Encoder(pixels, latents, categories).to(problem.train.device)
-    guide, fitted_model, loss = guide_model_loss(
+    rows = minibatches(problem.batches, len(problem.train), BATCH)
+    guide = fit_model(
         model,
         method,
-        discrete_sites=["z"],
-        temperature=config["temperature"],
-        max_plate_nesting=1,
-        init_loc_fn=None,
+        config=config,
+        seed=seed,
+        arguments=lambda step: (problem.train[rows(step)], decoder, latents, categories),
+        on_step=on_step,
         encoders={"z": encoder},
         create_plates=lambda x, *_: pyro.plate("data", x.shape[0]),  # batches and test set
+        optimizer=_optimizer(config),
     )
-    order, batches_per_epoch = [], len(problem.train) // BATCH
-
-    def minibatch(step):
-        if step % batches_per_epoch == 0:
-            order[:] = [problem.batches.permutation(len(problem.train))]
-        index = order[0][
-            (step % batches_per_epoch) * BATCH : (step % batches_per_epoch + 1) * BATCH
-        ]
-        return problem.train[index], decoder, latents, categories
-
-    train(fitted_model, guide, loss, config["steps"], _optimizer(config), seed, minibatch, on_step)
     return decoder, guide
 
 
