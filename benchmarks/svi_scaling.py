@@ -1,5 +1,5 @@
-"""The cost of one SVI step as the problem grows: ReinMax against exact enumeration and REINFORCE
-(Pyro).
+"""The cost of one SVI step as the problem grows: ReinMax against exact enumeration and REINFORCE,
+in Pyro and in NumPyro (the whole step under ``jax.jit``).
 
 * Mixtures: N = 500 points in D dimensions, K components; one assignment per point
   (enumeration sums K terms per point: cheap, it grows like ReinMax).
@@ -9,33 +9,25 @@
   memory (max RSS) is its own; enumeration stops once a step exceeds ``--budget`` seconds or the
   memory ``--memory-gb`` (it is marked infeasible there).
 
-Times are medians over ``--steps`` steps after warm-up.
+Times are medians over ``--steps`` steps after warm-up (and, in NumPyro, after compilation).
 
-    python benchmarks/svi_scaling.py                 # writes results/svi_scaling-cpu.json
-    python benchmarks/svi_scaling.py --device cuda   # the same on a GPU, where one is available
+    python benchmarks/svi_scaling.py                    # results/svi_scaling-pyro-cpu.json
+    python benchmarks/svi_scaling.py --backend numpyro  # results/svi_scaling-numpyro-cpu.json
+    python benchmarks/svi_scaling.py --device cuda      # on a GPU, where one is available
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pyro
-import pyro.distributions as dist
-import torch
-from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
-from pyro.optim import Adam
 from rich.console import Console
 from rich.table import Table
-
-import pyro_reinmax as pr
-from pyro_reinmax.infer import AutoReinMax, TraceMeanField_ELBO
 
 METHODS = ("reinmax", "enum", "reinforce")
 MIXTURE_GRID = [(k, d) for k in (2, 8, 32, 128, 256) for d in (2, 16, 64)]
@@ -43,66 +35,20 @@ COUPLED = range(1, 10)
 POINTS = 500
 
 
-def mixture(x, num_components: int):
-    locs = pyro.param("locs", torch.randn(num_components, x.shape[-1], device=x.device))
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", pr.OneHotCategorical(logits=x.new_zeros(num_components)))
-        pyro.sample("x", pr.OneHotMixture(z, dist.Normal(locs, 1.0).to_event(1)), obs=x)
-
-
-def coupled(x, num_latents: int):
-    weights = pyro.param("weights", torch.randn(num_latents, 4, x.shape[-1], device=x.device))
-    with pyro.plate("data", x.shape[0]):
-        mean = 0.0
-        for m in range(num_latents):
-            z = pyro.sample(f"z{m}", pr.OneHotCategorical(logits=x.new_zeros(4)))
-            mean = mean + z @ weights[m]
-        pyro.sample("x", dist.Normal(mean, 1.0).to_event(1), obs=x)
-
-
-def step_seconds(model, method: str, arguments, steps: int, device: str) -> float:
-    pyro.clear_param_store()
-    pyro.set_rng_seed(0)
-    if method == "enum":
-        model, guide = config_enumerate(model), (lambda *_: None)
-        loss = TraceEnum_ELBO(max_plate_nesting=1)
-    else:
-        estimator = "reinmax" if method == "reinmax" else "score_function"
-        guide = AutoReinMax(model, estimator=estimator)
-        loss = TraceMeanField_ELBO() if method == "reinmax" else TraceGraph_ELBO()
-    svi = SVI(model, guide, Adam({"lr": 0.01}), loss)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    for _ in range(3):
-        svi.step(*arguments)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        svi.step(*arguments)
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def measure_one(kind: str, method: str, size: tuple, steps: int, device: str) -> dict:
-    """One configuration, in this process: median step time and peak memory."""
-    torch.manual_seed(0)
-    if kind == "mixture":
-        k, d = size
-        x = torch.randn(POINTS, d, device=device)
-        seconds = step_seconds(mixture, method, (x, k), steps, device)
-    else:
-        (m,) = size
-        x = torch.randn(POINTS, 8, device=device)
-        seconds = step_seconds(coupled, method, (x, m), steps, device)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GB (ru_maxrss is in KB)
-    if device == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2**30
+def measure_one(backend: str, kind: str, method: str, size: tuple, steps: int, device: str):
+    """One configuration, in this process: median step time and peak memory. Only the backend
+    measured is imported, so that the peak memory is its own."""
+    module = importlib.import_module(f"scaling_{backend}")
+    seconds = module.step_seconds(kind, method, size, POINTS, steps, device)
+    peak = module.device_peak_gb(device)
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KB to GB
     return {"kind": kind, "method": method, "size": list(size), "seconds": seconds, "peak_gb": peak}
 
 
 def in_fresh_process(kind, method, size, args) -> dict | None:
     command = [sys.executable, __file__, "--one", json.dumps([kind, method, list(size)])]
-    command += ["--steps", str(args.steps), "--device", args.device]
+    command += ["--backend", args.backend, "--steps", str(args.steps), "--device", args.device]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=args.budget * (args.steps + 10) + 120
@@ -116,6 +62,7 @@ def in_fresh_process(kind, method, size, args) -> dict | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", default="pyro", choices=["pyro", "numpyro"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument(
@@ -127,10 +74,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         kind, method, size = json.loads(args.one)
-        print(json.dumps(measure_one(kind, method, tuple(size), args.steps, args.device)))
+        record = measure_one(args.backend, kind, method, tuple(size), args.steps, args.device)
+        print(json.dumps(record))
         return
     console = Console(width=160)
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if args.device == "cuda" and not importlib.import_module(f"scaling_{args.backend}").has_cuda():
         raise SystemExit(
             "--device cuda: no CUDA device is available; the GPU rows were not measured."
         )
@@ -167,7 +115,7 @@ def main() -> None:
             "M (4^M)",
         ),
     ]:
-        table = Table(title=f"{title} on {args.device}")
+        table = Table(title=f"{args.backend}: {title} on {args.device}")
         table.add_column(label, justify="right")
         for method in METHODS:
             table.add_column(method, justify="right")
@@ -190,9 +138,13 @@ def main() -> None:
             )
             table.add_row(name, *cells)
         console.print(table)
-    out = args.out or Path(__file__).parent / "results" / f"svi_scaling-{args.device}.json"
+    out = (
+        args.out
+        or Path(__file__).parent / "results" / f"svi_scaling-{args.backend}-{args.device}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
+        "backend": args.backend,
         "device": args.device,
         "steps": args.steps,
         "budget_seconds": args.budget,

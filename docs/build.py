@@ -27,6 +27,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _milliseconds(seconds: float) -> str:
+    ms = seconds * 1e3
+    return f"{ms:,.0f} ms" if ms >= 100 else f"{ms:.3g} ms"
+
+
 def _missing(command: str) -> str:
     return f"Not generated yet: run `{command}`."
 
@@ -206,9 +211,21 @@ def vae_paper_section() -> str:
 
 
 def scaling_section() -> str:
-    results = _load(RESULTS / "svi_scaling-cpu.json")
-    if results is None:
-        return _missing("python benchmarks/svi_scaling.py")
+    blocks = []
+    for backend in ("pyro", "numpyro"):
+        command = "python benchmarks/svi_scaling.py" + (
+            " --backend numpyro" if backend == "numpyro" else ""
+        )
+        results = _load(RESULTS / f"svi_scaling-{backend}-cpu.json")
+        if results is None:
+            blocks.append(f"**{backend}**: " + _missing(command))
+            continue
+        blocks.append(_scaling_tables(backend, results) + f"\n\nProduced by `{command}`.")
+    return "\n\n".join(blocks) + "\n\nNo GPU in these runs: the GPU rows were not measured."
+
+
+def _scaling_tables(backend: str, results: dict) -> str:
+    step = "jitted SVI step" if backend == "numpyro" else "SVI step"
     blocks = []
     for kind, label in (("mixture", "K x D"), ("coupled", "M (4^M joint configurations)")):
         records = [r for r in results["records"] if r["kind"] == kind]
@@ -221,7 +238,7 @@ def scaling_section() -> str:
                 cells.append(
                     "infeasible"
                     if r.get("infeasible")
-                    else f"{r['seconds'] * 1e3:.1f} ms ({r['peak_gb']:.2f} GB)"
+                    else f"{_milliseconds(r['seconds'])} ({r['peak_gb']:.2f} GB)"
                 )
             name = (
                 f"{size[0]} x {size[1]}" if kind == "mixture" else f"{size[0]} ({4 ** size[0]:,})"
@@ -229,15 +246,11 @@ def scaling_section() -> str:
             rows.append([name, *cells])
         title = "Mixtures" if kind == "mixture" else "Coupled latents (enumeration multiplies)"
         blocks.append(
-            f"**{title}**, {results['meta']['points']} points, median time per SVI step "
+            f"**{backend}, {title}**, {results['meta']['points']} points, median time per {step} "
             "(peak memory of the process)\n\n"
             + _table([label, "reinmax", "enum", "reinforce"], rows)
         )
-    return (
-        "\n\n".join(blocks)
-        + "\n\nProduced by `python benchmarks/svi_scaling.py` (no GPU in this run: the GPU "
-        "rows were not measured)."
-    )
+    return "\n\n".join(blocks)
 
 
 def formulation_section() -> str:
