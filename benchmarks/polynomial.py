@@ -81,7 +81,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     record = max(1, args.steps // 100)
-    results = {"config": vars(args) | {"out": str(args.out)}, "runs": []}
+    config = {key: value for key, value in vars(args).items() if key != "out"}
+    results = {"config": config, "runs": []}
     jobs = [(p, name) for p in (1.5, 2.0, 3.0) for name in ESTIMATORS]
     for p, name in track(jobs, description="training"):
         curve = run(name, p, args.seeds, args.steps, args.lr, args.temperature, record)
@@ -98,13 +99,14 @@ def main() -> None:
             }
         )
     table = Table(
-        title=f"Polynomial programming: final expected loss, {args.seeds} seeds, {args.steps} steps"
+        title=f"Polynomial programming: final expected loss ± sd over {args.seeds} seeds, "
+        f"{args.steps} steps"
     )
     for column in ["p", "optimum 0.45^p", *ESTIMATORS]:
         table.add_column(column, justify="right")
     for p in (1.5, 2.0, 3.0):
         runs = {r["estimator"]: r for r in results["runs"] if r["p"] == p}
-        cells = [f"{runs[e]['final_mean']:.4f} ± {runs[e]['final_std']:.4f}" for e in ESTIMATORS]
+        cells = [f"{runs[e]['final_mean']:.4f} ± {runs[e]['final_std']:.1e}" for e in ESTIMATORS]
         table.add_row(str(p), f"{TARGET**p:.4f}", *cells)
     Console(width=160).print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

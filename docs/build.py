@@ -170,12 +170,12 @@ def polynomial_section() -> str:
         runs = {r["estimator"]: r for r in results["runs"] if r["p"] == p}
         ranked = sorted(estimators, key=lambda e: runs[e]["final_mean"])
         cells = [
-            f"{runs[e]['final_mean']:.4f} ± {runs[e]['final_std']:.4f} ({ranked.index(e) + 1})"
+            f"{runs[e]['final_mean']:.4f} ± {runs[e]['final_std']:.1e} ({ranked.index(e) + 1})"
             for e in estimators
         ]
         rows.append([str(p), f"{0.45**p:.4f}", *cells])
     return (
-        f"Final expected loss (rank), {config['seeds']} seeds, {config['steps']} steps, "
+        f"Final expected loss ± sd over {config['seeds']} seeds (rank), {config['steps']} steps, "
         f"Adam {config['lr']}, "
         f"temperature {config['temperature']}:\n\n"
         + _table(["p", "optimum 0.45^p", *estimators], rows)
