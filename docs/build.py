@@ -180,7 +180,8 @@ def polynomial_section() -> str:
         f"temperature {config['temperature']}:\n\n"
         + _table(["p", "optimum 0.45^p", *estimators], rows)
         + "\n\n![polynomial programming](../benchmarks/results/polynomial.png)\n\n"
-        "Produced by `python benchmarks/polynomial.py`."
+        f"Produced by `python benchmarks/polynomial.py --steps {config['steps']} "
+        f"--seeds {config['seeds']}`."
     )
 
 
@@ -202,11 +203,13 @@ def vae_paper_section() -> str:
         rows.append([config, *cells])
     return (
         f"Training -ELBO (nats per digit, lower is better; rank), {meta['digits']} MNIST digits, "
-        f"{meta['epochs']} epochs (the paper: 160 on 60,000), {meta['seeds']} seeds, the paper's "
-        "settings per "
-        "configuration. RLOO uses two decoder evaluations per digit, the others one.\n\n"
+        f"{meta['epochs']} epochs of {meta['digits'] // meta['batch']} steps (the paper: 160 "
+        f"epochs on 60,000), {meta['seeds']} seeds. Every estimator uses ReinMax's optimiser, "
+        "learning rate and temperature from the paper for each configuration (the paper tuned the "
+        "baselines separately). RLOO uses two decoder evaluations per digit, the others one.\n\n"
         + _table(["categories x latents", *estimators], rows)
-        + "\n\nProduced by `python benchmarks/vae_paper.py`."
+        + "\n\nProduced by `python benchmarks/vae_paper.py "
+        f"--epochs {meta['epochs']} --seeds {meta['seeds']}`."
     )
 
 
@@ -245,10 +248,14 @@ def _scaling_tables(backend: str, results: dict) -> str:
             )
             rows.append([name, *cells])
         title = "Mixtures" if kind == "mixture" else "Coupled latents (enumeration multiplies)"
+        reasons = dict.fromkeys(
+            r["infeasible"] for r in records if isinstance(r.get("infeasible"), str)
+        )
         blocks.append(
             f"**{backend}, {title}**, {results['meta']['points']} points, median time per {step} "
             "(peak memory of the process)\n\n"
             + _table([label, "reinmax", "enum", "reinforce"], rows)
+            + "".join(f"\n\ninfeasible: {reason}." for reason in reasons)
         )
     return "\n\n".join(blocks)
 
