@@ -142,7 +142,7 @@ def _optimizer(config: dict):
 
 
 def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
-    """Fit by ``method``; returns (decoder, encoder, guide)."""
+    """Fit by ``method``; returns (decoder, guide)."""
     torch.manual_seed(seed)  # the same initial networks for every method
     pixels, latents, categories = problem.train.shape[1], config["latents"], config["categories"]
     decoder = Decoder(pixels, latents, categories).to(problem.train.device)
