@@ -202,7 +202,8 @@ def vae_paper_section() -> str:
         ]
         rows.append([config, *cells])
     return (
-        f"Training -ELBO (nats per digit, lower is better; rank), {meta['digits']} MNIST digits, "
+        f"Training -ELBO ± sd over seeds (nats per digit, lower is better; rank), "
+        f"{meta['digits']} MNIST digits, "
         f"{meta['epochs']} epochs of {meta['digits'] // meta['batch']} steps (the paper: 160 "
         f"epochs on 60,000), {meta['seeds']} seeds. Every estimator uses ReinMax's optimiser, "
         "learning rate and temperature from the paper for each configuration (the paper tuned the "
