@@ -32,9 +32,14 @@ def _all_configurations(latents: int, categories: int) -> np.ndarray:
     return np.eye(categories)[indices]
 
 
+def _exact_elbo(log_joint: np.ndarray, log_q: np.ndarray) -> np.ndarray:
+    """sum_z q(z | x) (log p(x, z) - log q(z | x)) per digit (digits x configurations in)."""
+    return (np.exp(log_q) * (log_joint - log_q)).sum(-1)
+
+
 def _check_weights(weights: np.ndarray, log_joint: np.ndarray, log_q: np.ndarray) -> None:
     """``weights``: samples x digits; ``log_joint``, ``log_q``: digits x configurations."""
-    exact_elbo = (np.exp(log_q) * (log_joint - log_q)).sum(-1)
+    exact_elbo = _exact_elbo(log_joint, log_q)
     evidence = np.logaddexp.reduce(log_joint, axis=-1)
     standard_error = weights.std(0) / math.sqrt(len(weights))
     np.testing.assert_array_less(np.abs(weights.mean(0) - exact_elbo), 5 * standard_error + 1e-9)
@@ -48,7 +53,7 @@ def _check_evaluate(result: dict, weights: np.ndarray, log_joint, log_q) -> None
     """``evaluate`` averages TEST_SAMPLES weights per digit over the digits."""
     from reinmax_examples.vae_pyro import TEST_SAMPLES
 
-    exact_elbo = (np.exp(log_q) * (log_joint - log_q)).sum(-1).mean()
+    exact_elbo = _exact_elbo(log_joint, log_q).mean()
     standard_error = weights.std(0).mean() / math.sqrt(TEST_SAMPLES)
     assert abs(-result["test_neg_elbo"] - exact_elbo) < 5 * standard_error
     assert result["metric"] >= -result["test_neg_elbo"]
@@ -76,14 +81,11 @@ def test_pyro_vae_weights_against_enumeration():
         log_q = q.log_prob(z[:, None]).T
     torch.manual_seed(1)
     weights = vae_pyro.log_weights(problem, fitted, x, SAMPLES).double().numpy()
-    _check_weights(weights, log_joint.reshape(DIGITS, -1).double().numpy(), log_q.double().numpy())
+    log_joint = log_joint.reshape(DIGITS, -1).double().numpy()
+    log_q = log_q.double().numpy()
+    _check_weights(weights, log_joint, log_q)
     problem.test = x
-    _check_evaluate(
-        vae_pyro.evaluate(problem, fitted),
-        weights,
-        log_joint.reshape(DIGITS, -1).double().numpy(),
-        log_q.double().numpy(),
-    )
+    _check_evaluate(vae_pyro.evaluate(problem, fitted), weights, log_joint, log_q)
 
 
 def test_numpyro_vae_weights_against_enumeration():
