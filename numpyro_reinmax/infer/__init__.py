@@ -4,6 +4,14 @@ guide sites, the ``AutoReinMax`` autoguide, and the ``ReinMaxReparam`` reparamet
 
 from .autoguide import AutoReinMax
 from .elbo import Trace_ELBO, TraceMeanField_ELBO
+from .local_enum import TraceLocalEnum_ELBO
 from .reparam import ReinMaxReparam, ReinMaxStrategy
 
-__all__ = ["AutoReinMax", "ReinMaxReparam", "ReinMaxStrategy", "TraceMeanField_ELBO", "Trace_ELBO"]
+__all__ = [
+    "AutoReinMax",
+    "ReinMaxReparam",
+    "ReinMaxStrategy",
+    "TraceLocalEnum_ELBO",
+    "TraceMeanField_ELBO",
+    "Trace_ELBO",
+]

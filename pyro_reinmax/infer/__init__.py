@@ -4,6 +4,13 @@
 
 from .autoguide import AutoReinMax
 from .elbo import TraceMeanField_ELBO
+from .local_enum import TraceLocalEnum_ELBO
 from .reparam import ReinMaxReparam, ReinMaxStrategy
 
-__all__ = ["AutoReinMax", "ReinMaxReparam", "ReinMaxStrategy", "TraceMeanField_ELBO"]
+__all__ = [
+    "AutoReinMax",
+    "ReinMaxReparam",
+    "ReinMaxStrategy",
+    "TraceLocalEnum_ELBO",
+    "TraceMeanField_ELBO",
+]

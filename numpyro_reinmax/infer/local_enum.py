@@ -1,0 +1,382 @@
+r"""``TraceLocalEnum_ELBO``: every factor of the model gets the gradient of its multilinear extension
+in the sampled discrete values (NumPyro).
+
+Straight-through estimators (ReinMax included) differentiate the model's code at the sampled
+one-hot corner. A factor that *selects parameters* with a one-hot (``Normal(z @ locs, 1)``,
+``Bernoulli(probs=(z * phi).sum(-1))``, a transition row ``z_prev @ trans``, ``locs[z.argmax(-1)]``)
+is then an arbitrary, often very non-linear, continuous extension of the model, and the guide
+follows a useless or harmful gradient. This ELBO samples the guide's reparameterized discrete sites
+as usual, but runs the model with those sites *enumerated in parallel* (the model's code unchanged,
+as under ``TraceEnum_ELBO``; one-hot sites receive one-hot values), and contracts each factor along
+the enumeration dimensions of its discrete parents with their sampled one-hot values:
+
+.. math:: \log f(x \mid z_1, \dots, z_m) \;\to\;
+    \sum_c \Big(\prod_i z_{i, c_i}\Big) \log f(x \mid c).
+
+At the sample the loss is exactly ``Trace_ELBO``'s; the gradient in :math:`z_i` no longer depends
+on :math:`z_i`, so with a guide that draws the sites independently, straight-through at
+temperature 1 and ReinMax are unbiased for every factor. A factor costs one evaluation per
+configuration of its *own* discrete parents: what parallel enumeration computes.
+
+Discrete model sites that the guide does not sample are summed out exactly (funsor's plated
+sum-product, as ``TraceEnum_ELBO``), so one model mixes exact enumeration with ReinMax.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import OrderedDict
+
+import jax
+import jax.numpy as jnp
+from numpyro.handlers import replay, seed, substitute, trace
+from numpyro.infer.elbo import ELBO, guess_max_plate_nesting
+from numpyro.primitives import Messenger
+
+from ..contraction import contract_dim, weights_on_dim
+from ..enumeration import OneHotAsIndex, _is_one_hot
+from ..families import support_kind
+from ..reparameterized import ProbsOrLogits
+
+__all__ = ["TraceLocalEnum_ELBO"]
+
+DEFAULT_MAX_CONFIGURATIONS = 4096
+_LOCAL = "_numpyro_reinmax_local"
+
+
+def _base(fn):
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
+def _one_hot_view(kind: str, value):
+    """The value of a one-hot (or 0/1) site as weights over its enumerated support."""
+    return value if kind == "one_hot" else jnp.stack([1 - value, value], -1)
+
+
+def _is_local_candidate(site) -> bool:
+    """A guide site drawn by one of this package's reparameterized discrete distributions."""
+    return (
+        site["type"] == "sample"
+        and not site["is_observed"]
+        and isinstance(_base(site["fn"]), ProbsOrLogits)
+        and site["fn"].has_rsample
+        and support_kind(site["fn"].support) is not None
+    )
+
+
+def _enumerable(fn, kind: str) -> bool:
+    """Whether NumPyro can enumerate ``fn`` site-wise (no extra event dims over the base)."""
+    return fn.event_dim == (1 if kind == "one_hot" else 0) and (
+        kind == "one_hot" or fn.has_enumerate_support
+    )
+
+
+class _EnumerateLocally(Messenger):
+    """Mark the guide's reparameterized discrete sites for parallel enumeration in the model (when
+    NumPyro can enumerate them and they are not scored at the sample; those take the guide's value)
+    and the discrete model sites that the guide does not sample (summed out). One-hot sites are
+    shown to the enumeration handler as their index; the model's code receives one-hot values."""
+
+    def __init__(self, fn, guide_trace, candidates: dict, scored_at_sample: set) -> None:
+        super().__init__(fn)
+        self.guide_trace = guide_trace
+        self.candidates = candidates
+        self.scored_at_sample = scored_at_sample
+        self.not_enumerable: dict[str, str] = {}
+
+    def process_message(self, msg) -> None:
+        if msg["type"] != "sample" or msg["is_observed"]:
+            return
+        name, fn = msg["name"], msg["fn"]
+        if name not in self.guide_trace:
+            if fn.support.is_discrete:
+                if not (_is_one_hot(fn) or fn.has_enumerate_support):
+                    raise ValueError(
+                        f"model site {name!r} is discrete, the guide does not sample it, and it "
+                        f"cannot be enumerated ({type(_base(fn)).__name__}): sample it in the guide "
+                        "(e.g. with numpyro_reinmax.infer.AutoReinMax) or write it as a one-hot or "
+                        "Bernoulli site."
+                    )
+                self._enumerate(msg)
+            return
+        kind = self.candidates.get(name)
+        if kind is None:
+            return  # replayed from the guide
+        if name not in self.scored_at_sample:
+            if _enumerable(fn, kind):
+                msg["infer"][_LOCAL] = True
+                self._enumerate(msg)
+                return
+            self.not_enumerable[name] = type(_base(fn)).__name__
+            self.scored_at_sample.add(name)
+        msg["value"] = self.guide_trace[name]["value"]
+
+    @staticmethod
+    def _enumerate(msg) -> None:
+        msg["infer"]["enumerate"] = "parallel"
+        if _is_one_hot(msg["fn"]):
+            msg["infer"]["_categories"] = msg["fn"].event_shape[-1]
+            msg["fn"] = OneHotAsIndex(msg["fn"])
+
+    def postprocess_message(self, msg) -> None:
+        if msg["type"] == "sample" and "_categories" in msg["infer"]:
+            k = msg["infer"]["_categories"]
+            msg["value"] = jax.nn.one_hot(msg["value"], k, dtype=jnp.result_type(float))
+
+
+class TraceLocalEnum_ELBO(ELBO):
+    r"""ELBO whose model factors are contracted with the guide's sampled one-hot values along their
+    parallel-enumeration dimensions: the gradient of each factor is that of its multilinear
+    extension :math:`\sum_c (\prod_i z_{i, c_i}) \log f(c)` (see the module docstring).
+
+    Use it like ``TraceMeanField_ELBO``: a guide that samples the discrete sites with this
+    package's reparameterized distributions (``AutoReinMax``, ``ReinMaxOneHotCategorical``,
+    ``ReinMaxBernoulli``, ...), the model unchanged. Discrete model sites the guide does not sample
+    are summed out exactly. ``numpyro.plate``, subsampling, ``numpyro.contrib.funsor.markov`` (a
+    Python loop), ``handlers.mask`` and ``handlers.scale`` work; ``scan`` does not yet (an error
+    says so).
+
+    Args:
+        num_particles: the number of particles (vectorized with ``vmap``).
+        max_plate_nesting: as ``TraceEnum_ELBO`` (guessed when not given).
+        max_configurations: the largest number of configurations of sampled discrete parents that
+            one factor may be evaluated at (per plate element). A factor over the budget has its
+            parents scored at the sample (as ``Trace_ELBO`` would) from the last enumerated one
+            backwards until it fits, with one warning naming the sites. Default 4096.
+        analytic_kl: score each sampled site's own prior factor and its guide term by the exact
+            expectation under the guide, :math:`\sum_k q_k (\log q_k - \log p(k \mid \ldots))`
+            (its parents contracted with their samples), as ``TraceMeanField_ELBO`` does. With
+            ``False``, the loss on a given sample equals ``Trace_ELBO``'s. Default ``True``.
+
+    Which guide sites were enumerated, and which are scored at the sample, is in
+    :attr:`enumerated_sites` and :attr:`scored_at_sample` after the first step.
+    """
+
+    can_infer_discrete = True
+
+    def __init__(
+        self,
+        num_particles: int = 1,
+        max_plate_nesting: int | None = None,
+        *,
+        max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
+        analytic_kl: bool = True,
+        vectorize_particles: bool = True,
+    ) -> None:
+        if not (isinstance(max_configurations, int) and max_configurations >= 1):
+            raise ValueError(f"max_configurations must be an int >= 1, got {max_configurations!r}.")
+        super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
+        self.max_plate_nesting = max_plate_nesting
+        self.max_configurations = max_configurations
+        self.analytic_kl = analytic_kl
+        self.enumerated_sites: list[str] = []
+        self.scored_at_sample: set[str] = set()
+
+    def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
+        def particle_elbo(key):
+            return self._particle_elbo(key, param_map, model, guide, args, kwargs)
+
+        if self.num_particles == 1:
+            return -particle_elbo(rng_key)
+        keys = jax.random.split(rng_key, self.num_particles)
+        return -jnp.mean(self.vectorize_particles_fn(particle_elbo, keys))
+
+    def _particle_elbo(self, key, param_map, model, guide, args, kwargs):
+        model_key, guide_key = jax.random.split(key)
+        guide = seed(substitute(guide, data=param_map), guide_key)
+        model = seed(substitute(model, data=param_map), model_key)
+        if self.max_plate_nesting is None:
+            self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs, param_map)
+        guide_trace = trace(guide).get_trace(*args, **kwargs)
+        candidates = {}
+        for name, site in guide_trace.items():
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            if _is_local_candidate(site):
+                candidates[name] = support_kind(site["fn"].support)
+            elif site["fn"].support.is_discrete and not site["fn"].has_rsample:
+                raise ValueError(
+                    f"guide site {name!r} is discrete and not reparameterized "
+                    f"({type(_base(site['fn'])).__name__}): TraceLocalEnum_ELBO would give it zero "
+                    "gradient. Use a reparameterized distribution "
+                    "(numpyro_reinmax.ReinMaxOneHotCategorical, ReinMaxBernoulli, ...), or leave "
+                    "the site out of the guide to sum it out."
+                )
+        replayed = {n: s for n, s in guide_trace.items() if n not in candidates}
+        while True:
+            model_trace = self._model_trace(model, guide_trace, replayed, candidates, args, kwargs)
+            over_budget = self._over_budget(model_trace)
+            if not over_budget:
+                break
+            self.scored_at_sample.update(over_budget)
+            warnings.warn(
+                f"TraceLocalEnum_ELBO: a factor's sampled discrete parents have more than "
+                f"max_configurations={self.max_configurations} joint configurations; sites "
+                f"{sorted(over_budget)} are scored at the sample from now on (their factors are "
+                "not linearised in them). Raise max_configurations to enumerate them.",
+                stacklevel=2,
+            )
+        model_log_joint = self._model_log_joint(model_trace, guide_trace)
+        guide_log_density = self._guide_log_density(guide_trace)
+        return model_log_joint - guide_log_density
+
+    def _model_trace(self, model, guide_trace, replayed, candidates, args, kwargs):
+        from numpyro.contrib.funsor import enum, plate_to_enum_plate
+        from numpyro.contrib.funsor import trace as packed_trace
+
+        local = _EnumerateLocally(
+            replay(model, trace=replayed), guide_trace, candidates, self.scored_at_sample
+        )
+        enumerated = enum(local, first_available_dim=-1 - self.max_plate_nesting)
+        with plate_to_enum_plate():
+            model_trace = packed_trace(enumerated).get_trace(*args, **kwargs)
+        if local.not_enumerable:
+            warnings.warn(
+                "TraceLocalEnum_ELBO: model sites "
+                + ", ".join(f"{n!r} ({c})" for n, c in sorted(local.not_enumerable.items()))
+                + " cannot be enumerated site-wise (extra event dims); they are scored at the "
+                "sample. Put their event dims in a plate to linearise their factors.",
+                stacklevel=2,
+            )
+        self.enumerated_sites = [
+            name
+            for name, site in model_trace.items()
+            if site["type"] == "sample" and site["infer"].get(_LOCAL)
+        ]
+        for name, site in model_trace.items():
+            if site["type"] == "sample" and any(
+                n.startswith("_time") or n.startswith("_PREV_")
+                for n in site["infer"].get("dim_to_name", {}).values()
+            ):
+                raise NotImplementedError(
+                    f"site {name!r} is inside scan: TraceLocalEnum_ELBO supports Python-loop "
+                    "markov (numpyro.contrib.funsor.markov) but not scan yet."
+                )
+        return model_trace
+
+    def _parents(self, site) -> dict:
+        """The sampled-and-enumerated sites a factor depends on: dim -> name."""
+        return {
+            dim: name
+            for dim, name in site["infer"].get("dim_to_name", {}).items()
+            if name in self.enumerated_sites
+        }
+
+    def _over_budget(self, model_trace) -> set:
+        demote = set()
+        for site in model_trace.values():
+            if site["type"] != "sample":
+                continue
+            sizes = {
+                name: jnp.shape(model_trace[name]["value"])[0]
+                for name in self._parents(site).values()
+            }
+            order = sorted(sizes, key=self.enumerated_sites.index)
+            while math.prod(sizes[n] for n in order) > self.max_configurations:
+                demote.add(order.pop())
+        return demote
+
+    def _log_factor(self, site, guide_trace):
+        """The site's log-density, contracted with its sampled-and-enumerated parents, and the
+        names of its remaining dims."""
+        # enumerated one-hot sites are recorded as their index (``OneHotAsIndex``)
+        log_prob = site["fn"].log_prob(site["value"])
+        dim_to_name = OrderedDict(site["infer"].get("dim_to_name", {}))
+        for dim, parent in self._parents(site).items():
+            if jnp.ndim(log_prob) < -dim or jnp.shape(log_prob)[dim] == 1:
+                del dim_to_name[dim]
+                continue
+            guide_site = guide_trace[parent]
+            if self.analytic_kl and parent == site["name"]:
+                weights = _guide_probs(guide_site)
+            else:
+                weights = _one_hot_view(support_kind(guide_site["fn"].support), guide_site["value"])
+            log_prob = contract_dim(log_prob, weights_on_dim(weights, dim), dim)
+            del dim_to_name[dim]
+        return log_prob, dim_to_name
+
+    def _model_log_joint(self, model_trace, guide_trace):
+        import funsor
+
+        sum_vars = frozenset(
+            name
+            for name, site in model_trace.items()
+            if site["type"] == "sample"
+            and not site["is_observed"]
+            and name not in self.enumerated_sites
+            and site["infer"].get("enumerate") == "parallel"
+        )
+        total = 0.0
+        enumerated_factors, scales = [], set()
+        plates = set()
+        for site in model_trace.values():
+            if site["type"] != "sample":
+                continue
+            log_prob, dim_to_name = self._log_factor(site, guide_trace)
+            scale = 1.0 if site["scale"] is None else site["scale"]
+            if sum_vars.isdisjoint(dim_to_name.values()):
+                total = total + jnp.sum(scale * log_prob)
+                continue
+            if jnp.ndim(scale):
+                raise ValueError("enumeration supports only a scalar handlers.scale")
+            scales.add(float(scale))
+            plates |= {f.name for f in site["cond_indep_stack"]}
+            enumerated_factors.append(
+                funsor.to_funsor(log_prob, output=funsor.Real, dim_to_name=dim_to_name)
+            )
+        if enumerated_factors:
+            if len(scales) != 1:
+                raise ValueError(
+                    "the factors of the summed-out sites must share one scale (subsampling "
+                    f"factor), found {sorted(scales)}."
+                )
+            with funsor.interpretations.normalize:
+                marginal = funsor.sum_product.sum_product(
+                    funsor.ops.logaddexp,
+                    funsor.ops.add,
+                    enumerated_factors,
+                    eliminate=sum_vars | plates,
+                    plates=frozenset(plates),
+                )
+            marginal = funsor.optimizer.apply_optimizer(marginal)
+            total = total + scales.pop() * funsor.to_data(marginal)
+        return total
+
+    def _guide_log_density(self, guide_trace):
+        total = 0.0
+        for name, site in guide_trace.items():
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            if self.analytic_kl and name in self.enumerated_sites:
+                log_prob = _negative_entropy(site)
+            else:
+                log_prob = site["fn"].log_prob(site["value"])
+            scale = 1.0 if site["scale"] is None else site["scale"]
+            total = total + jnp.sum(scale * log_prob)
+        return total
+
+
+def _guide_log_probs(guide_site):
+    fn = guide_site["fn"]
+    return jax.nn.log_softmax(_base(fn)._one_hot_logits(), -1)
+
+
+def _guide_probs(guide_site):
+    """The guide's category probabilities at a site, ``batch_shape + (K,)``."""
+    log_probs = _guide_log_probs(guide_site)
+    return jnp.broadcast_to(jnp.exp(log_probs), guide_site["fn"].batch_shape + log_probs.shape[-1:])
+
+
+def _negative_entropy(guide_site):
+    r""":math:`\sum_k q_k \log q_k` at a guide site (masked where the guide site is masked)."""
+    fn = guide_site["fn"]
+    log_probs = _guide_log_probs(guide_site)
+    probs = jnp.exp(log_probs)
+    negative_entropy = jnp.broadcast_to(
+        (probs * jnp.where(probs > 0, log_probs, 0.0)).sum(-1), fn.batch_shape
+    )
+    mask = getattr(fn, "_mask", None)
+    return negative_entropy if mask is None else jnp.where(mask, negative_entropy, 0.0)
