@@ -1,5 +1,5 @@
-r"""``TraceLocalEnum_ELBO``: every factor of the model gets the gradient of its multilinear extension
-in the sampled discrete values (NumPyro).
+r"""``TraceLocalEnum_ELBO``: every factor of the model gets the gradient of its multilinear
+extension in the sampled discrete values (NumPyro).
 
 Straight-through estimators (ReinMax included) differentiate the model's code at the sampled
 one-hot corner. A factor that *selects parameters* with a one-hot (``Normal(z @ locs, 1)``,
@@ -96,7 +96,8 @@ class _EnumerateLocally(Messenger):
                 if not (_is_one_hot(fn) or fn.has_enumerate_support):
                     raise ValueError(
                         f"model site {name!r} is discrete, the guide does not sample it, and it "
-                        f"cannot be enumerated ({type(_base(fn)).__name__}): sample it in the guide "
+                        f"cannot be enumerated ({type(_base(fn)).__name__}): sample it in the "
+                        "guide "
                         "(e.g. with numpyro_reinmax.infer.AutoReinMax) or write it as a one-hot or "
                         "Bernoulli site."
                     )

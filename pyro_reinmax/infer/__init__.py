@@ -1,6 +1,8 @@
 """Inference helpers for discrete sites (Pyro): the ``AutoReinMax`` autoguide, the
 ``ReinMaxReparam`` reparameterizer with its ``ReinMaxStrategy`` config function, and a
-``TraceMeanField_ELBO`` that scores autoguides' ``Delta`` sites correctly."""
+``TraceMeanField_ELBO`` that scores autoguides' ``Delta`` sites correctly.; and
+``TraceLocalEnum_ELBO``, which gives every model factor the gradient of its multilinear extension
+in the sampled discrete values."""
 
 from .autoguide import AutoReinMax
 from .elbo import TraceMeanField_ELBO
