@@ -1,6 +1,6 @@
 """Inference helpers for discrete sites (NumPyro): ELBOs that accept reparameterized discrete
 guide sites, the ``AutoReinMax`` autoguide, and the ``ReinMaxReparam`` reparameterizer with its
-``ReinMaxStrategy`` config function.; and
+``ReinMaxStrategy`` config function; and
 ``TraceLocalEnum_ELBO``, which gives every model factor the gradient of its multilinear extension
 in the sampled discrete values."""
 
