@@ -6,6 +6,7 @@ change:
 | method | discrete sites | ELBO |
 | --- | --- | --- |
 | reinmax | ReinMax guide sites (``AutoReinMax``) | ``TraceMeanField_ELBO`` (analytic KL) |
+| reinmax-local | ReinMax guide sites | ``TraceLocalEnum_ELBO`` (each factor linearised) |
 | st | straight-through guide sites | ``TraceMeanField_ELBO`` |
 | st-gumbel | straight-through Gumbel-softmax guide sites | ``TraceMeanField_ELBO`` |
 | reinforce | non-reparameterized guide sites (score function) | ``TraceGraph_ELBO`` |
@@ -16,10 +17,11 @@ are ``pyro_reinmax.infer.TraceMeanField_ELBO`` and ``numpyro_reinmax.infer.Trace
 (Pyro's own mis-scores ``AutoNormal``'s sites of constrained latents).
 """
 
-METHODS = ("reinmax", "enum", "reinforce", "st", "st-gumbel")
+METHODS = ("reinmax", "reinmax-local", "enum", "reinforce", "st", "st-gumbel")
 
 ESTIMATOR = {
     "reinmax": "reinmax",
+    "reinmax-local": "reinmax",
     "st": "straight_through",
     "st-gumbel": "gumbel_straight_through",
     "reinforce": "score_function",

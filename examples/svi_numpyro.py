@@ -14,7 +14,7 @@ from numpyro.infer.autoguide import AutoNormal
 from numpyro.optim import optax_to_numpyro
 
 import numpyro_reinmax as nr
-from numpyro_reinmax.infer import AutoReinMax, TraceMeanField_ELBO
+from numpyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO, TraceMeanField_ELBO
 from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_every
 
 # The mixture and topic models run in float64, as in Pyro: a float32 simplex over a vocabulary
@@ -40,6 +40,8 @@ def guide_model_loss(
     )
     if method == "reinforce":
         return guide, model, TraceGraph_ELBO()
+    if method == "reinmax-local":
+        return guide, model, TraceLocalEnum_ELBO()
     return guide, model, TraceMeanField_ELBO()
 
 

@@ -12,7 +12,7 @@ from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoNormal
 from pyro.optim import ClippedAdam
 
-from pyro_reinmax.infer import AutoReinMax, TraceMeanField_ELBO
+from pyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO, TraceMeanField_ELBO
 from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_every
 
 
@@ -42,6 +42,8 @@ def guide_model_loss(
     )
     if method == "reinforce":
         return guide, model, TraceGraph_ELBO(max_plate_nesting=max_plate_nesting)
+    if method == "reinmax-local":
+        return guide, model, TraceLocalEnum_ELBO(max_plate_nesting=max_plate_nesting)
     return guide, model, TraceMeanField_ELBO(max_plate_nesting=max_plate_nesting)
 
 

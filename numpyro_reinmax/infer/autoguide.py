@@ -10,6 +10,7 @@ share their plates, so subsampled plates are drawn once per step.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -22,10 +23,13 @@ from numpyro.infer.autoguide import AutoGuide, AutoNormal
 
 from ..families import check_estimator, site_distribution, support_kind
 from ..validation import check_temperature
+from .local_enum import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
 
 __all__ = ["AutoReinMax"]
 
 Encoders = Callable | dict[str, Callable] | None
+Enumerate = str | list[str] | tuple[str, ...] | None
+logger = logging.getLogger("numpyro_reinmax")
 
 
 def _unwrap(fn):
@@ -56,6 +60,15 @@ class AutoReinMax(AutoGuide):
         continuous_guide: builds the guide of the continuous sites from the model with the
             discrete sites hidden, called as ``continuous_guide(model, prefix=...,
             create_plates=...)``: an autoguide class, ``AutoNormal`` by default.
+        enumerate: discrete sites to leave out of the guide, to be summed out exactly by the ELBO
+            (:class:`~numpyro_reinmax.infer.TraceLocalEnum_ELBO` sums out every discrete model
+            site that the guide does not sample): a list of site names, or ``"auto"``, which
+            traces the model once and admits sites in trace order while no factor's enumerated
+            parents exceed ``max_configurations`` joint configurations (sites with extra event
+            dims are never enumerated). The choice is in :attr:`enumerated_sites` and logged once
+            (logger ``"numpyro_reinmax"``, level INFO). ``None`` (default): every discrete site is
+            sampled.
+        max_configurations: the budget of ``enumerate="auto"`` (default 4096).
         prefix, create_plates: as for every NumPyro autoguide.
 
     ``sample_posterior``, ``median`` (modes for discrete sites) and ``quantiles`` (continuous
@@ -71,10 +84,19 @@ class AutoReinMax(AutoGuide):
         temperature: float = 1.0,
         encoders: Encoders = None,
         continuous_guide: Callable = AutoNormal,
+        enumerate: Enumerate = None,
+        max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
         prefix: str = "auto",
         create_plates=None,
     ) -> None:
         super().__init__(model, prefix=prefix, create_plates=create_plates)
+        if not (enumerate is None or enumerate == "auto" or isinstance(enumerate, list | tuple)):
+            raise ValueError(
+                f'enumerate must be None, "auto" or a list of site names, got {enumerate!r}.'
+            )
+        self._enumerate = enumerate
+        self._max_configurations = max_configurations
+        self.enumerated_sites: list[str] = []
         self.estimator = check_estimator(estimator)
         self.temperature = check_temperature(temperature)
         self._encoders = encoders
@@ -117,8 +139,12 @@ class AutoReinMax(AutoGuide):
                 )
             else:
                 self._discrete[name] = site
+        self.enumerated_sites = self._choose_enumerated(key, args, kwargs)
+        discrete = list(self._discrete)
+        for name in self.enumerated_sites:
+            del self._discrete[name]
         if continuous:
-            blocked = handlers.block(self.model, hide=list(self._discrete))
+            blocked = handlers.block(self.model, hide=discrete)
             self._continuous = self._continuous_guide(
                 blocked,
                 prefix=self.prefix,
@@ -193,3 +219,37 @@ class AutoReinMax(AutoGuide):
     def quantiles(self, params, quantiles) -> dict:
         """The companion's quantiles; discrete sites have none."""
         return {} if self._continuous is None else self._continuous.quantiles(params, quantiles)
+
+    def _choose_enumerated(self, key, args, kwargs) -> list[str]:
+        if self._enumerate is None:
+            return []
+        if self._enumerate != "auto":
+            unknown = sorted(set(self._enumerate) - set(self._discrete))
+            if unknown:
+                raise ValueError(
+                    f"enumerate names {unknown}, which are not discrete latent sites of the model "
+                    f"(those are {sorted(self._discrete)})."
+                )
+            chosen = [name for name in self._discrete if name in self._enumerate]
+        else:
+            candidates = {n: support_kind(s["fn"].support) for n, s in self._discrete.items()}
+            nesting = max(
+                (
+                    -frame.dim
+                    for site in self.prototype_trace.values()
+                    if site["type"] == "sample"
+                    for frame in site["cond_indep_stack"]
+                ),
+                default=0,
+            )
+            model = handlers.seed(self.model, key)
+            chosen = choose_enumerated(
+                model, args, kwargs, candidates, self._max_configurations, nesting
+            )
+        logger.info(
+            "AutoReinMax: summing out %s exactly (enumeration); sampling %s with %s",
+            chosen,
+            [n for n in self._discrete if n not in chosen],
+            self.estimator,
+        )
+        return chosen

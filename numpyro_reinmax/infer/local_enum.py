@@ -30,7 +30,7 @@ from collections import OrderedDict
 
 import jax
 import jax.numpy as jnp
-from numpyro.handlers import replay, seed, substitute, trace
+from numpyro.handlers import block, replay, seed, substitute, trace
 from numpyro.infer.elbo import ELBO, guess_max_plate_nesting
 from numpyro.primitives import Messenger
 
@@ -74,7 +74,47 @@ def _enumerable(fn, kind: str) -> bool:
     )
 
 
-class _EnumerateLocally(Messenger):
+def factor_parents(site, names: list[str]) -> dict:
+    """The named enumerated sites that a site's factor depends on: dim -> name."""
+    return {
+        dim: name for dim, name in site["infer"].get("dim_to_name", {}).items() if name in names
+    }
+
+
+def over_budget(model_trace, names: list[str], max_configurations: int) -> set:
+    """The named enumerated sites to take out of enumeration so that no factor's enumerated
+    parents (among ``names``, in trace order) exceed ``max_configurations`` joint configurations:
+    for each factor over the budget, its parents from the last one backwards."""
+    demote = set()
+    for site in model_trace.values():
+        if site["type"] != "sample":
+            continue
+        parents = factor_parents(site, names).values()
+        sizes = {name: jnp.shape(model_trace[name]["value"])[0] for name in parents}
+        order = sorted(sizes, key=names.index)
+        while math.prod(sizes[n] for n in order) > max_configurations:
+            demote.add(order.pop())
+    return demote
+
+
+class _OneHotEnumeration(Messenger):
+    """Marks sites for parallel enumeration; one-hot sites are shown to the enumeration handler as
+    their index, and the model's code receives one-hot values."""
+
+    @staticmethod
+    def _enumerate(msg) -> None:
+        msg["infer"]["enumerate"] = "parallel"
+        if _is_one_hot(msg["fn"]):
+            msg["infer"]["_categories"] = msg["fn"].event_shape[-1]
+            msg["fn"] = OneHotAsIndex(msg["fn"])
+
+    def postprocess_message(self, msg) -> None:
+        if msg["type"] == "sample" and "_categories" in msg["infer"]:
+            k = msg["infer"]["_categories"]
+            msg["value"] = jax.nn.one_hot(msg["value"], k, dtype=jnp.result_type(float))
+
+
+class _EnumerateLocally(_OneHotEnumeration):
     """Mark the guide's reparameterized discrete sites for parallel enumeration in the model (when
     NumPyro can enumerate them and they are not scored at the sample; those take the guide's value)
     and the discrete model sites that the guide does not sample (summed out). One-hot sites are
@@ -115,17 +155,65 @@ class _EnumerateLocally(Messenger):
             self.scored_at_sample.add(name)
         msg["value"] = self.guide_trace[name]["value"]
 
-    @staticmethod
-    def _enumerate(msg) -> None:
-        msg["infer"]["enumerate"] = "parallel"
-        if _is_one_hot(msg["fn"]):
-            msg["infer"]["_categories"] = msg["fn"].event_shape[-1]
-            msg["fn"] = OneHotAsIndex(msg["fn"])
 
-    def postprocess_message(self, msg) -> None:
-        if msg["type"] == "sample" and "_categories" in msg["infer"]:
-            k = msg["infer"]["_categories"]
-            msg["value"] = jax.nn.one_hot(msg["value"], k, dtype=jnp.result_type(float))
+class _AdmitForEnumeration(_OneHotEnumeration):
+    """Mark candidate sites for parallel enumeration, in trace order, while the configurations
+    visible at each (its enumerated parents' times its own categories) fit the budget."""
+
+    def __init__(self, fn, candidates: dict, refused: set, budget: int, nesting: int) -> None:
+        super().__init__(fn)
+        self.candidates, self.refused, self.budget, self.nesting = (
+            candidates,
+            refused,
+            budget,
+            nesting,
+        )
+
+    def process_message(self, msg) -> None:
+        if msg["type"] != "sample" or msg["is_observed"]:
+            return
+        name, fn = msg["name"], msg["fn"]
+        kind = self.candidates.get(name)
+        if kind is None or name in self.refused:
+            return
+        shape = fn.batch_shape
+        visible = math.prod(shape[: max(0, len(shape) - self.nesting)])
+        categories = fn.event_shape[-1] if kind == "one_hot" else 2
+        if not _enumerable(fn, kind) or visible * categories > self.budget:
+            self.refused.add(name)
+            return
+        self._enumerate(msg)
+
+
+def choose_enumerated(
+    model, args, kwargs, candidates: dict, max_configurations: int, max_plate_nesting: int
+) -> list[str]:
+    """The candidate sites (name -> ``"one_hot"`` or ``"bernoulli"``) that exact enumeration can
+    sum out with no factor over ``max_configurations`` joint configurations of enumerated
+    parents: admitted greedily in trace order by tracing the (seeded) model once (more if a
+    factor downstream goes over the budget, which takes its last enumerated parent out)."""
+    from numpyro.contrib.funsor import enum, plate_to_enum_plate
+    from numpyro.contrib.funsor import trace as packed_trace
+
+    refused: set = set()
+    while True:
+        admit = _AdmitForEnumeration(
+            model, candidates, refused, max_configurations, max_plate_nesting
+        )
+        enumerated_model = enum(admit, first_available_dim=-1 - max_plate_nesting)
+        with block(), plate_to_enum_plate():
+            model_trace = packed_trace(enumerated_model).get_trace(*args, **kwargs)
+        enumerated = [
+            name
+            for name, site in model_trace.items()
+            if name in candidates
+            and name not in refused
+            and site["infer"].get("enumerate") == "parallel"
+        ]
+        demote = over_budget(model_trace, enumerated, max_configurations)
+        if not demote:
+            return enumerated
+        refused |= demote
 
 
 class TraceLocalEnum_ELBO(ELBO):
@@ -258,27 +346,8 @@ class TraceLocalEnum_ELBO(ELBO):
                 )
         return model_trace
 
-    def _parents(self, site) -> dict:
-        """The sampled-and-enumerated sites a factor depends on: dim -> name."""
-        return {
-            dim: name
-            for dim, name in site["infer"].get("dim_to_name", {}).items()
-            if name in self.enumerated_sites
-        }
-
     def _over_budget(self, model_trace) -> set:
-        demote = set()
-        for site in model_trace.values():
-            if site["type"] != "sample":
-                continue
-            sizes = {
-                name: jnp.shape(model_trace[name]["value"])[0]
-                for name in self._parents(site).values()
-            }
-            order = sorted(sizes, key=self.enumerated_sites.index)
-            while math.prod(sizes[n] for n in order) > self.max_configurations:
-                demote.add(order.pop())
-        return demote
+        return over_budget(model_trace, self.enumerated_sites, self.max_configurations)
 
     def _log_factor(self, site, guide_trace):
         """The site's log-density, contracted with its sampled-and-enumerated parents, and the
@@ -286,7 +355,7 @@ class TraceLocalEnum_ELBO(ELBO):
         # enumerated one-hot sites are recorded as their index (``OneHotAsIndex``)
         log_prob = site["fn"].log_prob(site["value"])
         dim_to_name = OrderedDict(site["infer"].get("dim_to_name", {}))
-        for dim, parent in self._parents(site).items():
+        for dim, parent in factor_parents(site, self.enumerated_sites).items():
             if jnp.ndim(log_prob) < -dim or jnp.shape(log_prob)[dim] == 1:
                 del dim_to_name[dim]
                 continue

@@ -10,6 +10,7 @@ share their plates, so subsampled plates are drawn once per step.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -27,10 +28,13 @@ from torch.distributions import constraints
 from ..families import check_estimator, site_distribution, support_kind
 from ..one_hot import OneHotCategorical
 from ..validation import check_temperature
+from .local_enum import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
 
 __all__ = ["AutoReinMax"]
 
 Encoders = Callable | dict[str, Callable] | None
+Enumerate = str | list[str] | tuple[str, ...] | None
+logger = logging.getLogger("pyro_reinmax")
 
 
 def _unwrap(fn):
@@ -158,6 +162,14 @@ class AutoReinMax(AutoGuideList):
             site's logits (``torch.nn.Module`` encoders are registered with ``pyro.module``).
         continuous_guide: builds the guide of the continuous sites from the model with the
             discrete sites hidden: an autoguide class or factory, ``AutoNormal`` by default.
+        enumerate: discrete sites to leave out of the guide, to be summed out exactly by the ELBO
+            (:class:`~pyro_reinmax.infer.TraceLocalEnum_ELBO` sums out every discrete model site
+            that the guide does not sample): a list of site names, or ``"auto"``, which traces the
+            model once and admits sites in trace order while no factor's enumerated parents exceed
+            ``max_configurations`` joint configurations (sites with extra event dims are never
+            enumerated). The choice is in :attr:`enumerated_sites` and logged once (logger
+            ``"pyro_reinmax"``, level INFO). ``None`` (default): every discrete site is sampled.
+        max_configurations: the budget of ``enumerate="auto"`` (default 4096).
         create_plates: as for every Pyro autoguide (for subsampling).
 
     ``median()`` returns modes for discrete sites and the companion's medians; ``quantiles()``
@@ -172,9 +184,18 @@ class AutoReinMax(AutoGuideList):
         temperature: float = 1.0,
         encoders: Encoders = None,
         continuous_guide: Callable = AutoNormal,
+        enumerate: Enumerate = None,
+        max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
         create_plates=None,
     ) -> None:
         super().__init__(model, create_plates=create_plates)
+        if not (enumerate is None or enumerate == "auto" or isinstance(enumerate, list | tuple)):
+            raise ValueError(
+                f'enumerate must be None, "auto" or a list of site names, got {enumerate!r}.'
+            )
+        self._enumerate = enumerate
+        self._max_configurations = max_configurations
+        self.enumerated_sites: list[str] = []
         self._part_options = {
             "estimator": check_estimator(estimator),
             "temperature": check_temperature(temperature),
@@ -184,20 +205,56 @@ class AutoReinMax(AutoGuideList):
 
     def _setup_prototype(self, *args, **kwargs) -> None:
         super()._setup_prototype(*args, **kwargs)
-        discrete = list(_discrete_latent_sites(self.prototype_trace))
+        discrete_sites = _discrete_latent_sites(self.prototype_trace)
+        self.enumerated_sites = self._choose_enumerated(discrete_sites, args, kwargs)
+        sampled = [name for name in discrete_sites if name not in self.enumerated_sites]
         continuous = [
             name
             for name, site in self.prototype_trace.iter_stochastic_nodes()
-            if name not in discrete and not site_is_subsample(site)
+            if name not in discrete_sites and not site_is_subsample(site)
         ]
         parts = []
-        if discrete:
-            part = _DiscreteGuide(poutine.block(self.model, expose=discrete), **self._part_options)
-            parts.append((discrete[0], part))
+        if sampled:
+            part = _DiscreteGuide(poutine.block(self.model, expose=sampled), **self._part_options)
+            parts.append((sampled[0], part))
         if continuous:
-            companion = self._continuous_guide(poutine.block(self.model, hide=discrete))
+            companion = self._continuous_guide(poutine.block(self.model, hide=list(discrete_sites)))
             parts.append((continuous[0], companion))
         # the part whose first site comes first in the model runs first (mean-field checks)
         order = list(self.prototype_trace.nodes)
         for _, part in sorted(parts, key=lambda first_and_part: order.index(first_and_part[0])):
             self.append(part)
+
+    def _choose_enumerated(self, discrete_sites: dict, args, kwargs) -> list[str]:
+        if self._enumerate is None:
+            return []
+        if self._enumerate != "auto":
+            unknown = sorted(set(self._enumerate) - set(discrete_sites))
+            if unknown:
+                raise ValueError(
+                    f"enumerate names {unknown}, which are not discrete latent sites of the model "
+                    f"(those are {sorted(discrete_sites)})."
+                )
+            chosen = [name for name in discrete_sites if name in self._enumerate]
+        else:
+            candidates = {n: support_kind(s["fn"].support) for n, s in discrete_sites.items()}
+            nesting = max(
+                (
+                    -frame.dim
+                    for site in self.prototype_trace.nodes.values()
+                    if site["type"] == "sample"
+                    for frame in site["cond_indep_stack"]
+                    if frame.vectorized
+                ),
+                default=0,
+            )
+            chosen = choose_enumerated(
+                self.model, args, kwargs, candidates, self._max_configurations, nesting
+            )
+        logger.info(
+            "AutoReinMax: summing out %s exactly (enumeration); sampling %s with %s",
+            chosen,
+            [n for n in discrete_sites if n not in chosen],
+            self._part_options["estimator"],
+        )
+        return chosen

@@ -30,7 +30,7 @@ import warnings
 import torch
 from pyro import poutine
 from pyro.distributions.score_parts import ScoreParts
-from pyro.distributions.util import scale_and_mask
+from pyro.distributions.util import broadcast_shape, scale_and_mask
 from pyro.infer import TraceEnum_ELBO
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.messenger import Messenger
@@ -69,6 +69,43 @@ def _is_local_candidate(site) -> bool:
 def _enumerable(fn, kind: str) -> bool:
     """Whether Pyro can enumerate ``fn`` site-wise (no extra event dims over the base)."""
     return fn.has_enumerate_support and fn.event_dim == (1 if kind == "one_hot" else 0)
+
+
+def enumeration_ids(model_trace, names: list[str]) -> dict:
+    """Enumeration id of each named, enumerated site of ``model_trace`` -> its name."""
+    ids = {}
+    for name in names:
+        infer = model_trace.nodes[name]["infer"]
+        ids[infer["_dim_to_id"][infer["_enumerate_dim"]]] = name
+    return ids
+
+
+def factor_parents(site, ids: dict) -> dict:
+    """The enumerated sites (of ``ids``) that a site's factor depends on: dim -> name."""
+    value, fn = site["value"], site["fn"]
+    shape = broadcast_shape(fn.batch_shape, value.shape[: value.dim() - fn.event_dim])
+    return {
+        dim: ids[id_]
+        for dim, id_ in site["infer"].get("_dim_to_id", {}).items()
+        if id_ in ids and len(shape) >= -dim and shape[dim] > 1
+    }
+
+
+def over_budget(model_trace, names: list[str], max_configurations: int) -> set:
+    """The named enumerated sites to take out of enumeration so that no factor's enumerated
+    parents (among ``names``, in trace order) exceed ``max_configurations`` joint configurations:
+    for each factor over the budget, its parents from the last one backwards."""
+    ids = enumeration_ids(model_trace, names)
+    demote = set()
+    for site in model_trace.nodes.values():
+        if site["type"] != "sample":
+            continue
+        parents = factor_parents(site, ids)
+        sizes = {name: model_trace.nodes[name]["value"].shape[0] for name in parents.values()}
+        order = sorted(sizes, key=names.index)
+        while math.prod(sizes[n] for n in order) > max_configurations:
+            demote.add(order.pop())
+    return demote
 
 
 class _ReplayOrEnumerate(Messenger):
@@ -112,6 +149,54 @@ class _ReplayOrEnumerate(Messenger):
         msg["value"] = guide_site["value"]
         msg["infer"] = guide_site["infer"]
         msg["done"] = True
+
+
+class _AdmitForEnumeration(Messenger):
+    """Mark candidate sites for parallel enumeration, in trace order, while the configurations
+    visible at each (its enumerated parents' times its own categories) fit the budget."""
+
+    def __init__(self, candidates: dict, refused: set, budget: int, max_plate_nesting: int) -> None:
+        super().__init__()
+        self.candidates, self.refused = candidates, refused
+        self.budget, self.max_plate_nesting = budget, max_plate_nesting
+
+    def _pyro_sample(self, msg) -> None:
+        name, fn = msg["name"], msg["fn"]
+        kind = self.candidates.get(name)
+        if msg["is_observed"] or kind is None or name in self.refused:
+            return
+        shape = fn.batch_shape
+        visible = math.prod(shape[: max(0, len(shape) - self.max_plate_nesting)])
+        categories = fn.event_shape[-1] if kind == "one_hot" else 2
+        if not _enumerable(fn, kind) or visible * categories > self.budget:
+            self.refused.add(name)
+            return
+        msg["infer"]["enumerate"] = "parallel"
+
+
+def choose_enumerated(
+    model, args, kwargs, candidates: dict, max_configurations: int, max_plate_nesting: int
+) -> list[str]:
+    """The candidate sites (name -> ``"one_hot"`` or ``"bernoulli"``) that exact enumeration can
+    sum out with no factor over ``max_configurations`` joint configurations of enumerated
+    parents: admitted greedily in trace order by tracing the model once (more if a factor
+    downstream goes over the budget, which takes its last enumerated parent out)."""
+    refused: set = set()
+    while True:
+        admit = _AdmitForEnumeration(candidates, refused, max_configurations, max_plate_nesting)
+        enumerate_ = EnumMessenger(first_available_dim=-1 - max_plate_nesting)
+        with poutine.block():
+            trace = poutine.trace(enumerate_(admit(model))).get_trace(*args, **kwargs)
+        trace = prune_subsample_sites(trace)
+        enumerated = [
+            name
+            for name, site in trace.nodes.items()
+            if name in candidates and site["infer"].get("_enumerate_dim") is not None
+        ]
+        demote = over_budget(trace, enumerated, max_configurations)
+        if not demote:
+            return enumerated
+        refused |= demote
 
 
 class TraceLocalEnum_ELBO(TraceEnum_ELBO):
@@ -225,59 +310,27 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         ]
         return model_trace
 
-    def _local_dims(self, model_trace) -> dict:
-        """Enumeration id of each sampled-and-enumerated site -> its name."""
-        ids = {}
-        for name in self.enumerated_sites:
-            infer = model_trace.nodes[name]["infer"]
-            ids[infer["_dim_to_id"][infer["_enumerate_dim"]]] = name
-        return ids
-
-    def _factor_parents(self, site, local_ids) -> dict:
-        """The sampled-and-enumerated sites a factor depends on: dim -> name."""
-        log_prob_shape = site["fn"].batch_shape
-        parents = {}
-        for dim, id_ in site["infer"].get("_dim_to_id", {}).items():
-            name = local_ids.get(id_)
-            value = site["value"]
-            shape = torch.broadcast_shapes(
-                log_prob_shape, value.shape[: value.dim() - site["fn"].event_dim]
-            )
-            if name is not None and len(shape) >= -dim and shape[dim] > 1:
-                parents[dim] = name
-        return parents
-
     def _over_budget(self, model_trace) -> set:
-        local_ids = self._local_dims(model_trace)
-        demote = set()
-        for site in model_trace.nodes.values():
-            if site["type"] != "sample":
-                continue
-            parents = self._factor_parents(site, local_ids)
-            sizes = {name: model_trace.nodes[name]["value"].shape[0] for name in parents.values()}
-            order = sorted(sizes, key=self.enumerated_sites.index)
-            while math.prod(sizes[n] for n in order) > self.max_configurations:
-                demote.add(order.pop())
-        return demote
+        return over_budget(model_trace, self.enumerated_sites, self.max_configurations)
 
     def _contract(self, model_trace, guide_trace) -> None:
-        """Contract every factor with the sampled one-hots of its enumerated parents."""
-        local_ids = self._local_dims(model_trace)
-        weights = {}
+        """Contract every factor with the sampled one-hots of its enumerated parents (with the
+        guide's probabilities along a site's own dimension under ``analytic_kl``)."""
+        local_ids = enumeration_ids(model_trace, self.enumerated_sites)
+        weights, own_weights = {}, {}
         for name in self.enumerated_sites:
             guide_site = guide_trace.nodes[name]
             kind = support_kind(guide_site["fn"].support)
-            weights[name] = _one_hot_view(kind, guide_site["value"])
+            weights[name] = own_weights[name] = _one_hot_view(kind, guide_site["value"])
+            if self.analytic_kl:
+                own_weights[name] = _score_by_expectation(guide_site)
         for name, site in model_trace.nodes.items():
             if site["type"] != "sample" or "log_prob" not in site:
                 continue
-            parents = self._factor_parents(site, local_ids)
+            parents = factor_parents(site, local_ids)
             log_prob, unscaled = site["log_prob"], site["unscaled_log_prob"]
             for dim, parent in parents.items():
-                w = weights[parent]
-                if self.analytic_kl and parent == name:
-                    w = _guide_probs(guide_trace.nodes[name])
-                w = weights_on_dim(w, dim)
+                w = weights_on_dim((own_weights if parent == name else weights)[parent], dim)
                 log_prob = contract_dim(log_prob, w, dim)
                 unscaled = contract_dim(unscaled, w, dim)
                 del site["infer"]["_dim_to_id"][dim]
@@ -286,20 +339,11 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             if name in weights:
                 del site["infer"]["_enumerate_dim"]
                 site["value"] = guide_trace.nodes[name]["value"]
-        if self.analytic_kl:
-            for name in self.enumerated_sites:
-                _score_by_negative_entropy(guide_trace.nodes[name])
 
 
-def _guide_probs(guide_site) -> torch.Tensor:
-    """The guide's category probabilities at a site, ``batch_shape + (K,)``."""
-    fn = guide_site["fn"]
-    log_probs = torch.log_softmax(_base(fn)._one_hot_logits(), -1)
-    return log_probs.exp().expand(fn.batch_shape + log_probs.shape[-1:])
-
-
-def _score_by_negative_entropy(guide_site) -> None:
-    r"""Replace the guide term :math:`\log q(z)` by its expectation :math:`\sum_k q_k \log q_k`."""
+def _score_by_expectation(guide_site) -> torch.Tensor:
+    r"""Replace the guide term :math:`\log q(z)` by its expectation :math:`\sum_k q_k \log q_k`;
+    return the guide's probabilities ``batch_shape + (K,)``."""
     fn = guide_site["fn"]
     log_probs = torch.log_softmax(_base(fn)._one_hot_logits(), -1)
     probs = log_probs.exp()
@@ -310,3 +354,4 @@ def _score_by_negative_entropy(guide_site) -> None:
     guide_site["log_prob"] = log_prob
     guide_site["log_prob_sum"] = log_prob.sum()
     guide_site["score_parts"] = ScoreParts(log_prob=log_prob, score_function=0, entropy_term=0)
+    return probs.expand(fn.batch_shape + probs.shape[-1:])
