@@ -4,7 +4,7 @@ The methods ``reinmax`` (TraceMeanField_ELBO) and ``reinmax-local`` (TraceLocalE
 ``reinmax-compare`` fit the same model with the same ReinMax guide (``AutoReinMax``), so their
 ratio is the price of linearising every factor. Models: ``gmm`` (iris, 3 components) and ``lda``
 (the Lee corpus, 8 topics). Each round fits both methods for ``--steps`` steps in a shuffled order
-(timing starts after set-up and, in NumPyro, after compilation); a method's cost is its median
+(after a warm-up fit of each; timing starts after set-up and, in NumPyro, after compilation); a method's cost is its median
 seconds per step over the rounds.
 
     python benchmarks/local_enum_cost.py      # writes results/local_enum_cost-cpu.json
@@ -51,6 +51,8 @@ def main() -> None:
     for model in MODELS:
         for backend in BACKENDS:
             samples: dict[str, list[float]] = {m: [] for m in METHODS}
+            for method in METHODS:  # warm-up: one-time imports and caches
+                seconds_per_step(model, backend, method, 2)
             for _ in range(args.rounds):
                 for method in rng.sample(METHODS, len(METHODS)):
                     samples[method].append(seconds_per_step(model, backend, method, args.steps))

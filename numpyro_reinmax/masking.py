@@ -27,8 +27,12 @@ def select(one_hot, values):
     component log-densities. Shapes broadcast (enumerated values included).
     """
     masked = jnp.isneginf(values)
-    total = (one_hot * jnp.where(masked, 0.0, values)).sum(-1)
-    hits_masked = (one_hot * masked).sum(-1) > 0
+    # a contraction, not a broadcast product: enumerated one-hots (K, 1, ..., K) against
+    # (..., N, K) values would otherwise build a (K, ..., N, K) intermediate
+    total = jnp.einsum("...k,...k->...", one_hot, jnp.where(masked, 0.0, values))
+    indicator = jnp.result_type(float)
+    hits = jnp.einsum("...k,...k->...", (one_hot != 0).astype(indicator), masked.astype(indicator))
+    hits_masked = hits > 0
     return jnp.where(hits_masked, -jnp.inf, total)
 
 

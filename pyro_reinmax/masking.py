@@ -27,10 +27,16 @@ def select(one_hot: Tensor, values: Tensor) -> Tensor:
     log-probabilities, and the mixture likelihood :math:`\sum_k z_k \log p_k(x)` when they are
     component log-densities. Shapes broadcast (enumerated values included).
     """
+    dtype = torch.result_type(one_hot, values)
+    one_hot, values = one_hot.to(dtype), values.to(dtype)
     masked = torch.isneginf(values)
-    total = (one_hot * values.masked_fill(masked, 0.0)).sum(-1)
-    hits_masked = (one_hot * masked).sum(-1) > 0
-    return total.masked_fill(hits_masked, -torch.inf)
+    # a contraction, not a broadcast product: enumerated one-hots (K, 1, ..., K) against
+    # (..., N, K) values would otherwise build a (K, ..., N, K) intermediate
+    total = torch.einsum("...k,...k->...", one_hot, values.masked_fill(masked, 0.0))
+    hits_masked = torch.einsum(
+        "...k,...k->...", (one_hot != 0).to(values.dtype), masked.to(values.dtype)
+    )
+    return total.masked_fill(hits_masked > 0, -torch.inf)
 
 
 def categorical_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
