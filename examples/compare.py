@@ -1,14 +1,16 @@
 """``reinmax-compare``: fit one model by every method, compare the ELBO curves and one exact metric.
 
-    reinmax-compare MODEL [--backend pyro|numpyro] [--methods reinmax,enum,reinforce,st,st-gumbel]
+    reinmax-compare MODEL [--backend pyro|numpyro]
+                          [--methods reinmax,reinmax-local,hybrid,enum,reinforce,st,st-gumbel]
                           [--steps N] [--seeds S] [--lr LR] [--temperature T] [--device cpu|cuda]
                           [--out DIR]
 
-MODEL is ``gmm`` (Gaussian mixture on iris), ``lda`` (topic model on the Lee corpus) or ``vae``
-(categorical VAE on MNIST digits). Every method trains the same model from the same start for each
-seed; the metric is computed identically for every method and is exact, never the training
-objective. Writes ``results.json`` and ``elbo.png`` (and the model's own reports) into ``--out``
-(default a new folder under ``./runs/``). Ctrl-C keeps what was measured so far.
+MODEL is ``gmm`` (Gaussian mixture on iris), ``lda`` (topic model on the Lee corpus), ``vae``
+(categorical VAE on MNIST digits) or ``fhmm`` (factorial HMM on a documented synthetic set).
+Every method trains the same model from the same start for each seed; the metric is computed
+identically for every method and is exact, never the training objective. Writes ``results.json``
+and ``elbo.png`` (and the model's own reports) into ``--out`` (default a new folder under
+``./runs/``). Ctrl-C keeps what was measured so far.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from rich.table import Table
 
 from reinmax_examples.methods import METHODS, ConfigurationError
 
-MODELS = ("gmm", "lda", "vae")
+MODELS = ("gmm", "lda", "vae", "fhmm")
 MODEL_OPTIONS = {"gmm": {"dataset", "components"}, "lda": {"topics"}, "vae": {"dataset", "latent"}}
 BACKENDS = ("pyro", "numpyro")
 
@@ -73,6 +75,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--components", type=_positive(int), help="gmm: mixture components (3)")
     p.add_argument("--topics", type=_positive(int), help="lda: topics (8)")
     p.add_argument("--latent", help="vae: categories x latents, e.g. 8x4 (the paper's settings)")
+    p.add_argument("--chains", type=_positive(int), help="fhmm: chains of 4 states (3)")
     return p
 
 

@@ -7,21 +7,24 @@ change:
 | --- | --- | --- |
 | reinmax | ReinMax guide sites (``AutoReinMax``) | ``TraceMeanField_ELBO`` (analytic KL) |
 | reinmax-local | ReinMax guide sites | ``TraceLocalEnum_ELBO`` (each factor linearised) |
+| hybrid | cheap sites summed out, ReinMax for the rest (``enumerate="auto"``) | local-enum |
 | st | straight-through guide sites | ``TraceMeanField_ELBO`` |
 | st-gumbel | straight-through Gumbel-softmax guide sites | ``TraceMeanField_ELBO`` |
 | reinforce | non-reparameterized guide sites (score function) | ``TraceGraph_ELBO`` |
 | enum | summed out exactly in the model | ``TraceEnum_ELBO`` |
 
-Continuous latent sites get the same ``AutoNormal`` guide in every method. The mean-field ELBOs
-are ``pyro_reinmax.infer.TraceMeanField_ELBO`` and ``numpyro_reinmax.infer.TraceMeanField_ELBO``
-(Pyro's own mis-scores ``AutoNormal``'s sites of constrained latents).
+local-enum is ``TraceLocalEnum_ELBO``. Continuous latent sites get the same ``AutoNormal`` guide
+in every method. The mean-field ELBOs are ``pyro_reinmax.infer.TraceMeanField_ELBO`` and
+``numpyro_reinmax.infer.TraceMeanField_ELBO`` (Pyro's own mis-scores ``AutoNormal``'s sites of
+constrained latents).
 """
 
-METHODS = ("reinmax", "reinmax-local", "enum", "reinforce", "st", "st-gumbel")
+METHODS = ("reinmax", "reinmax-local", "hybrid", "enum", "reinforce", "st", "st-gumbel")
 
 ESTIMATOR = {
     "reinmax": "reinmax",
     "reinmax-local": "reinmax",
+    "hybrid": "reinmax",
     "st": "straight_through",
     "st-gumbel": "gumbel_straight_through",
     "reinforce": "score_function",

@@ -26,7 +26,9 @@ def guide_model_loss(
     model, method, *, discrete_sites, temperature, init_loc_fn, encoders=None, create_plates=None
 ):
     """The guide, the model as that method runs it, and the ELBO."""
-    continuous_guide = partial(AutoNormal, init_loc_fn=init_loc_fn)
+    continuous_guide = (
+        AutoNormal if init_loc_fn is None else partial(AutoNormal, init_loc_fn=init_loc_fn)
+    )
     if method == "enum":
         guide = continuous_guide(handlers.block(model, hide=discrete_sites))
         return guide, nr.enum_onehot(model), TraceEnum_ELBO()
@@ -37,10 +39,11 @@ def guide_model_loss(
         encoders=encoders,
         continuous_guide=continuous_guide,
         create_plates=create_plates,
+        enumerate="auto" if method == "hybrid" else None,
     )
     if method == "reinforce":
         return guide, model, TraceGraph_ELBO()
-    if method == "reinmax-local":
+    if method in ("reinmax-local", "hybrid"):
         return guide, model, TraceLocalEnum_ELBO()
     return guide, model, TraceMeanField_ELBO()
 
@@ -87,14 +90,16 @@ def fit_model(
     on_step: Callable,
     **options,
 ):
-    """Fit ``model`` (its discrete site is ``z``) by ``method`` with ``config``'s ``steps``,
+    """Fit ``model`` (its discrete sites ``discrete_sites``, ``["z"]`` by default) by ``method``
+    with ``config``'s ``steps``,
     ``lr`` and ``temperature``; returns (guide, parameters). ``options``: ``init_loc_fn``,
-    ``encoders``, ``create_plates`` (see ``guide_model_loss``), and ``optimizer`` (else
-    ``default_optimizer``)."""
+    ``encoders``, ``create_plates``, ``discrete_sites`` (see ``guide_model_loss``), and
+    ``optimizer`` (else ``default_optimizer``)."""
     optimizer = options.pop("optimizer", None) or default_optimizer(config["lr"])
     options.setdefault("init_loc_fn", None)
+    options.setdefault("discrete_sites", ["z"])
     guide, fitted_model, loss = guide_model_loss(
-        model, method, discrete_sites=["z"], temperature=config["temperature"], **options
+        model, method, temperature=config["temperature"], **options
     )
     params = train(fitted_model, guide, loss, config["steps"], optimizer, seed, arguments, on_step)
     return guide, params

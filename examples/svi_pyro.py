@@ -28,7 +28,9 @@ def guide_model_loss(
     create_plates=None,
 ):
     """The guide, the model as that method runs it, and the ELBO."""
-    continuous_guide = partial(AutoNormal, init_loc_fn=init_loc_fn)
+    continuous_guide = (
+        AutoNormal if init_loc_fn is None else partial(AutoNormal, init_loc_fn=init_loc_fn)
+    )
     if method == "enum":
         guide = continuous_guide(poutine.block(model, hide=discrete_sites))
         return guide, config_enumerate(model), TraceEnum_ELBO(max_plate_nesting=max_plate_nesting)
@@ -39,10 +41,11 @@ def guide_model_loss(
         encoders=encoders,
         continuous_guide=continuous_guide,
         create_plates=create_plates,
+        enumerate="auto" if method == "hybrid" else None,
     )
     if method == "reinforce":
         return guide, model, TraceGraph_ELBO(max_plate_nesting=max_plate_nesting)
-    if method == "reinmax-local":
+    if method in ("reinmax-local", "hybrid"):
         return guide, model, TraceLocalEnum_ELBO(max_plate_nesting=max_plate_nesting)
     return guide, model, TraceMeanField_ELBO(max_plate_nesting=max_plate_nesting)
 
@@ -85,15 +88,17 @@ def fit_model(
     on_step: Callable,
     **options,
 ):
-    """Fit ``model`` (its discrete site is ``z``) by ``method`` with ``config``'s ``steps``,
+    """Fit ``model`` (its discrete sites ``discrete_sites``, ``["z"]`` by default) by ``method``
+    with ``config``'s ``steps``,
     ``lr`` and ``temperature``; returns the guide. ``options``: ``init_loc_fn``, ``encoders``,
-    ``create_plates`` (see ``guide_model_loss``), and ``optimizer`` (else ``default_optimizer``)."""
+    ``create_plates``, ``discrete_sites`` (see ``guide_model_loss``), and ``optimizer`` (else
+    ``default_optimizer``)."""
     optimizer = options.pop("optimizer", None) or default_optimizer(config["lr"])
     options.setdefault("init_loc_fn", None)
+    options.setdefault("discrete_sites", ["z"])
     guide, fitted_model, loss = guide_model_loss(
         model,
         method,
-        discrete_sites=["z"],
         temperature=config["temperature"],
         max_plate_nesting=1,
         **options,

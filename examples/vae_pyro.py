@@ -133,8 +133,10 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     if method == "enum":
         size = problem.config["categories"] ** problem.config["latents"]
         return f"intractable: the K^L = {size:,} joint latent configurations per digit"
-    if method == "reinmax-local":
-        return "nothing to linearise: the decoder reads all L latents of a digit as one site"
+    if method in ("reinmax-local", "hybrid"):
+        return (
+            "nothing to linearise or enumerate: the decoder reads a digit's L latents as one site"
+        )
     return None
 
 
