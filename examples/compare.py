@@ -30,7 +30,12 @@ from rich.table import Table
 from reinmax_examples.methods import METHODS, ConfigurationError
 
 MODELS = ("gmm", "lda", "vae", "fhmm")
-MODEL_OPTIONS = {"gmm": {"dataset", "components"}, "lda": {"topics"}, "vae": {"dataset", "latent"}}
+MODEL_OPTIONS = {
+    "gmm": {"dataset", "components"},
+    "lda": {"topics"},
+    "vae": {"dataset", "latent"},
+    "fhmm": {"chains"},
+}
 BACKENDS = ("pyro", "numpyro")
 
 
@@ -267,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     args = command.parse_args(argv)
     foreign = [
         option
-        for option in ("dataset", "components", "topics", "latent")
+        for option in ("dataset", "components", "topics", "latent", "chains")
         if getattr(args, option) is not None and option not in MODEL_OPTIONS[args.model]
     ]
     if foreign:

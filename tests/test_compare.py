@@ -20,6 +20,8 @@ RUNS = [
     ("lda", "numpyro", "reinmax,enum", ["--topics", "3"]),
     ("vae", "pyro", "reinmax,enum,st", ["--dataset", "digits"]),
     ("vae", "numpyro", "reinmax,enum,st", ["--dataset", "digits"]),
+    ("fhmm", "pyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2"]),
+    ("fhmm", "numpyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2"]),
 ]
 
 
@@ -41,7 +43,7 @@ def test_every_model_runs_on_both_backends(tmp_path, model, backend, methods, ex
     for method in methods.split(","):
         entry = results["methods"][method]
         if entry.get("skipped"):
-            assert model == "vae" and method == "enum" and "intractable" in entry["skipped"]
+            assert model == "vae" and method in ("enum", "hybrid", "reinmax-local")
             continue
         assert len(entry["step"]) == len(entry["elbo"]) == len(entry["seconds"]) == 4
         assert entry["step"][-1] == 4 and np.isfinite(entry["elbo"]).all()
@@ -131,6 +133,7 @@ def test_document_completion_against_a_direct_maximum_likelihood():
         (["gmm", "--backend", "stan"], "invalid choice"),
         (["gmm", "--latent", "8x4"], "does not apply to gmm"),
         (["lda", "--dataset", "iris"], "does not apply to lda"),
+        (["gmm", "--chains", "3"], "does not apply to gmm"),
     ],
 )
 def test_bad_arguments_are_clear_errors(argv, message, capsys):
@@ -145,8 +148,38 @@ def test_bad_arguments_are_clear_errors(argv, message, capsys):
     [
         (["vae", "--latent", "3x3"], "--latent must be one of"),
         (["gmm", "--dataset", "mnist"], "iris or wine"),
+        (["fhmm", "--chains", "9"], "at most 8"),
     ],
 )
 def test_bad_model_options_are_clear_errors(tmp_path, argv, message, capsys):
     assert compare.main([*argv, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_factorial_hmm_forward_algorithm_against_brute_force():
+    """The fhmm metric against a sum over every joint state path of two short sequences."""
+    import itertools
+
+    from reinmax_examples.factorial_hmm import (
+        STATES,
+        log_likelihood_per_step,
+        sequences,
+        true_parameters,
+    )
+
+    p = true_parameters(2)
+    x = sequences(2)[1][:2, :3]
+    total = 0.0
+    for sequence in x:
+        paths = []
+        for path in itertools.product(itertools.product(range(STATES), repeat=2), repeat=3):
+            log_p = 0.0
+            for t, state in enumerate(path):
+                for m in range(2):
+                    previous = p.init[m] if t == 0 else p.trans[m][path[t - 1][m]]
+                    log_p += np.log(previous[state[m]])
+                loc = p.weights[0][state[0]] + p.weights[1][state[1]]
+                log_p += scipy.stats.norm.logpdf(sequence[t], loc, p.scale).sum()
+            paths.append(log_p)
+        total += scipy.special.logsumexp(paths)
+    assert log_likelihood_per_step(x, p) == pytest.approx(total / x[:, :, 0].size, rel=1e-12)
