@@ -4,8 +4,8 @@ The methods ``reinmax`` (TraceMeanField_ELBO) and ``reinmax-local`` (TraceLocalE
 ``reinmax-compare`` fit the same model with the same ReinMax guide (``AutoReinMax``), so their
 ratio is the price of linearising every factor. Models: ``gmm`` (iris, 3 components) and ``lda``
 (the Lee corpus, 8 topics). Each round fits both methods for ``--steps`` steps in a shuffled order
-(after a warm-up fit of each; timing starts after set-up and, in NumPyro, after compilation); a method's cost is its median
-seconds per step over the rounds.
+(after a warm-up fit of each; timing starts after set-up and, in NumPyro, after compilation); a
+method's cost is its median seconds per step over the rounds.
 
     python benchmarks/local_enum_cost.py      # writes results/local_enum_cost-cpu.json
 """
