@@ -8,6 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# Test workers (pytest-xdist): one per core by default; `make test PYTEST_ARGS="-n 0 -k elbo"`
+# runs in one process, selected tests only.
+PYTEST_ARGS ?= -n auto
+
 .PHONY: install demo test lint format bench
 
 install: $(STAMP)
@@ -23,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/reinmax-compare gmm
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
