@@ -52,6 +52,27 @@ def mixture_multilinear(x, subsample_size=None):
         numpyro.sample("x", nr.OneHotMixture(z, dist.Normal(locs, scales)), obs=x[i])
 
 
+MASK = jnp.array([True, False, True])
+
+
+def mixture_selected_masked(x):
+    weights, locs = numpyro.param("weights", None), numpyro.param("locs", None)
+    scales = numpyro.param("scales", None)
+    with numpyro.plate("data", len(x)):
+        z = numpyro.sample("z", nr.OneHotCategorical(logits=weights))
+        with numpyro.handlers.mask(mask=MASK):
+            numpyro.sample("x", dist.Normal(z @ locs, z @ scales), obs=x)
+
+
+def mixture_multilinear_masked(x):
+    weights, locs = numpyro.param("weights", None), numpyro.param("locs", None)
+    scales = numpyro.param("scales", None)
+    with numpyro.plate("data", len(x)):
+        z = numpyro.sample("z", nr.OneHotCategorical(logits=weights))
+        with numpyro.handlers.mask(mask=MASK):
+            numpyro.sample("x", nr.OneHotMixture(z, dist.Normal(locs, scales)), obs=x)
+
+
 def bernoulli_selected(x):
     weights, phi = numpyro.param("weights", None), numpyro.param("phi", None)
     with numpyro.plate("data", len(x)):
@@ -142,6 +163,11 @@ CASES = {
     ),
     "hmm": (hmm_selected, hmm_multilinear, hmm_guide),
     "bernoulli_latent": (bernoulli_latent_selected, bernoulli_latent_multilinear, bernoulli_guide),
+    "masked": (
+        mixture_selected_masked,
+        mixture_multilinear_masked,
+        mixture_guide(nr.ReinMaxOneHotCategorical),
+    ),
 }
 
 

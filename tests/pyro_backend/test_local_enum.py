@@ -46,6 +46,25 @@ def mixture_multilinear(x, subsample_size=None):
         pyro.sample("x", pr.OneHotMixture(z, dist.Normal(locs, scales)), obs=x[i])
 
 
+MASK = torch.tensor([True, False, True])
+
+
+def mixture_selected_masked(x):
+    weights, locs, scales = _globals()
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", pr.OneHotCategorical(logits=weights))
+        with pyro.poutine.mask(mask=MASK):
+            pyro.sample("x", dist.Normal(z @ locs, z @ scales), obs=x)
+
+
+def mixture_multilinear_masked(x):
+    weights, locs, scales = _globals()
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", pr.OneHotCategorical(logits=weights))
+        with pyro.poutine.mask(mask=MASK):
+            pyro.sample("x", pr.OneHotMixture(z, dist.Normal(locs, scales)), obs=x)
+
+
 def bernoulli_selected(x):
     weights, _, _ = _globals()
     phi = pyro.param("phi", torch.tensor([0.2, 0.6, 0.9], dtype=torch.float64))
@@ -154,6 +173,11 @@ CASES = {
     ),
     "hmm": (hmm_selected, hmm_multilinear, hmm_guide(pr.ReinMaxOneHotCategorical)),
     "bernoulli_latent": (bernoulli_latent_selected, bernoulli_latent_multilinear, bernoulli_guide),
+    "masked": (
+        mixture_selected_masked,
+        mixture_multilinear_masked,
+        mixture_guide(pr.ReinMaxOneHotCategorical),
+    ),
 }
 
 
