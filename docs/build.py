@@ -11,10 +11,11 @@ import re
 import statistics
 from pathlib import Path
 
+from reinmax_examples.methods import METHODS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "docs" / "results"
-METHODS = ("reinmax", "enum", "reinforce", "st", "st-gumbel")
 
 
 def _load(path: Path) -> dict | None:
@@ -36,37 +37,51 @@ def _missing(command: str) -> str:
     return f"Not generated yet: run `{command}`."
 
 
+COMPARE_RUNS = [
+    f"{model}-{backend}"
+    for model in ("gmm", "lda", "vae", "fhmm", "fhmm6")
+    for backend in ("pyro", "numpyro")
+]
+
+
+def _compare_command(folder: str, results: dict) -> str:
+    config = results["config"]
+    command = f"reinmax-compare {results['model']} --backend {results['backend']}"
+    if config["seeds"] > 1:
+        command += f" --seeds {config['seeds']}"
+    if results["model"] == "fhmm" and config["chains"] != 3:
+        command += f" --chains {config['chains']}"
+    if list(config["methods"]) != list(METHODS):
+        command += f" --methods {','.join(config['methods'])}"
+    return f"{command} --out docs/results/{folder}"
+
+
 def compare_section(short: bool = False) -> str:
     rows, notes = [], []
-    for model in ("gmm", "lda", "vae", "fhmm"):
-        for backend in ("pyro", "numpyro"):
-            results = _load(RUNS / f"{model}-{backend}" / "results.json")
-            if results is None:
-                continue
-            seeds = results["config"]["seeds"]
-            cells = []
-            for method in METHODS:
-                entry = results["methods"].get(method, {})
-                if entry.get("skipped"):
-                    skipped = entry["skipped"]
-                    cells.append(
-                        "intractable" if "intractable" in skipped or "exceed" in skipped else "n/a"
-                    )
-                elif entry.get("metric") is None:
-                    cells.append("-")
-                else:
-                    spread = f" ± {entry['metric_std']:.2f}" if seeds > 1 else ""
-                    digits = 3 if abs(entry["metric"]) < 20 else 1
-                    cells.append(f"{entry['metric']:.{digits}f}{spread}")
-            rows.append([model, backend, results["metric_name"], str(seeds), *cells])
-            command = f"reinmax-compare {model} --backend {backend}" + (
-                f" --seeds {seeds}" if seeds > 1 else ""
-            )
-            if results["config"].get("chains", 3) != 3:
-                command += f" --chains {results['config']['chains']}"
-            notes.append(
-                f"* `{command} --out docs/results/{model}-{backend}`: {results['verdict']}"
-            )
+    for folder in COMPARE_RUNS:
+        results = _load(RUNS / folder / "results.json")
+        if results is None:
+            continue
+        seeds = results["config"]["seeds"]
+        cells = []
+        for method in METHODS:
+            entry = results["methods"].get(method, {})
+            if entry.get("skipped"):
+                skipped = entry["skipped"]
+                cells.append(
+                    "intractable" if "intractable" in skipped or "exceed" in skipped else "n/a"
+                )
+            elif entry.get("metric") is None:
+                cells.append("-")
+            else:
+                spread = f" ± {entry['metric_std']:.2f}" if seeds > 1 else ""
+                digits = 3 if abs(entry["metric"]) < 20 else 1
+                cells.append(f"{entry['metric']:.{digits}f}{spread}")
+        model = results["model"]
+        if model == "fhmm":
+            model += f" (M = {results['config']['chains']})"
+        rows.append([model, results["backend"], results["metric_name"], str(seeds), *cells])
+        notes.append(f"* `{_compare_command(folder, results)}`: {results['verdict']}")
     if not rows:
         return _missing("reinmax-compare gmm --out docs/results/gmm-pyro")
     table = _table(["model", "backend", "metric (higher is better)", "seeds", *METHODS], rows)
