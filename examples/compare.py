@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from reinmax_examples.methods import METHODS, ConfigurationError
+from reinmax_examples.methods import CHECKPOINTS, METHODS, ConfigurationError, checkpoint_steps
 
 MODELS = ("gmm", "lda", "vae", "fhmm")
 MODEL_OPTIONS = {
@@ -81,6 +81,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", type=_positive(int), help="lda: topics (8)")
     p.add_argument("--latent", help="vae: categories x latents, e.g. 8x4 (the paper's settings)")
     p.add_argument("--chains", type=_positive(int), help="fhmm: chains of 4 states (3)")
+    p.add_argument(
+        "--checkpoints",
+        type=_positive(int),
+        default=CHECKPOINTS,
+        help=f"times the exact metric is computed during training, the last at the end "
+        f"(default {CHECKPOINTS}; its time is not counted as training time)",
+    )
     return p
 
 
@@ -114,6 +121,7 @@ def _summarise(runs: list[dict]) -> dict:
             statistics.fmean(v) for v in zip(*(r["seconds"] for r in complete), strict=True)
         ],
         "metric": statistics.fmean(r["metric"] for r in finished) if finished else None,
+        "metric_curve": _mean_curve([r["metric_curve"] for r in finished if "metric_curve" in r]),
         "metric_std": statistics.stdev([r["metric"] for r in finished])
         if len(finished) > 1
         else 0.0,
@@ -123,6 +131,49 @@ def _summarise(runs: list[dict]) -> dict:
         summary["elbo_min"] = [min(v) for v in zip(*(r["elbo"] for r in complete), strict=True)]
         summary["elbo_max"] = [max(v) for v in zip(*(r["elbo"] for r in complete), strict=True)]
     return summary
+
+
+def _mean_curve(curves: list[dict]) -> dict:
+    """The metric against steps and seconds, averaged over seeds (curves of equal length)."""
+    curves = [c for c in curves if len(c["step"]) == len(curves[0]["step"])]
+    if not curves:
+        return {"step": [], "seconds": [], "metric": []}
+    return {
+        key: [statistics.fmean(v) for v in zip(*(c[key] for c in curves), strict=True)]
+        for key in ("step", "seconds", "metric")
+    }
+
+
+def first_to_reach(results: dict) -> str | None:
+    """Which method's mean metric curve first comes within the model's tie of the best final
+    metric, in training seconds, and when the others do (or that they never do)."""
+    curves = {
+        m: r["metric_curve"]
+        for m, r in results["methods"].items()
+        if r.get("metric") is not None and r.get("metric_curve", {}).get("metric")
+    }
+    if len(curves) < 2:
+        return None
+    target = max(r["metric"] for r in results["methods"].values() if r.get("metric") is not None)
+    target -= results["tie"]
+    reached = {}
+    for method, curve in curves.items():
+        times = [t for t, v in zip(curve["seconds"], curve["metric"], strict=True) if v >= target]
+        if times:
+            reached[method] = times[0]
+    if not reached:
+        return None
+    order = sorted(reached, key=reached.get)
+    first = order[0]
+    others = ", ".join(f"{m} {reached[m]:.3g} s" for m in order[1:])
+    never = [m for m in curves if m not in reached]
+    line = (
+        f"First within {results['tie']:g} of the best {results['metric_name']}: {first}, after "
+        f"{reached[first]:.3g} s of training"
+    )
+    line += f" (then {others})" if others else ""
+    line += f"; never reached it: {', '.join(never)}." if never else "."
+    return line
 
 
 def verdict(results: dict) -> str:
@@ -144,6 +195,9 @@ def verdict(results: dict) -> str:
             lines.append(f"ReinMax ties exact enumeration ({gap:+.2f}), which is cheap here.")
         else:
             lines.append(f"ReinMax is {gap:.2f} above exact enumeration on this metric.")
+    first = first_to_reach(results)
+    if first:
+        lines.append(first)
     skipped = {m: r["skipped"] for m, r in results["methods"].items() if r.get("skipped")}
     lines += [f"{m} was not run: {why}" for m, why in skipped.items()]
     return " ".join(lines)
@@ -177,6 +231,37 @@ def plot(results: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def plot_metric(results: dict, path: Path) -> bool:
+    """The exact metric against steps and wall-clock training seconds; False if none was
+    recorded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {
+        m: r["metric_curve"]
+        for m, r in results["methods"].items()
+        if r.get("metric_curve", {}).get("metric")
+    }
+    if not curves:
+        return False
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for method, curve in curves.items():
+        for axis, x in zip(axes, (curve["step"], curve["seconds"]), strict=True):
+            axis.plot(x, curve["metric"], marker="o", markersize=3, label=method)
+    seeds = results["config"]["seeds"]
+    label = results["metric_name"] + (" (mean over seeds)" if seeds > 1 else "")
+    axes[0].set(xlabel="SVI step", ylabel=label)
+    axes[1].set(xlabel="training seconds (evaluations excluded)")
+    axes[0].legend()
+    figure.suptitle(f"{results['model']} ({results['backend']}): exact metric while training")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
 
 
 def table(results: dict) -> Table:
@@ -234,6 +319,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                         "elbo": [],
                         "seconds": [],
                         "metric": None,
+                        "metric_curve": {"step": [], "seconds": [], "metric": []},
                     }
                     runs[method].append(run_record)
 
@@ -243,10 +329,27 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                         record["seconds"].append(float(seconds))
                         progress.update(task, completed=step)
 
+                    def on_checkpoint(step, seconds, now, record=run_record, problem=problem):
+                        curve = record["metric_curve"]
+                        curve["step"].append(step)
+                        curve["seconds"].append(float(seconds))
+                        curve["metric"].append(float(module.evaluate(problem, now)["metric"]))
+
+                    marks = checkpoint_steps(config["steps"], args.checkpoints)
                     fitted[method] = module.fit(
-                        problem, method, seed=seed, config=config, on_step=on_step
+                        problem,
+                        method,
+                        seed=seed,
+                        config=config,
+                        on_step=on_step,
+                        on_checkpoint=on_checkpoint if marks else None,
+                        checkpoints=marks,
                     )
                     run_record.update(module.evaluate(problem, fitted[method]))
+                    curve = run_record["metric_curve"]
+                    curve["step"].append(config["steps"])
+                    curve["seconds"].append(run_record["seconds"][-1])
+                    curve["metric"].append(float(run_record["metric"]))
                     results["methods"][method] = _summarise(runs[method])
             if hasattr(module, "report"):
                 results["reports"] = module.report(problem, fitted, out)
@@ -259,11 +362,13 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     results["verdict"] = verdict(results)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     plot(results, out / "elbo.png")
+    plotted_metric = plot_metric(results, out / "metric.png")
     console.print(table(results))
     console.print(results["verdict"])
     for line in results.get("reports", []):
         console.print(line)
-    console.print(f"wrote {out / 'results.json'} and {out / 'elbo.png'}")
+    figures = f"{out / 'elbo.png'}" + (f" and {out / 'metric.png'}" if plotted_metric else "")
+    console.print(f"wrote {out / 'results.json'}, {figures}")
     return results
 
 

@@ -53,7 +53,16 @@ class Problem:
         ]
 
 
-def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step) -> Parameters:
+def fit(
+    problem: Problem,
+    method: str,
+    *,
+    seed: int,
+    config: dict,
+    on_step,
+    on_checkpoint=None,
+    checkpoints=(),
+) -> Parameters:
     """Fit by ``method``; returns the fitted parameters."""
     _, params = fit_model(
         partial(model, start=problem.start),
@@ -62,10 +71,17 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step) -> P
         seed=seed,
         arguments=lambda _: (problem.train,),
         on_step=on_step,
+        on_checkpoint=on_checkpoint
+        and (lambda step, seconds, fitted: on_checkpoint(step, seconds, _fitted(fitted[1]))),
+        checkpoints=checkpoints,
         discrete_sites=problem.discrete_sites,
     )
-    constrained = {n: np.asarray(params[n], dtype=np.float64) for n in PARAMETERS}
-    return Parameters(**constrained)
+    return _fitted(params)
+
+
+def _fitted(params: dict) -> Parameters:
+    """The constrained parameters as NumPy arrays."""
+    return Parameters(**{n: np.asarray(params[n], dtype=np.float64) for n in PARAMETERS})
 
 
 def evaluate(problem: Problem, fitted: Parameters) -> dict:

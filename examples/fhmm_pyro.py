@@ -88,7 +88,16 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     return None
 
 
-def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step) -> Parameters:
+def fit(
+    problem: Problem,
+    method: str,
+    *,
+    seed: int,
+    config: dict,
+    on_step,
+    on_checkpoint=None,
+    checkpoints=(),
+) -> Parameters:
     """Fit by ``method``; returns the fitted parameters."""
     arguments = (problem.train, problem.start)
     fit_model(
@@ -98,8 +107,16 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step) -> P
         seed=seed,
         arguments=lambda _: arguments,
         on_step=on_step,
+        on_checkpoint=on_checkpoint
+        and (lambda step, seconds, _: on_checkpoint(step, seconds, _fitted())),
+        checkpoints=checkpoints,
         discrete_sites=problem.discrete_sites,
     )
+    return _fitted()
+
+
+def _fitted() -> Parameters:
+    """The parameters in Pyro's param store, as NumPy arrays."""
     return Parameters(**{n: pyro.param(n).detach().cpu().double().numpy() for n in PARAMETERS})
 
 

@@ -61,7 +61,16 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     return None  # K values per assignment: every method runs, enumeration included
 
 
-def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
+def fit(
+    problem: Problem,
+    method: str,
+    *,
+    seed: int,
+    config: dict,
+    on_step,
+    on_checkpoint=None,
+    checkpoints=(),
+):
     """Fit by ``method``; returns (guide, parameters)."""
     bound = partial(model, num_components=problem.num_components)  # a static size under jit
     arguments = (problem.x,)
@@ -72,6 +81,8 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
         seed=seed,
         arguments=lambda _: arguments,
         on_step=on_step,
+        on_checkpoint=on_checkpoint,
+        checkpoints=checkpoints,
         init_loc_fn=problem.init,
     )
 

@@ -71,7 +71,16 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     return None  # K values per assignment: every method runs, enumeration included
 
 
-def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
+def fit(
+    problem: Problem,
+    method: str,
+    *,
+    seed: int,
+    config: dict,
+    on_step,
+    on_checkpoint=None,
+    checkpoints=(),
+):
     """Fit by ``method``; returns the guide (the globals' posterior)."""
     arguments = (problem.x, problem.num_components)
     return fit_model(
@@ -81,6 +90,8 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
         seed=seed,
         arguments=lambda _: arguments,
         on_step=on_step,
+        on_checkpoint=on_checkpoint,
+        checkpoints=checkpoints,
         init_loc_fn=problem.init,
     )
 

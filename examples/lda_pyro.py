@@ -79,7 +79,16 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     return None  # each token's topic is summed out on its own: enumeration is cheap here
 
 
-def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
+def fit(
+    problem: Problem,
+    method: str,
+    *,
+    seed: int,
+    config: dict,
+    on_step,
+    on_checkpoint=None,
+    checkpoints=(),
+):
     """Fit by ``method``; returns the guide."""
     arguments = problem.arguments
     return fit_model(
@@ -89,6 +98,8 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
         seed=seed,
         arguments=lambda _: arguments,
         on_step=on_step,
+        on_checkpoint=on_checkpoint,
+        checkpoints=checkpoints,
         init_loc_fn=problem.init,
     )
 

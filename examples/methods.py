@@ -19,6 +19,9 @@ in every method. The mean-field ELBOs are ``pyro_reinmax.infer.TraceMeanField_EL
 constrained latents).
 """
 
+import contextlib
+import time
+
 METHODS = ("reinmax", "reinmax-local", "hybrid", "enum", "reinforce", "st", "st-gumbel")
 
 ESTIMATOR = {
@@ -38,6 +41,34 @@ class ConfigurationError(ValueError):
 LOCAL_LR_MULTIPLIER = 4.0
 """Local variational parameters (per-datum logits) move ``LOCAL_LR_MULTIPLIER`` times faster than
 the globals, for every method alike."""
+
+
+CHECKPOINTS = 8
+"""How many times during training ``reinmax-compare`` computes the exact metric (the last one at
+the end), for the metric against steps and wall-clock seconds."""
+
+
+def checkpoint_steps(steps: int, count: int = CHECKPOINTS) -> set[int]:
+    """``count`` evenly spaced steps before the last (the last step is evaluated anyway)."""
+    return {round(steps * k / count) for k in range(1, count)} - {0, steps}
+
+
+class TrainingClock:
+    """Seconds of training: time spent inside ``paused()`` (evaluations) is not counted."""
+
+    def __init__(self) -> None:
+        self._start, self._paused = time.perf_counter(), 0.0
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self._start - self._paused
+
+    @contextlib.contextmanager
+    def paused(self):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused += time.perf_counter() - began
 
 
 def record_every(steps: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 
@@ -15,7 +14,12 @@ from numpyro.optim import optax_to_numpyro
 
 import numpyro_reinmax as nr
 from numpyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO, TraceMeanField_ELBO
-from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_every
+from reinmax_examples.methods import (
+    ESTIMATOR,
+    LOCAL_LR_MULTIPLIER,
+    TrainingClock,
+    record_every,
+)
 
 # The mixture and topic models run in float64, as in Pyro: a float32 simplex over a vocabulary
 # underflows. Models that want float32 (the VAE) create their arrays in float32 explicitly.
@@ -61,22 +65,37 @@ def default_optimizer(lr: float):
 
 
 def train(
-    model, guide, loss, steps: int, optimizer, seed: int, arguments: Callable, on_step: Callable
+    model,
+    guide,
+    loss,
+    steps: int,
+    optimizer,
+    seed: int,
+    arguments: Callable,
+    on_step: Callable,
+    on_checkpoint: Callable | None = None,
+    checkpoints=(),
 ):
     """SVI for ``steps`` jitted steps from ``seed``; returns the parameters. ``arguments(step)``
     gives the model's arguments; ``on_step(step, elbo, seconds)`` records the curve, the ELBO
-    averaged over the steps since the last record."""
+    averaged over the steps since the last record; ``on_checkpoint(step, seconds, (guide,
+    params))`` is called at the steps in ``checkpoints``, its own time not counted in ``seconds``.
+    Compilation happens before the clock starts."""
     svi = SVI(model, guide, optimizer, loss)
     state = svi.init(jax.random.PRNGKey(seed), *arguments(0))
     update = jax.jit(svi.update)
     jax.block_until_ready(update(state, *arguments(0)))  # compile before timing
-    every, window, start = record_every(steps), [], time.perf_counter()
+    clock = TrainingClock()
+    every, window = record_every(steps), []
     for step in range(steps):
         state, loss_value = update(state, *arguments(step))
         window.append(-float(loss_value))
         if (step + 1) % every == 0 or step == steps - 1:
-            on_step(step + 1, sum(window) / len(window), time.perf_counter() - start)
+            on_step(step + 1, sum(window) / len(window), clock.seconds())
             window.clear()
+        if on_checkpoint is not None and step + 1 in checkpoints:
+            with clock.paused():
+                on_checkpoint(step + 1, clock.seconds(), (guide, svi.get_params(state)))
     return svi.get_params(state)
 
 
@@ -88,6 +107,8 @@ def fit_model(
     seed: int,
     arguments: Callable,
     on_step: Callable,
+    on_checkpoint: Callable | None = None,
+    checkpoints=(),
     **options,
 ):
     """Fit ``model`` (its discrete sites ``discrete_sites``, ``["z"]`` by default) by ``method``
@@ -101,5 +122,16 @@ def fit_model(
     guide, fitted_model, loss = guide_model_loss(
         model, method, temperature=config["temperature"], **options
     )
-    params = train(fitted_model, guide, loss, config["steps"], optimizer, seed, arguments, on_step)
+    params = train(
+        fitted_model,
+        guide,
+        loss,
+        config["steps"],
+        optimizer,
+        seed,
+        arguments,
+        on_step,
+        on_checkpoint,
+        checkpoints,
+    )
     return guide, params

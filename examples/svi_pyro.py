@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 
@@ -13,7 +12,12 @@ from pyro.infer.autoguide import AutoNormal
 from pyro.optim import ClippedAdam
 
 from pyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO, TraceMeanField_ELBO
-from reinmax_examples.methods import ESTIMATOR, LOCAL_LR_MULTIPLIER, record_every
+from reinmax_examples.methods import (
+    ESTIMATOR,
+    LOCAL_LR_MULTIPLIER,
+    TrainingClock,
+    record_every,
+)
 
 
 def guide_model_loss(
@@ -61,21 +65,35 @@ def default_optimizer(lr: float) -> ClippedAdam:
 
 
 def train(
-    model, guide, loss, steps: int, optimizer, seed: int, arguments: Callable, on_step: Callable
+    model,
+    guide,
+    loss,
+    steps: int,
+    optimizer,
+    seed: int,
+    arguments: Callable,
+    on_step: Callable,
+    on_checkpoint: Callable | None = None,
+    checkpoints=(),
 ) -> None:
     """SVI for ``steps`` steps from ``seed``; ``arguments(step)`` gives the model's arguments (the
     same every step, or a minibatch); ``on_step(step, elbo, seconds)`` records the curve, the ELBO
-    averaged over the steps since the last record."""
+    averaged over the steps since the last record; ``on_checkpoint(step, seconds, guide)`` is
+    called at ``checkpoint_steps(steps)``, its own time not counted in ``seconds``."""
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     poutine.block(guide)(*arguments(0))  # build the guide's parameters before timing
     svi = SVI(model, guide, optimizer, loss)
-    every, window, start = record_every(steps), [], time.perf_counter()
+    clock = TrainingClock()
+    every, window = record_every(steps), []
     for step in range(steps):
         window.append(-svi.step(*arguments(step)))
         if (step + 1) % every == 0 or step == steps - 1:
-            on_step(step + 1, sum(window) / len(window), time.perf_counter() - start)
+            on_step(step + 1, sum(window) / len(window), clock.seconds())
             window.clear()
+        if on_checkpoint is not None and step + 1 in checkpoints:
+            with clock.paused():
+                on_checkpoint(step + 1, clock.seconds(), guide)
 
 
 def fit_model(
@@ -86,6 +104,8 @@ def fit_model(
     seed: int,
     arguments: Callable,
     on_step: Callable,
+    on_checkpoint: Callable | None = None,
+    checkpoints=(),
     **options,
 ):
     """Fit ``model`` (its discrete sites ``discrete_sites``, ``["z"]`` by default) by ``method``
@@ -103,5 +123,16 @@ def fit_model(
         max_plate_nesting=1,
         **options,
     )
-    train(fitted_model, guide, loss, config["steps"], optimizer, seed, arguments, on_step)
+    train(
+        fitted_model,
+        guide,
+        loss,
+        config["steps"],
+        optimizer,
+        seed,
+        arguments,
+        on_step,
+        on_checkpoint,
+        checkpoints,
+    )
     return guide

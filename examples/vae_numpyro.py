@@ -98,7 +98,16 @@ def _optimizer(config: dict):
     return optax_to_numpyro(rule(config["lr"]))
 
 
-def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
+def fit(
+    problem: Problem,
+    method: str,
+    *,
+    seed: int,
+    config: dict,
+    on_step,
+    on_checkpoint=None,
+    checkpoints=(),
+):
     """Fit by ``method``; returns (guide, parameters)."""
     rows = minibatches(problem.batches, len(problem.train), BATCH)
     return fit_model(
@@ -108,6 +117,8 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
         seed=seed,
         arguments=lambda step: (problem.train[rows(step)],),
         on_step=on_step,
+        on_checkpoint=on_checkpoint,
+        checkpoints=checkpoints,
         encoders={"z": problem.encoder},
         create_plates=lambda x: numpyro.plate("data", x.shape[0]),  # batches and test set
         optimizer=_optimizer(config),

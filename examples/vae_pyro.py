@@ -145,7 +145,16 @@ def _optimizer(config: dict):
     return cls({"lr": config["lr"]})
 
 
-def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
+def fit(
+    problem: Problem,
+    method: str,
+    *,
+    seed: int,
+    config: dict,
+    on_step,
+    on_checkpoint=None,
+    checkpoints=(),
+):
     """Fit by ``method``; returns (decoder, guide)."""
     torch.manual_seed(seed)  # the same initial networks for every method
     pixels, latents, categories = problem.train.shape[1], config["latents"], config["categories"]
@@ -159,6 +168,9 @@ def fit(problem: Problem, method: str, *, seed: int, config: dict, on_step):
         seed=seed,
         arguments=lambda step: (problem.train[rows(step)], decoder, latents, categories),
         on_step=on_step,
+        on_checkpoint=on_checkpoint
+        and (lambda step, seconds, guide: on_checkpoint(step, seconds, (decoder, guide))),
+        checkpoints=checkpoints,
         encoders={"z": encoder},
         create_plates=lambda x, *_: pyro.plate("data", x.shape[0]),  # batches and test set
         optimizer=_optimizer(config),

@@ -18,8 +18,8 @@ RUNS = [
     ("gmm", "numpyro", "reinmax,enum,reinforce,st,st-gumbel", []),
     ("lda", "pyro", "reinmax,enum", ["--topics", "3"]),
     ("lda", "numpyro", "reinmax,enum", ["--topics", "3"]),
-    ("vae", "pyro", "reinmax,enum,st", ["--dataset", "digits"]),
-    ("vae", "numpyro", "reinmax,enum,st", ["--dataset", "digits"]),
+    ("vae", "pyro", "reinmax,enum,st", ["--dataset", "digits", "--checkpoints", "2"]),
+    ("vae", "numpyro", "reinmax,enum,st", ["--dataset", "digits", "--checkpoints", "2"]),
     ("fhmm", "pyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2"]),
     ("fhmm", "numpyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2"]),
 ]
@@ -48,6 +48,11 @@ def test_every_model_runs_on_both_backends(tmp_path, model, backend, methods, ex
         assert len(entry["step"]) == len(entry["elbo"]) == len(entry["seconds"]) == 4
         assert entry["step"][-1] == 4 and np.isfinite(entry["elbo"]).all()
         assert np.isfinite(entry["metric"])
+        curve = entry["metric_curve"]  # checkpoints, then the final metric at the last step
+        assert curve["step"] == ([2, 4] if "--checkpoints" in extra else [1, 2, 3, 4])
+        assert curve["metric"][-1] == pytest.approx(entry["metric"])
+        assert np.all(np.diff(curve["seconds"]) >= 0) and np.isfinite(curve["metric"]).all()
+    assert (out / "metric.png").stat().st_size > 0
     if model == "gmm":
         assert (out / "forest.png").exists() and (out / "posterior_summary.csv").exists()
     if model == "lda":
@@ -70,11 +75,11 @@ def test_an_interrupted_run_keeps_what_it_measured(tmp_path, monkeypatch):
 
     real_fit = gmm_pyro.fit
 
-    def interrupted_fit(problem, method, *, seed, config, on_step):
+    def interrupted_fit(problem, method, *, seed, config, on_step, **checkpointing):
         if method == "st":
             on_step(1, -500.0, 0.1)
             raise KeyboardInterrupt
-        return real_fit(problem, method, seed=seed, config=config, on_step=on_step)
+        return real_fit(problem, method, seed=seed, config=config, on_step=on_step, **checkpointing)
 
     monkeypatch.setattr(gmm_pyro, "fit", interrupted_fit)
     results, _ = _run(tmp_path, "gmm", "pyro", "reinmax,st", [], steps=2)
@@ -183,3 +188,45 @@ def test_factorial_hmm_forward_algorithm_against_brute_force():
             paths.append(log_p)
         total += scipy.special.logsumexp(paths)
     assert log_likelihood_per_step(x, p) == pytest.approx(total / x[:, :, 0].size, rel=1e-12)
+
+
+def test_first_to_reach_names_the_fastest_method_to_the_best_metric():
+    curve = {"step": [1, 2, 3]}
+    results = {
+        "metric_name": "metric",
+        "tie": 0.5,
+        "methods": {
+            "slow": {
+                "metric": 10.0,
+                "metric_curve": {**curve, "seconds": [1, 2, 3], "metric": [0, 9.6, 10]},
+            },
+            "fast": {
+                "metric": 9.7,
+                "metric_curve": {**curve, "seconds": [0.1, 0.2, 0.3], "metric": [0, 9.7, 9.7]},
+            },
+            "never": {
+                "metric": 5.0,
+                "metric_curve": {**curve, "seconds": [1, 2, 3], "metric": [1, 2, 5]},
+            },
+            "skipped": {"skipped": "why", "metric": None},
+        },
+    }
+    line = compare.first_to_reach(results)
+    assert line == (
+        "First within 0.5 of the best metric: fast, after 0.2 s of training (then slow 2 s); "
+        "never reached it: never."
+    )
+    assert line in compare.verdict(results)
+
+
+def test_checkpoints_are_evenly_spaced_and_their_time_is_not_training_time():
+    import time
+
+    from reinmax_examples.methods import TrainingClock, checkpoint_steps
+
+    assert checkpoint_steps(400, 8) == {50, 100, 150, 200, 250, 300, 350}
+    assert checkpoint_steps(4, 2) == {2} and checkpoint_steps(1, 8) == set()
+    clock = TrainingClock()
+    with clock.paused():
+        time.sleep(0.2)
+    assert clock.seconds() < 0.1
