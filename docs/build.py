@@ -11,7 +11,7 @@ import re
 import statistics
 from pathlib import Path
 
-from reinmax_examples.methods import METHODS
+from reinmax_examples.methods import CHECKPOINTS, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -51,6 +51,8 @@ def _compare_command(folder: str, results: dict) -> str:
         command += f" --seeds {config['seeds']}"
     if results["model"] == "fhmm" and config["chains"] != 3:
         command += f" --chains {config['chains']}"
+    if config.get("checkpoints", CHECKPOINTS) != CHECKPOINTS:
+        command += f" --checkpoints {config['checkpoints']}"
     if list(config["methods"]) != list(METHODS):
         command += f" --methods {','.join(config['methods'])}"
     return f"{command} --out docs/results/{folder}"

@@ -291,7 +291,12 @@ def run(args: argparse.Namespace, console: Console) -> dict:
         "backend": args.backend,
         "metric_name": module.METRIC,
         "tie": module.TIE,
-        "config": {"methods": args.methods, "seeds": args.seeds, **config},
+        "config": {
+            "methods": args.methods,
+            "seeds": args.seeds,
+            "checkpoints": args.checkpoints,
+            **config,
+        },
         "methods": {},
         "interrupted": False,
     }
