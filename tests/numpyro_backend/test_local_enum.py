@@ -449,3 +449,44 @@ def test_autoreinmax_enumerate_names_are_checked():
         seed(AutoReinMax(hybrid, enumerate=["x"]), 0)(X)
     with pytest.raises(ValueError, match="enumerate must be"):
         AutoReinMax(hybrid, enumerate="all")
+
+
+def test_reinmax_strategy_models_are_linearised_like_package_models():
+    from numpyro_reinmax.infer import ReinMaxStrategy
+
+    reparameterized = numpyro.handlers.reparam(mixture_selected, config=ReinMaxStrategy())
+    guide = mixture_guide(nr.ReinMaxOneHotCategorical)
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=1)
+    loss, grads = _loss_and_grads(elbo, reparameterized, guide, X, seed=4)
+    assert elbo.enumerated_sites == ["z"]
+    expected_loss, expected = _loss_and_grads(elbo, mixture_selected, guide, X, seed=4)
+    assert float(loss) == pytest.approx(float(expected_loss), abs=1e-9)
+    _assert_same(grads, expected)
+
+
+HMM_PARAMS = {n: PARAMS[n] for n in ["weights", "locs", "trans", "q"]}
+
+
+def _exact_hmm_elbo(params, x):
+    """The ELBO of hmm_selected under the mean-field guide, summed over all K^T state paths."""
+    q = jax.nn.log_softmax(params["q"], -1)
+    trans = params["trans"] / params["trans"].sum(-1, keepdims=True)
+    total = 0.0
+    for path in itertools.product(range(K), repeat=len(x)):
+        log_q = sum(q[t, k] for t, k in enumerate(path))
+        log_p = jax.nn.log_softmax(params["weights"])[path[0]]
+        log_p = log_p + sum(jnp.log(trans[path[t - 1], path[t]]) for t in range(1, len(x)))
+        log_p = log_p + dist.Normal(params["locs"][jnp.array(path)], 1.0).log_prob(x).sum()
+        total = total + jnp.exp(log_q) * (log_p - log_q)
+    return total
+
+
+@pytest.mark.slow
+def test_hmm_expected_gradient_equals_the_exact_gradient():
+    """ReinMax on the HMM whose transition row is selected by the previous one-hot: unbiased
+    once every factor is linearised (transition factors have two sampled parents)."""
+    exact = _flat(jax.grad(lambda p: -_exact_hmm_elbo(p, X))(HMM_PARAMS))
+    elbo = TraceLocalEnum_ELBO(num_particles=2000, max_plate_nesting=0)
+    mean, stderr = _mean_gradient(elbo, hmm_selected, hmm_guide, X, HMM_PARAMS)
+    assert jnp.all(jnp.abs(mean - exact) < 4.5 * stderr + 1e-6), (mean, exact, stderr)
+    assert stderr.max() < 0.05 * jnp.abs(exact).max()  # the check has power

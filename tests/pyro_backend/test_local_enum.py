@@ -242,7 +242,7 @@ def test_expected_gradient_equals_the_exact_gradient(cls, analytic_kl):
     guide = mixture_guide(cls)
     pyro.clear_param_store()
     guide(x)
-    mixture_selected(x)
+    pyro.poutine.trace(mixture_selected).get_trace(x)  # registers the model's parameters
     params = dict(sorted(pyro.get_param_store().named_parameters()))
     exact = torch.autograd.grad(-_exact_elbo(x), list(params.values()))
     exact = torch.cat([g.reshape(-1) for g in exact])
@@ -268,7 +268,7 @@ def test_trace_mean_field_is_biased_on_the_same_model():
     guide = mixture_guide(pr.ReinMaxOneHotCategorical)
     pyro.clear_param_store()
     guide(x)
-    mixture_selected(x)
+    pyro.poutine.trace(mixture_selected).get_trace(x)  # registers the model's parameters
     q = pyro.param("q")
     exact = torch.autograd.grad(-_exact_elbo(x), [q])[0].reshape(-1)
     elbo = pyro.infer.TraceMeanField_ELBO(
@@ -473,3 +473,73 @@ def test_autoreinmax_enumerate_names_are_checked():
         AutoReinMax(hybrid, enumerate=["x"])(X)
     with pytest.raises(ValueError, match="enumerate must be"):
         AutoReinMax(hybrid, enumerate="all")
+
+
+def mixture_stock(x):
+    """The select-then-score mixture with Pyro's own OneHotCategorical, for ReinMaxStrategy."""
+    weights, locs, scales = _globals()
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", dist.OneHotCategorical(logits=weights))
+        pyro.sample("x", dist.Normal(z @ locs, z @ scales), obs=x)
+
+
+def test_reinmax_strategy_models_are_linearised_like_package_models():
+    from pyro_reinmax.infer import ReinMaxStrategy
+
+    reparameterized = pyro.poutine.reparam(mixture_stock, config=ReinMaxStrategy())
+    guide = mixture_guide(pr.ReinMaxOneHotCategorical)
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=1)
+    loss, grads = _loss_and_grads(elbo, reparameterized, guide, X, seed=4)
+    expected_loss, expected = _loss_and_grads(elbo, mixture_selected, guide, X, seed=4)
+    assert elbo.enumerated_sites == ["z"]
+    assert loss.item() == pytest.approx(expected_loss.item(), abs=1e-9)
+    for name in grads:
+        torch.testing.assert_close(grads[name], expected[name], rtol=1e-9, atol=1e-9)
+
+
+def _exact_hmm_elbo(x):
+    """The ELBO of hmm_selected under the mean-field guide, summed over all K^T state paths."""
+    weights, locs, _ = _globals()
+    trans = _transition()
+    q = pyro.param("q").log_softmax(-1)
+    total = 0.0
+    for path in itertools.product(range(K), repeat=len(x)):
+        log_q = sum(q[t, k] for t, k in enumerate(path))
+        log_p = weights.log_softmax(-1)[path[0]]
+        log_p = log_p + sum((trans[path[t - 1], path[t]]).log() for t in range(1, len(x)))
+        log_p = log_p + dist.Normal(locs[list(path)], 1.0).log_prob(x).sum()
+        total = total + log_q.exp() * (log_p - log_q)
+    return total
+
+
+@pytest.mark.slow
+def test_hmm_expected_gradient_equals_the_exact_gradient():
+    """ReinMax on the HMM whose transition row is selected by the previous one-hot: unbiased
+    once every factor is linearised (transition factors have two sampled parents)."""
+    guide = hmm_guide(pr.ReinMaxOneHotCategorical)
+    pyro.clear_param_store()
+    guide(X)
+    pyro.poutine.trace(hmm_selected).get_trace(X)  # registers the model's parameters
+    params = dict(sorted(pyro.get_param_store().named_parameters()))
+    exact = torch.autograd.grad(-_exact_hmm_elbo(X), list(params.values()), allow_unused=True)
+    exact = torch.cat(
+        [
+            (torch.zeros_like(p) if g is None else g).reshape(-1)
+            for p, g in zip(params.values(), exact, strict=True)
+        ]
+    )
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=0, num_particles=2000, vectorize_particles=True)
+    batches = []
+    for seed in range(10):
+        pyro.set_rng_seed(seed)
+        loss = elbo.differentiable_loss(hmm_selected, guide, X)
+        grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+        grads = [
+            torch.zeros_like(p) if g is None else g
+            for p, g in zip(params.values(), grads, strict=True)
+        ]
+        batches.append(torch.cat([g.reshape(-1) for g in grads]))
+    batches = torch.stack(batches)
+    mean, stderr = batches.mean(0), batches.std(0) / np.sqrt(len(batches))
+    assert torch.all((mean - exact).abs() < 4.5 * stderr + 1e-6), (mean, exact, stderr)
+    assert stderr.max() < 0.05 * exact.abs().max()  # the check has power
