@@ -125,26 +125,44 @@ def fit(
     )
 
 
-def log_weights(problem: Problem, fitted, x, samples: int):
-    """log p(x, z_s) - log q(z_s | x) for ``samples`` draws from the guide: samples x digits."""
+def trace_log_weights(model, fitted, arguments: tuple, samples: int):
+    """log p(x, z_s) - log q(z_s | x) for ``samples`` draws from the guide ``fitted = (guide,
+    params)``, each term summed over every sample site of the model and of the guide: samples x
+    data points."""
     guide, params = fitted
 
     def one(key):
         seeded = handlers.seed(handlers.substitute(guide, data=params), key)
-        guide_trace = handlers.trace(seeded).get_trace(x)
-        replayed = handlers.replay(handlers.substitute(problem.model, data=params), guide_trace)
-        model_trace = handlers.trace(handlers.seed(replayed, key)).get_trace(x)
-        log_p = sum(model_trace[n]["fn"].log_prob(model_trace[n]["value"]) for n in ("z", "x"))
-        return log_p - guide_trace["z"]["fn"].log_prob(guide_trace["z"]["value"])
+        guide_trace = handlers.trace(seeded).get_trace(*arguments)
+        replayed = handlers.replay(handlers.substitute(model, data=params), guide_trace)
+        model_trace = handlers.trace(handlers.seed(replayed, key)).get_trace(*arguments)
+        return sum(_site_log_probs(model_trace)) - sum(_site_log_probs(guide_trace))
 
     return jax.lax.map(jax.jit(one), jax.random.split(jax.random.PRNGKey(0), samples))
 
 
+def _site_log_probs(trace):
+    return (
+        site["fn"].log_prob(site["value"]) for site in trace.values() if site["type"] == "sample"
+    )
+
+
+def importance_metrics(weights) -> dict:
+    """The IWAE bound (the metric) and the -ELBO, nats per data point, from ``samples x points``
+    log-weights."""
+    samples = weights.shape[0]
+    iwae = float((jax.scipy.special.logsumexp(weights, 0) - math.log(samples)).mean())
+    return {"metric": iwae, "test_neg_elbo": -float(weights.mean())}
+
+
+def log_weights(problem: Problem, fitted, x, samples: int):
+    """log p(x, z_s) - log q(z_s | x) for ``samples`` draws from the guide: samples x digits."""
+    return trace_log_weights(problem.model, fitted, (x,), samples)
+
+
 def evaluate(problem: Problem, fitted) -> dict:
     """The IWAE bound and the ELBO on the test digits, nats per digit, 100 samples each."""
-    w = log_weights(problem, fitted, problem.test, TEST_SAMPLES)
-    iwae = float((jax.scipy.special.logsumexp(w, 0) - math.log(TEST_SAMPLES)).mean())
-    return {"metric": iwae, "test_neg_elbo": -float(w.mean())}
+    return importance_metrics(log_weights(problem, fitted, problem.test, TEST_SAMPLES))
 
 
 def main() -> None:

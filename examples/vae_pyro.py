@@ -24,6 +24,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.poutine.util import prune_subsample_sites
 from torch import nn
 
 import pyro_reinmax as pr
@@ -179,27 +180,46 @@ def fit(
 
 
 @torch.no_grad()
-def log_weights(problem: Problem, fitted, x, samples: int) -> torch.Tensor:
-    """log p(x, z_s) - log q(z_s | x) for ``samples`` draws from the guide: samples x digits."""
-    decoder, guide = fitted
-    arguments = (x, decoder, problem.config["latents"], problem.config["categories"])
+def trace_log_weights(model, guide, arguments: tuple, samples: int) -> torch.Tensor:
+    """log p(x, z_s) - log q(z_s | x) for ``samples`` draws from the guide, each term summed over
+    every sample site of the model and of the guide: samples x data points."""
     weights = []
     for _ in range(samples):
-        guide_trace = poutine.trace(guide).get_trace(*arguments)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*arguments)
-        log_p = sum(
-            model_trace.nodes[n]["fn"].log_prob(model_trace.nodes[n]["value"]) for n in ("z", "x")
-        )
-        log_q = guide_trace.nodes["z"]["fn"].log_prob(guide_trace.nodes["z"]["value"])
+        guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(*arguments))
+        replayed = poutine.replay(model, trace=guide_trace)
+        model_trace = prune_subsample_sites(poutine.trace(replayed).get_trace(*arguments))
+        log_p = sum(_site_log_probs(model_trace))
+        log_q = sum(_site_log_probs(guide_trace))
         weights.append(log_p - log_q)
     return torch.stack(weights)
 
 
+def _site_log_probs(trace):
+    return (
+        site["fn"].log_prob(site["value"])
+        for site in trace.nodes.values()
+        if site["type"] == "sample"
+    )
+
+
+def importance_metrics(weights: torch.Tensor) -> dict:
+    """The IWAE bound (the metric) and the -ELBO, nats per data point, from ``samples x points``
+    log-weights."""
+    samples = weights.shape[0]
+    iwae = (weights.logsumexp(0) - math.log(samples)).mean().item()
+    return {"metric": iwae, "test_neg_elbo": -weights.mean().item()}
+
+
+def log_weights(problem: Problem, fitted, x, samples: int) -> torch.Tensor:
+    """log p(x, z_s) - log q(z_s | x) for ``samples`` draws from the guide: samples x digits."""
+    decoder, guide = fitted
+    arguments = (x, decoder, problem.config["latents"], problem.config["categories"])
+    return trace_log_weights(model, guide, arguments, samples)
+
+
 def evaluate(problem: Problem, fitted) -> dict:
     """The IWAE bound and the ELBO on the test digits, nats per digit, 100 samples each."""
-    w = log_weights(problem, fitted, problem.test, TEST_SAMPLES)
-    iwae = (w.logsumexp(0) - math.log(TEST_SAMPLES)).mean().item()
-    return {"metric": iwae, "test_neg_elbo": -w.mean().item()}
+    return importance_metrics(log_weights(problem, fitted, problem.test, TEST_SAMPLES))
 
 
 def main() -> None:
