@@ -39,7 +39,7 @@ def _missing(command: str) -> str:
 
 COMPARE_RUNS = [
     f"{model}-{backend}"
-    for model in ("gmm", "lda", "vae", "fhmm", "fhmm6")
+    for model in ("gmm", "lda", "vae", "fhmm", "fhmm6", "sbn")
     for backend in ("pyro", "numpyro")
 ]
 

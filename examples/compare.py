@@ -6,7 +6,8 @@
                           [--out DIR]
 
 MODEL is ``gmm`` (Gaussian mixture on iris), ``lda`` (topic model on the Lee corpus), ``vae``
-(categorical VAE on MNIST digits) or ``fhmm`` (factorial HMM on a documented synthetic set).
+(categorical VAE on MNIST digits), ``fhmm`` (factorial HMM on a documented synthetic set) or
+``sbn`` (sigmoid belief network on binarised digits).
 Every method trains the same model from the same start for each seed; the metric is computed
 identically for every method and is exact, never the training objective. Writes ``results.json``
 and ``elbo.png`` (and the model's own reports) into ``--out`` (default a new folder under
@@ -29,12 +30,13 @@ from rich.table import Table
 
 from reinmax_examples.methods import CHECKPOINTS, METHODS, ConfigurationError, checkpoint_steps
 
-MODELS = ("gmm", "lda", "vae", "fhmm")
+MODELS = ("gmm", "lda", "vae", "fhmm", "sbn")
 MODEL_OPTIONS = {
     "gmm": {"dataset", "components"},
     "lda": {"topics"},
     "vae": {"dataset", "latent"},
     "fhmm": {"chains"},
+    "sbn": {"dataset"},
 }
 BACKENDS = ("pyro", "numpyro")
 
@@ -76,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--out", type=Path, help="output folder (default runs/MODEL-BACKEND-TIME)")
-    p.add_argument("--dataset", help="gmm: iris or wine; vae: mnist or digits")
+    p.add_argument(
+        "--dataset", help="gmm: iris or wine; vae: mnist or digits; sbn: digits or mnist"
+    )
     p.add_argument("--components", type=_positive(int), help="gmm: mixture components (3)")
     p.add_argument("--topics", type=_positive(int), help="lda: topics (8)")
     p.add_argument("--latent", help="vae: categories x latents, e.g. 8x4 (the paper's settings)")

@@ -20,6 +20,8 @@ RUNS = [
     ("lda", "numpyro", "reinmax,enum", ["--topics", "3"]),
     ("vae", "pyro", "reinmax,enum,st", ["--dataset", "digits", "--checkpoints", "2"]),
     ("vae", "numpyro", "reinmax,enum,st", ["--dataset", "digits", "--checkpoints", "2"]),
+    ("sbn", "pyro", "reinmax,st,reinforce,enum,hybrid", ["--checkpoints", "2"]),
+    ("sbn", "numpyro", "reinmax,st,reinforce,enum,hybrid", ["--checkpoints", "2"]),
     ("fhmm", "pyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2"]),
     ("fhmm", "numpyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2"]),
 ]
@@ -43,7 +45,7 @@ def test_every_model_runs_on_both_backends(tmp_path, model, backend, methods, ex
     for method in methods.split(","):
         entry = results["methods"][method]
         if entry.get("skipped"):
-            assert model == "vae" and method in ("enum", "hybrid", "reinmax-local")
+            assert model in ("vae", "sbn") and method in ("enum", "hybrid", "reinmax-local")
             continue
         assert len(entry["step"]) == len(entry["elbo"]) == len(entry["seconds"]) == 4
         assert entry["step"][-1] == 4 and np.isfinite(entry["elbo"]).all()
