@@ -7,6 +7,7 @@ time.
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 
 import jax.numpy as jnp
@@ -18,6 +19,7 @@ from numpyro.contrib.funsor import markov
 import numpyro_reinmax as nr
 from reinmax_examples.factorial_hmm import Parameters, log_likelihood_per_step, sequences, start
 from reinmax_examples.fhmm_pyro import METRIC, PARAMETERS, TIE, configure, skip_reason
+from reinmax_examples.methods import demo
 from reinmax_examples.svi_numpyro import fit_model
 
 __all__ = ["METRIC", "TIE", "configure", "skip_reason"]
@@ -93,11 +95,11 @@ def report(problem: Problem, fitted: dict, out) -> list[str]:
 
 
 def main() -> None:
-    config = {"chains": 3, "steps": 500, "lr": 0.05, "temperature": 1.0}
-    problem = Problem(config, seed=0)
-    for method in ["reinmax", "reinmax-local", "enum"]:
-        fitted = fit(problem, method, seed=0, config=config, on_step=lambda *_: None)
-        print(f"{method:>14}: {METRIC} {evaluate(problem, fitted)['metric']:.4f}")
+    demo(
+        sys.modules[__name__],
+        {"chains": 3, "steps": 500, "lr": 0.05, "temperature": 1.0},
+        ["reinmax", "reinmax-local", "enum"],
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ exactly (the forward algorithm on the product space, ``factorial_hmm.py``).
 
 from __future__ import annotations
 
+import sys
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -28,7 +30,7 @@ from reinmax_examples.factorial_hmm import (
     sequences,
     start,
 )
-from reinmax_examples.methods import ConfigurationError
+from reinmax_examples.methods import ConfigurationError, demo
 from reinmax_examples.svi_pyro import fit_model
 
 METRIC = "held-out log-likelihood per time step"
@@ -129,11 +131,11 @@ def report(problem: Problem, fitted: dict, out) -> list[str]:
 
 
 def main() -> None:
-    config = {"chains": 3, "steps": 500, "lr": 0.05, "temperature": 1.0}
-    problem = Problem(config, seed=0)
-    for method in ["reinmax", "reinmax-local", "enum"]:
-        fitted = fit(problem, method, seed=0, config=config, on_step=lambda *_: None)
-        print(f"{method:>14}: {METRIC} {evaluate(problem, fitted)['metric']:.4f}")
+    demo(
+        sys.modules[__name__],
+        {"chains": 3, "steps": 500, "lr": 0.05, "temperature": 1.0},
+        ["reinmax", "reinmax-local", "enum"],
+    )
 
 
 if __name__ == "__main__":

@@ -87,3 +87,12 @@ def minibatches(rng, size: int, batch: int):
         return order[0][start : start + batch]
 
     return indices
+
+
+def demo(module, config: dict, methods: list[str]) -> None:
+    """Fit ``module``'s model (an example module) by each method from seed 0 and print its metric:
+    what each example does when run as a script."""
+    problem = module.Problem(config, seed=0)
+    for method in methods:
+        fitted = module.fit(problem, method, seed=0, config=config, on_step=lambda *_: None)
+        print(f"{method:>14}: {module.METRIC} {module.evaluate(problem, fitted)['metric']:.4f}")

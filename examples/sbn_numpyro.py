@@ -6,6 +6,7 @@ name for name, with ``numpyro.param`` weights initialised as torch's ``nn.Linear
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ import optax
 from numpyro.optim import optax_to_numpyro
 
 from reinmax_examples.data import digits
-from reinmax_examples.methods import minibatches
+from reinmax_examples.methods import demo, minibatches
 from reinmax_examples.sbn_pyro import LAYERS, METRIC, TIE, configure, skip_reason
 from reinmax_examples.svi_numpyro import fit_model
 from reinmax_examples.vae_numpyro import (
@@ -103,11 +104,7 @@ def evaluate(problem: Problem, fitted) -> dict:
 
 def main() -> None:
     config = {"dataset": "digits", "layers": LAYERS["digits"], "steps": 500, "lr": 1e-3}
-    config |= {"temperature": 1.0, "batch": BATCH}
-    problem = Problem(config, seed=0)
-    for method in ["reinmax", "st"]:
-        fitted = fit(problem, method, seed=0, config=config, on_step=lambda *_: None)
-        print(f"{method:>8}: {METRIC} {evaluate(problem, fitted)['metric']:.2f}")
+    demo(sys.modules[__name__], config | {"temperature": 1.0, "batch": BATCH}, ["reinmax", "st"])
 
 
 if __name__ == "__main__":

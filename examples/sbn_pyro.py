@@ -17,6 +17,8 @@ digit (higher is better), as for the VAE; the test -ELBO is reported beside it.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 
 from reinmax_examples.data import digits
-from reinmax_examples.methods import ConfigurationError, minibatches
+from reinmax_examples.methods import ConfigurationError, demo, minibatches
 from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.vae_pyro import BATCH, TEST_SAMPLES, importance_metrics, trace_log_weights
 
@@ -147,11 +149,7 @@ def evaluate(problem: Problem, fitted) -> dict:
 
 def main() -> None:
     config = {"dataset": "digits", "layers": LAYERS["digits"], "steps": 500, "lr": 1e-3}
-    config |= {"temperature": 1.0, "batch": BATCH}
-    problem = Problem(config, seed=0)
-    for method in ["reinmax", "st"]:
-        fitted = fit(problem, method, seed=0, config=config, on_step=lambda *_: None)
-        print(f"{method:>8}: {METRIC} {evaluate(problem, fitted)['metric']:.2f}")
+    demo(sys.modules[__name__], config | {"temperature": 1.0, "batch": BATCH}, ["reinmax", "st"])
 
 
 if __name__ == "__main__":

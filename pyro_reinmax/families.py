@@ -50,6 +50,13 @@ def site_distribution(kind: str, estimator: str, temperature: float, **parameter
     return cls(**parameter)
 
 
+def unwrap(fn):
+    """The innermost distribution under ``Independent``, ``Masked``, ``Expanded``, ... wrappers."""
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
 def support_kind(support) -> str | None:
     """``"one_hot"``, ``"bernoulli"`` or None for a (possibly ``independent``) support."""
     while isinstance(support, constraints.independent):

@@ -21,7 +21,7 @@ import numpyro
 from numpyro import handlers
 from numpyro.infer.autoguide import AutoGuide, AutoNormal
 
-from ..families import check_estimator, site_distribution, support_kind
+from ..families import check_estimator, site_distribution, support_kind, unwrap
 from ..validation import check_temperature
 from .local_enum import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
 
@@ -30,12 +30,6 @@ __all__ = ["AutoReinMax"]
 Encoders = Callable | dict[str, Callable] | None
 Enumerate = str | list[str] | tuple[str, ...] | None
 logger = logging.getLogger("numpyro_reinmax")
-
-
-def _unwrap(fn):
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    return fn
 
 
 class AutoReinMax(AutoGuide):
@@ -130,7 +124,7 @@ class AutoReinMax(AutoGuide):
             if not site["fn"].support.is_discrete:
                 continuous.append(name)
             elif support_kind(site["fn"].support) is None:
-                kind = type(_unwrap(site["fn"])).__name__
+                kind = type(unwrap(site["fn"])).__name__
                 raise ValueError(
                     f"site {name!r} is discrete with support {site['fn'].support} ({kind}): "
                     "AutoReinMax covers one-hot and Bernoulli sites. Write a Categorical site as "
@@ -208,7 +202,7 @@ class AutoReinMax(AutoGuide):
                     f"site {name!r} is amortised: its mode depends on the model's arguments; use "
                     "sample_posterior(key, params, *args) instead."
                 )
-            fn = _unwrap(self._site_distribution(site, params[f"{self.prefix}_{name}_logits"]))
+            fn = unwrap(self._site_distribution(site, params[f"{self.prefix}_{name}_logits"]))
             if support_kind(site["fn"].support) == "one_hot":
                 k = fn.event_shape[-1]
                 medians[name] = jax.nn.one_hot(jnp.argmax(fn.logits, -1), k, dtype=fn.logits.dtype)

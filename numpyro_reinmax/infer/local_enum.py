@@ -36,19 +36,13 @@ from numpyro.primitives import Messenger
 
 from ..contraction import contract_dim, weights_on_dim
 from ..enumeration import OneHotAsIndex, _is_one_hot
-from ..families import support_kind
+from ..families import support_kind, unwrap
 from ..reparameterized import ProbsOrLogits
 
 __all__ = ["TraceLocalEnum_ELBO"]
 
 DEFAULT_MAX_CONFIGURATIONS = 4096
 _LOCAL = "_numpyro_reinmax_local"
-
-
-def _base(fn):
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    return fn
 
 
 def _one_hot_view(kind: str, value):
@@ -61,7 +55,7 @@ def _is_local_candidate(site) -> bool:
     return (
         site["type"] == "sample"
         and not site["is_observed"]
-        and isinstance(_base(site["fn"]), ProbsOrLogits)
+        and isinstance(unwrap(site["fn"]), ProbsOrLogits)
         and site["fn"].has_rsample
         and support_kind(site["fn"].support) is not None
     )
@@ -136,7 +130,7 @@ class _EnumerateLocally(_OneHotEnumeration):
                 if not (_is_one_hot(fn) or fn.has_enumerate_support):
                     raise ValueError(
                         f"model site {name!r} is discrete, the guide does not sample it, and it "
-                        f"cannot be enumerated ({type(_base(fn)).__name__}): sample it in the "
+                        f"cannot be enumerated ({type(unwrap(fn)).__name__}): sample it in the "
                         "guide "
                         "(e.g. with numpyro_reinmax.infer.AutoReinMax) or write it as a one-hot or "
                         "Bernoulli site."
@@ -151,7 +145,7 @@ class _EnumerateLocally(_OneHotEnumeration):
                 msg["infer"][_LOCAL] = True
                 self._enumerate(msg)
                 return
-            self.not_enumerable[name] = type(_base(fn)).__name__
+            self.not_enumerable[name] = type(unwrap(fn)).__name__
             self.scored_at_sample.add(name)
         msg["value"] = self.guide_trace[name]["value"]
 
@@ -289,8 +283,8 @@ class TraceLocalEnum_ELBO(ELBO):
             elif site["fn"].support.is_discrete and not site["fn"].has_rsample:
                 raise ValueError(
                     f"guide site {name!r} is discrete and not reparameterized "
-                    f"({type(_base(site['fn'])).__name__}): TraceLocalEnum_ELBO would give it zero "
-                    "gradient. Use a reparameterized distribution "
+                    f"({type(unwrap(site['fn'])).__name__}): TraceLocalEnum_ELBO would give it "
+                    "zero gradient. Use a reparameterized distribution "
                     "(numpyro_reinmax.ReinMaxOneHotCategorical, ReinMaxBernoulli, ...), or leave "
                     "the site out of the guide to sum it out."
                 )
@@ -431,7 +425,7 @@ class TraceLocalEnum_ELBO(ELBO):
 
 def _guide_log_probs(guide_site):
     fn = guide_site["fn"]
-    return jax.nn.log_softmax(_base(fn)._one_hot_logits(), -1)
+    return jax.nn.log_softmax(unwrap(fn)._one_hot_logits(), -1)
 
 
 def _guide_probs(guide_site):

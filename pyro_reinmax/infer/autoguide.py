@@ -25,7 +25,7 @@ from pyro.nn.module import PyroModule, PyroParam
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import constraints
 
-from ..families import check_estimator, site_distribution, support_kind
+from ..families import check_estimator, site_distribution, support_kind, unwrap
 from ..one_hot import OneHotCategorical
 from ..validation import check_temperature
 from .local_enum import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
@@ -37,12 +37,6 @@ Enumerate = str | list[str] | tuple[str, ...] | None
 logger = logging.getLogger("pyro_reinmax")
 
 
-def _unwrap(fn):
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    return fn
-
-
 def _discrete_latent_sites(trace) -> dict:
     """The latent sites with a discrete support, checked: one-hot or boolean only."""
     sites = {}
@@ -51,14 +45,14 @@ def _discrete_latent_sites(trace) -> dict:
         if not fn.support.is_discrete:
             continue
         if support_kind(fn.support) is None:
-            kind = type(_unwrap(fn)).__name__
+            kind = type(unwrap(fn)).__name__
             raise ValueError(
                 f"site {name!r} is discrete with support {fn.support} ({kind}): AutoReinMax "
                 "covers one-hot and Bernoulli sites. Write a Categorical site as "
                 "pyro_reinmax.OneHotCategorical (z.argmax(-1) recovers the index), or sum it out "
                 "with TraceEnum_ELBO and hide it from the guide with poutine.block."
             )
-        base = _unwrap(fn)
+        base = unwrap(fn)
         if isinstance(base, torch.distributions.OneHotCategorical) and not isinstance(
             base, OneHotCategorical
         ):
@@ -134,7 +128,7 @@ class _DiscreteGuide(AutoGuide):
         """The mode of each discrete site (one-hot of the largest logit; 1 where p > 1/2)."""
         modes = {}
         for name, site in self._sites.items():
-            modes[name] = _unwrap(self._site_distribution(name, site, *args, **kwargs)).mode
+            modes[name] = unwrap(self._site_distribution(name, site, *args, **kwargs)).mode
         return modes
 
     def quantiles(self, quantiles, *args, **kwargs) -> dict:

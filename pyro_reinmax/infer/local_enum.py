@@ -37,18 +37,12 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
 
 from ..contraction import contract_dim, weights_on_dim
-from ..families import support_kind
+from ..families import support_kind, unwrap
 from ..reparameterized import Reparameterized
 
 __all__ = ["TraceLocalEnum_ELBO"]
 
 DEFAULT_MAX_CONFIGURATIONS = 4096
-
-
-def _base(fn):
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    return fn
 
 
 def _one_hot_view(kind: str, value: torch.Tensor) -> torch.Tensor:
@@ -61,7 +55,7 @@ def _is_local_candidate(site) -> bool:
     return (
         site["type"] == "sample"
         and not site["is_observed"]
-        and isinstance(_base(site["fn"]), Reparameterized)
+        and isinstance(unwrap(site["fn"]), Reparameterized)
         and support_kind(site["fn"].support) is not None
     )
 
@@ -130,7 +124,7 @@ class _ReplayOrEnumerate(Messenger):
                 if not fn.has_enumerate_support:
                     raise ValueError(
                         f"model site {name!r} is discrete, the guide does not sample it, and it "
-                        f"cannot be enumerated ({type(_base(fn)).__name__}): sample it in the "
+                        f"cannot be enumerated ({type(unwrap(fn)).__name__}): sample it in the "
                         "guide "
                         "(e.g. with pyro_reinmax.infer.AutoReinMax) or write it as a one-hot or "
                         "Bernoulli site."
@@ -144,7 +138,7 @@ class _ReplayOrEnumerate(Messenger):
                 msg["infer"]["enumerate"] = "parallel"
                 msg["infer"]["_pyro_reinmax_local"] = True
                 return
-            self.not_enumerable[name] = type(_base(msg["fn"])).__name__
+            self.not_enumerable[name] = type(unwrap(msg["fn"])).__name__
             self.scored_at_sample.add(name)
         msg["value"] = guide_site["value"]
         msg["infer"] = guide_site["infer"]
@@ -345,7 +339,7 @@ def _score_by_expectation(guide_site) -> torch.Tensor:
     r"""Replace the guide term :math:`\log q(z)` by its expectation :math:`\sum_k q_k \log q_k`;
     return the guide's probabilities ``batch_shape + (K,)``."""
     fn = guide_site["fn"]
-    log_probs = torch.log_softmax(_base(fn)._one_hot_logits(), -1)
+    log_probs = torch.log_softmax(unwrap(fn)._one_hot_logits(), -1)
     probs = log_probs.exp()
     negative_entropy = (probs * torch.where(probs > 0, log_probs, 0.0)).sum(-1)
     negative_entropy = negative_entropy.expand(fn.batch_shape)
