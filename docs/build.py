@@ -68,7 +68,9 @@ def compare_section(short: bool = False) -> str:
         cells = []
         for method in METHODS:
             entry = results["methods"].get(method, {})
-            if entry.get("skipped"):
+            if method not in results["config"]["methods"]:
+                cells.append("not run")
+            elif entry.get("skipped"):
                 skipped = entry["skipped"]
                 cells.append(
                     "intractable" if "intractable" in skipped or "exceed" in skipped else "n/a"
@@ -77,7 +79,7 @@ def compare_section(short: bool = False) -> str:
                 cells.append("-")
             else:
                 spread = f" ± {entry['metric_std']:.2f}" if seeds > 1 else ""
-                digits = 3 if abs(entry["metric"]) < 20 else 1
+                digits = 3 if abs(entry["metric"]) < 20 else 2 if abs(entry["metric"]) < 100 else 1
                 cells.append(f"{entry['metric']:.{digits}f}{spread}")
         model = results["model"]
         if model == "fhmm":
