@@ -131,9 +131,8 @@ class _EnumerateLocally(_OneHotEnumeration):
                     raise ValueError(
                         f"model site {name!r} is discrete, the guide does not sample it, and it "
                         f"cannot be enumerated ({type(unwrap(fn)).__name__}): sample it in the "
-                        "guide "
-                        "(e.g. with numpyro_reinmax.infer.AutoReinMax) or write it as a one-hot or "
-                        "Bernoulli site."
+                        "guide (e.g. with numpyro_reinmax.infer.AutoReinMax) or write it as a "
+                        "one-hot or Bernoulli site."
                     )
                 self._enumerate(msg)
             return

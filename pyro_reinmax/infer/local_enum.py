@@ -34,7 +34,7 @@ from pyro.distributions.util import broadcast_shape, scale_and_mask
 from pyro.infer import TraceEnum_ELBO
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import prune_subsample_sites
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 
 from ..contraction import contract_dim, weights_on_dim
 from ..families import support_kind, unwrap
@@ -116,7 +116,7 @@ class _ReplayOrEnumerate(Messenger):
 
     def _pyro_sample(self, msg) -> None:
         name = msg["name"]
-        if msg["is_observed"]:
+        if msg["is_observed"] or site_is_subsample(msg):
             return
         if name not in self.guide_trace:
             fn = msg["fn"]
@@ -125,9 +125,8 @@ class _ReplayOrEnumerate(Messenger):
                     raise ValueError(
                         f"model site {name!r} is discrete, the guide does not sample it, and it "
                         f"cannot be enumerated ({type(unwrap(fn)).__name__}): sample it in the "
-                        "guide "
-                        "(e.g. with pyro_reinmax.infer.AutoReinMax) or write it as a one-hot or "
-                        "Bernoulli site."
+                        "guide (e.g. with pyro_reinmax.infer.AutoReinMax) or write it as a "
+                        "one-hot or Bernoulli site."
                     )
                 msg["infer"].setdefault("enumerate", "parallel")
             return

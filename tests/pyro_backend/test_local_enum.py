@@ -543,3 +543,26 @@ def test_hmm_expected_gradient_equals_the_exact_gradient():
     mean, stderr = batches.mean(0), batches.std(0) / np.sqrt(len(batches))
     assert torch.all((mean - exact).abs() < 4.5 * stderr + 1e-6), (mean, exact, stderr)
     assert stderr.max() < 0.05 * exact.abs().max()  # the check has power
+
+
+def subsampled_model(x):
+    locs = pyro.sample("locs", dist.Normal(torch.zeros(2, dtype=torch.float64), 3.0).to_event(1))
+    with pyro.plate("data", len(x), subsample_size=2) as i:
+        z = pyro.sample("z", pr.OneHotCategorical(logits=torch.zeros(2, dtype=torch.float64)))
+        pyro.sample("x", dist.Normal(z @ locs, 1.0), obs=x[i])
+
+
+def globals_guide(x):
+    loc = pyro.param("loc", torch.tensor([-1.0, 1.0], dtype=torch.float64))
+    pyro.sample("locs", dist.Normal(loc, 0.1).to_event(1))
+
+
+def test_model_subsampling_without_the_plate_in_the_guide_equals_trace_enum():
+    """z is summed out; the model's subsample site is not a discrete latent to refuse."""
+    pyro.set_rng_seed(6)
+    loss = TraceLocalEnum_ELBO(max_plate_nesting=1).loss(subsampled_model, globals_guide, X)
+    pyro.set_rng_seed(6)
+    expected = TraceEnum_ELBO(max_plate_nesting=1).loss(
+        config_enumerate(subsampled_model), globals_guide, X
+    )
+    assert loss == pytest.approx(expected, abs=1e-9)
