@@ -116,9 +116,11 @@ class _ReplayOrEnumerate(Messenger):
 
     def _pyro_sample(self, msg) -> None:
         name = msg["name"]
-        if msg["is_observed"] or site_is_subsample(msg):
+        if msg["is_observed"]:
             return
         if name not in self.guide_trace:
+            if site_is_subsample(msg):
+                return  # the model draws its own minibatch
             fn = msg["fn"]
             if fn.support.is_discrete:
                 if not fn.has_enumerate_support:
