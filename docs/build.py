@@ -11,6 +11,7 @@ import re
 import statistics
 from pathlib import Path
 
+from reinmax_examples.compare import verdict
 from reinmax_examples.methods import CHECKPOINTS, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +86,8 @@ def compare_section(short: bool = False) -> str:
         if model == "fhmm":
             model += f" (M = {results['config']['chains']})"
         rows.append([model, results["backend"], results["metric_name"], str(seeds), *cells])
-        notes.append(f"* `{_compare_command(folder, results)}`: {results['verdict']}")
+        # the verdict recomputed from the recorded curves, so it follows the current definition
+        notes.append(f"* `{_compare_command(folder, results)}`: {verdict(results)}")
     if not rows:
         return _missing("reinmax-compare gmm --out docs/results/gmm-pyro")
     table = _table(["model", "backend", "metric (higher is better)", "seeds", *METHODS], rows)

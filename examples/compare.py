@@ -150,7 +150,8 @@ def _mean_curve(curves: list[dict]) -> dict:
 
 def first_to_reach(results: dict) -> str | None:
     """Which method's mean metric curve first comes within the model's tie of the best final
-    metric, in training seconds, and when the others do (or that they never do)."""
+    metric and stays there to the end, in training seconds, and when the others do (or that they
+    never do)."""
     curves = {
         m: r["metric_curve"]
         for m, r in results["methods"].items()
@@ -162,9 +163,11 @@ def first_to_reach(results: dict) -> str | None:
     target -= results["tie"]
     reached = {}
     for method, curve in curves.items():
-        times = [t for t, v in zip(curve["seconds"], curve["metric"], strict=True) if v >= target]
-        if times:
-            reached[method] = times[0]
+        since = None
+        for seconds, value in zip(curve["seconds"], curve["metric"], strict=True):
+            since = (seconds if since is None else since) if value >= target else None
+        if since is not None:
+            reached[method] = since
     if not reached:
         return None
     order = sorted(reached, key=reached.get)
@@ -172,11 +175,11 @@ def first_to_reach(results: dict) -> str | None:
     others = ", ".join(f"{m} {reached[m]:.3g} s" for m in order[1:])
     never = [m for m in curves if m not in reached]
     line = (
-        f"First within {results['tie']:g} of the best {results['metric_name']}: {first}, after "
-        f"{reached[first]:.3g} s of training"
+        f"First within {results['tie']:g} of the best {results['metric_name']} to the end: "
+        f"{first}, from {reached[first]:.3g} s of training"
     )
     line += f" (then {others})" if others else ""
-    line += f"; never reached it: {', '.join(never)}." if never else "."
+    line += f"; not within it at the end: {', '.join(never)}." if never else "."
     return line
 
 

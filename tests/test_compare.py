@@ -193,30 +193,28 @@ def test_factorial_hmm_forward_algorithm_against_brute_force():
 
 
 def test_first_to_reach_names_the_fastest_method_to_the_best_metric():
-    curve = {"step": [1, 2, 3]}
+    def run(seconds, metric):
+        return {
+            "metric": metric[-1],
+            "metric_curve": {"step": [1, 2, 3], "seconds": seconds, "metric": metric},
+        }
+
     results = {
         "metric_name": "metric",
         "tie": 0.5,
         "methods": {
-            "slow": {
-                "metric": 10.0,
-                "metric_curve": {**curve, "seconds": [1, 2, 3], "metric": [0, 9.6, 10]},
-            },
-            "fast": {
-                "metric": 9.7,
-                "metric_curve": {**curve, "seconds": [0.1, 0.2, 0.3], "metric": [0, 9.7, 9.7]},
-            },
-            "never": {
-                "metric": 5.0,
-                "metric_curve": {**curve, "seconds": [1, 2, 3], "metric": [1, 2, 5]},
-            },
+            "slow": run([1, 2, 3], [0, 9.6, 10]),
+            "fast": run([0.1, 0.2, 0.3], [0, 9.7, 9.7]),
+            "dropped": run([0.1, 0.2, 0.3], [9.8, 9.8, 9.0]),  # within the tie, then not
+            "late": run([1, 2, 3], [9.6, 1, 9.6]),  # within it again from the last point
+            "never": run([1, 2, 3], [1, 2, 5]),
             "skipped": {"skipped": "why", "metric": None},
         },
     }
     line = compare.first_to_reach(results)
     assert line == (
-        "First within 0.5 of the best metric: fast, after 0.2 s of training (then slow 2 s); "
-        "never reached it: never."
+        "First within 0.5 of the best metric to the end: fast, from 0.2 s of training (then slow "
+        "2 s, late 3 s); not within it at the end: dropped, never."
     )
     assert line in compare.verdict(results)
 
