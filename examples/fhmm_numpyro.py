@@ -17,12 +17,12 @@ import numpyro.distributions as dist
 from numpyro.contrib.funsor import markov
 
 import numpyro_reinmax as nr
-from reinmax_examples.factorial_hmm import Parameters, log_likelihood_per_step, sequences, start
-from reinmax_examples.fhmm_pyro import METRIC, PARAMETERS, TIE, configure, skip_reason
+from reinmax_examples.factorial_hmm import Parameters, sequences, start
+from reinmax_examples.fhmm_pyro import METRIC, PARAMETERS, TIE, configure, evaluate, skip_reason
 from reinmax_examples.methods import demo
 from reinmax_examples.svi_numpyro import fit_model
 
-__all__ = ["METRIC", "TIE", "configure", "skip_reason"]
+__all__ = ["METRIC", "TIE", "configure", "evaluate", "skip_reason"]
 
 
 def model(x, start: dict) -> None:
@@ -84,14 +84,6 @@ def fit(
 def _fitted(params: dict) -> Parameters:
     """The constrained parameters as NumPy arrays."""
     return Parameters(**{n: np.asarray(params[n], dtype=np.float64) for n in PARAMETERS})
-
-
-def evaluate(problem: Problem, fitted: Parameters) -> dict:
-    return {"metric": log_likelihood_per_step(problem.test, fitted)}
-
-
-def report(problem: Problem, fitted: dict, out) -> list[str]:
-    return []
 
 
 def main() -> None:
