@@ -490,3 +490,30 @@ def test_hmm_expected_gradient_equals_the_exact_gradient():
     mean, stderr = _mean_gradient(elbo, hmm_selected, hmm_guide, X, HMM_PARAMS)
     assert jnp.all(jnp.abs(mean - exact) < 4.5 * stderr + 1e-6), (mean, exact, stderr)
     assert stderr.max() < 0.05 * jnp.abs(exact).max()  # the check has power
+
+
+def globals_model(x):
+    locs = numpyro.sample("locs", dist.Normal(jnp.zeros(2), 3.0).to_event(1))
+    with numpyro.plate("data", len(x)):
+        z = numpyro.sample("z", nr.OneHotCategorical(logits=jnp.zeros(2)))
+        numpyro.sample("x", dist.Normal(z @ locs, 1.0), obs=x)
+
+
+def globals_guide(x):
+    loc = numpyro.param("loc", jnp.array([-1.0, 1.0]))
+    numpyro.sample("locs", dist.Normal(loc, 0.1).to_event(1))
+
+
+def test_sites_absent_from_the_guide_are_summed_out_like_trace_enum():
+    """With every discrete site summed out, the loss is TraceEnum_ELBO's (same key, same draw of
+    the globals)."""
+    params = {"loc": jnp.array([-1.0, 1.0])}
+    for s in range(3):
+        key = jax.random.PRNGKey(s)
+        loss = TraceLocalEnum_ELBO(max_plate_nesting=1).loss(
+            key, params, globals_model, globals_guide, X
+        )
+        expected = TraceEnum_ELBO().loss(
+            key, params, nr.enum_onehot(globals_model), globals_guide, X
+        )
+        assert float(loss) == pytest.approx(float(expected), abs=1e-9)
