@@ -121,16 +121,27 @@ class enum_onehot(Messenger):
         if not enumerating():
             msg["fn"] = NotReparameterized(msg["fn"])
             return
-        if msg["fn"].event_dim != 1:
-            raise ValueError(
-                f"site {msg['name']!r}: only one-hot sites with event_dim 1 can be enumerated "
-                f"(got event_shape {msg['fn'].event_shape}); put the other event dims in a plate."
-            )
-        infer[_CATEGORIES] = msg["fn"].event_shape[-1]
-        msg["fn"] = OneHotAsIndex(msg["fn"])
+        show_as_index(msg)
 
     def postprocess_message(self, msg) -> None:
-        if msg["type"] == "sample" and _CATEGORIES in msg["infer"]:
-            # the trace recorded the index; the model's code continues with one-hot values
-            k = msg["infer"][_CATEGORIES]
-            msg["value"] = jax.nn.one_hot(msg["value"], k, dtype=jnp.result_type(float))
+        restore_one_hot(msg)
+
+
+def show_as_index(msg) -> None:
+    """Show a one-hot site to the enumeration handler as its index (``OneHotAsIndex``); the site
+    must have event_dim 1."""
+    if msg["fn"].event_dim != 1:
+        raise ValueError(
+            f"site {msg['name']!r}: only one-hot sites with event_dim 1 can be enumerated "
+            f"(got event_shape {msg['fn'].event_shape}); put the other event dims in a plate."
+        )
+    msg["infer"][_CATEGORIES] = msg["fn"].event_shape[-1]
+    msg["fn"] = OneHotAsIndex(msg["fn"])
+
+
+def restore_one_hot(msg) -> None:
+    """After :func:`show_as_index`: the trace recorded the index; the model's code continues with
+    one-hot values."""
+    if msg["type"] == "sample" and _CATEGORIES in msg["infer"]:
+        k = msg["infer"][_CATEGORIES]
+        msg["value"] = jax.nn.one_hot(msg["value"], k, dtype=jnp.result_type(float))

@@ -35,7 +35,7 @@ from numpyro.infer.elbo import ELBO, guess_max_plate_nesting
 from numpyro.primitives import Messenger
 
 from ..contraction import contract_dim, weights_on_dim
-from ..enumeration import OneHotAsIndex, _is_one_hot
+from ..enumeration import _is_one_hot, restore_one_hot, show_as_index
 from ..families import support_kind, unwrap
 from ..reparameterized import ProbsOrLogits
 
@@ -99,13 +99,10 @@ class _OneHotEnumeration(Messenger):
     def _enumerate(msg) -> None:
         msg["infer"]["enumerate"] = "parallel"
         if _is_one_hot(msg["fn"]):
-            msg["infer"]["_categories"] = msg["fn"].event_shape[-1]
-            msg["fn"] = OneHotAsIndex(msg["fn"])
+            show_as_index(msg)
 
     def postprocess_message(self, msg) -> None:
-        if msg["type"] == "sample" and "_categories" in msg["infer"]:
-            k = msg["infer"]["_categories"]
-            msg["value"] = jax.nn.one_hot(msg["value"], k, dtype=jnp.result_type(float))
+        restore_one_hot(msg)
 
 
 class _EnumerateLocally(_OneHotEnumeration):
