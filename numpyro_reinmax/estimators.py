@@ -15,7 +15,10 @@ backward pass, a ``jax.custom_vjp``. With :math:`g = \partial L / \partial \text
 * Straight-through Gumbel-softmax (Jang et al., 2017): the sample is
   :math:`\operatorname{onehot}(\arg\max(\theta + G))` with Gumbel noise :math:`G`, and with
   :math:`y = \operatorname{softmax}((\theta + G)/\tau)`,
-  :math:`\nabla_\theta = J(y)\, g / \tau + J(\pi_0) h`.
+  :math:`\nabla_\theta = J(y)\, g / \tau + J(\pi_0) h`. The category is drawn exactly by
+  inverse CDF and :math:`\theta + G` conditionally on it
+  (:func:`~numpyro_reinmax.sampling.perturbed_logits_given_index`): the same joint law, exact at
+  every magnitude of the logits.
 
 All three share one backward, :math:`c\, J(a) g + J(\pi_0)(h + b\, g)` with anchor
 :math:`a = w_y y + w_D D`. ``-inf`` logits mask categories: they are never drawn and receive a zero
@@ -31,8 +34,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .sampling import draw_index
-from .validation import check_logits, check_temperature, validation_enabled
+from .sampling import draw_exponentials, draw_index, perturbed_logits_given_index
+from .validation import check_event_array, check_logits, check_temperature, validation_enabled
 
 __all__ = ["gumbel_straight_through", "reinmax", "straight_through"]
 
@@ -56,6 +59,25 @@ RULES = {
 }
 
 
+def largest_finite(value, dtype):
+    """``value`` capped at the largest finite number of ``dtype``: a scale ``1 / tau`` for a tiny
+    temperature then multiplies an exact zero into zero instead of NaN."""
+    return jnp.minimum(value, jnp.finfo(dtype).max).astype(dtype)
+
+
+def tempered_softmax(x, temperature):
+    r""":math:`\operatorname{softmax}(x / \tau)` over the last axis, computed as
+    :math:`\operatorname{softmax}((x - \max x) \cdot \min(1/\tau, \text{largest float}))`: the
+    maximum maps to exactly 0, so no finite ``x`` and no ``tau > 0`` overflows to NaN (a tiny
+    ``tau`` gives the one-hot limit). ``jax.nn.softmax(x / tau)`` gives NaN under ``jit`` for
+    logits near 1e20 and more: XLA computes the two divisions inside it differently."""
+    if isinstance(temperature, float) and temperature == 1.0:
+        return jax.nn.softmax(x, -1)
+    inverse = largest_finite(1.0 / jnp.asarray(temperature), x.dtype)
+    shifted = x - jax.lax.stop_gradient(jnp.max(x, -1, keepdims=True))
+    return jax.nn.softmax(shifted * inverse, -1)
+
+
 def softmax_vjp(p, v):
     r"""The softmax vector-Jacobian product :math:`J(p) v = p \odot (v - \langle p, v \rangle)`."""
     return p * (v - (p * v).sum(-1, keepdims=True))
@@ -65,11 +87,11 @@ def _forward(rule_name: str, key, logits, temperature):
     rule = RULES[rule_name]
     probs = jax.nn.softmax(logits, -1)
     if rule.gumbel:
-        noise = jax.random.gumbel(key, logits.shape, logits.dtype)
-        index = jnp.argmax(logits + noise, -1)
+        key, noise_key = jax.random.split(key)
+        noise = draw_exponentials(noise_key, logits.shape, logits.dtype)
     else:
         noise = None
-        index = draw_index(key, jax.lax.stop_gradient(probs))
+    index = draw_index(key, jax.lax.stop_gradient(probs))
     sample = jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype)
     return (sample, probs), (logits, noise, index, probs, temperature)
 
@@ -78,17 +100,22 @@ def _backward(rule_name: str, residuals, cotangents):
     rule = RULES[rule_name]
     logits, noise, index, probs, temperature = residuals
     g, h = cotangents
-    if rule.gumbel or not (isinstance(temperature, float) and temperature == 1.0):
-        shifted = logits if noise is None else logits + noise
-        tempered = jax.nn.softmax(shifted / temperature, -1)
-    else:
+    if noise is not None:
+        tempered = tempered_softmax(perturbed_logits_given_index(logits, index, noise), temperature)
+    elif isinstance(temperature, float) and temperature == 1.0:
         tempered = probs
+    else:
+        tempered = tempered_softmax(logits, temperature)
     anchor = rule.tempered_weight * tempered
     if rule.sample_weight:
         sample = jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype)
         anchor = anchor + rule.sample_weight * sample
-    scale = rule.anchor_scale / temperature**rule.inverse_temperature_power
-    grad = scale * softmax_vjp(anchor, g) + softmax_vjp(probs, h + rule.probs_scale * g)
+    scale = largest_finite(
+        rule.anchor_scale / jnp.asarray(temperature) ** rule.inverse_temperature_power,
+        logits.dtype,
+    )
+    # J(a) g before the scale: a huge scale (tiny temperature) then multiplies exact zeros
+    grad = softmax_vjp(anchor, g) * scale + softmax_vjp(probs, h + rule.probs_scale * g)
     return None, grad, None
 
 
@@ -107,6 +134,7 @@ checks. Compiled once per rule and input shape, so eager calls are fast too."""
 def _estimator(rule_name: str, key, logits, temperature):
     temperature = check_temperature(temperature)
     logits = jnp.asarray(logits)
+    check_event_array("logits", logits)  # dtype and shape: no data-dependent work
     if validation_enabled():
         check_logits(logits)  # concrete values only: skipped under jit and vmap
     return estimate(rule_name, key, logits, temperature)

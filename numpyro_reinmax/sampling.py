@@ -35,6 +35,32 @@ def draw_index(key, probs):
     return (cdf <= u).sum(-1)
 
 
+def perturbed_logits_given_index(logits, index, exponentials):
+    r"""Gumbel-perturbed logits :math:`z = \theta + G` drawn conditionally on
+    :math:`\arg\max z = ` ``index`` (int, shape ``(...)``).
+
+    With :math:`E_k` independent standard exponentials, the maximum is
+    :math:`z_{k^*} = \log \sum_j e^{\theta_j} - \log E_{k^*}` and every other entry is a Gumbel
+    with location :math:`\theta_j` truncated below it,
+    :math:`z_j = -\log(E_j e^{-\theta_j} + e^{-z_{k^*}})` (Maddison et al., 2014). An exact
+    categorical ``index`` followed by this draw has the joint law of Gumbel-max, without forming
+    ``logits + G`` (which loses the draw once the logits dwarf the noise). ``-inf`` logits stay
+    ``-inf``.
+    """
+    log_exponentials = jnp.log(exponentials)
+    at_index = jax.nn.one_hot(index, logits.shape[-1], dtype=bool)
+    top = jax.nn.logsumexp(logits, -1, keepdims=True) - jnp.take_along_axis(
+        log_exponentials, index[..., None], -1
+    )
+    return jnp.where(at_index, top, -jnp.logaddexp(log_exponentials - logits, -top))
+
+
+def draw_exponentials(key, shape, dtype):
+    """Standard exponentials bounded below by the dtype's smallest normal number (so that their
+    logarithm is finite)."""
+    return jnp.maximum(jax.random.exponential(key, shape, dtype), jnp.finfo(dtype).tiny)
+
+
 def draw_one_hot(key, probs):
     """Exact one-hot draw from ``Categorical(probs)`` with the shape and dtype of ``probs``."""
     return jax.nn.one_hot(draw_index(key, probs), probs.shape[-1], dtype=probs.dtype)

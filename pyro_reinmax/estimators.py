@@ -15,7 +15,10 @@ temperature:
 * Straight-through Gumbel-softmax (Jang et al., 2017): the sample is
   :math:`\operatorname{onehot}(\arg\max(\theta + G))` with Gumbel noise :math:`G`, and with
   :math:`y = \operatorname{softmax}((\theta + G)/\tau)`,
-  :math:`\nabla_\theta = J(y)\, g / \tau + J(\pi_0) h`.
+  :math:`\nabla_\theta = J(y)\, g / \tau + J(\pi_0) h`. The category is drawn exactly by
+  inverse CDF and :math:`\theta + G` conditionally on it
+  (:func:`~pyro_reinmax.sampling.perturbed_logits_given_index`): the same joint law, exact at every
+  magnitude of the logits.
 
 All three share one backward, :math:`c\, J(a) g + J(\pi_0)(h + b\, g)`, with anchor :math:`a` and
 scales :math:`(c, b)` set by the forward pass. ``-inf`` logits mask categories: they are never drawn
@@ -29,8 +32,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .sampling import draw_index, one_hot_at
-from .validation import check_logits, check_temperature, validation_enabled
+from .sampling import draw_exponentials, draw_index, one_hot_at, perturbed_logits_given_index
+from .validation import check_event_tensor, check_temperature, validation_enabled
 
 __all__ = ["gumbel_straight_through", "reinmax", "straight_through"]
 
@@ -52,6 +55,23 @@ RULES = {
     "straight_through": Rule(1.0, 0.0, 1.0, 1, 0.0, False),
     "gumbel_straight_through": Rule(1.0, 0.0, 1.0, 1, 0.0, True),
 }
+
+
+def largest_finite(value: float, dtype: torch.dtype) -> float:
+    """``value`` capped at the largest finite number of ``dtype``: a scale ``1 / tau`` for a tiny
+    temperature then multiplies an exact zero into zero instead of NaN."""
+    return min(value, torch.finfo(dtype).max)
+
+
+def tempered_softmax(x: Tensor, temperature: float) -> Tensor:
+    r""":math:`\operatorname{softmax}(x / \tau)` over the last axis, computed as
+    :math:`\operatorname{softmax}((x - \max x) \cdot \min(1/\tau, \text{largest float}))`: the
+    maximum maps to exactly 0, so no finite ``x`` and no ``tau > 0`` overflows to NaN (a tiny
+    ``tau`` gives the one-hot limit)."""
+    if temperature == 1.0:
+        return x.softmax(-1)
+    inverse = largest_finite(1.0 / temperature, x.dtype)
+    return ((x - x.amax(-1, keepdim=True)) * inverse).softmax(-1)
 
 
 def softmax_vjp(p: Tensor, v: Tensor) -> Tensor:
@@ -80,16 +100,8 @@ class OneHotEstimatorFunction(torch.autograd.Function):
     def forward(ctx, logits: Tensor, temperature: float, rule_name: str, validate: bool):
         rule = RULES[rule_name]
         probs = logits.softmax(-1)
-        if rule.gumbel:
-            if validate:
-                check_logits(logits)
-            exponential = torch.empty_like(logits, memory_format=torch.contiguous_format)
-            tiny = torch.finfo(logits.dtype).tiny
-            noise = exponential.exponential_().clamp_(min=tiny).log_().neg_()
-            index = (logits + noise).argmax(-1, keepdim=True)
-        else:
-            noise = None
-            index = draw_index(probs, validate)
+        index = draw_index(probs, validate)
+        noise = draw_exponentials(logits) if rule.gumbel else None
         ctx.set_materialize_grads(False)
         need_logits = noise is not None or temperature != 1.0
         ctx.save_for_backward(logits if need_logits else None, noise, index, probs)
@@ -99,15 +111,17 @@ class OneHotEstimatorFunction(torch.autograd.Function):
 
     @staticmethod
     def _tempered(ctx) -> Tensor:
-        logits, noise, _, probs = ctx.saved_tensors
+        logits, noise, index, probs = ctx.saved_tensors
         if logits is None:
             return probs
-        shifted = logits if noise is None else logits + noise
-        return (shifted / ctx.temperature).softmax(-1)
+        if noise is not None:
+            logits = perturbed_logits_given_index(logits, index, noise)
+        return tempered_softmax(logits, ctx.temperature)
 
     @staticmethod
     def _anchor_scale(ctx) -> float:
-        return ctx.rule.anchor_scale / ctx.temperature**ctx.rule.inverse_temperature_power
+        scale = ctx.rule.anchor_scale / ctx.temperature**ctx.rule.inverse_temperature_power
+        return largest_finite(scale, ctx.saved_tensors[3].dtype)
 
     @staticmethod
     def backward(ctx, grad_sample: Tensor | None, grad_probs: Tensor | None):
@@ -134,7 +148,8 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         if y is probs and h is None:  # J(pi_0) b g shares the product g * y
             out.mul_(c * w_y + b).addcmul_(probs, s_a * (c * w_y) + s_y * b, value=-1.0)
         else:
-            out.mul_(c * w_y).addcmul_(y, s_a, value=-c * w_y)
+            # J(y) g before the scale: a huge c (tiny temperature) then multiplies exact zeros
+            out.addcmul_(y, s_a, value=-1.0).mul_(c * w_y)
             if h is None and b:  # J(pi_0) b g
                 pg = probs * g
                 out.add_(pg, alpha=b).addcmul_(probs, pg.sum(-1, keepdim=True), value=-b)
@@ -173,10 +188,13 @@ def estimate(
 
 
 def _estimator(rule_name: str, logits: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    check_event_tensor("logits", logits)  # dtype and shape: no data-dependent work
     return estimate(rule_name, logits, check_temperature(temperature), validation_enabled())
 
 
-def reinmax(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+def reinmax(
+    logits: Tensor, temperature: float = 1.0, *, tau: float | None = None
+) -> tuple[Tensor, Tensor]:
     r"""ReinMax: an exact one-hot draw with a second-order accurate backward.
 
     Args:
@@ -190,9 +208,17 @@ def reinmax(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
         :math:`2 J(\pi_1) g - \tfrac12 J(\pi_0) g + J(\pi_0) h` with
         :math:`\pi_1 = (\operatorname{softmax}(\theta/\tau) + D)/2`.
 
-    A drop-in for ``reinmax.reinmax(logits, tau)`` and ``F.gumbel_softmax(logits, hard=True)``.
-    Logits are checked for NaN/+inf when torch distribution validation is on (the default).
+    A drop-in for the reference package's ``reinmax.reinmax(logits, tau)`` (``tau`` positional or
+    keyword; its ``hard`` argument, which it ignores, is not accepted) and for
+    ``F.gumbel_softmax(logits, hard=True)`` where the soft output is not used: the same one-hot
+    sample in the forward pass, the ReinMax gradient in the backward pass. Logits must be a
+    floating tensor with a last axis of at least one category; they are checked for NaN/+inf when
+    torch distribution validation is on (the default).
     """
+    if tau is not None:
+        if temperature != 1.0:
+            raise TypeError("reinmax() got both temperature and tau; pass one of them.")
+        temperature = tau
     return _estimator("reinmax", logits, temperature)
 
 

@@ -34,6 +34,30 @@ def draw_index(probs: Tensor, validate: bool = False) -> Tensor:
     return index.clamp_(max=probs.shape[-1] - 1)
 
 
+def perturbed_logits_given_index(logits: Tensor, index: Tensor, exponentials: Tensor) -> Tensor:
+    r"""Gumbel-perturbed logits :math:`z = \theta + G` drawn conditionally on
+    :math:`\arg\max z = ` ``index``.
+
+    With :math:`E_k` independent standard exponentials, the maximum is
+    :math:`z_{k^*} = \log \sum_j e^{\theta_j} - \log E_{k^*}` and every other entry is a Gumbel
+    with location :math:`\theta_j` truncated below it,
+    :math:`z_j = -\log(E_j e^{-\theta_j} + e^{-z_{k^*}})` (Maddison et al., 2014). An exact
+    categorical ``index`` followed by this draw has the joint law of Gumbel-max, without forming
+    ``logits + G`` (which loses the draw once the logits dwarf the noise). ``-inf`` logits stay
+    ``-inf``.
+    """
+    log_exponentials = exponentials.log()
+    top = logits.logsumexp(-1, keepdim=True) - log_exponentials.gather(-1, index)
+    return torch.logaddexp(log_exponentials - logits, -top).neg_().scatter_(-1, index, top)
+
+
+def draw_exponentials(like: Tensor) -> Tensor:
+    """Standard exponentials shaped and typed like ``like``, bounded below by the dtype's smallest
+    normal number (so that their logarithm is finite)."""
+    exponentials = torch.empty_like(like, memory_format=torch.contiguous_format).exponential_()
+    return exponentials.clamp_(min=torch.finfo(like.dtype).tiny)
+
+
 def one_hot_at(index: Tensor, like: Tensor) -> Tensor:
     """A one-hot tensor shaped and typed like ``like``, with ones at ``index`` (``(..., 1)``)."""
     return torch.zeros_like(like, memory_format=torch.contiguous_format).scatter_(-1, index, 1.0)

@@ -41,6 +41,27 @@ def gumbel_straight_through_grad(soft, logits, g, h, temperature):
     return _apply(jacobian(soft), g) / temperature + _apply(jacobian(softmax(logits)), h)
 
 
+def gumbel_given_argmax(logits, index, exponentials):
+    """Gumbel-perturbed logits z = logits + G conditioned on argmax z = index (float64).
+
+    The maximum of Gumbels with locations logits is Gumbel(logsumexp(logits)), independent of
+    where it falls: b = logsumexp - log E. Given it, each other entry is a Gumbel(mu) truncated to
+    (-inf, b], drawn by inverting its conditional CDF exp(-exp(mu - x) + exp(mu - b)) at exp(-E):
+    x = mu - log(E + exp(mu - b)).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    exponentials = np.asarray(exponentials, dtype=np.float64)
+    index = np.asarray(index)[..., None]
+    shift = logits.max(-1, keepdims=True)
+    log_total = shift + np.log(np.exp(logits - shift).sum(-1, keepdims=True))
+    top = log_total - np.log(np.take_along_axis(exponentials, index, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        others = logits - np.log(exponentials + np.exp(logits - top))
+    others[np.isneginf(logits)] = -np.inf
+    np.put_along_axis(others, index, top, -1)
+    return others
+
+
 def exact_expected_gradient(logits: np.ndarray, f) -> np.ndarray:
     """d/dlogits of E[f(D)] for independent one-hot D_i ~ Cat(softmax(logits_i)), by enumeration.
 

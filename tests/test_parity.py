@@ -20,9 +20,10 @@ def _torch_side(name, logits, temperature, g, h, seed):
     torch.manual_seed(seed)
     sample, probs = getattr(pyro_reinmax, name)(leaf, temperature)
     ((sample * torch.tensor(g)).sum() + (probs * torch.tensor(h)).sum()).backward()
-    torch.manual_seed(seed)  # the same exponential draws that the Gumbel estimator used
-    gumbel = -torch.empty_like(leaf).exponential_().log()
-    return sample.detach().numpy(), gumbel.detach().numpy(), leaf.grad.numpy()
+    torch.manual_seed(seed)  # the same stream: one uniform per row, then the Gumbel's exponentials
+    torch.rand(leaf.shape[:-1] + (1,), dtype=torch.float64)
+    exponentials = torch.empty_like(leaf).exponential_()
+    return sample.detach().numpy(), exponentials.numpy(), leaf.grad.numpy()
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)
@@ -31,11 +32,15 @@ def _torch_side(name, logits, temperature, g, h, seed):
 def test_same_draw_same_gradient(monkeypatch, name, temperature, shape):
     rng = np.random.default_rng(0)
     logits, g, h = (rng.normal(size=shape) for _ in range(3))
-    sample, gumbel, torch_grad = _torch_side(name, logits, temperature, g, h, seed=1)
+    sample, exponentials, torch_grad = _torch_side(name, logits, temperature, g, h, seed=1)
     index = jnp.asarray(sample.argmax(-1))
     # hand the JAX estimator the same draw
     monkeypatch.setattr(numpyro_reinmax.estimators, "draw_index", lambda key, probs: index)
-    monkeypatch.setattr(jax.random, "gumbel", lambda key, shape, dtype: jnp.asarray(gumbel, dtype))
+    monkeypatch.setattr(
+        numpyro_reinmax.estimators,
+        "draw_exponentials",
+        lambda key, shape, dtype: jnp.asarray(exponentials, dtype),
+    )
 
     def loss(logits):
         jax_sample, probs = getattr(numpyro_reinmax, name)(

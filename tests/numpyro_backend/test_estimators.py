@@ -1,13 +1,22 @@
 """The functional estimators (JAX): backward against the published formulas on the drawn sample,
 eager and under jit; vmap; grad of grad; masks; dtypes; argument errors."""
 
+import hypothesis.extra.numpy as hnp
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import numpyro_reinmax
-from reference import gumbel_straight_through_grad, reinmax_grad, straight_through_grad
+from reference import (
+    gumbel_given_argmax,
+    gumbel_straight_through_grad,
+    reinmax_grad,
+    softmax,
+    straight_through_grad,
+)
 
 FORMULAS = {
     numpyro_reinmax.reinmax: reinmax_grad,
@@ -53,9 +62,12 @@ def test_gumbel_straight_through_matches_formula(temperature, jit, key):
     grad, (sample, _) = _loss_and_grad(
         numpyro_reinmax.gumbel_straight_through, keys[3], logits, temperature, g, h, jit
     )
-    gumbel = jax.random.gumbel(keys[3], logits.shape, logits.dtype)  # the same key: the same noise
-    np.testing.assert_array_equal(sample, jax.nn.one_hot(jnp.argmax(logits + gumbel, -1), 5))
-    soft = jax.nn.softmax((logits + gumbel) / temperature, -1)
+    _, noise_key = jax.random.split(keys[3])  # the same key: the same exponentials
+    exponentials = jax.random.exponential(noise_key, logits.shape, logits.dtype)
+    index = np.asarray(sample).argmax(-1)
+    perturbed = gumbel_given_argmax(logits, index, exponentials)
+    np.testing.assert_array_equal(perturbed.argmax(-1), index)
+    soft = softmax(perturbed / temperature)
     expected = gumbel_straight_through_grad(*map(np.asarray, (soft, logits, g, h)), temperature)
     np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-12)
 
@@ -180,3 +192,69 @@ def test_draw_index_keeps_u_below_the_total(monkeypatch, key):
             sampling.jax.random, "uniform", lambda key, shape, dtype, u=u: jnp.full(shape, u, dtype)
         )
         np.testing.assert_array_equal(sampling.draw_index(key, probs), [1, 1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    logits=hnp.arrays(np.float64, (3, 4), elements=st.floats(-10, 10)),
+    log10_temperature=st.floats(-290, 1),
+    estimator=st.sampled_from(list(FORMULAS)),
+)
+def test_any_positive_temperature_gives_the_formula(logits, log10_temperature, estimator):
+    """A tiny temperature is the one-hot limit of softmax(logits / tau), not NaN."""
+    temperature = 10.0**log10_temperature
+    g, h = np.linspace(-1, 1, 12).reshape(3, 4), np.linspace(2, 0, 12).reshape(3, 4)
+    grad, (sample, _) = _loss_and_grad(
+        estimator, jax.random.PRNGKey(0), jnp.asarray(logits), temperature, g, h, True
+    )
+    assert np.isfinite(grad).all()
+    expected = FORMULAS[estimator](logits, np.asarray(sample), g, h, temperature)
+    np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [1e-39, 1e-300])
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("estimator", list(FORMULAS) + [numpyro_reinmax.gumbel_straight_through])
+def test_float32_temperature_below_the_dtype_range(estimator, temperature, jit, key):
+    """1 / tau overflows float32 (with x64 off, tau itself rounds to 0): the gradient is still
+    finite, the float64 formula's where known."""
+    logits = jax.random.normal(key, (5, 4), jnp.float32)
+    g, h = jnp.linspace(-1, 1, 20).reshape(5, 4), jnp.linspace(2, 0, 20).reshape(5, 4)
+    with jax.enable_x64(False):
+        grad, (sample, _) = _loss_and_grad(
+            estimator, key, logits, temperature, g.astype(jnp.float32), h.astype(jnp.float32), jit
+        )
+    assert np.isfinite(grad).all()
+    if estimator in FORMULAS:
+        logits = np.asarray(logits, np.float64)
+        expected = FORMULAS[estimator](logits, np.asarray(sample), g, h, temperature)
+        np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1.3, 1e-3])
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("estimator", list(FORMULAS), ids=lambda e: e.__name__)
+def test_huge_finite_logits(estimator, temperature, jit, key):
+    """softmax(logits / tau) under jit is NaN for logits of 1e20 and more; ours is not."""
+    logits = jnp.array([[1e30, -1e30, 0.0], [3e38, 1e38, -3e38]], jnp.float32)
+    g, h = jnp.ones((2, 3), jnp.float32).at[:, 0].set(-2.0), jnp.zeros((2, 3), jnp.float32)
+    grad, (sample, _) = _loss_and_grad(estimator, key, logits, temperature, g, h, jit)
+    expected = FORMULAS[estimator](
+        np.asarray(logits, np.float64), np.asarray(sample), g, h, temperature
+    )
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("logits", "error"),
+    [
+        (jnp.zeros((3, 0)), "last axis of categories"),
+        (jnp.asarray(1.0), "last axis of categories"),
+        (jnp.asarray([1, 2]), "floating-point"),
+    ],
+    ids=["no-categories", "0-d", "integer"],
+)
+@pytest.mark.parametrize("estimator", list(FORMULAS) + [numpyro_reinmax.gumbel_straight_through])
+def test_logits_without_categories_or_float_dtype_are_refused(estimator, logits, error, key):
+    with pytest.raises((ValueError, TypeError), match=error):
+        estimator(key, logits)

@@ -5,10 +5,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 from tests_numpyro_helpers import assert_categorical_law
 
 import numpyro_reinmax as nr
-from numpyro_reinmax.sampling import draw_one_hot
+from numpyro_reinmax.sampling import (
+    draw_exponentials,
+    draw_index,
+    draw_one_hot,
+    perturbed_logits_given_index,
+)
 
 NUM_DRAWS = 40_000
 PROBS = np.array([0.5, 0.2, 0.0, 0.15, 0.1, 0.05, 0.0])
@@ -62,3 +68,37 @@ def test_draws_under_jit_and_vmap(key):
     assert_categorical_law(jitted, PROBS)
     keys = jax.random.split(key, NUM_DRAWS)
     assert_categorical_law(jax.vmap(lambda k: d.sample(k))(keys), PROBS)
+
+
+# Equal logits this large swamp Gumbel noise in ``logits + G``; the draw must stay exact.
+LARGE_EQUAL_LOGITS = [
+    (jnp.float32, 1e7),
+    (jnp.float32, 1e30),
+    (jnp.bfloat16, 100.0),
+    (jnp.float16, 1000.0),
+    (jnp.float64, 1e300),
+]
+
+
+@pytest.mark.parametrize(("dtype", "magnitude"), LARGE_EQUAL_LOGITS)
+@pytest.mark.parametrize("estimator", [nr.reinmax, nr.straight_through, nr.gumbel_straight_through])
+def test_draws_stay_exact_for_large_logits(estimator, dtype, magnitude, key):
+    logits = jnp.full((4_000, 3), magnitude, dtype=dtype).at[:, 2].set(-jnp.inf)
+    sample, _ = estimator(key, logits)
+    assert_categorical_law(np.asarray(sample, np.float64), [0.5, 0.5, 0.0])
+
+
+def test_perturbed_logits_given_index_follow_gumbel_max(key):
+    """Index by inverse CDF, then ``logits + G`` given it: the pair has Gumbel-max's joint law.
+    Pinned by: the argmax is the index, and each unmasked ``z_j - logits_j`` is a standard Gumbel
+    (Kolmogorov-Smirnov) once the index is integrated out."""
+    index_key, noise_key = jax.random.split(key)
+    logits = jnp.broadcast_to(jnp.log(PROBS), (NUM_DRAWS // 4, len(PROBS)))
+    index = draw_index(index_key, jax.nn.softmax(logits, -1))
+    exponentials = draw_exponentials(noise_key, logits.shape, logits.dtype)
+    perturbed = perturbed_logits_given_index(logits, index, exponentials)
+    np.testing.assert_array_equal(perturbed.argmax(-1), index)
+    unmasked = PROBS > 0
+    assert np.isneginf(perturbed[:, ~unmasked]).all()
+    for column in np.asarray(perturbed - logits)[:, unmasked].T:
+        assert scipy.stats.kstest(column, scipy.stats.gumbel_r.cdf).pvalue > 1e-4

@@ -1,14 +1,23 @@
 """The functional estimators: backward against the published formulas on the drawn sample."""
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 import reinmax as reference_package
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pyro_reinmax
 from pyro_reinmax.sampling import draw_index
-from reference import gumbel_straight_through_grad, reinmax_grad, straight_through_grad
+from reference import (
+    gumbel_given_argmax,
+    gumbel_straight_through_grad,
+    reinmax_grad,
+    softmax,
+    straight_through_grad,
+)
 
 FORMULAS = {
     pyro_reinmax.reinmax: reinmax_grad,
@@ -61,10 +70,12 @@ def test_gumbel_straight_through_matches_formula(temperature, use_probs):
     sample, _, g, h, grad = _backward(
         pyro_reinmax.gumbel_straight_through, logits, temperature, use_probs
     )
-    torch.manual_seed(3)  # the same exponential draws: G = -log E
-    gumbel = -torch.empty_like(logits).exponential_().log()
-    soft = F.softmax((logits + gumbel) / temperature, -1)
-    assert torch.equal(sample, F.one_hot((logits + gumbel).argmax(-1), 5).double())
+    torch.manual_seed(3)  # the same random stream: one uniform per row, then the exponentials
+    torch.rand((6, 1), dtype=torch.float64)
+    exponentials = torch.empty_like(logits).exponential_()
+    perturbed = gumbel_given_argmax(logits.numpy(), sample.argmax(-1).numpy(), exponentials)
+    assert np.array_equal(perturbed.argmax(-1), sample.argmax(-1).numpy())
+    soft = torch.as_tensor(softmax(perturbed / temperature))
     expected = gumbel_straight_through_grad(
         soft.numpy(), logits.numpy(), g.numpy(), h.numpy(), temperature
     )
@@ -192,3 +203,77 @@ def test_non_contiguous_input_is_supported_where_the_reference_package_fails():
         reference_package.reinmax(logits, 1.0)
     sample, _ = pyro_reinmax.reinmax(logits)
     assert sample.shape == (5, 2, 4)
+
+
+ALL_FORMULAS = {
+    **FORMULAS,
+    pyro_reinmax.gumbel_straight_through: None,  # formula needs the noise: checked for finiteness
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    logits=hnp.arrays(np.float64, (3, 4), elements=st.floats(-10, 10)),
+    log10_temperature=st.floats(-290, 1),
+    estimator=st.sampled_from(list(FORMULAS)),
+)
+def test_any_positive_temperature_gives_the_formula(logits, log10_temperature, estimator):
+    """A tiny temperature is the one-hot limit of softmax(logits / tau), not NaN."""
+    temperature = 10.0**log10_temperature
+    sample, _, g, h, grad = _backward(estimator, torch.as_tensor(logits), temperature, True)
+    expected = FORMULAS[estimator](logits, sample.numpy(), g.numpy(), h.numpy(), temperature)
+    assert torch.isfinite(grad).all()
+    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("temperature", [1e-39, 1e-300])
+@pytest.mark.parametrize("estimator", list(ALL_FORMULAS), ids=lambda e: e.__name__)
+def test_float32_temperature_below_the_dtype_range(estimator, temperature):
+    """1 / tau overflows float32: the gradient is still finite, the float64 formula's where known."""
+    logits = _logits((5, 4)).float()
+    sample, _, g, h, grad = _backward(estimator, logits, temperature, True)
+    assert torch.isfinite(grad).all()
+    if ALL_FORMULAS[estimator] is not None:
+        expected = ALL_FORMULAS[estimator](
+            logits.double().numpy(), sample.numpy(), g.numpy(), h.numpy(), temperature
+        )
+        np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1.3, 1e-3])
+@pytest.mark.parametrize("estimator", list(FORMULAS), ids=lambda e: e.__name__)
+def test_huge_finite_logits(estimator, temperature):
+    logits = torch.tensor([[1e30, -1e30, 0.0], [3e38, 1e38, -3e38]], dtype=torch.float32)
+    sample, _, g, h, grad = _backward(estimator, logits, temperature, True)
+    expected = FORMULAS[estimator](
+        logits.double().numpy(), sample.numpy(), g.numpy(), h.numpy(), temperature
+    )
+    np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("logits", "error"),
+    [
+        (torch.zeros(3, 0), "last axis of categories"),
+        (torch.tensor(1.0), "last axis of categories"),
+        (torch.tensor([1, 2]), "floating-point"),
+    ],
+    ids=["no-categories", "0-d", "integer"],
+)
+@pytest.mark.parametrize("estimator", list(ALL_FORMULAS), ids=lambda e: e.__name__)
+def test_logits_without_categories_or_float_dtype_are_refused(estimator, logits, error):
+    with pytest.raises((ValueError, TypeError), match=error):
+        estimator(logits)
+
+
+def test_tau_keyword_of_the_reference_package():
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(1)
+    (pyro_reinmax.reinmax(logits, tau=1.4)[0] * torch.arange(3.0)).sum().backward()
+    by_keyword, logits.grad = logits.grad, None
+    torch.manual_seed(1)
+    (pyro_reinmax.reinmax(logits, 1.4)[0] * torch.arange(3.0)).sum().backward()
+    assert torch.equal(by_keyword, logits.grad)
+    with pytest.raises(TypeError, match="both temperature and tau"):
+        pyro_reinmax.reinmax(logits, 1.2, tau=1.4)

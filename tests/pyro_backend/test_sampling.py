@@ -6,7 +6,12 @@ import scipy.stats
 import torch
 
 import pyro_reinmax
-from pyro_reinmax.sampling import draw_one_hot
+from pyro_reinmax.sampling import (
+    draw_exponentials,
+    draw_index,
+    draw_one_hot,
+    perturbed_logits_given_index,
+)
 
 NUM_DRAWS = 40_000
 PROBS = torch.tensor([0.5, 0.2, 0.0, 0.15, 0.1, 0.05, 0.0], dtype=torch.float64)
@@ -83,3 +88,39 @@ def test_extreme_logits_are_exact():
     in law and the common one is never lost."""
     d = pyro_reinmax.ReinMaxOneHotCategorical(logits=torch.tensor([40.0, -40.0, 0.0]))
     assert (d.rsample((1000,))[:, 0] == 1).all()
+
+
+# Equal logits this large swamp Gumbel noise in ``logits + G``; the draw must stay exact.
+LARGE_EQUAL_LOGITS = [
+    (torch.float32, 1e7),
+    (torch.float32, 1e30),
+    (torch.bfloat16, 100.0),
+    (torch.float16, 1000.0),
+    (torch.float64, 1e300),
+]
+
+
+@pytest.mark.parametrize(("dtype", "magnitude"), LARGE_EQUAL_LOGITS)
+@pytest.mark.parametrize(
+    "estimator",
+    [pyro_reinmax.reinmax, pyro_reinmax.straight_through, pyro_reinmax.gumbel_straight_through],
+)
+def test_draws_stay_exact_for_large_logits(estimator, dtype, magnitude):
+    logits = torch.full((4_000, 3), magnitude, dtype=dtype)
+    logits[:, 2] = -float("inf")
+    sample, _ = estimator(logits)
+    _assert_categorical_law(sample.double(), torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64))
+
+
+def test_perturbed_logits_given_index_follow_gumbel_max():
+    """Index by inverse CDF, then ``logits + G`` given it: the pair has Gumbel-max's joint law.
+    Pinned by: the argmax is the index, and each unmasked ``z_j - logits_j`` is a standard Gumbel
+    (Kolmogorov-Smirnov) once the index is integrated out."""
+    logits = PROBS.log().expand(NUM_DRAWS // 4, -1)
+    index = draw_index(logits.softmax(-1))
+    perturbed = perturbed_logits_given_index(logits, index, draw_exponentials(logits))
+    assert torch.equal(perturbed.argmax(-1, keepdim=True), index)
+    unmasked = PROBS > 0
+    assert torch.isneginf(perturbed[:, ~unmasked]).all()
+    for column in (perturbed - logits)[:, unmasked].T:
+        assert scipy.stats.kstest(column.numpy(), scipy.stats.gumbel_r.cdf).pvalue > 1e-4
