@@ -229,7 +229,7 @@ def test_any_positive_temperature_gives_the_formula(logits, log10_temperature, e
 @pytest.mark.parametrize("temperature", [1e-39, 1e-300])
 @pytest.mark.parametrize("estimator", list(ALL_FORMULAS), ids=lambda e: e.__name__)
 def test_float32_temperature_below_the_dtype_range(estimator, temperature):
-    """1 / tau overflows float32: the gradient is still finite, the float64 formula's where known."""
+    """1 / tau overflows float32: the gradient stays finite, the float64 formula's where known."""
     logits = _logits((5, 4)).float()
     sample, _, g, h, grad = _backward(estimator, logits, temperature, True)
     assert torch.isfinite(grad).all()
