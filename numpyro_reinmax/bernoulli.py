@@ -11,6 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 from .masking import safe_log, select
@@ -22,8 +23,12 @@ __all__ = ["GumbelStraightThroughBernoulli", "ReinMaxBernoulli", "StraightThroug
 
 def bernoulli_log_probs(distribution):
     r"""The pair :math:`(\log(1-p), \log p)` on the last axis, from the parameter the distribution
-    was built with: exact at :math:`p \in \{0, 1\}` and at extreme logits."""
-    if getattr(distribution, "_from_logits", "probs" not in distribution.__dict__):
+    was built with: exact at :math:`p \in \{0, 1\}` and at extreme logits, and the same whether
+    or not the other parameter has been computed (NumPyro computes it lazily and keeps it)."""
+    from_logits = getattr(distribution, "_from_logits", None)
+    if from_logits is None:  # NumPyro's own: the class says which parameter it was built with
+        from_logits = isinstance(distribution, dist.BernoulliLogits)
+    if from_logits:
         logits = distribution.logits
         return jnp.stack([jax.nn.log_sigmoid(-logits), jax.nn.log_sigmoid(logits)], -1)
     probs = distribution.probs

@@ -21,12 +21,22 @@ __all__ = ["GumbelStraightThroughBernoulli", "ReinMaxBernoulli", "StraightThroug
 
 def bernoulli_log_probs(distribution: dist.Bernoulli) -> Tensor:
     r"""The pair :math:`(\log(1-p), \log p)` on the last axis, from the parameter the distribution
-    was built with: exact at :math:`p \in \{0, 1\}` and at extreme logits."""
-    if getattr(distribution, "_from_logits", "probs" not in distribution.__dict__):
+    was built with: exact at :math:`p \in \{0, 1\}` and at extreme logits, and the same whether
+    or not the other parameter has been computed (torch computes it lazily and keeps it)."""
+    if built_from_logits(distribution):
         logits = distribution.logits
         return torch.stack([F.logsigmoid(-logits), F.logsigmoid(logits)], -1)
     probs = distribution.probs
     return torch.stack([safe_log(1 - probs), safe_log(probs)], -1)
+
+
+def built_from_logits(distribution: dist.Distribution) -> bool:
+    """Whether a Bernoulli or categorical was built from ``logits`` (else from ``probs``): ours
+    record it; torch's keep the parameter they were given as ``_param``."""
+    from_logits = getattr(distribution, "_from_logits", None)
+    if from_logits is None:
+        from_logits = distribution._param is distribution.__dict__.get("logits")
+    return from_logits
 
 
 class _BernoulliReparameterized(Reparameterized, dist.Bernoulli):

@@ -13,14 +13,26 @@ from __future__ import annotations
 from torch import Tensor
 from torch.distributions import Bernoulli, OneHotCategorical, register_kl
 
-from .bernoulli import _BernoulliReparameterized, bernoulli_log_probs
-from .masking import categorical_kl
+from .bernoulli import _BernoulliReparameterized, bernoulli_log_probs, built_from_logits
+from .masking import categorical_kl, safe_log
 from .one_hot import OneHotCategorical as ExactOneHotCategorical
 
 
+def one_hot_log_probs(distribution: OneHotCategorical) -> Tensor:
+    """Normalised log-probabilities, exactly ``-inf`` at zero probabilities: torch's
+    ``OneHotCategorical(probs=...)`` clamps ``log(probs)`` at ``log(eps)``, which would turn an
+    infinite KL finite."""
+    if isinstance(distribution, ExactOneHotCategorical):
+        return distribution.logits
+    categorical = distribution._categorical
+    if built_from_logits(categorical):
+        return categorical.logits
+    return safe_log(categorical.probs)
+
+
 def kl_one_hot(p: OneHotCategorical, q: OneHotCategorical) -> Tensor:
-    """KL between one-hot categoricals from their normalised logits."""
-    return categorical_kl(p.logits, q.logits)
+    """KL between one-hot categoricals from their normalised log-probabilities."""
+    return categorical_kl(one_hot_log_probs(p), one_hot_log_probs(q))
 
 
 def kl_bernoulli(p: Bernoulli, q: Bernoulli) -> Tensor:

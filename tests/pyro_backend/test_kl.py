@@ -140,3 +140,62 @@ def test_trace_mean_field_uses_the_bernoulli_kl(guide_cls):
     expected = float(kl_divergence(dist.Bernoulli(posterior), dist.Bernoulli(prior)).sum())
     for loss in _mean_field_losses(model, guide):
         assert loss == pytest.approx(expected, rel=1e-6)
+
+
+def _bernoulli_reference_kl(p_log_pair, q_log_pair):
+    """KL(p || q) for Bernoullis given as float64 pairs (log P(1), log P(0)); 0 log 0 = 0."""
+    total = 0.0
+    for log_a, log_b in zip(p_log_pair, q_log_pair, strict=True):
+        if log_a > -np.inf:
+            total += np.inf if log_b == -np.inf else np.exp(log_a) * (log_a - log_b)
+    return total
+
+
+def _from_logit(logit):
+    return (-np.log1p(np.exp(-logit)), -np.log1p(np.exp(logit)))
+
+
+def _from_probability(probability):
+    with np.errstate(divide="ignore"):
+        return (np.log(probability), np.log1p(-probability))
+
+
+# (parameter, value, (log P(1), log P(0)) in float64)
+STOCK_PRIORS = [
+    ("logits", 50.0, _from_logit(50.0)),
+    ("logits", -50.0, _from_logit(-50.0)),
+    ("logits", 0.7, _from_logit(0.7)),
+    ("probs", 1.0, _from_probability(1.0)),
+    ("probs", 0.0, _from_probability(0.0)),
+    ("probs", 0.3, _from_probability(0.3)),
+]
+
+
+@pytest.mark.parametrize(("parameter", "value", "prior_pair"), STOCK_PRIORS)
+@pytest.mark.parametrize("touch_the_other", [False, True])
+@pytest.mark.parametrize("guide_cls", BERNOULLI_CLASSES)
+def test_bernoulli_kl_does_not_depend_on_lazily_computed_parameters(
+    guide_cls, parameter, value, prior_pair, touch_the_other
+):
+    prior = dist.Bernoulli(**{parameter: torch.tensor(value, dtype=torch.float64)})
+    if touch_the_other:
+        getattr(prior, "probs" if parameter == "logits" else "logits")
+    guide = guide_cls(logits=torch.tensor(0.3, dtype=torch.float64))
+    guide_pair = _from_logit(0.3)
+    forward = kl_divergence(guide, prior).item()
+    backward = kl_divergence(prior, guide).item()
+    np.testing.assert_allclose(forward, _bernoulli_reference_kl(guide_pair, prior_pair), rtol=1e-9)
+    np.testing.assert_allclose(backward, _bernoulli_reference_kl(prior_pair, guide_pair), rtol=1e-9)
+
+
+@pytest.mark.parametrize("touch_the_other", [False, True])
+@pytest.mark.parametrize("stock_cls", STOCK_ONE_HOT)
+def test_one_hot_kl_keeps_zero_probabilities_of_stock_priors(stock_cls, touch_the_other):
+    """torch's OneHotCategorical(probs=...) clamps log(0) at log(eps); the KL must stay inf."""
+    prior = stock_cls(probs=torch.tensor([0.75, 0.25, 0.0], dtype=torch.float64))
+    if touch_the_other:
+        prior.logits
+    guide = pr.ReinMaxOneHotCategorical(logits=torch.zeros(3, dtype=torch.float64))
+    assert kl_divergence(guide, prior).item() == float("inf")
+    expected = 0.75 * np.log(0.75 * 3) + 0.25 * np.log(0.25 * 3)
+    np.testing.assert_allclose(kl_divergence(prior, guide).item(), expected, rtol=1e-12)
