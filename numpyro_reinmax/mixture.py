@@ -25,7 +25,7 @@ from numpyro.ops.indexing import Vindex
 from numpyro.util import not_jax_tracer
 
 from .masking import safe_log, select
-from .validation import check_one_hot_value
+from .validation import check_one_hot, check_one_hot_value, validation_enabled
 
 __all__ = ["OneHotMixture"]
 
@@ -69,6 +69,8 @@ class OneHotMixture(Distribution):
                 f"assignment must end in {num_components} categories (one per component), got "
                 f"shape {tuple(assignment.shape)}."
             )
+        if validation_enabled(validate_args):
+            check_one_hot("assignment", assignment)
         self.assignment = assignment
         self.components = components
         batch_shape = jax.lax.broadcast_shapes(assignment.shape[:-1], components.batch_shape[:-1])

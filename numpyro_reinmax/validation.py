@@ -100,6 +100,24 @@ def check_probs(probs) -> None:
         )
 
 
+def check_one_hot(name: str, value) -> None:
+    """Raise unless every row of ``value`` (last axis) is one-hot: entries 0 or 1, one 1.
+    Concrete values only (skipped under jit and vmap)."""
+    if not concrete(value) or np.size(value) == 0:
+        return
+    value = np.asarray(value)
+    bad_rows = ~((value == 0) | (value == 1)).all(-1) | (value.sum(-1) != 1)
+    if not bad_rows.any():
+        return
+    bad = tuple(int(i) for i in np.argwhere(bad_rows)[0])
+    raise ValueError(
+        f"{name} must be one-hot (entries 0 or 1, exactly one 1 per row); the row at index "
+        f"{bad} is {value[bad].tolist()}. Pass a sample of a one-hot site (a "
+        "ReinMax/straight-through sample or an enumerated value), not probabilities or a "
+        "relaxed (Concrete) sample."
+    )
+
+
 def check_one_hot_value(value, num_categories: int) -> None:
     """Raise if ``value`` holds integer indices instead of one-hot vectors: what NumPyro's own
     enumeration (``TraceEnum_ELBO``, NUTS, autoguide initialisation) substitutes at a discrete site

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from .masking import select
+from .validation import check_one_hot, validation_enabled
 
 __all__ = ["OneHotMixture"]
 
@@ -70,6 +71,8 @@ class OneHotMixture(TorchDistribution):
                     f"got shape {tuple(assignment.shape)}."
                 )
             batch_shape = broadcast_shape(assignment.shape[:-1], components.batch_shape[:-1])
+        if validation_enabled(validate_args):
+            check_one_hot("assignment", assignment)
         self.assignment = assignment
         self.components = components
         super().__init__(torch.Size(batch_shape), components.event_shape, validate_args)

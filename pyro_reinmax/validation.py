@@ -91,6 +91,22 @@ def check_probs(probs: Tensor) -> None:
         )
 
 
+def check_one_hot(name: str, value: Tensor) -> None:
+    """Raise unless every row of ``value`` (last axis) is one-hot: entries 0 or 1, one 1."""
+    if value.numel() == 0:
+        return
+    binary = (value == 0) | (value == 1)
+    if binary.all() and (value.sum(-1) == 1).all():
+        return
+    bad = (~binary.all(-1) | (value.sum(-1) != 1)).nonzero()[0].tolist()
+    raise ValueError(
+        f"{name} must be one-hot (entries 0 or 1, exactly one 1 per row); the row at index "
+        f"{tuple(bad)} is {value[tuple(bad)].tolist()}. Pass a sample of a one-hot site (a "
+        "ReinMax/straight-through sample or an enumerated value), not probabilities or a "
+        "relaxed (Concrete) sample."
+    )
+
+
 def check_row_totals(totals: Tensor) -> None:
     """Raise if a row of ``softmax(logits)`` sums to NaN: NaN or +inf logits, or a fully masked
     row."""

@@ -1,11 +1,14 @@
 """OneHotMixture (NumPyro): the linear-in-z mixture likelihood, against per-component densities."""
 
+import hypothesis.extra.numpy as hnp
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpyro.infer import TraceEnum_ELBO
 
 import numpyro_reinmax as nr
@@ -94,3 +97,17 @@ def test_categorical_components_are_scored_by_a_gather(parameter, key):
     np.testing.assert_allclose(ours, logits[index, words], rtol=1e-10)
     enumerated = nr.OneHotMixture(jnp.eye(3).reshape(3, 1, 3), component).log_prob(words)
     np.testing.assert_allclose(enumerated, logits[:, words], rtol=1e-10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float64, (3, 3), elements=st.sampled_from([0.0, 1.0, 0.5, 2.0, -1.0])))
+def test_assignment_must_be_one_hot(assignment):
+    """With validation on, a row that is not one-hot (probabilities, a relaxed sample) raises."""
+    one_hot = all(sorted(row) == [0.0, 0.0, 1.0] for row in assignment)
+    components = dist.Normal(jnp.zeros(3), 1.0)
+    if one_hot:
+        nr.OneHotMixture(jnp.asarray(assignment), components)
+    else:
+        with pytest.raises(ValueError, match="assignment must be one-hot"):
+            nr.OneHotMixture(jnp.asarray(assignment), components)
+    nr.OneHotMixture(jnp.asarray(assignment), components, validate_args=False)

@@ -1,9 +1,13 @@
 """OneHotMixture: the linear-in-z mixture likelihood, against per-component densities."""
 
+import hypothesis.extra.numpy as hnp
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
 import pyro_reinmax as pr
@@ -106,3 +110,17 @@ def test_categorical_components_are_scored_by_a_gather():
         torch.eye(3, dtype=torch.float64).reshape(3, 1, 3), dist.Categorical(logits=logits)
     )
     torch.testing.assert_close(enumerated.log_prob(words), logits[:, words])
+
+
+@settings(max_examples=60, deadline=None)
+@given(hnp.arrays(np.float64, (3, 3), elements=st.sampled_from([0.0, 1.0, 0.5, 2.0, -1.0])))
+def test_assignment_must_be_one_hot(assignment):
+    """With validation on, a row that is not one-hot (probabilities, a relaxed sample) raises."""
+    one_hot = all(sorted(row) == [0.0, 0.0, 1.0] for row in assignment)
+    components = dist.Normal(torch.zeros(3, dtype=torch.float64), 1.0)
+    if one_hot:
+        pr.OneHotMixture(torch.as_tensor(assignment), components)
+    else:
+        with pytest.raises(ValueError, match="assignment must be one-hot"):
+            pr.OneHotMixture(torch.as_tensor(assignment), components)
+    pr.OneHotMixture(torch.as_tensor(assignment), components, validate_args=False)
