@@ -18,6 +18,16 @@ from .masking import categorical_kl
 from .one_hot import OneHotCategorical
 
 
+def discrete_log_probs(distribution):
+    """The table of normalised log-probabilities ``(..., K)`` of a one-hot categorical or a
+    Bernoulli (as two categories), or ``None`` for any other distribution."""
+    if isinstance(distribution, OneHotCategorical):
+        return jax.nn.log_softmax(distribution.logits, -1)
+    if isinstance(distribution, (_BernoulliReparameterized, BernoulliLogits, BernoulliProbs)):
+        return bernoulli_log_probs(distribution)
+    return None
+
+
 @kl_divergence.register(OneHotCategorical, OneHotCategorical)
 def kl_one_hot(p, q):
     """KL between one-hot categoricals from their normalised logits."""

@@ -30,6 +30,16 @@ def one_hot_log_probs(distribution: OneHotCategorical) -> Tensor:
     return safe_log(categorical.probs)
 
 
+def discrete_log_probs(distribution) -> Tensor | None:
+    """The table of normalised log-probabilities ``(..., K)`` of a one-hot categorical or a
+    Bernoulli (as two categories), or ``None`` for any other distribution."""
+    if isinstance(distribution, OneHotCategorical):
+        return one_hot_log_probs(distribution)
+    if isinstance(distribution, Bernoulli):
+        return bernoulli_log_probs(distribution)
+    return None
+
+
 def kl_one_hot(p: OneHotCategorical, q: OneHotCategorical) -> Tensor:
     """KL between one-hot categoricals from their normalised log-probabilities."""
     return categorical_kl(one_hot_log_probs(p), one_hot_log_probs(q))

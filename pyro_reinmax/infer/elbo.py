@@ -1,4 +1,5 @@
-"""``TraceMeanField_ELBO`` with the KL of ``Delta`` guide sites corrected (Pyro).
+"""``TraceMeanField_ELBO`` with the KL of ``Delta`` guide sites and of masked model sites
+corrected, and discrete model latents forgotten by the guide refused (Pyro).
 
 Autoguides (``AutoNormal``, ``AutoDiagonalNormal``, ...) emit a ``Delta`` site for each latent,
 its ``log_density`` holding the log-Jacobian of the transform to the constrained space. Pyro's
@@ -8,14 +9,23 @@ latent wrong (Dirichlet, LogNormal, ...; measured in ``tests/pyro_backend/test_e
 fixed the same registration (numpyro PR 1625). This ``TraceMeanField_ELBO`` is Pyro's, with the
 guide's ``Delta`` sites scored by :math:`\\mathrm{KL} = \\log q(v) - \\log p(v)`, ``log q(v)`` being
 the ``log_density``. Pyro's own registration is left as it is.
+
+Two more silent errors of Pyro's ``TraceMeanField_ELBO`` are corrected here: a model-side mask
+(``poutine.mask`` or ``dist.mask``) on a latent site is honoured
+(:class:`~pyro_reinmax.infer.masked_prior.MaskedPrior`), and a discrete latent site of the model
+that the guide does not sample (it would be drawn from the prior with no term for its gradient)
+raises an error that names it.
 """
 
 from __future__ import annotations
 
 import pyro.infer
-from pyro.distributions import Delta, Distribution
+from pyro.distributions import Delta, Distribution, MaskedDistribution
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import register_kl
+
+from .masked_prior import MaskedPrior, combine_masks, kl_to_masked_prior
 
 __all__ = ["TraceMeanField_ELBO"]
 
@@ -29,6 +39,9 @@ def _kl_delta_with_density(p: DeltaWithDensity, q: Distribution):
     return p.log_density - q.log_prob(p.v)
 
 
+register_kl(DeltaWithDensity, MaskedPrior)(kl_to_masked_prior)  # else ambiguous with the above
+
+
 class _KeepDeltaDensity(Messenger):
     """Make the latent ``Delta`` sites of a guide ``DeltaWithDensity``."""
 
@@ -38,9 +51,52 @@ class _KeepDeltaDensity(Messenger):
             msg["fn"] = DeltaWithDensity(fn.v, fn.log_density, fn.event_dim)
 
 
+def refuse_unguided_latent(name: str, fn, loss_name: str) -> None:
+    """Raise for a latent model site that the guide does not sample."""
+    if fn.support.is_discrete:
+        raise ValueError(
+            f"model site {name!r} is a discrete latent that the guide does not sample: "
+            f"{loss_name} would draw it from the prior, and no term of the loss would carry its "
+            "gradient (the fit silently degrades). Sample it in the guide "
+            "(pyro_reinmax.infer.AutoReinMax, or a ReinMax site of the same name), or sum it out "
+            "exactly: mark it with infer={'enumerate': 'parallel'} and use "
+            "pyro_reinmax.infer.TraceLocalEnum_ELBO or pyro.infer.TraceEnum_ELBO."
+        )
+    raise ValueError(
+        f"model site {name!r} is a latent that the guide does not sample; {loss_name} needs a "
+        "guide site of the same name for every latent model site."
+    )
+
+
+def keep_model_masks(model_trace, guide_trace, loss_name: str) -> None:
+    """Refuse latent model sites absent from the guide; give every masked latent model site a
+    :class:`MaskedPrior` holding both masks (the guide site's mask moves into it)."""
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
+        if name not in guide_trace.nodes:
+            refuse_unguided_latent(name, site["fn"], loss_name)
+        fn, model_mask = site["fn"], site["mask"]
+        if isinstance(fn, MaskedDistribution):
+            fn, model_mask = fn.base_dist, combine_masks(model_mask, fn._mask)
+        model_mask = combine_masks(model_mask)
+        if model_mask is None:
+            continue
+        guide_site = guide_trace.nodes[name]
+        site["fn"] = MaskedPrior(fn, model_mask, guide_site["mask"])
+        guide_site["mask"] = None  # applied inside the KL, with the model's
+
+
 class TraceMeanField_ELBO(pyro.infer.TraceMeanField_ELBO):
-    """Pyro's ``TraceMeanField_ELBO`` (analytic KL where registered), with the KL of the guide's
-    ``Delta`` sites (those of autoguides) including their ``log_density``. Arguments as Pyro's."""
+    r"""Pyro's ``TraceMeanField_ELBO`` (analytic KL where registered), with the KL of the guide's
+    ``Delta`` sites (those of autoguides) including their ``log_density``, model-side masks on
+    latent sites honoured (:math:`m_p \mathrm{KL}(q\|p) + (m_p - m_q) H(q)` per site, Monte Carlo
+    where that has no closed form), and discrete model latents that the guide does not sample
+    refused with an error. Arguments as Pyro's."""
 
     def _get_trace(self, model, guide, args, kwargs):
-        return super()._get_trace(model, _KeepDeltaDensity()(guide), args, kwargs)
+        model_trace, guide_trace = super()._get_trace(
+            model, _KeepDeltaDensity()(guide), args, kwargs
+        )
+        keep_model_masks(model_trace, guide_trace, type(self).__name__)
+        return model_trace, guide_trace

@@ -83,3 +83,114 @@ def test_losses_and_gradients_are_numpyros(ours, theirs, key):
     grads_theirs = jax.grad(lambda p: loss(theirs(), p))(params)
     for name in params:
         np.testing.assert_allclose(grads_ours[name], grads_theirs[name], rtol=1e-12)
+
+
+# ------------------------------------------------- model-side masks and forgotten discrete latents
+
+MODEL_MASK = jnp.array([True, False, True])
+# the masked-out row's prior is degenerate: its KL to any q that uses category 1 is infinite
+PRIOR_PROBS = jnp.array([[0.5, 0.5], [1.0, 0.0], [0.2, 0.8]])
+GUIDE_LOGITS = jnp.array([[1.0, 0.0], [0.3, -0.4], [0.0, 2.0]])
+
+
+def masked_latent_model(by="handlers"):
+    with numpyro.plate("n", 3):
+        if by == "handlers":
+            with numpyro.handlers.mask(mask=MODEL_MASK):
+                numpyro.sample("z", nr.OneHotCategorical(probs=PRIOR_PROBS))
+        else:
+            numpyro.sample("z", nr.OneHotCategorical(probs=PRIOR_PROBS).mask(MODEL_MASK))
+
+
+def _expected_masked_loss(logits, guide_mask=(True, True, True)) -> float:
+    """E_q[m_q log q(z) - m_p log p(z)] by summing over the categories of each row (float64)."""
+    logits, prior = np.asarray(logits, np.float64), np.asarray(PRIOR_PROBS, np.float64)
+    total = 0.0
+    for row, keep_p, keep_q in zip(range(3), MODEL_MASK.tolist(), guide_mask, strict=True):
+        q = np.exp(logits[row] - np.logaddexp.reduce(logits[row]))
+        for k in range(2):
+            log_p = np.log(prior[row, k]) if keep_p else 0.0
+            total += q[k] * ((np.log(q[k]) if keep_q else 0.0) - log_p)
+    return total
+
+
+@pytest.mark.parametrize("by", ["handlers", "dist"])
+@pytest.mark.parametrize("guide_masked", [False, True])
+def test_model_mask_on_a_latent_site_is_honoured(guide_masked, by, key):
+    def guide():
+        logits = numpyro.param("q", GUIDE_LOGITS)
+        with (
+            numpyro.plate("n", 3),
+            numpyro.handlers.mask(mask=MODEL_MASK if guide_masked else True),
+        ):
+            numpyro.sample("z", nr.ReinMaxOneHotCategorical(logits=logits))
+
+    def loss(params):
+        elbo = TraceMeanField_ELBO()
+        return elbo.loss(key, params, lambda: masked_latent_model(by), guide)
+
+    value, grad = jax.value_and_grad(loss)({"q": GUIDE_LOGITS})
+    guide_mask = MODEL_MASK.tolist() if guide_masked else (True, True, True)
+    np.testing.assert_allclose(value, _expected_masked_loss(GUIDE_LOGITS, guide_mask), rtol=1e-12)
+    step = 1e-6  # central differences of the reference
+    numeric = np.zeros((3, 2))
+    for index in np.ndindex(3, 2):
+        shift = np.zeros((3, 2))
+        shift[index] = step
+        numeric[index] = (
+            _expected_masked_loss(GUIDE_LOGITS + shift, guide_mask)
+            - _expected_masked_loss(GUIDE_LOGITS - shift, guide_mask)
+        ) / (2 * step)
+    np.testing.assert_allclose(grad["q"], numeric, atol=1e-7)
+
+
+def test_model_mask_on_a_continuous_latent_matches_trace_elbo(key):
+    """Where both parts have closed forms (Normal KL and entropy) the masked term is the
+    expectation of Trace_ELBO's Monte Carlo term, loss and gradients."""
+    params = {"loc": jnp.array([0.3, -0.2, 1.0]), "scale": jnp.array([0.7, 1.3, 0.4])}
+
+    def model():
+        with numpyro.plate("n", 3), numpyro.handlers.mask(mask=MODEL_MASK):
+            numpyro.sample("s", dist.Normal(jnp.zeros(3), 0.5))
+
+    def guide():
+        loc, scale = numpyro.param("loc", params["loc"]), numpyro.param("scale", params["scale"])
+        with numpyro.plate("n", 3):
+            numpyro.sample("s", dist.Normal(loc, scale))
+
+    results = [
+        jax.value_and_grad(lambda p, elbo=elbo: elbo.loss(key, p, model, guide))(params)
+        for elbo in [TraceMeanField_ELBO(), numpyro.infer.Trace_ELBO(num_particles=400_000)]
+    ]
+    (ours, our_grads), (reference, reference_grads) = results
+    np.testing.assert_allclose(ours, reference, atol=1e-2)
+    for name in params:
+        np.testing.assert_allclose(our_grads[name], reference_grads[name], atol=1e-2)
+
+
+def test_svi_with_a_degenerate_masked_prior_stays_finite(key):
+    def guide():
+        logits = numpyro.param("q", jnp.zeros((3, 2)))
+        with numpyro.plate("n", 3):
+            numpyro.sample("z", nr.ReinMaxOneHotCategorical(logits=logits))
+
+    svi = SVI(masked_latent_model, guide, numpyro.optim.Adam(0.1), TraceMeanField_ELBO())
+    result = svi.run(key, 30, progress_bar=False)
+    assert np.isfinite(result.losses).all()
+    probs = jax.nn.softmax(result.params["q"], -1)
+    assert np.isfinite(probs).all()
+    # the masked row's guide goes to maximum entropy
+    np.testing.assert_allclose(probs[1], [0.5, 0.5], atol=1e-3)
+
+
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO])
+def test_a_discrete_model_latent_the_guide_forgot_is_refused(elbo, key):
+    def model():
+        numpyro.sample("c", nr.OneHotCategorical(logits=jnp.zeros(3)))
+        numpyro.sample("z", nr.OneHotCategorical(logits=jnp.zeros(3)))
+
+    def guide():
+        numpyro.sample("z", nr.ReinMaxOneHotCategorical(logits=jnp.zeros(3)))
+
+    with pytest.raises(ValueError, match="model site 'c' is a discrete latent that the guide"):
+        elbo().loss(key, {}, model, guide)
