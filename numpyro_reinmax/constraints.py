@@ -34,7 +34,9 @@ one_hot = _OneHot()
 def _no_bijection(constraint):
     raise NotImplementedError(
         "A one-hot site is discrete: there is no transform to unconstrained space, so continuous "
-        "autoguides (AutoNormal, AutoDelta, ...) cannot cover it. Give it a reparameterized guide "
-        "site (numpyro_reinmax.ReinMaxOneHotCategorical), hide it from the autoguide with "
-        "numpyro.handlers.block, or sum it out with numpyro_reinmax.enum_onehot and TraceEnum_ELBO."
+        "autoguides (AutoNormal, AutoDelta, ...) cannot cover it, with or without enum_onehot. "
+        "Use numpyro_reinmax.infer.AutoReinMax (it covers discrete and continuous sites), or "
+        "hide the site from the autoguide with numpyro.handlers.block and give it a "
+        "numpyro_reinmax.ReinMaxOneHotCategorical guide site, or sum it out in the model "
+        "(enum_onehot(model) with TraceEnum_ELBO) and hide it from the autoguide."
     )

@@ -19,7 +19,12 @@ from .constraints import one_hot
 from .enumeration import enumerating
 from .masking import safe_log, select
 from .reparameterized import ProbsOrLogits
-from .validation import check_logits, check_one_hot_value, check_probs
+from .validation import (
+    INTEGER_ENUMERATION_ADVICE,
+    check_logits,
+    check_one_hot_value,
+    check_probs,
+)
 
 __all__ = [
     "GumbelStraightThroughOneHotCategorical",
@@ -83,11 +88,7 @@ class OneHotCategorical(CategoricalParameters):
 
     def enumerate_support(self, expand=True):
         if enumerating():  # NumPyro's handler asks for the size, to substitute integer indices
-            raise ValueError(
-                "NumPyro is enumerating a one-hot site with integer indices (TraceEnum_ELBO, "
-                "NUTS, or an autoguide's initialisation), which a one-hot site cannot take. "
-                "Wrap the model with numpyro_reinmax.enum_onehot(model)."
-            )
+            raise ValueError(INTEGER_ENUMERATION_ADVICE)
         k = self.event_shape[0]
         values = jnp.eye(k, dtype=jnp.result_type(self.logits)).reshape(
             (k,) + (1,) * len(self.batch_shape) + (k,)

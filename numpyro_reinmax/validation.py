@@ -118,6 +118,17 @@ def check_one_hot(name: str, value) -> None:
     )
 
 
+INTEGER_ENUMERATION_ADVICE = (
+    "NumPyro is enumerating a one-hot site with integer indices, which a one-hot site cannot "
+    "take. Under TraceEnum_ELBO or NUTS: wrap the model with numpyro_reinmax.enum_onehot "
+    "(enum_onehot(model)), and the guide too for a site enumerated in the guide. Under a "
+    "continuous autoguide (AutoNormal, AutoDelta, ...), which cannot cover a discrete site: use "
+    "numpyro_reinmax.infer.AutoReinMax (it covers discrete and continuous sites), or hide the "
+    "site from the autoguide with numpyro.handlers.block and give it a "
+    "numpyro_reinmax.ReinMaxOneHotCategorical guide site."
+)
+
+
 def check_one_hot_value(value, num_categories: int) -> None:
     """Raise if ``value`` holds integer indices instead of one-hot vectors: what NumPyro's own
     enumeration (``TraceEnum_ELBO``, NUTS, autoguide initialisation) substitutes at a discrete site
@@ -127,7 +138,5 @@ def check_one_hot_value(value, num_categories: int) -> None:
     if integer and (len(shape) == 0 or shape[-1] != num_categories):
         raise ValueError(
             f"a one-hot site received integer values of shape {tuple(shape)} instead of one-hot "
-            f"vectors of length {num_categories}: NumPyro is enumerating it with indices "
-            "(TraceEnum_ELBO, NUTS, or an autoguide's initialisation). Wrap the model with "
-            "numpyro_reinmax.enum_onehot(model)."
+            f"vectors of length {num_categories}. " + INTEGER_ENUMERATION_ADVICE
         )

@@ -29,6 +29,7 @@ from ..families import check_estimator, site_distribution, support_kind, unwrap
 from ..one_hot import OneHotCategorical
 from ..validation import check_temperature
 from .local_enum import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
+from .scoring import priors_scored_exactly
 
 __all__ = ["AutoReinMax"]
 
@@ -52,19 +53,28 @@ def _discrete_latent_sites(trace) -> dict:
                 "pyro_reinmax.OneHotCategorical (z.argmax(-1) recovers the index), or sum it out "
                 "with TraceEnum_ELBO and hide it from the guide with poutine.block."
             )
-        base = unwrap(fn)
+        sites[name] = site
+    return sites
+
+
+def _warn_about_stock_one_hot_priors(sites: dict) -> None:
+    """Once per guide, and not under an ELBO that scores discrete priors exactly."""
+    if priors_scored_exactly():
+        return
+    for name, site in sites.items():
+        base = unwrap(site["fn"])
         if isinstance(base, torch.distributions.OneHotCategorical) and not isinstance(
             base, OneHotCategorical
         ):
             warnings.warn(
-                f"site {name!r} uses torch's OneHotCategorical, whose log_prob takes an argmax: "
-                "under Trace_ELBO the prior's pathwise gradient is lost. Use "
-                "pyro_reinmax.OneHotCategorical, TraceMeanField_ELBO, or "
+                f"site {name!r} has torch's OneHotCategorical as its prior, whose log_prob takes "
+                "an argmax: under pyro.infer.Trace_ELBO (or any ELBO scoring the prior at the "
+                "sample) the prior's pathwise gradient is lost. "
+                "pyro_reinmax.infer.TraceMeanField_ELBO and TraceLocalEnum_ELBO score it exactly; "
+                "otherwise use pyro_reinmax.OneHotCategorical in the model or "
                 "poutine.reparam(model, config=pyro_reinmax.infer.ReinMaxStrategy()).",
-                stacklevel=4,
+                stacklevel=5,
             )
-        sites[name] = site
-    return sites
 
 
 class _DiscreteGuide(AutoGuide):
@@ -200,6 +210,7 @@ class AutoReinMax(AutoGuideList):
     def _setup_prototype(self, *args, **kwargs) -> None:
         super()._setup_prototype(*args, **kwargs)
         discrete_sites = _discrete_latent_sites(self.prototype_trace)
+        _warn_about_stock_one_hot_priors(discrete_sites)
         self.enumerated_sites = self._choose_enumerated(discrete_sites, args, kwargs)
         sampled = [name for name in discrete_sites if name not in self.enumerated_sites]
         continuous = [

@@ -26,6 +26,7 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import register_kl
 
 from .masked_prior import MaskedPrior, combine_masks, kl_to_masked_prior
+from .scoring import scoring_priors_exactly
 
 __all__ = ["TraceMeanField_ELBO"]
 
@@ -95,8 +96,9 @@ class TraceMeanField_ELBO(pyro.infer.TraceMeanField_ELBO):
     refused with an error. Arguments as Pyro's."""
 
     def _get_trace(self, model, guide, args, kwargs):
-        model_trace, guide_trace = super()._get_trace(
-            model, _KeepDeltaDensity()(guide), args, kwargs
-        )
+        with scoring_priors_exactly():
+            model_trace, guide_trace = super()._get_trace(
+                model, _KeepDeltaDensity()(guide), args, kwargs
+            )
         keep_model_masks(model_trace, guide_trace, type(self).__name__)
         return model_trace, guide_trace

@@ -39,6 +39,7 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from ..contraction import contract_dim, weights_on_dim
 from ..families import support_kind, unwrap
 from ..reparameterized import Reparameterized
+from .scoring import scoring_priors_exactly
 
 __all__ = ["TraceLocalEnum_ELBO"]
 
@@ -249,6 +250,10 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             yield self._get_trace(model, guide, args, kwargs)
 
     def _get_trace(self, model, guide, args, kwargs):
+        with scoring_priors_exactly():
+            return self._get_trace_scored_exactly(model, guide, args, kwargs)
+
+    def _get_trace_scored_exactly(self, model, guide, args, kwargs):
         guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
         for name, site in guide_trace.nodes.items():
             if site["type"] == "sample" and site["infer"].get("enumerate"):

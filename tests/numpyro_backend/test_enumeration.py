@@ -132,3 +132,45 @@ def test_nuts_with_enum_onehot_samples_the_exact_posterior(key):
     np.testing.assert_allclose(
         reference.get_samples()["mu"].mean(), mu.mean(), atol=6 * standard_error
     )
+
+
+def _guide_enumerated_mixture():
+    x = jnp.array([-1.0, 0.5, 2.0])
+    locs = jnp.array([-1.0, 1.0])
+
+    def model():
+        with numpyro.plate("n", 3):
+            z = numpyro.sample("z", nr.OneHotCategorical(logits=jnp.array([0.2, -0.1])))
+            numpyro.sample("x", nr.OneHotMixture(z, dist.Normal(locs, 1.0)), obs=x)
+
+    def guide():
+        q = numpyro.param("q", jnp.array([[0.5, -0.5], [0.0, 0.3], [-1.0, 1.0]]))
+        with numpyro.plate("n", 3):
+            numpyro.sample(
+                "z", nr.ReinMaxOneHotCategorical(logits=q), infer={"enumerate": "parallel"}
+            )
+
+    return model, guide, x, locs
+
+
+def test_guide_side_enumeration_needs_enum_onehot_on_the_guide_and_says_so(key):
+    model, guide, x, locs = _guide_enumerated_mixture()
+    with pytest.raises(ValueError, match="and the guide too for a site enumerated in the guide"):
+        TraceEnum_ELBO().loss(key, {}, nr.enum_onehot(model), guide)
+    loss = TraceEnum_ELBO().loss(key, {}, nr.enum_onehot(model), nr.enum_onehot(guide))
+    # exact: sum_n sum_k q_nk (log p(z=k) + log N(x_n | loc_k, 1) - log q_nk)
+    q = jax.nn.log_softmax(jnp.array([[0.5, -0.5], [0.0, 0.3], [-1.0, 1.0]]), -1)
+    prior = jax.nn.log_softmax(jnp.array([0.2, -0.1]))
+    likelihood = dist.Normal(locs, 1.0).log_prob(x[:, None])
+    expected = -(jnp.exp(q) * (prior + likelihood - q)).sum()
+    np.testing.assert_allclose(loss, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("wrap", [False, True], ids=["model", "enum_onehot(model)"])
+def test_continuous_autoguides_say_what_works_for_one_hot_sites(wrap, key):
+    from numpyro.infer.autoguide import AutoNormal
+
+    model, _, _, _ = _guide_enumerated_mixture()
+    model = nr.enum_onehot(model) if wrap else model
+    with pytest.raises((ValueError, NotImplementedError), match=r"infer\.AutoReinMax"):
+        numpyro.infer.Trace_ELBO().loss(key, {}, model, AutoNormal(model))

@@ -1,5 +1,7 @@
 """pyro_reinmax.infer: the ReinMax reparameterizer and the AutoReinMax autoguide."""
 
+import warnings
+
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -17,7 +19,13 @@ from pyro.infer.autoguide import AutoDelta
 from pyro.optim import ClippedAdam
 
 import pyro_reinmax as pr
-from pyro_reinmax.infer import AutoReinMax, ReinMaxReparam, ReinMaxStrategy
+from pyro_reinmax.infer import (
+    AutoReinMax,
+    ReinMaxReparam,
+    ReinMaxStrategy,
+    TraceLocalEnum_ELBO,
+)
+from pyro_reinmax.infer import TraceMeanField_ELBO as ExactKLMeanField_ELBO
 
 K, N = 3, 60
 X = torch.cat([torch.randn(20) - 4, torch.randn(20), torch.randn(20) + 5])
@@ -224,9 +232,18 @@ def test_integer_categorical_sites_are_refused_with_what_to_do():
         AutoReinMax(model)()
 
 
-def test_torch_one_hot_prior_warns_about_trace_elbo():
-    with pytest.warns(UserWarning, match="pathwise gradient is lost"):
+def test_torch_one_hot_prior_warns_about_trace_elbo_once():
+    with pytest.warns(UserWarning, match="pathwise gradient is lost") as record:
         AutoReinMax(mixture)(X, None, dist.OneHotCategorical)
+    assert len([w for w in record if "pathwise gradient" in str(w.message)]) == 1
+
+
+@pytest.mark.parametrize("elbo", [ExactKLMeanField_ELBO, TraceLocalEnum_ELBO])
+def test_no_warning_about_the_torch_prior_under_elbos_that_score_it_exactly(elbo):
+    guide = AutoReinMax(mixture)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        elbo(max_plate_nesting=1).loss(mixture, guide, X, None, dist.OneHotCategorical)
 
 
 def test_bad_arguments():
