@@ -32,8 +32,12 @@ class ProbsOrLogits(Distribution):
     event_rank: ClassVar[int]
     rule_name: ClassVar[str | None] = None  # the estimator of a reparameterized one-hot draw
     uses_temperature: ClassVar[bool] = False
-    pytree_data_fields = ("probs", "logits", "temperature")
-    pytree_aux_fields = ("_from_logits",)
+    # A temperature given as a number is static (pytree aux data), so that ``jax.vmap`` over a
+    # distribution maps its parameters only; one given as an array (a traced schedule) is data.
+    pytree_data_fields = ("probs", "logits", "_array_temperature")
+    pytree_aux_fields = ("_from_logits", "_number_temperature")
+    _array_temperature = None
+    _number_temperature = None
 
     def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None):
         if (probs is None) == (logits is None):
@@ -47,12 +51,24 @@ class ProbsOrLogits(Distribution):
             self.logits = parameter
         else:
             self.probs = parameter
-        self.temperature = check_temperature(temperature) if self.uses_temperature else None
+        if self.uses_temperature:
+            temperature = check_temperature(temperature)
+            if isinstance(temperature, float):
+                self._number_temperature = temperature
+            else:
+                self._array_temperature = temperature
         rank = self.event_rank
         shape = jnp.shape(parameter)
         batch_shape, event_shape = shape[: len(shape) - rank], shape[len(shape) - rank :]
         super().__init__(batch_shape, event_shape, validate_args=False)
         self._validate_args = validate
+
+    @property
+    def temperature(self):
+        """The backward's temperature: a float, an array (under tracing), or ``None``."""
+        if self._array_temperature is not None:
+            return self._array_temperature
+        return self._number_temperature
 
     def _check(self, parameter) -> None:
         raise NotImplementedError

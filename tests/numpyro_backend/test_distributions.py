@@ -294,3 +294,18 @@ def test_bernoulli_backward_is_the_two_category_rule(temperature, key):
         else:
             expected = s_tau * (1 - s_tau) * g / temperature
         np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", ONE_HOT + BERNOULLI)
+def test_vmap_over_a_distribution_maps_its_parameters(cls, key):
+    """The temperature is static: ``jax.vmap(f)(d)`` maps logits, not the scalar temperature."""
+    one_hot = cls in ONE_HOT
+    logits = jax.random.normal(key, (4, 3) if one_hot else (4,))
+    d = cls(logits=logits, temperature=1.3)
+    value = jnp.eye(3)[1] if one_hot else jnp.asarray(1.0)
+    np.testing.assert_allclose(jax.vmap(lambda d: d.log_prob(value))(d), d.log_prob(value))
+    keys = jax.random.split(key, 4)
+    batched = jax.vmap(lambda d, k: d.sample(k))(d, keys)
+    assert batched.shape == d.batch_shape + d.event_shape
+    # a traced temperature (a schedule under jit) is data and still works
+    assert jax.jit(lambda t: cls(logits=logits, temperature=t).temperature)(1.7) == 1.7
