@@ -22,6 +22,7 @@ from .constraints import one_hot
 __all__ = ["enum_onehot"]
 
 _CATEGORIES = "_enum_onehot_categories"
+_INDEX_ALLOWED = "_enum_onehot_index_allowed"
 
 
 class NotReparameterized(Distribution):
@@ -120,11 +121,19 @@ class enum_onehot(Messenger):
             return
         if not enumerating():
             msg["fn"] = NotReparameterized(msg["fn"])
+            # an index substituted from an enumerated run (infer_discrete) reaches the model's
+            # code as one-hot
+            msg["infer"][_INDEX_ALLOWED] = msg["fn"].event_shape[-1]
             return
         show_as_index(msg)
 
     def postprocess_message(self, msg) -> None:
         restore_one_hot(msg)
+        if msg["type"] == "sample" and _INDEX_ALLOWED in msg["infer"]:
+            value = msg["value"]
+            if jnp.issubdtype(jnp.result_type(value), jnp.integer):
+                k = msg["infer"][_INDEX_ALLOWED]
+                msg["value"] = jax.nn.one_hot(value, k, dtype=jnp.result_type(float))
 
 
 def show_as_index(msg) -> None:

@@ -79,3 +79,18 @@ def exact_expected_gradient(logits: np.ndarray, f) -> np.ndarray:
         for i, c in enumerate(combo):
             conditional[i, c] += value * weight / p[i, c]
     return _apply(jacobian(p), conditional)
+
+
+def chain_posterior(initial, transition, locs, observations) -> np.ndarray:
+    """p(z_0, ..., z_{T-1} | x) by brute force for a Markov chain with Normal(locs[z_t], 1)
+    emissions: shape (K,) * T."""
+    k, steps = len(initial), len(observations)
+    posterior = np.zeros((k,) * steps)
+    for states in itertools.product(range(k), repeat=steps):
+        log_p = np.log(initial[states[0]])
+        for previous, current in itertools.pairwise(states):
+            log_p += np.log(transition[previous, current])
+        for state, x in zip(states, observations, strict=True):
+            log_p += -0.5 * (x - locs[state]) ** 2
+        posterior[states] = np.exp(log_p)
+    return posterior / posterior.sum()

@@ -2,9 +2,10 @@
 guide sites, the ``AutoReinMax`` autoguide, and the ``ReinMaxReparam`` reparameterizer with its
 ``ReinMaxStrategy`` config function; and
 ``TraceLocalEnum_ELBO``, which gives every model factor the gradient of its multilinear extension
-in the sampled discrete values."""
+in the sampled discrete values; ``infer_discrete`` for models with one-hot sites."""
 
 from .autoguide import AutoReinMax
+from .discrete import infer_discrete
 from .elbo import Trace_ELBO, TraceMeanField_ELBO
 from .local_enum import TraceLocalEnum_ELBO
 from .reparam import ReinMaxReparam, ReinMaxStrategy
@@ -15,5 +16,6 @@ __all__ = [
     "ReinMaxStrategy",
     "TraceLocalEnum_ELBO",
     "TraceMeanField_ELBO",
+    "infer_discrete",
     "Trace_ELBO",
 ]

@@ -2,9 +2,10 @@
 ``ReinMaxReparam`` reparameterizer with its ``ReinMaxStrategy`` config function, and a
 ``TraceMeanField_ELBO`` that scores autoguides' ``Delta`` sites correctly.; and
 ``TraceLocalEnum_ELBO``, which gives every model factor the gradient of its multilinear extension
-in the sampled discrete values."""
+in the sampled discrete values; ``infer_discrete`` for models with one-hot sites."""
 
 from .autoguide import AutoReinMax
+from .discrete import infer_discrete
 from .elbo import TraceMeanField_ELBO
 from .local_enum import TraceLocalEnum_ELBO
 from .reparam import ReinMaxReparam, ReinMaxStrategy
@@ -15,4 +16,5 @@ __all__ = [
     "ReinMaxStrategy",
     "TraceLocalEnum_ELBO",
     "TraceMeanField_ELBO",
+    "infer_discrete",
 ]

@@ -7,10 +7,13 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
+import scipy.stats
 from numpyro.contrib.funsor import config_enumerate
 from numpyro.infer import MCMC, NUTS, Predictive, TraceEnum_ELBO
 
 import numpyro_reinmax as nr
+import numpyro_reinmax.infer
+from reference import chain_posterior
 
 X = jnp.array([-1.0, 0.5, 2.0, 3.5])
 LOCS = jnp.array([-1.0, 1.5, 3.0])
@@ -174,3 +177,54 @@ def test_continuous_autoguides_say_what_works_for_one_hot_sites(wrap, key):
     model = nr.enum_onehot(model) if wrap else model
     with pytest.raises((ValueError, NotImplementedError), match=r"infer\.AutoReinMax"):
         numpyro.infer.Trace_ELBO().loss(key, {}, model, AutoNormal(model))
+
+
+# --------------------------------------------------------------- infer_discrete with one-hot sites
+
+CHAIN_INITIAL = np.array([0.5, 0.3, 0.2])
+CHAIN_TRANSITION = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
+CHAIN_LOCS = np.array([-1.0, 0.5, 2.0])
+CHAIN_X = np.array([0.2, 1.1])
+COPIES = 3000
+
+
+def chain_model(cls, copies=COPIES):
+    """Two steps of a chain, written select-then-score with one-hot states, in a plate of
+    independent copies of the same observations."""
+    transition, locs = jnp.asarray(CHAIN_TRANSITION), jnp.asarray(CHAIN_LOCS)
+    with numpyro.plate("copies", copies):
+        z = numpyro.sample("z_0", cls(probs=jnp.asarray(CHAIN_INITIAL)))
+        numpyro.sample("x_0", dist.Normal(z @ locs, 1.0), obs=CHAIN_X[0])
+        z = numpyro.sample("z_1", cls(probs=z @ transition))
+        numpyro.sample("x_1", dist.Normal(z @ locs, 1.0), obs=CHAIN_X[1])
+    return z
+
+
+@pytest.mark.parametrize("cls", [nr.OneHotCategorical, nr.ReinMaxOneHotCategorical])
+def test_infer_discrete_draws_the_exact_posterior_of_one_hot_sites(cls, key):
+    posterior = chain_posterior(CHAIN_INITIAL, CHAIN_TRANSITION, CHAIN_LOCS, CHAIN_X)
+    sampler = nr.infer.infer_discrete(chain_model, first_available_dim=-2, rng_key=key)
+    trace = numpyro.handlers.trace(sampler).get_trace(cls)
+    states = [np.asarray(trace[f"z_{t}"]["value"]) for t in range(2)]
+    assert all(set(s.sum(-1).tolist()) == {1.0} for s in states)  # one-hot values
+    joint = states[0].argmax(-1) * 3 + states[1].argmax(-1)
+    counts = np.bincount(joint, minlength=9)
+    assert scipy.stats.chisquare(counts, posterior.ravel() * COPIES).pvalue > 1e-4
+    # temperature 0: the maximum a posteriori configuration
+    map_sampler = nr.infer.infer_discrete(
+        chain_model, first_available_dim=-2, temperature=0, rng_key=key
+    )
+    map_trace = numpyro.handlers.trace(map_sampler).get_trace(cls, copies=1)
+    best = np.unravel_index(posterior.argmax(), posterior.shape)
+    map_states = [map_trace[f"z_{t}"]["value"].reshape(-1, 3)[0] for t in range(2)]
+    assert [int(state.argmax()) for state in map_states] == list(best)
+
+
+def test_numpyros_infer_discrete_on_enum_onehot_hands_the_model_one_hot_values(key):
+    from numpyro.contrib.funsor import infer_discrete as numpyro_infer_discrete
+
+    sampler = numpyro_infer_discrete(
+        nr.enum_onehot(chain_model), first_available_dim=-2, rng_key=key
+    )
+    returned = sampler(nr.OneHotCategorical, copies=5)
+    np.testing.assert_array_equal(returned.sum(-1), 1.0)

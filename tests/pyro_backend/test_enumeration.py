@@ -1,12 +1,17 @@
 """Enumeration: model-side with the ReinMax classes, and guide-side equal to a plain guide."""
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
+import scipy.stats
 import torch
+from pyro import poutine
 from pyro.infer import TraceEnum_ELBO, config_enumerate
 
 import pyro_reinmax as pr
+from pyro_reinmax.infer import infer_discrete
+from reference import chain_posterior
 
 X = torch.tensor([-1.0, 0.5, 2.0, 3.5], dtype=torch.float64)
 LOCS = torch.tensor([-1.0, 1.5, 3.0], dtype=torch.float64)
@@ -92,3 +97,44 @@ def test_guide_side_enumeration_of_bernoulli(guide_cls):
     ours = elbo.loss(bernoulli_model, make_guide(guide_cls))
     plain = elbo.loss(bernoulli_model, make_guide(dist.Bernoulli))
     assert ours == pytest.approx(plain, rel=1e-12)
+
+
+# --------------------------------------------------------------- infer_discrete with one-hot sites
+
+CHAIN_INITIAL = np.array([0.5, 0.3, 0.2])
+CHAIN_TRANSITION = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4]])
+CHAIN_LOCS = np.array([-1.0, 0.5, 2.0])
+CHAIN_X = np.array([0.2, 1.1])
+COPIES = 3000
+
+
+def chain_model(cls, copies=COPIES):
+    """Two steps of a chain, written select-then-score with one-hot states, in a plate of
+    independent copies of the same observations."""
+    transition = torch.tensor(CHAIN_TRANSITION)
+    locs = torch.tensor(CHAIN_LOCS)
+    with pyro.plate("copies", copies):
+        z = pyro.sample("z_0", cls(probs=torch.tensor(CHAIN_INITIAL)))
+        pyro.sample("x_0", dist.Normal(z @ locs, 1.0), obs=torch.tensor(CHAIN_X[0]))
+        z = pyro.sample("z_1", cls(probs=z @ transition))
+        pyro.sample("x_1", dist.Normal(z @ locs, 1.0), obs=torch.tensor(CHAIN_X[1]))
+    return z
+
+
+@pytest.mark.parametrize("cls", [dist.OneHotCategorical, pr.OneHotCategorical])
+def test_infer_discrete_draws_the_exact_posterior_of_one_hot_sites(cls):
+    posterior = chain_posterior(CHAIN_INITIAL, CHAIN_TRANSITION, CHAIN_LOCS, CHAIN_X)
+    sampler = infer_discrete(config_enumerate(chain_model), first_available_dim=-2)
+    trace = poutine.trace(sampler).get_trace(cls)
+    states = [trace.nodes[f"z_{t}"]["value"] for t in range(2)]
+    assert all(set(s.sum(-1).tolist()) == {1.0} for s in states)  # one-hot values
+    assert torch.equal(trace.nodes["_RETURN"]["value"], states[1])
+    joint = (states[0].argmax(-1) * 3 + states[1].argmax(-1)).numpy()
+    counts = np.bincount(joint, minlength=9)
+    assert scipy.stats.chisquare(counts, posterior.ravel() * COPIES).pvalue > 1e-4
+    # temperature 0: the maximum a posteriori configuration
+    map_trace = poutine.trace(
+        infer_discrete(config_enumerate(chain_model), first_available_dim=-2, temperature=0)
+    ).get_trace(cls, copies=1)
+    best = np.unravel_index(posterior.argmax(), posterior.shape)
+    assert [map_trace.nodes[f"z_{t}"]["value"].argmax(-1).item() for t in range(2)] == list(best)

@@ -1,0 +1,66 @@
+"""``infer_discrete`` for models with one-hot sites (NumPyro).
+
+NumPyro's :func:`numpyro.contrib.funsor.infer_discrete` substitutes integer indices for the
+enumerated sites, which a one-hot site cannot take. Here the model runs under
+:func:`~numpyro_reinmax.enum_onehot` (one-hot sites shown to enumeration as their index, the
+model's code receiving one-hot values), and the posterior draw is then substituted into the
+unchanged model, so the trace and the model's return value hold one-hot values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from numpyro.handlers import block, substitute, trace
+
+from ..enumeration import _is_one_hot, enum_onehot
+
+__all__ = ["infer_discrete"]
+
+
+def infer_discrete(
+    fn: Callable | None = None,
+    first_available_dim: int | None = None,
+    temperature: int = 1,
+    rng_key=None,
+):
+    """:func:`numpyro.contrib.funsor.infer_discrete` that also handles one-hot sites: samples
+    (``temperature=1``) or maximises (``temperature=0``) the sites marked for parallel enumeration
+    from their posterior given the observations, latent one-hot sites included (marked
+    automatically, as by :func:`~numpyro_reinmax.enum_onehot`), whose values stay one-hot.
+    Arguments as NumPyro's.
+
+    Example::
+
+        sampler = infer_discrete(model, first_available_dim=-2, rng_key=key)
+        trace = numpyro.handlers.trace(sampler).get_trace(data)
+        assignment = trace["z"]["value"].argmax(-1)
+    """
+    if fn is None:  # as a decorator
+        return lambda fn: infer_discrete(fn, first_available_dim, temperature, rng_key)
+    from numpyro.contrib.funsor import infer_discrete as numpyro_infer_discrete
+
+    shown_as_index = numpyro_infer_discrete(
+        enum_onehot(fn),
+        first_available_dim=first_available_dim,
+        temperature=temperature,
+        rng_key=rng_key,
+    )
+
+    def posterior_draw(*args, **kwargs):
+        with block():
+            draw = trace(shown_as_index).get_trace(*args, **kwargs)
+        values = {}
+        for name, site in draw.items():
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            value = site["value"]
+            if _is_one_hot(site["fn"]) and jnp.issubdtype(jnp.result_type(value), jnp.integer):
+                value = jax.nn.one_hot(value, site["fn"].event_shape[-1])
+            values[name] = value
+        with substitute(data=values):
+            return fn(*args, **kwargs)
+
+    return posterior_draw

@@ -1,0 +1,129 @@
+"""``infer_discrete`` for models with one-hot sites (Pyro).
+
+Pyro's :func:`pyro.infer.infer_discrete` packs each enumerated value as a tensor without event
+dimensions, so a one-hot site (event shape ``(K,)``) fails with "Invalid tensor shape". Here each
+enumerated one-hot site is shown to it as the index of its one (a view with
+``log_prob(k) = log_prob(onehot(k))``) while the model's code still receives one-hot values; the
+posterior draw is then replayed through the unchanged model, so the trace and the model's return
+value hold one-hot values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from pyro.distributions import TorchDistribution
+from pyro.infer import infer_discrete as pyro_infer_discrete
+from pyro.poutine.messenger import Messenger
+from torch.distributions import constraints
+
+from ..families import support_kind
+
+__all__ = ["infer_discrete"]
+
+_CATEGORIES = "_pyro_reinmax_one_hot_categories"
+
+
+class OneHotAsIndex(TorchDistribution):
+    """A one-hot distribution seen through the position of its one: values ``0..K-1``."""
+
+    arg_constraints: dict = {}
+    has_enumerate_support = True
+
+    def __init__(self, base) -> None:
+        self.base = base
+        super().__init__(base.batch_shape, torch.Size(), validate_args=False)
+
+    @constraints.dependent_property
+    def support(self):
+        return constraints.integer_interval(0, self.base.event_shape[-1] - 1)
+
+    def _one_hot(self, index: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(index.long(), self.base.event_shape[-1]).to(self.base.mean.dtype)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.base.log_prob(self._one_hot(value))
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self.base.sample(sample_shape).argmax(-1)
+
+    def enumerate_support(self, expand: bool = True) -> torch.Tensor:
+        k = self.base.event_shape[-1]
+        values = torch.arange(k, device=self.base.mean.device)
+        values = values.reshape((k,) + (1,) * len(self.batch_shape))
+        return values.expand((k,) + self.batch_shape) if expand else values
+
+
+class _ShowOneHotAsIndex(Messenger):
+    """Show every latent one-hot site marked for parallel enumeration as its index; the model's
+    code receives the one-hot value."""
+
+    def _pyro_sample(self, msg) -> None:
+        fn = msg["fn"]
+        if (
+            msg["is_observed"]
+            or msg["infer"].get("enumerate") != "parallel"
+            or support_kind(fn.support) != "one_hot"
+        ):
+            return
+        if fn.event_dim != 1:
+            raise ValueError(
+                f"site {msg['name']!r}: only one-hot sites with event_dim 1 can be enumerated "
+                f"(got event_shape {tuple(fn.event_shape)}); put the other event dims in a plate."
+            )
+        msg["fn"] = OneHotAsIndex(fn)
+        msg["infer"][_CATEGORIES] = fn.event_shape[-1]
+
+    def _pyro_post_sample(self, msg) -> None:
+        if _CATEGORIES in msg["infer"] and not msg["value"].is_floating_point():
+            msg["value"] = msg["fn"]._one_hot(msg["value"])
+
+
+def infer_discrete(
+    fn: Callable | None = None,
+    first_available_dim: int | None = None,
+    temperature: int = 1,
+    *,
+    strict_enumeration_warning: bool = True,
+):
+    """:func:`pyro.infer.infer_discrete` that also handles one-hot sites: samples (``temperature=1``)
+    or maximises (``temperature=0``) the sites marked for parallel enumeration from their posterior
+    given the observations, one-hot sites included, whose values stay one-hot. Arguments as Pyro's.
+
+    Example::
+
+        model = pyro.infer.config_enumerate(model)
+        trace = poutine.trace(infer_discrete(model, first_available_dim=-2)).get_trace(data)
+        assignment = trace.nodes["z"]["value"].argmax(-1)
+    """
+    if fn is None:  # as a decorator
+        return lambda fn: infer_discrete(
+            fn,
+            first_available_dim,
+            temperature,
+            strict_enumeration_warning=strict_enumeration_warning,
+        )
+    if first_available_dim is None or first_available_dim >= 0:
+        raise ValueError(
+            f"first_available_dim must be a negative int (-1 - max_plate_nesting), got "
+            f"{first_available_dim!r}."
+        )
+    shown_as_index = pyro_infer_discrete(
+        _ShowOneHotAsIndex()(fn),
+        first_available_dim=first_available_dim,
+        temperature=temperature,
+        strict_enumeration_warning=strict_enumeration_warning,
+    )
+
+    def posterior_draw(*args, **kwargs):
+        with poutine.block():
+            draw = poutine.trace(shown_as_index).get_trace(*args, **kwargs)
+        for site in draw.nodes.values():
+            if site["type"] == "sample" and _CATEGORIES in site["infer"]:
+                site["value"] = site["fn"]._one_hot(site["value"])
+        return poutine.replay(fn, trace=draw)(*args, **kwargs)
+
+    return posterior_draw
