@@ -16,6 +16,6 @@ __all__ = [
     "ReinMaxStrategy",
     "TraceLocalEnum_ELBO",
     "TraceMeanField_ELBO",
-    "infer_discrete",
     "Trace_ELBO",
+    "infer_discrete",
 ]
