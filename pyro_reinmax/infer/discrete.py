@@ -90,8 +90,9 @@ def infer_discrete(
     strict_enumeration_warning: bool = True,
 ):
     """:func:`pyro.infer.infer_discrete` that also handles one-hot sites: samples
-    (``temperature=1``) or maximises (``temperature=0``) the sites marked for parallel enumeration from their posterior
-    given the observations, one-hot sites included, whose values stay one-hot. Arguments as Pyro's.
+    (``temperature=1``) or maximises (``temperature=0``) the sites marked for parallel
+    enumeration from their posterior given the observations, one-hot sites included, whose values
+    stay one-hot. Arguments as Pyro's.
 
     Example::
 
