@@ -64,6 +64,23 @@ def check_event_array(name: str, value) -> None:
         raise ValueError(f"{name} must have a last axis of categories, got shape {tuple(shape)}.")
 
 
+DIVERGENCE_HINT = (
+    "If this appeared during training, the parameters that compute it have diverged: lower the "
+    "learning rate or clip gradients, and give factors that select parameters with a one-hot "
+    "value exact gradients (numpyro_reinmax.infer.TraceLocalEnum_ELBO, or OneHotMixture)."
+)
+
+
+def first_bad_entry(name: str, bad, values) -> str:
+    """``"name[i, j] = v (and n more)"`` for the first entry where ``bad`` holds (NumPy)."""
+    positions = np.argwhere(bad)
+    index = tuple(int(i) for i in positions[0])
+    more = len(positions) - 1
+    return f"{name}[{', '.join(map(str, index))}] = {values[index]}" + (
+        f" (and {more} more)" if more else ""
+    )
+
+
 def check_logits(logits) -> None:
     """Raise unless every entry is finite or ``-inf`` (a masked category) and each row has a
     finite entry. One pass: a row's maximum is NaN, +inf or -inf exactly when the row is bad."""
@@ -73,12 +90,16 @@ def check_logits(logits) -> None:
     logits = np.asarray(logits)
     if np.isfinite(logits.max(-1)).all():
         return
-    if np.isnan(logits).any() or np.isposinf(logits).any():
+    bad = np.isnan(logits) | np.isposinf(logits)
+    if bad.any():
         raise ValueError(
-            "logits contain NaN or +inf. Logits must be finite, or -inf to mask a category."
+            f"logits contain NaN or +inf: {first_bad_entry('logits', bad, logits)}. Logits must "
+            f"be finite, or -inf to mask a category. {DIVERGENCE_HINT}"
         )
     raise ValueError(
-        "a row of logits is -inf everywhere: at least one category per row must stay unmasked."
+        "a row of logits is -inf everywhere "
+        f"({first_bad_entry('row', np.isneginf(logits).all(-1), logits.max(-1))}): at least "
+        "one category per row must stay unmasked."
     )
 
 
@@ -88,8 +109,12 @@ def check_probs(probs) -> None:
     if not concrete(probs):
         return
     probs = np.asarray(probs)
-    if not np.isfinite(probs).all() or (probs < 0).any():
-        raise ValueError("probs must be finite and non-negative.")
+    bad = ~np.isfinite(probs) | (probs < 0)
+    if bad.any():
+        raise ValueError(
+            f"probs must be finite and non-negative: {first_bad_entry('probs', bad, probs)}. "
+            f"{DIVERGENCE_HINT}"
+        )
     tolerance = max(1e-6, 4 * probs.shape[-1] * float(np.finfo(probs.dtype).eps))
     error = float(np.abs(probs.sum(-1, dtype=np.float64) - 1).max()) if probs.size else 0.0
     if error > tolerance:

@@ -60,26 +60,51 @@ def check_event_tensor(name: str, value: Tensor) -> None:
         )
 
 
+DIVERGENCE_HINT = (
+    "If this appeared during training, the parameters that compute it have diverged: lower the "
+    "learning rate or clip gradients, and give factors that select parameters with a one-hot "
+    "value exact gradients (pyro_reinmax.infer.TraceLocalEnum_ELBO, or OneHotMixture)."
+)
+
+
+def first_bad_entry(name: str, bad: Tensor, values: Tensor) -> str:
+    """``"name[i, j] = v (and n more)"`` for the first entry where ``bad`` holds."""
+    positions = bad.nonzero()
+    index = tuple(positions[0].tolist())
+    more = len(positions) - 1
+    return f"{name}[{', '.join(map(str, index))}] = {values[index].item()}" + (
+        f" (and {more} more)" if more else ""
+    )
+
+
 def check_logits(logits: Tensor) -> None:
     """Raise unless every entry is finite or ``-inf`` (a masked category) and each row has a
     finite entry. One pass: a row's maximum is NaN, +inf or -inf exactly when the row is bad."""
     check_event_tensor("logits", logits)
     if torch.isfinite(logits.amax(-1)).all():
         return
-    if torch.isnan(logits).any() or torch.isposinf(logits).any():
+    bad = torch.isnan(logits) | torch.isposinf(logits)
+    if bad.any():
         raise ValueError(
-            "logits contain NaN or +inf. Logits must be finite, or -inf to mask a category."
+            f"logits contain NaN or +inf: {first_bad_entry('logits', bad, logits)}. Logits must "
+            f"be finite, or -inf to mask a category. {DIVERGENCE_HINT}"
         )
     raise ValueError(
-        "a row of logits is -inf everywhere: at least one category per row must stay unmasked."
+        "a row of logits is -inf everywhere "
+        f"({first_bad_entry('row', torch.isneginf(logits).all(-1), logits.amax(-1))}): at least "
+        "one category per row must stay unmasked."
     )
 
 
 def check_probs(probs: Tensor) -> None:
     """Raise unless ``probs`` is finite, non-negative and sums to one along the last axis."""
     check_event_tensor("probs", probs)
-    if not torch.isfinite(probs).all() or (probs < 0).any():
-        raise ValueError("probs must be finite and non-negative.")
+    bad = ~torch.isfinite(probs) | (probs < 0)
+    if bad.any():
+        raise ValueError(
+            f"probs must be finite and non-negative: {first_bad_entry('probs', bad, probs)}. "
+            f"{DIVERGENCE_HINT}"
+        )
     total = probs.sum(-1, dtype=torch.float64)
     tolerance = max(1e-6, 4 * probs.shape[-1] * torch.finfo(probs.dtype).eps)
     error = (total - 1).abs().max().item() if total.numel() else 0.0

@@ -21,6 +21,7 @@ from numpyro.distributions import MaskedDistribution
 from numpyro.primitives import Messenger
 
 from .masked_prior import MaskedPrior
+from .site_context import NameFailingSite
 
 __all__ = ["TraceMeanField_ELBO", "Trace_ELBO"]
 
@@ -81,8 +82,10 @@ class _ReparameterizedDiscreteGuides:
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
         name, sampled = type(self).__name__, set()
-        guide = _RequireReparameterized(guide, name, sampled)
-        model = _RequireGuided(model, name, sampled, self.keep_model_masks)
+        guide = NameFailingSite(_RequireReparameterized(guide, name, sampled), "guide")
+        model = NameFailingSite(
+            _RequireGuided(model, name, sampled, self.keep_model_masks), "model"
+        )
         return super().loss_with_mutable_state(rng_key, param_map, model, guide, *args, **kwargs)
 
 

@@ -38,6 +38,7 @@ from ..contraction import contract_dim, weights_on_dim
 from ..enumeration import _is_one_hot, restore_one_hot, show_as_index
 from ..families import support_kind, unwrap
 from ..reparameterized import ProbsOrLogits
+from .site_context import NameFailingSite
 
 __all__ = ["TraceLocalEnum_ELBO"]
 
@@ -265,8 +266,8 @@ class TraceLocalEnum_ELBO(ELBO):
 
     def _particle_elbo(self, key, param_map, model, guide, args, kwargs):
         model_key, guide_key = jax.random.split(key)
-        guide = seed(substitute(guide, data=param_map), guide_key)
-        model = seed(substitute(model, data=param_map), model_key)
+        guide = seed(substitute(NameFailingSite(guide, "guide"), data=param_map), guide_key)
+        model = seed(substitute(NameFailingSite(model, "model"), data=param_map), model_key)
         if self.max_plate_nesting is None:
             self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs, param_map)
         guide_trace = trace(guide).get_trace(*args, **kwargs)

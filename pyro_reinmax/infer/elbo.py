@@ -27,6 +27,7 @@ from torch.distributions import register_kl
 
 from .masked_prior import MaskedPrior, combine_masks, kl_to_masked_prior
 from .scoring import scoring_priors_exactly
+from .site_context import NameFailingSite
 
 __all__ = ["TraceMeanField_ELBO"]
 
@@ -98,7 +99,10 @@ class TraceMeanField_ELBO(pyro.infer.TraceMeanField_ELBO):
     def _get_trace(self, model, guide, args, kwargs):
         with scoring_priors_exactly():
             model_trace, guide_trace = super()._get_trace(
-                model, _KeepDeltaDensity()(guide), args, kwargs
+                NameFailingSite("model")(model),
+                NameFailingSite("guide")(_KeepDeltaDensity()(guide)),
+                args,
+                kwargs,
             )
         keep_model_masks(model_trace, guide_trace, type(self).__name__)
         return model_trace, guide_trace

@@ -40,6 +40,7 @@ from ..contraction import contract_dim, weights_on_dim
 from ..families import support_kind, unwrap
 from ..reparameterized import Reparameterized
 from .scoring import scoring_priors_exactly
+from .site_context import NameFailingSite
 
 __all__ = ["TraceLocalEnum_ELBO"]
 
@@ -241,6 +242,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
     def _get_traces(self, model, guide, args, kwargs):
         if isinstance(poutine.unwrap(guide), Messenger):
             raise NotImplementedError("TraceLocalEnum_ELBO does not support GuideMessenger")
+        model, guide = NameFailingSite("model")(model), NameFailingSite("guide")(guide)
         if self.max_plate_nesting == float("inf"):
             self._guess_max_plate_nesting(model, guide, args, kwargs)
         if self.vectorize_particles:

@@ -12,7 +12,7 @@ import pytest
 from numpyro.infer import SVI
 
 import numpyro_reinmax as nr
-from numpyro_reinmax.infer import Trace_ELBO, TraceMeanField_ELBO
+from numpyro_reinmax.infer import Trace_ELBO, TraceLocalEnum_ELBO, TraceMeanField_ELBO
 
 X = jnp.array([-1.0, 0.5, 2.0, 3.5])
 
@@ -194,3 +194,24 @@ def test_a_discrete_model_latent_the_guide_forgot_is_refused(elbo, key):
 
     with pytest.raises(ValueError, match="model site 'c' is a discrete latent that the guide"):
         elbo().loss(key, {}, model, guide)
+
+
+def _diverged_program():
+    def model():
+        transition = jnp.array([[0.5, 0.5], [jnp.nan, 0.5]])
+        z = numpyro.sample("z_0", nr.OneHotCategorical(logits=jnp.zeros(2)))
+        numpyro.sample("z_1", nr.OneHotCategorical(probs=z @ transition))
+
+    def guide():
+        for t in range(2):
+            numpyro.sample(f"z_{t}", nr.ReinMaxOneHotCategorical(logits=jnp.array([-9.0, 9.0])))
+
+    return model, guide
+
+
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO, TraceLocalEnum_ELBO])
+def test_an_invalid_parameter_names_the_site_and_the_cause(elbo, key):
+    model, guide = _diverged_program()
+    with pytest.raises(ValueError, match=r"probs\[[0-9, ]+\] = nan") as error, jax.disable_jit():
+        elbo().loss(key, {}, model, guide)
+    assert "raised in the model after sample site 'z_0'" in str(error.value)

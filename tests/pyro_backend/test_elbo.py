@@ -10,7 +10,7 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
 import pyro_reinmax as pr
-from pyro_reinmax.infer import TraceMeanField_ELBO
+from pyro_reinmax.infer import TraceLocalEnum_ELBO, TraceMeanField_ELBO
 
 
 def _loss_and_grads(elbo, model, guide, particles=200_000):
@@ -177,3 +177,24 @@ def test_a_discrete_model_latent_the_guide_forgot_is_refused():
 
     with pytest.raises(ValueError, match="model site 'c' is a discrete latent that the guide"):
         TraceMeanField_ELBO().loss(model, guide)
+
+
+def _diverged_program():
+    def model():
+        transition = torch.tensor([[0.5, 0.5], [float("nan"), 0.5]])
+        z = pyro.sample("z_0", pr.OneHotCategorical(logits=torch.zeros(2)))
+        pyro.sample("z_1", pr.OneHotCategorical(probs=z @ transition))
+
+    def guide():
+        for t in range(2):
+            pyro.sample(f"z_{t}", pr.ReinMaxOneHotCategorical(logits=torch.tensor([-9.0, 9.0])))
+
+    return model, guide
+
+
+@pytest.mark.parametrize("elbo", [TraceMeanField_ELBO, TraceLocalEnum_ELBO])
+def test_an_invalid_parameter_names_the_site_and_the_cause(elbo):
+    model, guide = _diverged_program()
+    with pytest.raises(ValueError, match=r"probs\[[0-9, ]+\] = nan") as error:
+        elbo().loss(model, guide)
+    assert "raised in the model after sample site 'z_0'" in str(error.value)
