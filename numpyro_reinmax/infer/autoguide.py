@@ -32,6 +32,24 @@ Enumerate = str | list[str] | tuple[str, ...] | None
 logger = logging.getLogger("numpyro_reinmax")
 
 
+def structure_key(args, kwargs) -> tuple:
+    """What of a model's arguments can change its set of sites: array shapes, container lengths
+    and integer, string and boolean values (not float or array values)."""
+
+    def key(value):
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            return ("array", tuple(value.shape))
+        if isinstance(value, (list, tuple)):
+            return (type(value).__name__, tuple(key(item) for item in value))
+        if isinstance(value, dict):
+            return ("dict", tuple((name, key(item)) for name, item in sorted(value.items())))
+        if value is None or isinstance(value, (bool, int, str)):
+            return value
+        return type(value).__name__
+
+    return key(args), key(kwargs)
+
+
 class AutoReinMax(AutoGuide):
     r"""A guide for every latent site of ``model``: ReinMax sites for the discrete ones, a companion
     autoguide for the continuous ones.
@@ -99,11 +117,42 @@ class AutoReinMax(AutoGuide):
         self._continuous_first = False
         self._discrete: dict = {}
         self._plates: dict = {}
+        self._checked_structures: set = set()
 
     def _encoder(self, name: str) -> Callable | None:
         if isinstance(self._encoders, dict):
             return self._encoders.get(name)
         return self._encoders
+
+    def _check_structure(self, args, kwargs) -> None:
+        """Raise if the model's discrete sites for these arguments differ from the prototype's:
+        NumPyro's SVI keeps one fixed set of parameters (and jit one fixed structure). Traced once
+        per structure of the arguments (:func:`structure_key`), at trace time under jit."""
+        key = structure_key(args, kwargs)
+        if key in self._checked_structures:
+            return
+        with handlers.block():
+            trace = handlers.trace(handlers.seed(self.model, jax.random.PRNGKey(0))).get_trace(
+                *args, **kwargs
+            )
+        names = {
+            name
+            for name, site in trace.items()
+            if site["type"] == "sample"
+            and not site["is_observed"]
+            and site["fn"].support.is_discrete
+        }
+        known = set(self._discrete) | set(self.enumerated_sites)
+        if names != known:
+            raise ValueError(
+                "the model's discrete sites depend on its arguments: AutoReinMax was built from a "
+                f"call with {len(known)} of them, and this call has {len(names)} (new: "
+                f"{sorted(names - known)[:5]}, missing: {sorted(known - names)[:5]}). NumPyro's "
+                "SVI keeps one fixed set of parameters and jit one fixed structure: pad the data to "
+                "a common shape and mask the padding (numpyro.handlers.mask), or build one guide "
+                "per structure."
+            )
+        self._checked_structures.add(key)
 
     def _setup_prototype(self, *args, **kwargs) -> None:
         # NumPyro's own set-up (initialize_model) refuses discrete sites: trace the model directly.
@@ -168,6 +217,8 @@ class AutoReinMax(AutoGuide):
     def __call__(self, *args, **kwargs) -> dict:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
+            self._checked_structures.add(structure_key(args, kwargs))
+        self._check_structure(args, kwargs)
         self._plates = self._create_plates(*args, **kwargs)
         result = {}
         if self._continuous is not None and self._continuous_first:

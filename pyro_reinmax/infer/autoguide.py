@@ -22,7 +22,7 @@ from pyro import poutine
 from pyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
 from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn.module import PyroModule, PyroParam
-from pyro.poutine.util import site_is_subsample
+from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch.distributions import constraints
 
 from ..families import check_estimator, site_distribution, support_kind, unwrap
@@ -55,6 +55,24 @@ def _discrete_latent_sites(trace) -> dict:
             )
         sites[name] = site
     return sites
+
+
+def structure_key(args, kwargs) -> tuple:
+    """What of a model's arguments can change its set of sites: tensor shapes, container lengths
+    and integer, string and boolean values (not float or tensor values)."""
+
+    def key(value):
+        if isinstance(value, torch.Tensor):
+            return ("tensor", tuple(value.shape))
+        if isinstance(value, (list, tuple)):
+            return (type(value).__name__, tuple(key(item) for item in value))
+        if isinstance(value, dict):
+            return ("dict", tuple((name, key(item)) for name, item in sorted(value.items())))
+        if value is None or isinstance(value, (bool, int, str)):
+            return value
+        return type(value).__name__
+
+    return key(args), key(kwargs)
 
 
 def _warn_about_stock_one_hot_priors(sites: dict) -> None:
@@ -96,14 +114,35 @@ class _DiscreteGuide(AutoGuide):
         self._sites = _discrete_latent_sites(self.prototype_trace)
         self.logits = PyroModule()
         for name, site in self._sites.items():
-            if self._encoder(name) is not None:
-                continue
-            shape = list(site["value"].shape)
-            event_dim = site["fn"].event_dim
-            for frame in site["cond_indep_stack"]:
-                shape[frame.dim - event_dim] = frame.full_size or frame.size
-            init = torch.zeros(shape, dtype=site["value"].dtype, device=site["value"].device)
-            deep_setattr(self.logits, name, PyroParam(init, constraints.real, event_dim))
+            self._add_logits(name, site)
+        self._structures = {structure_key(args, kwargs): list(self._sites)}
+
+    def _add_logits(self, name: str, site) -> None:
+        if self._encoder(name) is not None:
+            return
+        shape = list(site["value"].shape)
+        event_dim = site["fn"].event_dim
+        for frame in site["cond_indep_stack"]:
+            shape[frame.dim - event_dim] = frame.full_size or frame.size
+        init = torch.zeros(shape, dtype=site["value"].dtype, device=site["value"].device)
+        deep_setattr(self.logits, name, PyroParam(init, constraints.real, event_dim))
+
+    def _current_sites(self, args, kwargs) -> list[str]:
+        """The discrete sites of the model for these arguments. A model whose sites depend on the
+        data (sequences of different lengths) is traced once per structure of its arguments
+        (:func:`structure_key`); new sites get their own logits."""
+        key = structure_key(args, kwargs)
+        names = self._structures.get(key)
+        if names is None:
+            with poutine.block():
+                trace = poutine.trace(self.model).get_trace(*args, **kwargs)
+            sites = _discrete_latent_sites(prune_subsample_sites(trace))
+            for name, site in sites.items():
+                if name not in self._sites:
+                    self._sites[name] = site
+                    self._add_logits(name, site)
+            names = self._structures[key] = list(sites)
+        return names
 
     def _site_distribution(self, name: str, site, *args, **kwargs):
         encoder = self._encoder(name)
@@ -123,7 +162,8 @@ class _DiscreteGuide(AutoGuide):
             self._setup_prototype(*args, **kwargs)
         plates = self._create_plates(*args, **kwargs)
         result = {}
-        for name, site in self._sites.items():
+        for name in self._current_sites(args, kwargs):
+            site = self._sites[name]
             with ExitStack() as stack:
                 for frame in site["cond_indep_stack"]:
                     if frame.vectorized:
@@ -136,8 +176,11 @@ class _DiscreteGuide(AutoGuide):
     @torch.no_grad()
     def median(self, *args, **kwargs) -> dict:
         """The mode of each discrete site (one-hot of the largest logit; 1 where p > 1/2)."""
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
         modes = {}
-        for name, site in self._sites.items():
+        for name in self._current_sites(args, kwargs):
+            site = self._sites[name]
             modes[name] = unwrap(self._site_distribution(name, site, *args, **kwargs)).mode
         return modes
 
@@ -219,11 +262,24 @@ class AutoReinMax(AutoGuideList):
             if name not in discrete_sites and not site_is_subsample(site)
         ]
         parts = []
+        enumerated = set(self.enumerated_sites)
+
+        def discrete_latent(msg) -> bool:  # by support: also sites that later calls add
+            return (
+                msg["type"] == "sample"
+                and not msg["is_observed"]
+                and not site_is_subsample(msg)
+                and msg["fn"].support.is_discrete
+            )
+
         if sampled:
-            part = _DiscreteGuide(poutine.block(self.model, expose=sampled), **self._part_options)
-            parts.append((sampled[0], part))
+            exposed = poutine.block(
+                self.model,
+                expose_fn=lambda msg: discrete_latent(msg) and msg["name"] not in enumerated,
+            )
+            parts.append((sampled[0], _DiscreteGuide(exposed, **self._part_options)))
         if continuous:
-            companion = self._continuous_guide(poutine.block(self.model, hide=list(discrete_sites)))
+            companion = self._continuous_guide(poutine.block(self.model, hide_fn=discrete_latent))
             parts.append((continuous[0], companion))
         # the part whose first site comes first in the model runs first (mean-field checks)
         order = list(self.prototype_trace.nodes)

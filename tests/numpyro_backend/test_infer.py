@@ -299,3 +299,20 @@ def test_autoguide_reproduces_a_hand_composed_guide_on_a_topic_model():
     )
     losses_auto = train(topic_model, auto, TraceMeanField_ELBO(), 100, words, documents).losses
     np.testing.assert_allclose(losses_auto, losses_hand, rtol=1e-6)
+
+
+def test_sites_that_depend_on_the_data_are_refused_with_what_to_do(key):
+    def model(sequence):
+        for t in range(len(sequence)):
+            z = numpyro.sample(f"z_{t}", nr.OneHotCategorical(logits=jnp.zeros(2)))
+            numpyro.sample(
+                f"x_{t}", nr.OneHotMixture(z, dist.Normal(jnp.array([-1.0, 1.0]), 1.0)), obs=0.3
+            )
+
+    guide = AutoReinMax(model)
+    svi = SVI(model, guide, numpyro.optim.Adam(0.1), TraceMeanField_ELBO())
+    state = svi.init(key, jnp.zeros(3))
+    state, loss = svi.update(state, jnp.ones(3))  # the same structure: fine
+    assert np.isfinite(loss)
+    with pytest.raises(ValueError, match=r"new: \['z_3', 'z_4'\].*pad the data to a common shape"):
+        svi.update(state, jnp.ones(5))

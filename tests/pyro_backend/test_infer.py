@@ -1,6 +1,7 @@
 """pyro_reinmax.infer: the ReinMax reparameterizer and the AutoReinMax autoguide."""
 
 import warnings
+from operator import attrgetter
 
 import pyro
 import pyro.distributions as dist
@@ -301,3 +302,35 @@ def test_autoguide_reproduces_a_hand_composed_guide_on_a_topic_model():
         topic_model, AutoReinMax(topic_model), TraceMeanField_ELBO(), 100, words, documents
     )
     assert losses_auto == pytest.approx(losses_hand, rel=1e-6)
+
+
+SEQUENCE = torch.tensor([-1.2, 0.3, 1.5, -0.4, 2.0], dtype=torch.float64)
+SEQUENCE_LOCS = torch.tensor([-1.0, 1.0], dtype=torch.float64)
+
+
+def variable_length_model(length):
+    """A site per observed step: the set of sites depends on the data."""
+    for t in range(length):
+        z = pyro.sample(f"z_{t}", pr.OneHotCategorical(logits=torch.zeros(2, dtype=torch.float64)))
+        pyro.sample(f"x_{t}", pr.OneHotMixture(z, dist.Normal(SEQUENCE_LOCS, 1.0)), obs=SEQUENCE[t])
+
+
+def test_sites_that_depend_on_the_data_get_their_own_logits():
+    """Built from a call with 3 sites, trained on calls with 2, 3 and 5: every site's guide
+    reaches its exact posterior p(z_t | x_t) (mean-field is exact here: the sites are
+    independent given the fixed locations)."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoReinMax(variable_length_model)
+    svi = pyro.infer.SVI(
+        variable_length_model, guide, pyro.optim.Adam({"lr": 0.05}), ExactKLMeanField_ELBO()
+    )
+    for step in range(600):
+        svi.step([3, 5, 2][step % 3])
+    modes = guide.median(5)
+    assert sorted(modes) == [f"z_{t}" for t in range(5)]
+    for t in range(5):
+        logits = attrgetter(f"z_{t}")(guide[0].logits).detach()
+        log_posterior = dist.Normal(SEQUENCE_LOCS, 1.0).log_prob(SEQUENCE[t])
+        torch.testing.assert_close(logits.softmax(-1), log_posterior.softmax(-1), atol=0.05, rtol=0)
+    pyro.clear_param_store()
