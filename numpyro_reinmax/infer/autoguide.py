@@ -148,9 +148,9 @@ class AutoReinMax(AutoGuide):
                 "the model's discrete sites depend on its arguments: AutoReinMax was built from a "
                 f"call with {len(known)} of them, and this call has {len(names)} (new: "
                 f"{sorted(names - known)[:5]}, missing: {sorted(known - names)[:5]}). NumPyro's "
-                "SVI keeps one fixed set of parameters and jit one fixed structure: pad the data to "
-                "a common shape and mask the padding (numpyro.handlers.mask), or build one guide "
-                "per structure."
+                "SVI keeps one fixed set of parameters and jit one fixed structure: pad the data "
+                "to a common shape and mask the padding (numpyro.handlers.mask), or build one "
+                "guide per structure."
             )
         self._checked_structures.add(key)
 
