@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import math
 import statistics
 import sys
 import time
@@ -28,7 +28,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from reinmax_examples.methods import CHECKPOINTS, METHODS, ConfigurationError, checkpoint_steps
+from reinmax_examples.artefacts import KNOWN_FILES, prepare_output, save_figure, write_json
+from reinmax_examples.methods import (
+    CHECKPOINTS,
+    METHOD_COLOURS,
+    METHODS,
+    ConfigurationError,
+    checkpoint_steps,
+)
 
 MODELS = ("gmm", "lda", "vae", "fhmm", "sbn")
 MODEL_OPTIONS = {
@@ -54,8 +61,8 @@ def _methods(text: str) -> list[str]:
 def _positive(kind):
     def parse(text: str):
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
         return value
 
     return parse
@@ -131,6 +138,9 @@ def _summarise(runs: list[dict]) -> dict:
         else 0.0,
         "per_seed": runs,
     }
+    compile_seconds = [r["compile_seconds"] for r in runs if r.get("compile_seconds") is not None]
+    if compile_seconds:
+        summary["compile_seconds"] = statistics.fmean(compile_seconds)
     if len(complete) > 1:
         summary["elbo_min"] = [min(v) for v in zip(*(r["elbo"] for r in complete), strict=True)]
         summary["elbo_max"] = [max(v) for v in zip(*(r["elbo"] for r in complete), strict=True)]
@@ -188,7 +198,10 @@ def verdict(results: dict) -> str:
     (a tie: within the model's ``TIE`` tolerance on the metric)."""
     scored = {m: r["metric"] for m, r in results["methods"].items() if r.get("metric") is not None}
     if not scored:
-        return "No method finished."
+        failed = [
+            f"{m} failed: {r['failed']}" for m, r in results["methods"].items() if r.get("failed")
+        ]
+        return " ".join(["No method finished.", *failed])
     best = max(scored, key=scored.get)
     lines = [f"Best {results['metric_name']}: {best} ({scored[best]:.2f})."]
     if "enum" in scored and "reinmax" in scored:
@@ -207,7 +220,19 @@ def verdict(results: dict) -> str:
         lines.append(first)
     skipped = {m: r["skipped"] for m, r in results["methods"].items() if r.get("skipped")}
     lines += [f"{m} was not run: {why}" for m, why in skipped.items()]
+    failed = {m: r["failed"] for m, r in results["methods"].items() if r.get("failed")}
+    lines += [f"{m} failed: {why}" for m, why in failed.items()]
+    if results.get("report_error"):
+        lines.append(f"The report failed: {results['report_error']}")
+    if results.get("interrupted"):
+        lines.append("Interrupted: these are the results measured before the interrupt.")
     return " ".join(lines)
+
+
+def _band_label(results: dict) -> str:
+    """What a curve is: the mean over seeds (with a min-max band) only when there are several."""
+    seeds = results["config"]["seeds"]
+    return f"mean over {seeds} seeds; band: min to max" if seeds > 1 else "one seed"
 
 
 def plot(results: dict, path: Path) -> None:
@@ -221,22 +246,25 @@ def plot(results: dict, path: Path) -> None:
     for method, r in results["methods"].items():
         if not r.get("elbo"):
             continue
+        colour = METHOD_COLOURS.get(method)
         for axis, x in zip(axes, (r["step"], r["seconds"]), strict=True):
-            (line,) = axis.plot(x, r["elbo"], label=method)
+            axis.plot(x, r["elbo"], label=method, color=colour)
             if "elbo_min" in r:
-                axis.fill_between(
-                    x, r["elbo_min"], r["elbo_max"], color=line.get_color(), alpha=0.2
-                )
+                axis.fill_between(x, r["elbo_min"], r["elbo_max"], color=colour, alpha=0.2)
         values += r["elbo"][len(r["elbo"]) // 10 :]
-    if values:
-        low, high = sorted(values)[len(values) // 20], max(values)
-        axes[0].set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
-    axes[0].set(xlabel="SVI step", ylabel="ELBO (mean over seeds)")
-    axes[1].set(xlabel="wall-clock seconds")
+    finite = sorted(v for v in values if math.isfinite(v))
+    if finite:
+        low, high = finite[len(finite) // 20], finite[-1]
+        margin = 0.05 * (high - low) or 1.0
+        axes[0].set_ylim(low - margin, high + margin)
+    axes[0].set(xlabel="SVI step", ylabel="ELBO estimate (nats, averaged between records)")
+    axes[1].set(xlabel="training seconds (evaluations excluded)")
     axes[0].legend()
-    figure.suptitle(f"{results['model']} ({results['backend']}): ELBO estimates while training")
+    figure.suptitle(
+        f"{results['model']} ({results['backend']}): ELBO while training ({_band_label(results)})"
+    )
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
 
 
@@ -258,45 +286,73 @@ def plot_metric(results: dict, path: Path) -> bool:
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for method, curve in curves.items():
         for axis, x in zip(axes, (curve["step"], curve["seconds"]), strict=True):
-            axis.plot(x, curve["metric"], marker="o", markersize=3, label=method)
-    seeds = results["config"]["seeds"]
-    label = results["metric_name"] + (" (mean over seeds)" if seeds > 1 else "")
-    axes[0].set(xlabel="SVI step", ylabel=label)
+            axis.plot(
+                x,
+                curve["metric"],
+                marker="o",
+                markersize=3,
+                label=method,
+                color=METHOD_COLOURS.get(method),
+            )
+    axes[0].set(xlabel="SVI step", ylabel=f"{results['metric_name']} ({results['metric_unit']})")
     axes[1].set(xlabel="training seconds (evaluations excluded)")
     axes[0].legend()
-    figure.suptitle(f"{results['model']} ({results['backend']}): exact metric while training")
+    figure.suptitle(
+        f"{results['model']} ({results['backend']}): exact metric while training "
+        f"({'mean over seeds' if results['config']['seeds'] > 1 else 'one seed'})"
+    )
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure(figure, path, dpi=110)
     plt.close(figure)
     return True
 
 
 def table(results: dict) -> Table:
-    t = Table(title=f"{results['model']} ({results['backend']}): {results['metric_name']}")
-    for column in ["method", results["metric_name"], "final ELBO", "train seconds", "note"]:
+    title = (
+        f"{results['model']} ({results['backend']}): {results['metric_name']} "
+        f"({results['metric_unit']})"
+    )
+    compiled = any(r.get("compile_seconds") is not None for r in results["methods"].values())
+    t = Table(title=title)
+    columns = ["method", "metric", "final ELBO (nats)", "train seconds"]
+    columns += ["compile seconds"] if compiled else []
+    for column in [*columns, "note"]:
         t.add_column(column, justify="right")
     for method, r in results["methods"].items():
         if r.get("skipped"):
-            t.add_row(method, "-", "-", "-", "skipped")
+            t.add_row(method, *["-"] * (len(columns) - 1), "skipped")
             continue
-        metric = "-" if r["metric"] is None else f"{r['metric']:.2f}"
-        if r["metric"] is not None and r.get("metric_std"):
+        metric = "-" if r.get("metric") is None else f"{r['metric']:.2f}"
+        if r.get("metric") is not None and r.get("metric_std"):
             metric += f" ± {r['metric_std']:.2f}"
-        elbo = f"{r['elbo'][-1]:.2f}" if r["elbo"] else "-"
-        seconds = f"{r['seconds'][-1]:.1f}" if r["seconds"] else "-"
-        t.add_row(method, metric, elbo, seconds, "exact" if method == "enum" else "")
+        elbo = f"{r['elbo'][-1]:.2f}" if r.get("elbo") else "-"
+        seconds = f"{r['seconds'][-1]:.1f}" if r.get("seconds") else "-"
+        cells = [method, metric, elbo, seconds]
+        if compiled:
+            compile_seconds = r.get("compile_seconds")
+            cells.append("-" if compile_seconds is None else f"{compile_seconds:.1f}")
+        note = "failed" if r.get("failed") else ("exact" if method == "enum" else "")
+        t.add_row(*cells, note)
     return t
 
 
+def _failure(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
 def run(args: argparse.Namespace, console: Console) -> dict:
+    """Fit every method for every seed, writing ``results.json`` and the figures to ``--out``.
+    A method that fails is recorded as failed and the others go on; an interrupt (Ctrl-C) stops
+    training and writes what was measured (``results["interrupted"]``)."""
     module = _load(args.model, args.backend)
     config = module.configure(args)
     out = args.out or Path("runs") / f"{args.model}-{args.backend}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output(out)
     results = {
         "model": args.model,
         "backend": args.backend,
         "metric_name": module.METRIC,
+        "metric_unit": module.METRIC_UNIT,
         "tie": module.TIE,
         "config": {
             "methods": args.methods,
@@ -308,7 +364,9 @@ def run(args: argparse.Namespace, console: Console) -> dict:
         "interrupted": False,
     }
     runs: dict[str, list[dict]] = {m: [] for m in args.methods}
+    failures: dict[str, str] = {}
     fitted: dict[str, object] = {}
+    problem = None
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -324,6 +382,8 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                     if reason:
                         results["methods"][method] = {"skipped": reason, "metric": None, "elbo": []}
                         continue
+                    if method in failures:
+                        continue
                     task = progress.add_task(f"{method:>9} seed {seed}", total=config["steps"])
                     run_record = {
                         "seed": seed,
@@ -331,6 +391,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                         "elbo": [],
                         "seconds": [],
                         "metric": None,
+                        "compile_seconds": None,
                         "metric_curve": {"step": [], "seconds": [], "metric": []},
                     }
                     runs[method].append(run_record)
@@ -347,44 +408,83 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                         curve["seconds"].append(float(seconds))
                         curve["metric"].append(float(module.evaluate(problem, now)["metric"]))
 
+                    def on_compile(seconds, record=run_record):
+                        record["compile_seconds"] = float(seconds)
+
                     marks = checkpoint_steps(config["steps"], args.checkpoints)
-                    fitted[method] = module.fit(
-                        problem,
-                        method,
-                        seed=seed,
-                        config=config,
-                        on_step=on_step,
-                        on_checkpoint=on_checkpoint if marks else None,
-                        checkpoints=marks,
-                    )
-                    run_record.update(module.evaluate(problem, fitted[method]))
+                    try:
+                        fitted[method] = module.fit(
+                            problem,
+                            method,
+                            seed=seed,
+                            config=config,
+                            on_step=on_step,
+                            on_checkpoint=on_checkpoint if marks else None,
+                            checkpoints=marks,
+                            on_compile=on_compile,
+                        )
+                        run_record.update(module.evaluate(problem, fitted[method]))
+                    except Exception as error:  # one method failing must not lose the others
+                        failures[method] = _failure(error)
+                        runs[method].pop()
+                        fitted.pop(method, None)
+                        progress.update(task, description=f"{method:>9} seed {seed} failed")
+                        console.print(f"[red]{method} failed (seed {seed}): {failures[method]}")
+                        _record_method(results, method, runs[method], failures)
+                        continue
                     curve = run_record["metric_curve"]
                     curve["step"].append(config["steps"])
                     curve["seconds"].append(run_record["seconds"][-1])
                     curve["metric"].append(float(run_record["metric"]))
-                    results["methods"][method] = _summarise(runs[method])
-            if hasattr(module, "report"):
+                    _record_method(results, method, runs[method], failures)
+        if hasattr(module, "report") and fitted and problem is not None:
+            try:
                 results["reports"] = module.report(problem, fitted, out)
+            except Exception as error:  # the measurements are kept
+                results["report_error"] = _failure(error)
+                console.print(f"[red]report failed: {results['report_error']}")
     except KeyboardInterrupt:
         results["interrupted"] = True
         console.print("[yellow]Interrupted: writing what was measured so far.[/yellow]")
         for method, method_runs in runs.items():
             if method_runs and method_runs[0]["elbo"]:
-                results["methods"][method] = _summarise(method_runs)
+                _record_method(results, method, method_runs, failures)
+    _write(results, out, console)
+    return results
+
+
+def _record_method(results: dict, method: str, method_runs: list[dict], failures: dict) -> None:
+    """The method's summary over its finished runs, with its failure if it had one."""
+    finished = [r for r in method_runs if r["elbo"]]
+    entry = _summarise(finished) if finished else {"metric": None, "elbo": []}
+    if method in failures:
+        entry["failed"] = failures[method]
+    results["methods"][method] = entry
+
+
+def _write(results: dict, out: Path, console: Console) -> None:
+    """``results.json`` and the figures, each written atomically; the table and the verdict."""
     results["verdict"] = verdict(results)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    written = ["results.json"]
+    write_json(out / "results.json", results)  # first: the measurements, before any plotting
     plot(results, out / "elbo.png")
-    plotted_metric = plot_metric(results, out / "metric.png")
+    written.append("elbo.png")
+    if plot_metric(results, out / "metric.png"):
+        written.append("metric.png")
+    results["files"] = written + [
+        name for name in KNOWN_FILES if name not in written and (out / name).is_file()
+    ]
+    write_json(out / "results.json", results)
     console.print(table(results))
     console.print(results["verdict"])
     for line in results.get("reports", []):
         console.print(line)
-    figures = f"{out / 'elbo.png'}" + (f" and {out / 'metric.png'}" if plotted_metric else "")
-    console.print(f"wrote {out / 'results.json'}, {figures}")
-    return results
+    console.print(f"wrote {', '.join(str(out / name) for name in results['files'])}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command: 0 on success, 1 if a method or the report failed (the others' results are
+    written), 2 for a bad option, 130 when interrupted (what was measured is written)."""
     command = parser()
     args = command.parse_args(argv)
     foreign = [
@@ -395,11 +495,26 @@ def main(argv: list[str] | None = None) -> int:
     if foreign:
         command.error(f"--{foreign[0]} does not apply to {args.model}")
     _check_device(args.device, args.backend)
+    console = Console()
     try:
-        run(args, Console())
+        results = run(args, console)
     except ConfigurationError as error:  # a bad model option (e.g. --latent)
         print(f"reinmax-compare: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # --out cannot be written
+        print(f"reinmax-compare: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before training started: nothing was measured
+        print("reinmax-compare: interrupted before training; nothing was written.", file=sys.stderr)
+        return 130
+    if results["interrupted"]:
+        print("reinmax-compare: interrupted; the results so far were written.", file=sys.stderr)
+        return 130
+    failed = [m for m, r in results["methods"].items() if r.get("failed")]
+    if failed or results.get("report_error"):
+        what = ", ".join(failed) + (" and the report" if results.get("report_error") else "")
+        print(f"reinmax-compare: {what.lstrip(', ')} failed; see results.json.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -18,11 +18,19 @@ from numpyro.contrib.funsor import markov
 
 import numpyro_reinmax as nr
 from reinmax_examples.factorial_hmm import Parameters, sequences, start
-from reinmax_examples.fhmm_pyro import METRIC, PARAMETERS, TIE, configure, evaluate, skip_reason
+from reinmax_examples.fhmm_pyro import (
+    METRIC,
+    METRIC_UNIT,
+    PARAMETERS,
+    TIE,
+    configure,
+    evaluate,
+    skip_reason,
+)
 from reinmax_examples.methods import demo
 from reinmax_examples.svi_numpyro import fit_model
 
-__all__ = ["METRIC", "TIE", "configure", "evaluate", "skip_reason"]
+__all__ = ["METRIC", "METRIC_UNIT", "TIE", "configure", "evaluate", "skip_reason"]
 
 
 def model(x, start: dict) -> None:
@@ -64,6 +72,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ) -> Parameters:
     """Fit by ``method``; returns the fitted parameters."""
     _, params = fit_model(
@@ -76,6 +85,7 @@ def fit(
         on_checkpoint=on_checkpoint
         and (lambda step, seconds, fitted: on_checkpoint(step, seconds, _fitted(fitted[1]))),
         checkpoints=checkpoints,
+        on_compile=on_compile,
         discrete_sites=problem.discrete_sites,
     )
     return _fitted(params)

@@ -34,6 +34,7 @@ from reinmax_examples.methods import ConfigurationError, demo
 from reinmax_examples.svi_pyro import fit_model
 
 METRIC = "held-out log-likelihood per time step"
+METRIC_UNIT = "nats per time step"
 TIE = 0.01  # nats per time step: differences below this are seed noise
 ENUM_LIMIT = 1024  # joint states per time step that enumeration is given
 PARAMETERS = ("init", "trans", "weights", "scale")
@@ -99,6 +100,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ) -> Parameters:
     """Fit by ``method``; returns the fitted parameters."""
     arguments = (problem.train, problem.start)
@@ -112,6 +114,7 @@ def fit(
         on_checkpoint=on_checkpoint
         and (lambda step, seconds, _: on_checkpoint(step, seconds, _fitted())),
         checkpoints=checkpoints,
+        on_compile=on_compile,
         discrete_sites=problem.discrete_sites,
     )
     return _fitted()

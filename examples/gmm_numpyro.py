@@ -30,6 +30,7 @@ from reinmax_examples.posteriors import compare_posteriors, log_predictive_densi
 from reinmax_examples.svi_numpyro import fit_model
 
 METRIC = "log predictive density"
+METRIC_UNIT = "nats over the data set"
 TIE = 1.0  # nats over the data set: differences below this are seed noise
 GLOBALS = ("weights", "locs", "scales")
 __all__ = ["configure"]
@@ -70,6 +71,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ):
     """Fit by ``method``; returns (guide, parameters)."""
     bound = partial(model, num_components=problem.num_components)  # a static size under jit
@@ -83,6 +85,7 @@ def fit(
         on_step=on_step,
         on_checkpoint=on_checkpoint,
         checkpoints=checkpoints,
+        on_compile=on_compile,
         init_loc_fn=problem.init,
     )
 

@@ -27,6 +27,7 @@ from reinmax_examples.posteriors import compare_posteriors, log_predictive_densi
 from reinmax_examples.svi_pyro import fit_model
 
 METRIC = "log predictive density"
+METRIC_UNIT = "nats over the data set"
 TIE = 1.0  # nats over the data set: differences below this are seed noise
 GLOBALS = ("weights", "locs", "scales")
 
@@ -36,9 +37,15 @@ def configure(args) -> dict:
     dataset = args.dataset or "iris"
     if dataset not in ("iris", "wine"):
         raise ConfigurationError(f"gmm: --dataset must be iris or wine, got {dataset!r}")
+    components = args.components or 3
+    rows = len(measurements(dataset)[0])
+    if components > rows:
+        raise ConfigurationError(
+            f"gmm: --components {components} is more than the {rows} rows of {dataset}"
+        )
     return {
         "dataset": dataset,
-        "components": args.components or 3,
+        "components": components,
         "steps": args.steps or 1000,
         "lr": args.lr or 0.05,
         "temperature": args.temperature or 1.0,
@@ -80,6 +87,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ):
     """Fit by ``method``; returns the guide (the globals' posterior)."""
     arguments = (problem.x, problem.num_components)
@@ -92,6 +100,7 @@ def fit(
         on_step=on_step,
         on_checkpoint=on_checkpoint,
         checkpoints=checkpoints,
+        on_compile=on_compile,
         init_loc_fn=problem.init,
     )
 

@@ -26,12 +26,14 @@ from numpyro.infer import Predictive
 from numpyro.infer.initialization import init_to_value
 
 import numpyro_reinmax as nr
+from reinmax_examples.artefacts import write_text
 from reinmax_examples.data import lee_corpus
 from reinmax_examples.lda_pyro import TIE, configure
 from reinmax_examples.svi_numpyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
 
 METRIC = "held-out log-likelihood per token"
+METRIC_UNIT = "nats per token"
 __all__ = ["TIE", "configure"]
 
 
@@ -79,6 +81,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ):
     """Fit by ``method``; returns (guide, parameters)."""
     arguments = problem.arguments
@@ -91,6 +94,7 @@ def fit(
         on_step=on_step,
         on_checkpoint=on_checkpoint,
         checkpoints=checkpoints,
+        on_compile=on_compile,
         init_loc_fn=problem.init,
     )
 
@@ -115,7 +119,7 @@ def report(problem: Problem, fitted: dict, out) -> list[str]:
     for method, f in fitted.items():
         topics = top_words(topic_words(problem, f), problem.train.vocabulary)
         lines += [f"{method}:", *("  " + t for t in topics)]
-    (out / "top_words.txt").write_text("\n".join(lines) + "\n")
+    write_text(out / "top_words.txt", "\n".join(lines) + "\n")
     return lines
 
 

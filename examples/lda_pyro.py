@@ -23,11 +23,13 @@ from pyro.infer import Predictive
 from pyro.infer.autoguide import init_to_value
 
 import pyro_reinmax as pr
+from reinmax_examples.artefacts import write_text
 from reinmax_examples.data import lee_corpus
 from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
 
 METRIC = "held-out log-likelihood per token"
+METRIC_UNIT = "nats per token"
 TIE = 0.01  # nats per token
 
 
@@ -88,6 +90,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ):
     """Fit by ``method``; returns the guide."""
     arguments = problem.arguments
@@ -100,6 +103,7 @@ def fit(
         on_step=on_step,
         on_checkpoint=on_checkpoint,
         checkpoints=checkpoints,
+        on_compile=on_compile,
         init_loc_fn=problem.init,
     )
 
@@ -126,7 +130,7 @@ def report(problem: Problem, guides: dict, out) -> list[str]:
             f"{method}:",
             *("  " + t for t in top_words(topic_words(problem, guide), problem.train.vocabulary)),
         ]
-    (out / "top_words.txt").write_text("\n".join(lines) + "\n")
+    write_text(out / "top_words.txt", "\n".join(lines) + "\n")
     return lines
 
 

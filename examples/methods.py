@@ -24,6 +24,15 @@ import time
 
 METHODS = ("reinmax", "reinmax-local", "hybrid", "enum", "reinforce", "st", "st-gumbel")
 
+METHOD_COLOURS = dict(
+    zip(
+        METHODS,
+        ("#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#7f7f7f", "#2ca02c", "#17becf"),
+        strict=True,
+    )
+)
+"""One fixed colour per method in every plot (matplotlib's tab10 colours)."""
+
 ESTIMATOR = {
     "reinmax": "reinmax",
     "reinmax-local": "reinmax",

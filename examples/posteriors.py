@@ -7,10 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import arviz as az
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 from scipy.stats import norm
+
+from reinmax_examples.artefacts import save_figure, write_atomically
+from reinmax_examples.methods import METHOD_COLOURS
 
 
 def log_predictive_density(x: np.ndarray, draws: dict[str, np.ndarray]) -> float:
@@ -37,7 +41,7 @@ def compare_posteriors(draws_by_method: dict[str, dict[str, np.ndarray]], out: P
         summary = az.summary(data, kind="stats", hdi_prob=0.9)
         summaries.append(summary.assign(method=method))
     table = pd.concat(summaries).reset_index(names="variable")
-    table.to_csv(out / "posterior_summary.csv", index=False)
+    write_atomically(out / "posterior_summary.csv", lambda path: table.to_csv(path, index=False))
     axes = az.plot_forest(
         list(datasets.values()),
         model_names=list(datasets),
@@ -45,8 +49,18 @@ def compare_posteriors(draws_by_method: dict[str, dict[str, np.ndarray]], out: P
         combined=True,
         hdi_prob=0.9,
         figsize=(7, 4),
+        colors=[METHOD_COLOURS.get(method, "black") for method in datasets],
     )
-    axes.ravel()[0].figure.savefig(out / "forest.png", dpi=110, bbox_inches="tight")
+    axis = axes.ravel()[0]
+    axis.set_title(
+        "Mixture weights by method: mean, 50% and 90% HDI of the fitted guide's draws\n"
+        "(components sorted by location)",
+        fontsize=10,
+    )
+    axis.set_xlabel("mixture weight")
+    figure = axis.figure
+    save_figure(figure, out / "forest.png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
     weights = table[table["variable"].str.startswith("weights")]
     pivot = weights.pivot(index="variable", columns="method", values="mean").round(3)
     return [

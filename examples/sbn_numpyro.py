@@ -18,7 +18,7 @@ from numpyro.optim import optax_to_numpyro
 
 from reinmax_examples.data import digits
 from reinmax_examples.methods import demo, minibatches
-from reinmax_examples.sbn_pyro import LAYERS, METRIC, TIE, configure, skip_reason
+from reinmax_examples.sbn_pyro import LAYERS, METRIC, METRIC_UNIT, TIE, configure, skip_reason
 from reinmax_examples.svi_numpyro import fit_model
 from reinmax_examples.vae_numpyro import (
     BATCH,
@@ -28,7 +28,7 @@ from reinmax_examples.vae_numpyro import (
     trace_log_weights,
 )
 
-__all__ = ["LAYERS", "METRIC", "TIE", "configure", "skip_reason"]
+__all__ = ["LAYERS", "METRIC", "METRIC_UNIT", "TIE", "configure", "skip_reason"]
 
 
 def encoder(x, *, name: str, units: int):
@@ -77,6 +77,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ):
     """Fit by ``method``; returns (guide, parameters)."""
     rows = minibatches(problem.batches, len(problem.train), BATCH)
@@ -89,6 +90,7 @@ def fit(
         on_step=on_step,
         on_checkpoint=on_checkpoint,
         checkpoints=checkpoints,
+        on_compile=on_compile,
         encoders=problem.encoders,
         discrete_sites=["h1", "h2"],
         create_plates=lambda x: numpyro.plate("data", x.shape[0]),  # batches and test set

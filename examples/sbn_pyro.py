@@ -31,6 +31,7 @@ from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.vae_pyro import BATCH, TEST_SAMPLES, importance_metrics, trace_log_weights
 
 METRIC = "test log-likelihood bound (IWAE-100)"
+METRIC_UNIT = "nats per digit"
 TIE = 0.5  # nats per digit
 LAYERS = {"digits": (32, 8), "mnist": (200, 50)}  # (H1, H2) per data set
 
@@ -112,6 +113,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ):
     """Fit by ``method``; returns (network, guide)."""
     torch.manual_seed(seed)  # the same initial networks for every method
@@ -132,6 +134,7 @@ def fit(
         on_checkpoint=on_checkpoint
         and (lambda step, seconds, guide: on_checkpoint(step, seconds, (network, guide))),
         checkpoints=checkpoints,
+        on_compile=on_compile,
         encoders=encoders,
         discrete_sites=["h1", "h2"],
         create_plates=lambda x, *_: pyro.plate("data", x.shape[0]),  # batches and test set

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import partial
 
@@ -75,16 +76,20 @@ def train(
     on_step: Callable,
     on_checkpoint: Callable | None = None,
     checkpoints=(),
+    on_compile: Callable | None = None,
 ):
     """SVI for ``steps`` jitted steps from ``seed``; returns the parameters. ``arguments(step)``
     gives the model's arguments; ``on_step(step, elbo, seconds)`` records the curve, the ELBO
     averaged over the steps since the last record; ``on_checkpoint(step, seconds, (guide,
     params))`` is called at the steps in ``checkpoints``, its own time not counted in ``seconds``.
-    Compilation happens before the clock starts."""
+    Compilation happens before the clock starts; ``on_compile(seconds)`` gets its duration."""
     svi = SVI(model, guide, optimizer, loss)
     state = svi.init(jax.random.PRNGKey(seed), *arguments(0))
     update = jax.jit(svi.update)
+    began = time.perf_counter()
     jax.block_until_ready(update(state, *arguments(0)))  # compile before timing
+    if on_compile is not None:
+        on_compile(time.perf_counter() - began)
     clock = TrainingClock()
     every, window = record_every(steps), []
     for step in range(steps):
@@ -109,6 +114,7 @@ def fit_model(
     on_step: Callable,
     on_checkpoint: Callable | None = None,
     checkpoints=(),
+    on_compile: Callable | None = None,
     **options,
 ):
     """Fit ``model`` (its discrete sites ``discrete_sites``, ``["z"]`` by default) by ``method``
@@ -133,5 +139,6 @@ def fit_model(
         on_step,
         on_checkpoint,
         checkpoints,
+        on_compile,
     )
     return guide, params

@@ -106,13 +106,15 @@ def fit_model(
     on_step: Callable,
     on_checkpoint: Callable | None = None,
     checkpoints=(),
+    on_compile: Callable | None = None,
     **options,
 ):
     """Fit ``model`` (its discrete sites ``discrete_sites``, ``["z"]`` by default) by ``method``
     with ``config``'s ``steps``,
     ``lr`` and ``temperature``; returns the guide. ``options``: ``init_loc_fn``, ``encoders``,
     ``create_plates``, ``discrete_sites`` (see ``guide_model_loss``), and ``optimizer`` (else
-    ``default_optimizer``)."""
+    ``default_optimizer``). ``on_compile`` is accepted for the NumPyro examples' signature: Pyro
+    runs eagerly, with nothing to compile."""
     optimizer = options.pop("optimizer", None) or default_optimizer(config["lr"])
     options.setdefault("init_loc_fn", None)
     options.setdefault("discrete_sites", ["z"])

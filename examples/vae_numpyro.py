@@ -35,9 +35,17 @@ import numpyro_reinmax as nr
 from reinmax_examples.data import digits
 from reinmax_examples.methods import minibatches
 from reinmax_examples.svi_numpyro import fit_model
-from reinmax_examples.vae_pyro import BATCH, METRIC, TEST_SAMPLES, TIE, configure, skip_reason
+from reinmax_examples.vae_pyro import (
+    BATCH,
+    METRIC,
+    METRIC_UNIT,
+    TEST_SAMPLES,
+    TIE,
+    configure,
+    skip_reason,
+)
 
-__all__ = ["METRIC", "TIE", "configure", "skip_reason"]
+__all__ = ["METRIC", "METRIC_UNIT", "TIE", "configure", "skip_reason"]
 
 
 def dense(name: str, sizes: tuple[int, ...], x):
@@ -107,6 +115,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ):
     """Fit by ``method``; returns (guide, parameters)."""
     rows = minibatches(problem.batches, len(problem.train), BATCH)
@@ -119,6 +128,7 @@ def fit(
         on_step=on_step,
         on_checkpoint=on_checkpoint,
         checkpoints=checkpoints,
+        on_compile=on_compile,
         encoders={"z": problem.encoder},
         create_plates=lambda x: numpyro.plate("data", x.shape[0]),  # batches and test set
         optimizer=_optimizer(config),

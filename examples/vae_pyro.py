@@ -33,6 +33,7 @@ from reinmax_examples.methods import ConfigurationError, minibatches
 from reinmax_examples.svi_pyro import fit_model
 
 METRIC = "test log-likelihood bound (IWAE-100)"
+METRIC_UNIT = "nats per digit"
 TIE = 0.5  # nats per digit
 BATCH = 100
 TEST_SAMPLES = 100
@@ -155,6 +156,7 @@ def fit(
     on_step,
     on_checkpoint=None,
     checkpoints=(),
+    on_compile=None,
 ):
     """Fit by ``method``; returns (decoder, guide)."""
     torch.manual_seed(seed)  # the same initial networks for every method
@@ -172,6 +174,7 @@ def fit(
         on_checkpoint=on_checkpoint
         and (lambda step, seconds, guide: on_checkpoint(step, seconds, (decoder, guide))),
         checkpoints=checkpoints,
+        on_compile=on_compile,
         encoders={"z": encoder},
         create_plates=lambda x, *_: pyro.plate("data", x.shape[0]),  # batches and test set
         optimizer=_optimizer(config),

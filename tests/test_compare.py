@@ -27,11 +27,11 @@ RUNS = [
 ]
 
 
-def _run(tmp_path, model, backend, methods, extra, steps=4, seeds=1):
+def _run(tmp_path, model, backend, methods, extra, steps=4, seeds=1, code=0):
     out = tmp_path / f"{model}-{backend}"
     argv = [model, "--backend", backend, "--methods", methods, "--steps", str(steps)]
     argv += ["--seeds", str(seeds), "--out", str(out), *extra]
-    assert compare.main(argv) == 0
+    assert compare.main(argv) == code
     return json.loads((out / "results.json").read_text()), out
 
 
@@ -84,7 +84,7 @@ def test_an_interrupted_run_keeps_what_it_measured(tmp_path, monkeypatch):
         return real_fit(problem, method, seed=seed, config=config, on_step=on_step, **checkpointing)
 
     monkeypatch.setattr(gmm_pyro, "fit", interrupted_fit)
-    results, _ = _run(tmp_path, "gmm", "pyro", "reinmax,st", [], steps=2)
+    results, _ = _run(tmp_path, "gmm", "pyro", "reinmax,st", [], steps=2, code=130)
     assert results["interrupted"] is True
     assert np.isfinite(results["methods"]["reinmax"]["metric"])
     assert results["methods"]["st"]["elbo"] == [-500.0]
@@ -136,7 +136,9 @@ def test_document_completion_against_a_direct_maximum_likelihood():
     [
         (["nope"], "invalid choice"),
         (["gmm", "--methods", "reinmax,magic"], "unknown method"),
-        (["gmm", "--steps", "0"], "must be > 0"),
+        (["gmm", "--steps", "0"], "must be a finite number > 0"),
+        (["gmm", "--lr", "inf"], "must be a finite number > 0"),
+        (["gmm", "--temperature", "nan"], "must be a finite number > 0"),
         (["gmm", "--backend", "stan"], "invalid choice"),
         (["gmm", "--latent", "8x4"], "does not apply to gmm"),
         (["lda", "--dataset", "iris"], "does not apply to lda"),
@@ -156,6 +158,7 @@ def test_bad_arguments_are_clear_errors(argv, message, capsys):
         (["vae", "--latent", "3x3"], "--latent must be one of"),
         (["gmm", "--dataset", "mnist"], "iris or wine"),
         (["fhmm", "--chains", "9"], "at most 8"),
+        (["gmm", "--components", "151"], "more than the 150 rows of iris"),
     ],
 )
 def test_bad_model_options_are_clear_errors(tmp_path, argv, message, capsys):
@@ -230,3 +233,75 @@ def test_checkpoints_are_evenly_spaced_and_their_time_is_not_training_time():
     with clock.paused():
         time.sleep(0.2)
     assert clock.seconds() < 0.1
+
+
+def _failing(module, failing_method, error):
+    real_fit = module.fit
+
+    def fit(problem, method, **options):
+        if method == failing_method:
+            options["on_step"](1, -500.0, 0.1)
+            raise error
+        return real_fit(problem, method, **options)
+
+    return fit
+
+
+def test_a_failing_method_keeps_the_others(tmp_path, monkeypatch, capsys):
+    from reinmax_examples import gmm_pyro
+
+    monkeypatch.setattr(gmm_pyro, "fit", _failing(gmm_pyro, "st", FloatingPointError("boom")))
+    results, out = _run(tmp_path, "gmm", "pyro", "st,reinmax", [], steps=2, code=1)
+    assert results["methods"]["st"]["failed"] == "FloatingPointError: boom"
+    assert np.isfinite(results["methods"]["reinmax"]["metric"])
+    assert "st failed: FloatingPointError: boom" in results["verdict"]
+    assert "st failed" in capsys.readouterr().err
+    assert (out / "elbo.png").exists()
+
+
+def test_a_failing_report_keeps_the_measurements(tmp_path, monkeypatch):
+    from reinmax_examples import gmm_pyro
+
+    def report(*_):
+        raise RuntimeError("no plot today")
+
+    monkeypatch.setattr(gmm_pyro, "report", report)
+    results, _ = _run(tmp_path, "gmm", "pyro", "reinmax", [], steps=2, code=1)
+    assert results["report_error"] == "RuntimeError: no plot today"
+    assert np.isfinite(results["methods"]["reinmax"]["metric"])
+
+
+def test_a_reused_output_folder_holds_only_the_new_run(tmp_path):
+    out = tmp_path / "gmm-pyro"
+    out.mkdir()
+    (out / "top_words.txt").write_text("an older lda run\n")
+    (out / "extra.txt").write_text("listed by the older run\n")
+    (out / "results.json").write_text(json.dumps({"methods": {"enum": {}}, "files": ["extra.txt"]}))
+    (out / "notes.txt").write_text("the user's own file\n")
+    results, _ = _run(tmp_path, "gmm", "pyro", "reinmax", [], steps=2)
+    assert set(results["methods"]) == {"reinmax"}
+    assert not (out / "top_words.txt").exists() and not (out / "extra.txt").exists()
+    assert (out / "notes.txt").exists()
+    assert set(results["files"]) == {p.name for p in out.iterdir()} - {"notes.txt"}
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert compare.main(["gmm", "--steps", "2", "--out", str(blocker / "out")]) == 2
+    assert "cannot write there" in capsys.readouterr().err
+
+
+def test_files_are_written_atomically(tmp_path):
+    from reinmax_examples.artefacts import write_atomically, write_text
+
+    target = write_text(tmp_path / "results.json", "complete\n")
+
+    def fails_half_way(path):
+        path.write_text("trunc")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_atomically(target, fails_half_way)
+    assert target.read_text() == "complete\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
