@@ -94,3 +94,56 @@ def chain_posterior(initial, transition, locs, observations) -> np.ndarray:
             log_p += -0.5 * (x - locs[state]) ** 2
         posterior[states] = np.exp(log_p)
     return posterior / posterior.sum()
+
+
+def bernoulli_kl(p_log_pair, q_log_pair) -> float:
+    """KL(p || q) for Bernoullis given as float64 pairs (log P(1), log P(0)); 0 log 0 = 0."""
+    total = 0.0
+    for log_a, log_b in zip(p_log_pair, q_log_pair, strict=True):
+        if log_a > -np.inf:
+            total += np.inf if log_b == -np.inf else np.exp(log_a) * (log_a - log_b)
+    return total
+
+
+def bernoulli_pair_from_logit(logit: float) -> tuple[float, float]:
+    return (-np.log1p(np.exp(-logit)), -np.log1p(np.exp(logit)))
+
+
+def bernoulli_pair_from_probability(probability: float) -> tuple[float, float]:
+    with np.errstate(divide="ignore"):
+        return (np.log(probability), np.log1p(-probability))
+
+
+# (parameter, value, (log P(1), log P(0)) in float64) of stock Bernoulli priors
+BERNOULLI_PRIORS = [
+    ("logits", 50.0, bernoulli_pair_from_logit(50.0)),
+    ("logits", -50.0, bernoulli_pair_from_logit(-50.0)),
+    ("logits", 0.7, bernoulli_pair_from_logit(0.7)),
+    ("probs", 1.0, bernoulli_pair_from_probability(1.0)),
+    ("probs", 0.0, bernoulli_pair_from_probability(0.0)),
+    ("probs", 0.3, bernoulli_pair_from_probability(0.3)),
+]
+
+
+def masked_mean_field_loss(logits, prior_probs, model_mask, guide_mask) -> float:
+    """E_q[m_q log q(z) - m_p log p(z)] over rows of one-hot sites, by summing over each row's
+    categories (float64): the mean-field loss of a masked latent site."""
+    logits, prior_probs = np.asarray(logits, np.float64), np.asarray(prior_probs, np.float64)
+    total = 0.0
+    for row, (keep_p, keep_q) in enumerate(zip(model_mask, guide_mask, strict=True)):
+        q = np.exp(logits[row] - np.logaddexp.reduce(logits[row]))
+        for k in range(len(q)):
+            log_p = np.log(prior_probs[row, k]) if keep_p else 0.0
+            total += q[k] * ((np.log(q[k]) if keep_q else 0.0) - log_p)
+    return total
+
+
+def central_differences(function, point, step=1e-6) -> np.ndarray:
+    """The gradient of a scalar ``function`` of an array at ``point``, by central differences."""
+    point = np.asarray(point, np.float64)
+    gradient = np.zeros_like(point)
+    for index in np.ndindex(point.shape):
+        shift = np.zeros_like(point)
+        shift[index] = step
+        gradient[index] = (function(point + shift) - function(point - shift)) / (2 * step)
+    return gradient

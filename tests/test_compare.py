@@ -13,17 +13,20 @@ from reinmax_examples.data import Corpus
 from reinmax_examples.posteriors import log_predictive_density
 from reinmax_examples.topics import document_completion
 
+# Every method runs on both backends somewhere (reinforce and st in the sbn runs); one run keeps
+# the default checkpoints, the others compute the metric twice.
+TWICE = ["--checkpoints", "2"]
 RUNS = [
-    ("gmm", "pyro", "reinmax,enum,reinforce,st,st-gumbel", []),
-    ("gmm", "numpyro", "reinmax,enum,reinforce,st,st-gumbel", []),
-    ("lda", "pyro", "reinmax,enum", ["--topics", "3"]),
-    ("lda", "numpyro", "reinmax,enum", ["--topics", "3"]),
-    ("vae", "pyro", "reinmax,enum,st", ["--dataset", "digits", "--checkpoints", "2"]),
-    ("vae", "numpyro", "reinmax,enum,st", ["--dataset", "digits", "--checkpoints", "2"]),
-    ("sbn", "pyro", "reinmax,st,reinforce,enum,hybrid", ["--checkpoints", "2"]),
-    ("sbn", "numpyro", "reinmax,st,reinforce,enum,hybrid", ["--checkpoints", "2"]),
-    ("fhmm", "pyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2"]),
-    ("fhmm", "numpyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2"]),
+    ("gmm", "pyro", "reinmax,enum,st-gumbel", TWICE),
+    ("gmm", "numpyro", "reinmax,enum,st-gumbel", TWICE),
+    ("lda", "pyro", "reinmax,enum", ["--topics", "3", *TWICE]),
+    ("lda", "numpyro", "reinmax,enum", ["--topics", "3", *TWICE]),
+    ("vae", "pyro", "reinmax,enum,st", ["--dataset", "digits", *TWICE]),
+    ("vae", "numpyro", "reinmax,enum,st", ["--dataset", "digits", *TWICE]),
+    ("sbn", "pyro", "reinmax,st,reinforce,enum,hybrid", []),
+    ("sbn", "numpyro", "reinmax,st,reinforce,enum,hybrid", TWICE),
+    ("fhmm", "pyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2", *TWICE]),
+    ("fhmm", "numpyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2", *TWICE]),
 ]
 
 
@@ -305,3 +308,28 @@ def test_files_are_written_atomically(tmp_path):
         write_atomically(target, fails_half_way)
     assert target.read_text() == "complete\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_ctrl_c_during_jax_compilation_exits_130_and_keeps_the_finished_methods(
+    tmp_path, monkeypatch
+):
+    import jax
+
+    real_jit, compiled = jax.jit, []
+
+    def jit(fn, *args, **kwargs):
+        if getattr(fn, "__name__", "") == "update":  # SVI.update: one per method
+            compiled.append(fn)
+            if len(compiled) == 2:
+
+                def interrupted(*_, **__):
+                    raise KeyboardInterrupt
+
+                return interrupted
+        return real_jit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(jax, "jit", jit)
+    results, _ = _run(tmp_path, "gmm", "numpyro", "reinmax,st", [], steps=2, code=130)
+    assert results["interrupted"] is True
+    assert np.isfinite(results["methods"]["reinmax"]["metric"])
+    assert "st" not in results["methods"]  # interrupted while compiling: nothing measured

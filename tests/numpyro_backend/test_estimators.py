@@ -209,7 +209,8 @@ def test_any_positive_temperature_gives_the_formula(logits, log10_temperature, e
     )
     assert np.isfinite(grad).all()
     expected = FORMULAS[estimator](logits, np.asarray(sample), g, h, temperature)
-    np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-12)
+    scale = max(1.0, float(np.abs(expected).max()))  # entries cancel at the scale of the largest
+    np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-12 * scale)
 
 
 @pytest.mark.parametrize("temperature", [1e-39, 1e-300])

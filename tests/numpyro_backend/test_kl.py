@@ -10,7 +10,7 @@ from numpyro.distributions.kl import kl_divergence
 
 import numpyro_reinmax as nr
 from numpyro_reinmax.infer import TraceMeanField_ELBO
-from reference import softmax
+from reference import BERNOULLI_PRIORS, bernoulli_kl, bernoulli_pair_from_logit, softmax
 
 ONE_HOT = [
     nr.OneHotCategorical,
@@ -130,36 +130,7 @@ def test_trace_mean_field_uses_the_bernoulli_kl(guide_cls):
         np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
 
-def _bernoulli_reference_kl(p_log_pair, q_log_pair):
-    """KL(p || q) for Bernoullis given as float64 pairs (log P(1), log P(0)); 0 log 0 = 0."""
-    total = 0.0
-    for log_a, log_b in zip(p_log_pair, q_log_pair, strict=True):
-        if log_a > -np.inf:
-            total += np.inf if log_b == -np.inf else np.exp(log_a) * (log_a - log_b)
-    return total
-
-
-def _from_logit(logit):
-    return (-np.log1p(np.exp(-logit)), -np.log1p(np.exp(logit)))
-
-
-def _from_probability(probability):
-    with np.errstate(divide="ignore"):
-        return (np.log(probability), np.log1p(-probability))
-
-
-# (parameter, value, (log P(1), log P(0)) in float64)
-STOCK_PRIORS = [
-    ("logits", 50.0, _from_logit(50.0)),
-    ("logits", -50.0, _from_logit(-50.0)),
-    ("logits", 0.7, _from_logit(0.7)),
-    ("probs", 1.0, _from_probability(1.0)),
-    ("probs", 0.0, _from_probability(0.0)),
-    ("probs", 0.3, _from_probability(0.3)),
-]
-
-
-@pytest.mark.parametrize(("parameter", "value", "prior_pair"), STOCK_PRIORS)
+@pytest.mark.parametrize(("parameter", "value", "prior_pair"), BERNOULLI_PRIORS)
 @pytest.mark.parametrize("touch_the_other", [False, True])
 @pytest.mark.parametrize("guide_cls", BERNOULLI)
 def test_bernoulli_kl_does_not_depend_on_lazily_computed_parameters(
@@ -169,7 +140,7 @@ def test_bernoulli_kl_does_not_depend_on_lazily_computed_parameters(
     if touch_the_other:
         getattr(prior, "probs" if parameter == "logits" else "logits")
     guide = guide_cls(logits=jnp.asarray(0.3))
-    guide_pair = _from_logit(0.3)
+    guide_pair = bernoulli_pair_from_logit(0.3)
     forward, backward = kl_divergence(guide, prior), kl_divergence(prior, guide)
-    np.testing.assert_allclose(forward, _bernoulli_reference_kl(guide_pair, prior_pair), rtol=1e-9)
-    np.testing.assert_allclose(backward, _bernoulli_reference_kl(prior_pair, guide_pair), rtol=1e-9)
+    np.testing.assert_allclose(forward, bernoulli_kl(guide_pair, prior_pair), rtol=1e-9)
+    np.testing.assert_allclose(backward, bernoulli_kl(prior_pair, guide_pair), rtol=1e-9)
