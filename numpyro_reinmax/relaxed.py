@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax.scipy.special import gammaln, logsumexp
 from numpyro.distributions import constraints
 
+from .estimators import tempered_softmax
 from .masking import safe_log
 from .one_hot import CategoricalParameters
 
@@ -46,7 +47,7 @@ class RelaxedOneHotCategorical(CategoricalParameters):
     def sample(self, key, sample_shape=()):
         shape = tuple(sample_shape) + self.batch_shape + self.event_shape
         noise = jax.random.gumbel(key, shape, jnp.result_type(self.logits))
-        return jax.nn.softmax((self.logits + noise) / self.temperature, -1)
+        return tempered_softmax(self.logits + noise, self.temperature)
 
     def log_prob(self, value):
         if self._validate_args:

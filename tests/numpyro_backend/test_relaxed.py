@@ -52,3 +52,12 @@ def test_samples_are_reparameterized_and_on_the_simplex(key):
         lambda x: nr.RelaxedOneHotCategorical(logits=x, temperature=0.5).sample(key)[0]
     )(jnp.zeros(3))
     assert jnp.abs(grad).sum() > 0
+
+
+def test_huge_logits_under_jit_give_a_point_of_the_simplex(key):
+    """``softmax((logits + G) / tau)`` is NaN under jit for logits of about 1e20 and more."""
+    d = nr.RelaxedOneHotCategorical(
+        logits=jnp.array([1e30, -1e30, 0.0], jnp.float32), temperature=1.3
+    )
+    value = jax.jit(d.sample)(key)
+    np.testing.assert_allclose(value, [1.0, 0.0, 0.0])
