@@ -8,9 +8,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Test workers (pytest-xdist): one per core by default; `make test PYTEST_ARGS="-n 0 -k elbo"`
+# Test workers (pytest-xdist): one per core, idle workers steal queued tests (the slow ones
+# come last); `make test PYTEST_ARGS="-n 0 -k elbo"`
 # runs in one process, selected tests only.
-PYTEST_ARGS ?= -n auto
+PYTEST_ARGS ?= -n auto --dist worksteal
 
 .PHONY: install demo test lint format bench
 
