@@ -134,9 +134,10 @@ checks. Compiled once per rule and input shape, so eager calls are fast too."""
 def _estimator(rule_name: str, key, logits, temperature):
     temperature = check_temperature(temperature)
     logits = jnp.asarray(logits)
-    check_event_array("logits", logits)  # dtype and shape: no data-dependent work
     if validation_enabled():
-        check_logits(logits)  # concrete values only: skipped under jit and vmap
+        check_logits(logits)  # dtype and shape; values only when concrete (not under jit, vmap)
+    else:
+        check_event_array("logits", logits)  # dtype and shape: no data-dependent work
     return estimate(rule_name, key, logits, temperature)
 
 

@@ -78,10 +78,10 @@ def keep_model_masks(model_trace, guide_trace, loss_name: str) -> None:
             continue
         if name not in guide_trace.nodes:
             refuse_unguided_latent(name, site["fn"], loss_name)
-        fn, model_mask = site["fn"], site["mask"]
+        fn, masks = site["fn"], [site["mask"]]
         if isinstance(fn, MaskedDistribution):
-            fn, model_mask = fn.base_dist, combine_masks(model_mask, fn._mask)
-        model_mask = combine_masks(model_mask)
+            fn, masks = fn.base_dist, [*masks, fn._mask]
+        model_mask = combine_masks(*masks)
         if model_mask is None:
             continue
         guide_site = guide_trace.nodes[name]
