@@ -29,10 +29,21 @@ def contract_dim(log_factor, weights, dim: int):
     return jnp.where(hits_masked, -jnp.inf, total)
 
 
-def weights_on_dim(one_hot, dim: int):
+def weights_on_dim(one_hot, dim: int, time_dim: int | None = None):
     """Move the category axis (last) of ``one_hot`` (``batch_shape + (K,)``) to the enumeration
-    dimension ``dim`` of a log-factor whose batch axes align with ``batch_shape`` on the right."""
-    batch_dims = jnp.ndim(one_hot) - 1
-    categories = jnp.moveaxis(one_hot, -1, 0)
-    padding = (1,) * (-dim - 1 - batch_dims)
-    return categories.reshape(categories.shape[:1] + padding + categories.shape[1:])
+    dimension ``dim`` of a log-factor whose batch axes align with ``batch_shape`` on the right.
+
+    With ``time_dim`` (a factor of the scanned steps of NumPyro's ``scan``, left of ``dim``),
+    ``one_hot`` is ``(steps,) + batch_shape + (K,)`` and its first axis goes to ``time_dim``.
+    """
+    if time_dim is None:
+        batch_dims = jnp.ndim(one_hot) - 1
+        categories = jnp.moveaxis(one_hot, -1, 0)
+        padding = (1,) * (-dim - 1 - batch_dims)
+        return categories.reshape(categories.shape[:1] + padding + categories.shape[1:])
+    steps, *batch, categories = jnp.shape(one_hot)
+    shape = [1] * -time_dim
+    shape[time_dim], shape[dim] = steps, categories
+    if batch:
+        shape[-len(batch) :] = batch
+    return jnp.moveaxis(one_hot, -1, 1).reshape(shape)

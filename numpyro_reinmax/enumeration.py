@@ -15,9 +15,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from numpyro.distributions import Distribution, constraints
-from numpyro.primitives import Messenger
 
 from .constraints import one_hot
+from .scan_body import ScanAwareMessenger, register_batch_promotion
 
 __all__ = ["enum_onehot"]
 
@@ -25,6 +25,7 @@ _CATEGORIES = "_enum_onehot_categories"
 _INDEX_ALLOWED = "_enum_onehot_index_allowed"
 
 
+@register_batch_promotion
 class NotReparameterized(Distribution):
     """``base`` with its samples cut from the gradient (``has_rsample`` False)."""
 
@@ -97,14 +98,15 @@ def enumerating() -> bool:
     return any(isinstance(handler, enum) for handler in _PYRO_STACK)
 
 
-class enum_onehot(Messenger):
+class enum_onehot(ScanAwareMessenger):
     """Configure a model's latent one-hot sites for exact enumeration.
 
     ``TraceEnum_ELBO`` then sums them out exactly as it sums out ``Categorical`` sites (the same
     loss), whether the model uses :class:`~numpyro_reinmax.OneHotCategorical` or a reparameterized
     one-hot class; NUTS marginalises them the same way. A site's own ``infer={"enumerate": ...}``
     is respected. Other discrete sites keep their configuration (use NumPyro's
-    ``config_enumerate`` for them).
+    ``config_enumerate`` for them). Sites inside ``numpyro.contrib.control_flow.scan`` are
+    configured too (carry the one-hot value from step to step as usual).
 
     Example::
 
@@ -112,8 +114,8 @@ class enum_onehot(Messenger):
         svi = SVI(enum_onehot(model), guide_for_the_continuous_sites, optimizer, elbo)
     """
 
-    def process_message(self, msg) -> None:
-        if msg["type"] != "sample" or msg["is_observed"] or not _is_one_hot(msg["fn"]):
+    def process_sample(self, msg) -> None:
+        if msg["is_observed"] or not _is_one_hot(msg["fn"]):
             return
         infer = msg["infer"]
         infer.setdefault("enumerate", "parallel")
@@ -127,9 +129,9 @@ class enum_onehot(Messenger):
             return
         show_as_index(msg)
 
-    def postprocess_message(self, msg) -> None:
+    def postprocess_sample(self, msg) -> None:
         restore_one_hot(msg)
-        if msg["type"] == "sample" and _INDEX_ALLOWED in msg["infer"]:
+        if _INDEX_ALLOWED in msg["infer"]:
             value = msg["value"]
             if jnp.issubdtype(jnp.result_type(value), jnp.integer):
                 k = msg["infer"][_INDEX_ALLOWED]
@@ -150,7 +152,11 @@ def show_as_index(msg) -> None:
 
 def restore_one_hot(msg) -> None:
     """After :func:`show_as_index`: the trace recorded the index; the model's code continues with
-    one-hot values."""
-    if msg["type"] == "sample" and _CATEGORIES in msg["infer"]:
+    one-hot values (once: a value already one-hot is left as it is)."""
+    if (
+        msg["type"] == "sample"
+        and _CATEGORIES in msg["infer"]
+        and jnp.issubdtype(jnp.result_type(msg["value"]), jnp.integer)
+    ):
         k = msg["infer"][_CATEGORIES]
         msg["value"] = jax.nn.one_hot(msg["value"], k, dtype=jnp.result_type(float))

@@ -170,6 +170,8 @@ class AutoReinMax(AutoGuide):
                 continue
             for frame in site["cond_indep_stack"]:
                 self._prototype_frames[frame.name] = frame
+                # a plate inside scan's body is not recorded as a site: its size is the frame's
+                self._prototype_frame_full_sizes.setdefault(frame.name, frame.size)
             if not site["fn"].support.is_discrete:
                 continuous.append(name)
             elif support_kind(site["fn"].support) is None:

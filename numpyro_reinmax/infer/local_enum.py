@@ -32,12 +32,12 @@ import jax
 import jax.numpy as jnp
 from numpyro.handlers import block, replay, seed, substitute, trace
 from numpyro.infer.elbo import ELBO, guess_max_plate_nesting
-from numpyro.primitives import Messenger
 
 from ..contraction import contract_dim, weights_on_dim
 from ..enumeration import _is_one_hot, restore_one_hot, show_as_index
 from ..families import support_kind, unwrap
 from ..reparameterized import ProbsOrLogits
+from ..scan_body import ScanAwareMessenger, base_name, steps_back
 from .site_context import NameFailingSite
 
 __all__ = ["TraceLocalEnum_ELBO"]
@@ -69,32 +69,46 @@ def _enumerable(fn, kind: str) -> bool:
     )
 
 
-def factor_parents(site, names: list[str]) -> dict:
-    """The named enumerated sites that a site's factor depends on: dim -> name."""
+def factor_parents(site, names) -> dict:
+    """The enumerated sites among ``names`` (guide site names) that a site's factor depends on:
+    dim -> name of the dim (inside ``scan``, ``_PREV_`` names are the same site's earlier steps)."""
     return {
-        dim: name for dim, name in site["infer"].get("dim_to_name", {}).items() if name in names
+        dim: name
+        for dim, name in site["infer"].get("dim_to_name", {}).items()
+        if base_name(name) in names
     }
 
 
+def _factor_shape(site) -> tuple:
+    """The batch shape of a site's log-density (its distribution's and value's, broadcast)."""
+    value_shape = jnp.shape(site["value"])
+    return jnp.broadcast_shapes(
+        site["fn"].batch_shape, value_shape[: len(value_shape) - site["fn"].event_dim]
+    )
+
+
 def over_budget(model_trace, names: list[str], max_configurations: int) -> set:
-    """The named enumerated sites to take out of enumeration so that no factor's enumerated
-    parents (among ``names``, in trace order) exceed ``max_configurations`` joint configurations:
-    for each factor over the budget, its parents from the last one backwards."""
+    """The sites among ``names`` (enumerated, in trace order) to take out of enumeration so that
+    no factor's enumerated parents exceed ``max_configurations`` joint configurations: for each
+    factor over the budget, its parents from the last one backwards."""
     demote = set()
     for site in model_trace.values():
         if site["type"] != "sample":
             continue
-        parents = factor_parents(site, names).values()
-        sizes = {name: jnp.shape(model_trace[name]["value"])[0] for name in parents}
-        order = sorted(sizes, key=names.index)
+        shape = _factor_shape(site)
+        sizes = {
+            dim_name: shape[dim] if -dim <= len(shape) else 1
+            for dim, dim_name in factor_parents(site, names).items()
+        }
+        order = sorted(sizes, key=lambda n: (names.index(base_name(n)), -steps_back(n)))
         while math.prod(sizes[n] for n in order) > max_configurations:
-            demote.add(order.pop())
+            demote.add(base_name(order.pop()))
     return demote
 
 
-class _OneHotEnumeration(Messenger):
-    """Marks sites for parallel enumeration; one-hot sites are shown to the enumeration handler as
-    their index, and the model's code receives one-hot values."""
+class _OneHotEnumeration(ScanAwareMessenger):
+    """Marks sites for parallel enumeration (inside ``scan`` too); one-hot sites are shown to the
+    enumeration handler as their index, and the model's code receives one-hot values."""
 
     @staticmethod
     def _enumerate(msg) -> None:
@@ -102,7 +116,7 @@ class _OneHotEnumeration(Messenger):
         if _is_one_hot(msg["fn"]):
             show_as_index(msg)
 
-    def postprocess_message(self, msg) -> None:
+    def postprocess_sample(self, msg) -> None:
         restore_one_hot(msg)
 
 
@@ -110,7 +124,11 @@ class _EnumerateLocally(_OneHotEnumeration):
     """Mark the guide's reparameterized discrete sites for parallel enumeration in the model (when
     NumPyro can enumerate them and they are not scored at the sample; those take the guide's value)
     and the discrete model sites that the guide does not sample (summed out). One-hot sites are
-    shown to the enumeration handler as their index; the model's code receives one-hot values."""
+    shown to the enumeration handler as their index; the model's code receives one-hot values.
+
+    Inside ``scan``, the guide's value of a site carries the steps on its first axis (as the
+    guide of a ``scan`` model records it); :attr:`scan_lengths` maps each enumerated site of a
+    ``scan`` body to (steps unrolled by NumPyro's enumeration, number of steps)."""
 
     def __init__(self, fn, guide_trace, candidates: dict, scored_at_sample: set) -> None:
         super().__init__(fn)
@@ -118,11 +136,36 @@ class _EnumerateLocally(_OneHotEnumeration):
         self.candidates = candidates
         self.scored_at_sample = scored_at_sample
         self.not_enumerable: dict[str, str] = {}
+        self.scan_lengths: dict[str, tuple[int, int]] = {}
+        self._scan: tuple[int, int] | None = None
 
-    def process_message(self, msg) -> None:
-        if msg["type"] != "sample" or msg["is_observed"]:
+    def enter_scan(self, msg) -> None:
+        _, _, xs, length, reverse = msg["args"]
+        history = msg["kwargs"].get("history", 1)
+        if reverse or history < 1:
+            raise NotImplementedError(
+                "TraceLocalEnum_ELBO supports scan(..., reverse=False, history>=1) only, got "
+                f"reverse={reverse}, history={history}: write the loop forwards, or as a Python "
+                "loop with numpyro.contrib.funsor.markov."
+            )
+        if length is None:
+            length = jnp.shape(jax.tree.leaves(xs)[0])[0]
+        self._scan = (min(2 * history - 1, length), length)
+        # NumPyro's scan ignores replay while it enumerates: hand it the guide's values of the
+        # sites it draws at the sample (continuous sites, discrete sites not enumerated)
+        drawn = {
+            name: site["value"]
+            for name, site in self.guide_trace.items()
+            if site["type"] == "sample"
+            and (name not in self.candidates or name in self.scored_at_sample)
+        }
+        msg["kwargs"]["substitute_stack"].append(("substitute", drawn))
+
+    def process_sample(self, msg) -> None:
+        if msg["is_observed"]:
             return
         name, fn = msg["name"], msg["fn"]
+        in_scan = msg["infer"].get(self.seen_key, False)
         if name not in self.guide_trace:
             if fn.support.is_discrete:
                 if not (_is_one_hot(fn) or fn.has_enumerate_support):
@@ -140,11 +183,20 @@ class _EnumerateLocally(_OneHotEnumeration):
         if name not in self.scored_at_sample:
             if _enumerable(fn, kind):
                 msg["infer"][_LOCAL] = True
+                if in_scan:
+                    self.scan_lengths[name] = self._scan
                 self._enumerate(msg)
                 return
             self.not_enumerable[name] = type(unwrap(fn)).__name__
             self.scored_at_sample.add(name)
-        msg["value"] = self.guide_trace[name]["value"]
+            if in_scan:
+                raise _RetraceScoredSites  # the scan's substitutions are fixed at its start
+        if not in_scan:
+            msg["value"] = self.guide_trace[name]["value"]
+
+
+class _RetraceScoredSites(Exception):
+    """A site inside ``scan`` turned out not enumerable: trace again, scoring it at the sample."""
 
 
 class _AdmitForEnumeration(_OneHotEnumeration):
@@ -160,8 +212,8 @@ class _AdmitForEnumeration(_OneHotEnumeration):
             nesting,
         )
 
-    def process_message(self, msg) -> None:
-        if msg["type"] != "sample" or msg["is_observed"]:
+    def process_sample(self, msg) -> None:
+        if msg["is_observed"]:
             return
         name, fn = msg["name"], msg["fn"]
         kind = self.candidates.get(name)
@@ -194,17 +246,22 @@ def choose_enumerated(
         enumerated_model = enum(admit, first_available_dim=-1 - max_plate_nesting)
         with block(), plate_to_enum_plate():
             model_trace = packed_trace(enumerated_model).get_trace(*args, **kwargs)
-        enumerated = [
+        enumerated = _in_trace_order(
             name
             for name, site in model_trace.items()
-            if name in candidates
-            and name not in refused
+            if base_name(name) in candidates
+            and base_name(name) not in refused
             and site["infer"].get("enumerate") == "parallel"
-        ]
+        )
         demote = over_budget(model_trace, enumerated, max_configurations)
         if not demote:
             return enumerated
         refused |= demote
+
+
+def _in_trace_order(names) -> list[str]:
+    """Distinct site names without their ``_PREV_`` prefixes, in order of first appearance."""
+    return list(dict.fromkeys(base_name(name) for name in names))
 
 
 class TraceLocalEnum_ELBO(ELBO):
@@ -216,8 +273,9 @@ class TraceLocalEnum_ELBO(ELBO):
     package's reparameterized distributions (``AutoReinMax``, ``ReinMaxOneHotCategorical``,
     ``ReinMaxBernoulli``, ...), the model unchanged. Discrete model sites the guide does not sample
     are summed out exactly. ``numpyro.plate``, subsampling, ``numpyro.contrib.funsor.markov`` (a
-    Python loop), ``handlers.mask`` and ``handlers.scale`` work; ``scan`` does not yet (an error
-    says so).
+    Python loop), ``numpyro.contrib.control_flow.scan`` (forwards; the guide's value of a site in
+    the scan body carries the steps on its first axis, as NumPyro records it), ``handlers.mask``
+    and ``handlers.scale`` work.
 
     Args:
         num_particles: the number of particles (vectorized with ``vmap``).
@@ -307,12 +365,17 @@ class TraceLocalEnum_ELBO(ELBO):
         from numpyro.contrib.funsor import enum, plate_to_enum_plate
         from numpyro.contrib.funsor import trace as packed_trace
 
-        local = _EnumerateLocally(
-            replay(model, trace=replayed), guide_trace, candidates, self.scored_at_sample
-        )
-        enumerated = enum(local, first_available_dim=-1 - self.max_plate_nesting)
-        with plate_to_enum_plate():
-            model_trace = packed_trace(enumerated).get_trace(*args, **kwargs)
+        while True:
+            local = _EnumerateLocally(
+                replay(model, trace=replayed), guide_trace, candidates, self.scored_at_sample
+            )
+            enumerated = enum(local, first_available_dim=-1 - self.max_plate_nesting)
+            try:
+                with plate_to_enum_plate():
+                    model_trace = packed_trace(enumerated).get_trace(*args, **kwargs)
+                break
+            except _RetraceScoredSites:
+                continue
         if local.not_enumerable:
             warnings.warn(
                 "TraceLocalEnum_ELBO: model sites "
@@ -321,24 +384,42 @@ class TraceLocalEnum_ELBO(ELBO):
                 "sample. Put their event dims in a plate to linearise their factors.",
                 stacklevel=2,
             )
-        self.enumerated_sites = [
+        self.enumerated_sites = _in_trace_order(
             name
             for name, site in model_trace.items()
             if site["type"] == "sample" and site["infer"].get(_LOCAL)
-        ]
-        for name, site in model_trace.items():
-            if site["type"] == "sample" and any(
-                n.startswith("_time") or n.startswith("_PREV_")
-                for n in site["infer"].get("dim_to_name", {}).values()
-            ):
-                raise NotImplementedError(
-                    f"site {name!r} is inside scan: TraceLocalEnum_ELBO supports Python-loop "
-                    "markov (numpyro.contrib.funsor.markov) but not scan yet."
-                )
+        )
+        self._scan_lengths = local.scan_lengths
         return model_trace
 
     def _over_budget(self, model_trace) -> set:
         return over_budget(model_trace, self.enumerated_sites, self.max_configurations)
+
+    def _guide_weights(self, guide_trace, dim_name: str, site, log_prob, analytic: bool):
+        """The sampled one-hot values (the guide's probabilities where ``analytic``) of the
+        enumerated site named ``dim_name`` in a factor, as ``batch_shape + (K,)``; inside
+        ``scan``, the steps that the factor's dim refers to, the steps on the factor's time dim."""
+        guide_site = guide_trace[base_name(dim_name)]
+        if analytic:
+            weights = _guide_probs(guide_site)
+        else:
+            weights = _one_hot_view(support_kind(guide_site["fn"].support), guide_site["value"])
+        if base_name(dim_name) not in self._scan_lengths:
+            return weights, None
+        unrolled, length = self._scan_lengths[base_name(dim_name)]
+        if jnp.shape(weights)[0] != length:
+            raise ValueError(
+                f"guide site {base_name(dim_name)!r}: the model draws it in a scan of {length} "
+                f"steps, but the guide's value has shape {jnp.shape(weights)}: give it the steps "
+                "on its first axis (as a guide written with scan, or AutoReinMax, does)."
+            )
+        step = unrolled - steps_back(dim_name)  # the dim's step (the first, in the scanned part)
+        time_dim = next(
+            (d for d, n in site["infer"]["dim_to_name"].items() if n.startswith("_time")), None
+        )
+        if time_dim is None:
+            return weights[step], None
+        return weights[step : step + jnp.shape(log_prob)[time_dim]], time_dim
 
     def _log_factor(self, site, guide_trace):
         """The site's log-density, contracted with its sampled-and-enumerated parents, and the
@@ -350,33 +431,35 @@ class TraceLocalEnum_ELBO(ELBO):
             if jnp.ndim(log_prob) < -dim or jnp.shape(log_prob)[dim] == 1:
                 del dim_to_name[dim]
                 continue
-            guide_site = guide_trace[parent]
-            if self.analytic_kl and parent == site["name"]:
-                weights = _guide_probs(guide_site)
-            else:
-                weights = _one_hot_view(support_kind(guide_site["fn"].support), guide_site["value"])
-            log_prob = contract_dim(log_prob, weights_on_dim(weights, dim), dim)
+            analytic = self.analytic_kl and parent == site["name"]
+            weights, time_dim = self._guide_weights(guide_trace, parent, site, log_prob, analytic)
+            log_prob = contract_dim(log_prob, weights_on_dim(weights, dim, time_dim), dim)
             del dim_to_name[dim]
         return log_prob, dim_to_name
 
     def _model_log_joint(self, model_trace, guide_trace):
         import funsor
+        from numpyro.contrib.funsor.infer_util import compute_markov_factors
 
         sum_vars = frozenset(
             name
             for name, site in model_trace.items()
             if site["type"] == "sample"
             and not site["is_observed"]
-            and name not in self.enumerated_sites
+            and base_name(name) not in self.enumerated_sites
             and site["infer"].get("enumerate") == "parallel"
         )
         total = 0.0
-        enumerated_factors, scales = [], set()
-        plates = set()
+        factors, scales, plates = [], set(), set()
+        # inside scan: the factors of each time dim, their earlier-step variables, and the
+        # variables of the steps' summed-out sites (as NumPyro's TraceEnum_ELBO)
+        time_factors, earlier_vars, names_of_site = {}, {}, {}
+        history = 0
         for site in model_trace.values():
             if site["type"] != "sample":
                 continue
             log_prob, dim_to_name = self._log_factor(site, guide_trace)
+            names_of_site[site["name"]] = frozenset(dim_to_name.values())
             scale = 1.0 if site["scale"] is None else site["scale"]
             if sum_vars.isdisjoint(dim_to_name.values()):
                 total = total + jnp.sum(scale * log_prob)
@@ -385,10 +468,44 @@ class TraceLocalEnum_ELBO(ELBO):
                 raise ValueError("enumeration supports only a scalar handlers.scale")
             scales.add(float(scale))
             plates |= {f.name for f in site["cond_indep_stack"]}
-            enumerated_factors.append(
-                funsor.to_funsor(log_prob, output=funsor.Real, dim_to_name=dim_to_name)
+            factor = funsor.to_funsor(log_prob, output=funsor.Real, dim_to_name=dim_to_name)
+            time = next((n for n in dim_to_name.values() if n.startswith("_time")), None)
+            if time is None:
+                factors.append(factor)
+                continue
+            size = jnp.shape(log_prob)[_dim_of(dim_to_name, time)]
+            time_var = funsor.Variable(time, funsor.Bint[size])
+            time_factors.setdefault(time_var, []).append(factor)
+            earlier = frozenset(n for n in dim_to_name.values() if steps_back(n))
+            earlier_vars[time_var] = earlier_vars.get(time_var, frozenset()) | earlier
+            history = max(history, max(steps_back(n) for n in dim_to_name.values()))
+        for time_var in [t for t, earlier in earlier_vars.items() if not earlier]:
+            # no summed-out site links the steps: the time dim is a plate
+            factors += time_factors.pop(time_var)
+            del earlier_vars[time_var]
+            plates.add(time_var.name)
+        if time_factors:
+            markov_dims = {
+                time_var: frozenset().union(
+                    *(
+                        names_of_site[base_name(v)]
+                        for v in earlier
+                        if v in names_of_site.get(base_name(v), ())
+                    )
+                )
+                for time_var, earlier in earlier_vars.items()
+            }
+            factors += compute_markov_factors(
+                time_factors,
+                earlier_vars,
+                markov_dims,
+                sum_vars,
+                frozenset(plates),
+                history,
+                funsor.ops.logaddexp,
+                funsor.ops.add,
             )
-        if enumerated_factors:
+        if factors:
             if len(scales) != 1:
                 raise ValueError(
                     "the factors of the summed-out sites must share one scale (subsampling "
@@ -398,7 +515,7 @@ class TraceLocalEnum_ELBO(ELBO):
                 marginal = funsor.sum_product.sum_product(
                     funsor.ops.logaddexp,
                     funsor.ops.add,
-                    enumerated_factors,
+                    factors,
                     eliminate=sum_vars | plates,
                     plates=frozenset(plates),
                 )
@@ -418,6 +535,10 @@ class TraceLocalEnum_ELBO(ELBO):
             scale = 1.0 if site["scale"] is None else site["scale"]
             total = total + jnp.sum(scale * log_prob)
         return total
+
+
+def _dim_of(dim_to_name, name: str) -> int:
+    return next(dim for dim, n in dim_to_name.items() if n == name)
 
 
 def _guide_log_probs(guide_site):
