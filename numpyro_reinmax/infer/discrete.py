@@ -14,10 +14,24 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 from numpyro.handlers import block, substitute, trace
+from numpyro.primitives import Messenger
 
 from ..enumeration import _is_one_hot, enum_onehot
 
 __all__ = ["infer_discrete"]
+
+
+class _RefuseScan(Messenger):
+    """NumPyro's infer_discrete fails inside ``scan`` (NumPyro 0.22: "Could not extract point
+    from -inf"): say so, and what works."""
+
+    def process_message(self, msg) -> None:
+        if msg["type"] == "control_flow":
+            raise NotImplementedError(
+                "infer_discrete does not support numpyro.contrib.control_flow.scan (NumPyro's own "
+                "fails there): write the loop as a Python loop with numpyro.contrib.funsor.markov, "
+                "or read the guide's logits (AutoReinMax.median) for the scan's sites."
+            )
 
 
 def infer_discrete(
@@ -43,7 +57,7 @@ def infer_discrete(
     from numpyro.contrib.funsor import infer_discrete as numpyro_infer_discrete
 
     shown_as_index = numpyro_infer_discrete(
-        enum_onehot(fn),
+        enum_onehot(_RefuseScan(fn)),
         first_available_dim=first_available_dim,
         temperature=temperature,
         rng_key=rng_key,

@@ -324,3 +324,11 @@ def test_scan_loss_at_the_sample_equals_trace_elbo(key):
         jax.random.PRNGKey(key), PARAMS, factorial_hmm, both_chains_guide, X
     )
     assert float(loss) == pytest.approx(float(expected), abs=1e-9)
+
+
+def test_infer_discrete_refuses_scan_with_what_works():
+    from numpyro_reinmax.infer import infer_discrete
+
+    sampler = infer_discrete(hmm, first_available_dim=-2, rng_key=jax.random.PRNGKey(0))
+    with pytest.raises(NotImplementedError, match=r"does not support .*scan.*markov"):
+        trace(sampler).get_trace(X)
