@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # runs in one process, selected tests only.
 PYTEST_ARGS ?= -n auto --dist worksteal
 
-.PHONY: install demo test lint format bench
+.PHONY: install demo test lint format bench docs
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The documentation site (API reference, executed tutorials, results) into docs/_build/html;
+# warnings are errors. `make docs REINMAX_DOCS_EXECUTE=off` skips running the tutorials.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

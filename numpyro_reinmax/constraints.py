@@ -14,6 +14,11 @@ __all__ = ["one_hot"]
 
 
 class _OneHot(_SingletonConstraint):
+    r"""One-hot vectors along the last dimension: :math:`x_k \in \{0, 1\}` and
+    :math:`\sum_k x_k = 1` (discrete, ``event_dim`` 1); the support of this package's one-hot
+    distributions. Its feasible point is the first category. Continuous autoguides refuse it with a
+    message saying what works."""
+
     is_discrete = True
     event_dim = 1
 

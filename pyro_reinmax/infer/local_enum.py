@@ -217,7 +217,8 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             expectation under the guide, :math:`\sum_k q_k (\log q_k - \log p(k \mid \ldots))`
             (its parents contracted with their samples), as ``TraceMeanField_ELBO`` does. With
             ``False``, the loss on a given sample equals ``Trace_ELBO``'s. Default ``True``.
-        max_plate_nesting, num_particles, vectorize_particles, ...: as ``TraceEnum_ELBO``.
+        max_plate_nesting, num_particles, vectorize_particles: as ``TraceEnum_ELBO``; other
+            keyword arguments go to it too.
 
     Which guide sites were enumerated, and which are scored at the sample, is in
     :attr:`enumerated_sites` and :attr:`scored_at_sample` after the first step.
