@@ -39,9 +39,9 @@ from reinmax_examples.methods import (
 
 MODELS = ("gmm", "lda", "vae", "fhmm", "sbn")
 MODEL_OPTIONS = {
-    "gmm": {"dataset", "components"},
-    "lda": {"topics"},
-    "vae": {"dataset", "latent"},
+    "gmm": {"dataset", "data", "components"},
+    "lda": {"data", "topics"},
+    "vae": {"dataset", "data", "latent"},
     "fhmm": {"chains"},
     "sbn": {"dataset"},
 }
@@ -87,6 +87,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default runs/MODEL-BACKEND-TIME)")
     p.add_argument(
         "--dataset", help="gmm: iris or wine; vae: mnist or digits; sbn: digits or mnist"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="your own data instead of a shipped set: gmm: a .npy or .csv matrix (one row per "
+        "point, standardised here); vae: the same, values in [0, 1]; lda: a text file with one "
+        "document per line, or a folder of .txt files",
     )
     p.add_argument("--components", type=_positive(int), help="gmm: mixture components (3)")
     p.add_argument("--topics", type=_positive(int), help="lda: topics (8)")
@@ -489,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     args = command.parse_args(argv)
     foreign = [
         option
-        for option in ("dataset", "components", "topics", "latent", "chains")
+        for option in ("dataset", "data", "components", "topics", "latent", "chains")
         if getattr(args, option) is not None and option not in MODEL_OPTIONS[args.model]
     ]
     if foreign:

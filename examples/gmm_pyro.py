@@ -21,7 +21,7 @@ from pyro.infer import Predictive
 from pyro.infer.autoguide import init_to_value
 
 import pyro_reinmax as pr
-from reinmax_examples.data import measurements
+from reinmax_examples.data import data_source, is_path, measurements
 from reinmax_examples.methods import ConfigurationError
 from reinmax_examples.posteriors import compare_posteriors, log_predictive_density
 from reinmax_examples.svi_pyro import fit_model
@@ -34,8 +34,8 @@ GLOBALS = ("weights", "locs", "scales")
 
 def configure(args) -> dict:
     """The run's settings: the command's arguments, or this model's defaults."""
-    dataset = args.dataset or "iris"
-    if dataset not in ("iris", "wine"):
+    dataset = data_source(args, "iris")
+    if not is_path(dataset) and dataset not in ("iris", "wine"):
         raise ConfigurationError(f"gmm: --dataset must be iris or wine, got {dataset!r}")
     components = args.components or 3
     rows = len(measurements(dataset)[0])

@@ -27,7 +27,7 @@ from numpyro.infer.initialization import init_to_value
 
 import numpyro_reinmax as nr
 from reinmax_examples.artefacts import write_text
-from reinmax_examples.data import lee_corpus
+from reinmax_examples.data import corpus
 from reinmax_examples.lda_pyro import TIE, configure
 from reinmax_examples.svi_numpyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
@@ -52,7 +52,7 @@ class Problem:
     the seed, uniform document proportions."""
 
     def __init__(self, config: dict, seed: int, device: str = "cpu") -> None:
-        self.train, self.test = lee_corpus()
+        self.train, self.test = corpus(config.get("data", "lee"))
         self.num_topics = config["topics"]
         vocabulary_size = len(self.train.vocabulary)
         rng = np.random.default_rng(seed)

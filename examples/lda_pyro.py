@@ -24,7 +24,7 @@ from pyro.infer.autoguide import init_to_value
 
 import pyro_reinmax as pr
 from reinmax_examples.artefacts import write_text
-from reinmax_examples.data import lee_corpus
+from reinmax_examples.data import corpus, data_source
 from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
 
@@ -35,7 +35,10 @@ TIE = 0.01  # nats per token
 
 def configure(args) -> dict:
     """The run's settings: the command's arguments, or this model's defaults."""
+    data = data_source(args, "lee")
+    corpus(data)  # refused here, before training, unless usable
     return {
+        "data": data,
         "topics": args.topics or 8,
         "steps": args.steps or 400,
         "lr": args.lr or 0.05,
@@ -62,7 +65,7 @@ class Problem:
     one within torch's tolerance in float32."""
 
     def __init__(self, config: dict, seed: int, device: str = "cpu") -> None:
-        self.train, self.test = lee_corpus()
+        self.train, self.test = corpus(config.get("data", "lee"))
         self.num_topics = config["topics"]
         vocabulary_size = len(self.train.vocabulary)
         rng = np.random.default_rng(seed)

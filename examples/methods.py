@@ -86,7 +86,9 @@ def record_every(steps: int) -> int:
 
 
 def minibatches(rng, size: int, batch: int):
-    """``indices(step)``: the rows of step ``step``'s minibatch, a fresh permutation each epoch."""
+    """``indices(step)``: the rows of step ``step``'s minibatch, a fresh permutation each epoch
+    (the whole data set when it is smaller than a batch)."""
+    batch = min(batch, size)
     per_epoch, order = size // batch, []
 
     def indices(step: int):

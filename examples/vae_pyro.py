@@ -28,7 +28,7 @@ from pyro.poutine.util import prune_subsample_sites
 from torch import nn
 
 import pyro_reinmax as pr
-from reinmax_examples.data import digits
+from reinmax_examples.data import data_source, digits, is_path
 from reinmax_examples.methods import ConfigurationError, minibatches
 from reinmax_examples.svi_pyro import fit_model
 
@@ -55,8 +55,10 @@ def configure(args) -> dict:
         raise ConfigurationError(
             f"vae: --latent must be one of {', '.join(PAPER_SETTINGS)}, got {latent!r}"
         )
-    dataset = args.dataset or "mnist"
-    if dataset not in ("mnist", "digits"):
+    dataset = data_source(args, "mnist")
+    if is_path(dataset):
+        digits(dataset)  # refused here, before training, unless a matrix of values in [0, 1]
+    elif dataset not in ("mnist", "digits"):
         raise ConfigurationError(f"vae: --dataset must be mnist or digits, got {dataset!r}")
     optimiser, lr, temperature = PAPER_SETTINGS[latent]
     categories, latents = map(int, latent.split("x"))

@@ -317,7 +317,9 @@ def test_ctrl_c_during_jax_compilation_exits_130_and_keeps_the_finished_methods(
 
     real_jit, compiled = jax.jit, []
 
-    def jit(fn, *args, **kwargs):
+    def jit(fn=None, *args, **kwargs):
+        if fn is None:  # the decorator form, jax.jit(static_argnames=...)
+            return lambda fn: jit(fn, *args, **kwargs)
         if getattr(fn, "__name__", "") == "update":  # SVI.update: one per method
             compiled.append(fn)
             if len(compiled) == 2:

@@ -1,0 +1,104 @@
+"""reinmax-compare --data PATH: your own matrix (gmm, vae) or texts (lda), read and validated with
+clear errors before training, and runs on both backends."""
+
+import json
+
+import numpy as np
+import pytest
+
+from reinmax_examples import compare
+from reinmax_examples.data import DataError, corpus, digits, load_matrix, measurements
+
+RNG = np.random.default_rng(0)
+POINTS = np.concatenate([RNG.normal(-2, 1, (30, 2)), RNG.normal(2, 1, (30, 2))])
+WORDS = ["apple", "banana", "cherry", "grape", "lemon", "mango", "orange", "peach", "pear", "plum"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    np.save(folder / "points.npy", POINTS)
+    np.savetxt(folder / "points.csv", POINTS, delimiter=",", header="a,b", comments="")
+    np.save(folder / "images.npy", RNG.uniform(0, 1, (60, 16)))
+    np.save(folder / "levels.npy", RNG.uniform(0, 255, (60, 16)))
+    bad = POINTS.copy()
+    bad[3, 1] = np.nan
+    np.save(folder / "nan.npy", bad)
+    documents = [" ".join(RNG.choice(WORDS[:5] if i % 2 else WORDS[5:], 30)) for i in range(28)]
+    (folder / "documents.txt").write_text("\n".join(documents))
+    (folder / "texts").mkdir()
+    for i, document in enumerate(documents):
+        (folder / "texts" / f"{i:02d}.txt").write_text(document)
+    return folder
+
+
+def test_matrices_are_read_from_npy_and_csv_with_a_header(files):
+    np.testing.assert_array_equal(load_matrix(files / "points.npy"), POINTS)
+    np.testing.assert_allclose(load_matrix(files / "points.csv"), POINTS, rtol=1e-15)
+    x, labels = measurements(str(files / "points.csv"))
+    np.testing.assert_allclose(x, (POINTS - POINTS.mean(0)) / POINTS.std(0), rtol=1e-12)
+    assert labels is None
+
+
+def test_bad_matrices_are_refused_with_what_is_wrong(files):
+    with pytest.raises(DataError, match=r"not finite, the first at row 3, column 1"):
+        load_matrix(files / "nan.npy")
+    with pytest.raises(DataError, match=r"values in \[0, 1\].*divide grey levels"):
+        digits(str(files / "levels.npy"))
+    with pytest.raises(DataError, match="no such file"):
+        load_matrix(files / "missing.npy")
+    with pytest.raises(DataError, match=r"expected a \.npy or \.csv"):
+        load_matrix(files / "documents.txt")
+
+
+def test_a_text_file_and_a_folder_give_the_same_corpus(files):
+    train, test = corpus(str(files / "documents.txt"))
+    assert (train.num_documents, test.num_documents) == (24, 4)  # the last seventh held out
+    assert train.vocabulary == sorted(WORDS)
+    folder_train, folder_test = corpus(str(files / "texts"))
+    np.testing.assert_array_equal(folder_train.words, train.words)
+    np.testing.assert_array_equal(folder_test.documents, test.documents)
+    with pytest.raises(DataError, match="lda reads text"):
+        corpus(str(files / "points.npy"))
+
+
+def _run(tmp_path, argv):
+    out = tmp_path / "out"
+    code = compare.main([*argv, "--steps", "3", "--checkpoints", "1", "--out", str(out)])
+    return code, out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("model", "backend", "name", "extra"),
+    [
+        ("gmm", "pyro", "points.npy", ["--components", "2"]),
+        ("gmm", "numpyro", "points.csv", ["--components", "2"]),
+        ("vae", "pyro", "images.npy", []),
+        ("vae", "numpyro", "images.npy", []),
+        ("lda", "pyro", "documents.txt", ["--topics", "2"]),
+        ("lda", "numpyro", "texts", ["--topics", "2"]),
+    ],
+)
+def test_own_data_runs_on_both_backends(tmp_path, files, model, backend, name, extra):
+    argv = [model, "--backend", backend, "--methods", "reinmax,st", "--data", str(files / name)]
+    code, out = _run(tmp_path, [*argv, *extra])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert all(np.isfinite(results["methods"][m]["metric"]) for m in ("reinmax", "st"))
+
+
+def test_bad_data_options_exit_2_before_training(tmp_path, files, capsys):
+    cases = [
+        (["vae", "--data", str(files / "levels.npy")], "values in [0, 1]"),
+        (["gmm", "--data", str(files / "points.npy"), "--dataset", "iris"], "not both"),
+        (["fhmm", "--data", str(files / "points.npy")], "--data does not apply to fhmm"),
+    ]
+    for argv, message in cases:
+        try:
+            code, _ = _run(tmp_path, argv)
+        except SystemExit as exit_:  # argparse's own errors
+            code = exit_.code
+        assert code == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "out" / "results.json").exists()
