@@ -99,7 +99,7 @@ def enumerating() -> bool:
 
 
 class enum_onehot(ScanAwareMessenger):
-    """Configure a model's latent one-hot sites for exact enumeration.
+    r"""Configure a model's latent one-hot sites for exact enumeration.
 
     ``TraceEnum_ELBO`` then sums them out exactly as it sums out ``Categorical`` sites (the same
     loss), whether the model uses :class:`~numpyro_reinmax.OneHotCategorical` or a reparameterized
@@ -108,10 +108,26 @@ class enum_onehot(ScanAwareMessenger):
     ``config_enumerate`` for them). Sites inside ``numpyro.contrib.control_flow.scan`` are
     configured too (carry the one-hot value from step to step as usual).
 
-    Example::
+    Example:
+        ``SVI(enum_onehot(model), guide_for_the_continuous_sites, optimizer, TraceEnum_ELBO())``
+        fits a model with its one-hot sites summed out; on a two-point mixture the loss is
+        :math:`-\log p(x)`:
 
-        elbo = TraceEnum_ELBO()
-        svi = SVI(enum_onehot(model), guide_for_the_continuous_sites, optimizer, elbo)
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro.infer import TraceEnum_ELBO
+        >>> from numpyro_reinmax import OneHotCategorical, enum_onehot
+        >>> def model(x):
+        ...     with numpyro.plate("data", len(x)):
+        ...         z = numpyro.sample("z", OneHotCategorical(logits=jnp.zeros(2)))
+        ...         numpyro.sample("x", dist.Normal(z @ jnp.array([-3.0, 3.0]), 1.0), obs=x)
+        >>> x = jnp.array([-3.0, 3.0])
+        >>> def no_guide(x):
+        ...     pass
+        >>> loss = TraceEnum_ELBO().loss(jax.random.PRNGKey(0), {}, enum_onehot(model), no_guide, x)
+        >>> exact = -jax.nn.logsumexp(jnp.log(0.5) + dist.Normal(jnp.array([-3.0, 3.0]), 1.0)
+        ...     .log_prob(x[:, None]), -1).sum()
+        >>> bool(jnp.isclose(loss, exact))
+        True
     """
 
     def process_sample(self, msg) -> None:

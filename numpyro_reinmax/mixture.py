@@ -46,10 +46,17 @@ class OneHotMixture(Distribution):
             ``(K, D)`` Normal for D-dimensional data.
         validate_args: as for every NumPyro distribution.
 
-    Example::
+    Example:
+        In a model, ``z = numpyro.sample("z", OneHotCategorical(logits=weights))`` then
+        ``numpyro.sample("x", OneHotMixture(z, dist.Normal(locs, scales)), obs=x)``. Each point
+        is scored by the component its one-hot selects:
 
-        z = numpyro.sample("z", ReinMaxOneHotCategorical(logits=assignment_logits))
-        numpyro.sample("x", OneHotMixture(z, dist.Normal(locs, scales)), obs=x)
+        >>> import jax.numpy as jnp, numpyro.distributions as dist
+        >>> from numpyro_reinmax import OneHotMixture
+        >>> z = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+        >>> mixture = OneHotMixture(z, dist.Normal(jnp.array([-1.0, 1.0]), 1.0))
+        >>> [round(value, 4) for value in mixture.log_prob(jnp.array([-1.0, 3.0])).tolist()]
+        [-0.9189, -2.9189]
     """
 
     arg_constraints: dict = {}

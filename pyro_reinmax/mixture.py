@@ -49,10 +49,17 @@ class OneHotMixture(TorchDistribution):
             ``(K, D)`` Normal for D-dimensional data.
         validate_args: as for every torch distribution.
 
-    Example::
+    Example:
+        In a model, ``z = pyro.sample("z", OneHotCategorical(logits=weights))`` then
+        ``pyro.sample("x", OneHotMixture(z, dist.Normal(locs, scales)), obs=x)``. Each point is
+        scored by the component its one-hot selects:
 
-        z = pyro.sample("z", ReinMaxOneHotCategorical(logits=assignment_logits))
-        pyro.sample("x", OneHotMixture(z, dist.Normal(locs, scales)), obs=x)
+        >>> import torch, pyro.distributions as dist
+        >>> from pyro_reinmax import OneHotMixture
+        >>> z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> mixture = OneHotMixture(z, dist.Normal(torch.tensor([-1.0, 1.0]), 1.0))
+        >>> mixture.log_prob(torch.tensor([-1.0, 3.0]))
+        tensor([-0.9189, -2.9189])
     """
 
     arg_constraints: dict = {}

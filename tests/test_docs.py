@@ -1,9 +1,11 @@
 """The documentation site: every public name has an API entry and a docstring, the tutorials run
 (at smoke size), and the site builds with warnings treated as errors (tutorials not executed)."""
 
+import doctest
 import importlib
 import inspect
 import os
+import pkgutil
 import re
 import subprocess
 import sys
@@ -16,6 +18,25 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PACKAGES = ["pyro_reinmax", "pyro_reinmax.infer", "numpyro_reinmax", "numpyro_reinmax.infer"]
 TUTORIALS = sorted((DOCS / "tutorials").glob("*.md"))
+MODULES = [
+    module.name
+    for package in ("pyro_reinmax", "numpyro_reinmax")
+    for module in pkgutil.walk_packages(
+        importlib.import_module(package).__path__, prefix=f"{package}."
+    )
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    """Every example in a docstring is a doctest (``>>>``), and it runs."""
+    module = importlib.import_module(name)
+    tests = doctest.DocTestFinder().find(module, name)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for test in tests:
+        assert "Example::" not in (test.docstring or ""), f"{test.name}: not a doctest"
+        runner.run(test)
+    assert runner.failures == 0
 
 
 @pytest.mark.parametrize("package", PACKAGES)

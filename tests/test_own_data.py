@@ -68,24 +68,24 @@ def _run(tmp_path, argv):
     return code, out
 
 
+# The data are read by the same functions on both backends: one run per model, the backends
+# alternating
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "backend", "name", "extra"),
     [
-        ("gmm", "pyro", "points.npy", ["--components", "2"]),
-        ("gmm", "numpyro", "points.csv", ["--components", "2"]),
-        ("vae", "pyro", "images.npy", []),
+        ("gmm", "pyro", "points.csv", ["--components", "2"]),
         ("vae", "numpyro", "images.npy", []),
-        ("lda", "pyro", "documents.txt", ["--topics", "2"]),
-        ("lda", "numpyro", "texts", ["--topics", "2"]),
+        ("lda", "pyro", "texts", ["--topics", "2"]),
     ],
 )
-def test_own_data_runs_on_both_backends(tmp_path, files, model, backend, name, extra):
-    argv = [model, "--backend", backend, "--methods", "reinmax,st", "--data", str(files / name)]
+def test_own_data_runs(tmp_path, files, model, backend, name, extra):
+    argv = [model, "--backend", backend, "--methods", "reinmax", "--data", str(files / name)]
     code, out = _run(tmp_path, [*argv, *extra])
     assert code == 0
     results = json.loads((out / "results.json").read_text())
-    assert all(np.isfinite(results["methods"][m]["metric"]) for m in ("reinmax", "st"))
+    assert np.isfinite(results["methods"]["reinmax"]["metric"])
+    assert results["config"]["dataset" if model != "lda" else "data"] == str(files / name)
 
 
 def test_bad_data_options_exit_2_before_training(tmp_path, files, capsys):

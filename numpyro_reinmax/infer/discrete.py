@@ -46,11 +46,21 @@ def infer_discrete(
     automatically, as by :func:`~numpyro_reinmax.enum_onehot`), whose values stay one-hot.
     Arguments as NumPyro's.
 
-    Example::
+    Example:
+        The most probable assignment of each point of a two-component mixture:
 
-        sampler = infer_discrete(model, first_available_dim=-2, rng_key=key)
-        trace = numpyro.handlers.trace(sampler).get_trace(data)
-        assignment = trace["z"]["value"].argmax(-1)
+        >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+        >>> from numpyro_reinmax import OneHotCategorical
+        >>> def model(x):
+        ...     with numpyro.plate("data", len(x)):
+        ...         z = numpyro.sample("z", OneHotCategorical(logits=jnp.zeros(2)))
+        ...         numpyro.sample("x", dist.Normal(z @ jnp.array([-3.0, 3.0]), 1.0), obs=x)
+        >>> sampler = infer_discrete(
+        ...     model, first_available_dim=-2, temperature=0, rng_key=jax.random.PRNGKey(0)
+        ... )
+        >>> trace = numpyro.handlers.trace(sampler).get_trace(jnp.array([-2.9, 3.1, -0.2]))
+        >>> trace["z"]["value"].tolist()
+        [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]
     """
     if fn is None:  # as a decorator
         return lambda fn: infer_discrete(fn, first_available_dim, temperature, rng_key)

@@ -94,11 +94,22 @@ def infer_discrete(
     enumeration from their posterior given the observations, one-hot sites included, whose values
     stay one-hot. Arguments as Pyro's.
 
-    Example::
+    Example:
+        The most probable assignment of each point of a two-component mixture:
 
-        model = pyro.infer.config_enumerate(model)
-        trace = poutine.trace(infer_discrete(model, first_available_dim=-2)).get_trace(data)
-        assignment = trace.nodes["z"]["value"].argmax(-1)
+        >>> import pyro, torch, pyro.distributions as dist
+        >>> from pyro_reinmax import OneHotCategorical
+        >>> def model(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", OneHotCategorical(logits=torch.zeros(2)))
+        ...         pyro.sample("x", dist.Normal(z @ torch.tensor([-3.0, 3.0]), 1.0), obs=x)
+        >>> model = pyro.infer.config_enumerate(model)
+        >>> sampler = infer_discrete(model, first_available_dim=-2, temperature=0)
+        >>> trace = pyro.poutine.trace(sampler).get_trace(torch.tensor([-2.9, 3.1, -0.2]))
+        >>> trace.nodes["z"]["value"]
+        tensor([[1., 0.],
+                [0., 1.],
+                [1., 0.]])
     """
     if fn is None:  # as a decorator
         return lambda fn: infer_discrete(
