@@ -11,6 +11,7 @@ gives a module the compilations that an earlier module or the other worker made,
 all of them: compiling small eager operations is most of the NumPyro tests' time.
 """
 
+import contextlib
 import ctypes
 import gc
 import os
@@ -31,10 +32,8 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 def _return_freed_heap_to_the_system() -> None:
     """glibc keeps freed heap pages for reuse: hand them back, so that a worker's resident memory
     is what it holds, not the most it ever held (a no-op elsewhere)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 @pytest.fixture(autouse=True, scope="module")
