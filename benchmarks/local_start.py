@@ -57,14 +57,17 @@ def fit(module, config: dict, seed: int, start: str) -> float:
 def main() -> None:
     arguments = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     arguments.add_argument("--seeds", type=int, default=5)
+    arguments.add_argument("--data", help="your own matrix instead of iris (as reinmax-compare)")
     arguments.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "local_start.json"
     )
     args = arguments.parse_args()
     module = _load("gmm", "pyro")
-    config = module.configure(parser().parse_args(["gmm"]))
+    options = ["gmm"] if args.data is None else ["gmm", "--data", args.data]
+    config = module.configure(parser().parse_args(options))
     results = {s: [fit(module, config, seed, s) for seed in range(args.seeds)] for s in STARTS}
-    table = Table(title=f"iris mixture, ReinMax, log predictive density, {args.seeds} seeds")
+    data = args.data or "iris"
+    table = Table(title=f"{data} mixture, ReinMax, log predictive density, {args.seeds} seeds")
     for column in ["start of the local logits", "mean", "per seed"]:
         table.add_column(column, justify="right")
     for start, values in results.items():

@@ -37,7 +37,8 @@ from rich.table import Table
 
 import numpyro_reinmax
 from reinmax_examples.data import digits
-from reinmax_examples.vae_pyro import BATCH, PAPER_SETTINGS
+from reinmax_examples.defaults import VAE_PAPER_SETTINGS
+from reinmax_examples.vae_pyro import BATCH
 
 ESTIMATORS = ("ReinMax", "ST", "ST-Gumbel", "RLOO")
 PATHWISE = {
@@ -125,7 +126,7 @@ def train(estimator: str, config: str, seed: int, updates: int, x: jnp.ndarray) 
     """``updates`` Adam/RAdam steps on minibatches of ``BATCH`` rows (the whole set if smaller),
     a fresh permutation each epoch; the curve is the mean loss of each epoch (or of its part)."""
     categories, latents = map(int, config.split("x"))
-    optimiser, lr, temperature = PAPER_SETTINGS[config]
+    optimiser, lr, temperature = VAE_PAPER_SETTINGS[config]
     key = jax.random.PRNGKey(seed)
     k_enc, k_dec, key = jax.random.split(key, 3)
     params = {
@@ -163,7 +164,9 @@ def train(estimator: str, config: str, seed: int, updates: int, x: jnp.ndarray) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", default=",".join(PAPER_SETTINGS), type=lambda s: s.split(","))
+    parser.add_argument(
+        "--configs", default=",".join(VAE_PAPER_SETTINGS), type=lambda s: s.split(",")
+    )
     parser.add_argument("--estimators", default=",".join(ESTIMATORS), type=lambda s: s.split(","))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=40, help="passes over the data (40)")
@@ -221,7 +224,7 @@ def main() -> None:
         "seeds": args.seeds,
         "digits": int(x.shape[0]),
         "batch": BATCH,
-        "settings": PAPER_SETTINGS,
+        "settings": VAE_PAPER_SETTINGS,
     }
     args.out.write_text(json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1))
     print(f"wrote {args.out}")

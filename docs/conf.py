@@ -42,7 +42,7 @@ myst_heading_anchors = 3
 nb_execution_mode = os.environ.get("REINMAX_DOCS_EXECUTE", "cache")
 nb_execution_timeout = 900
 nb_execution_raise_on_error = True
-nb_merge_streams = True
+nb_merge_streams = False  # stderr apart, and removed below
 
 # MathJax 2 from the jupyter-server-mathjax package, copied into the site: math renders offline
 MATHJAX = Path(jupyter_server_mathjax.__file__).parent / "static"

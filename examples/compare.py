@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from reinmax_examples.artefacts import KNOWN_FILES, prepare_output, save_figure, write_json
+from reinmax_examples.defaults import defaults_help
 from reinmax_examples.methods import (
     CHECKPOINTS,
     METHOD_COLOURS,
@@ -71,6 +72,8 @@ def _positive(kind):
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="reinmax-compare",
+        epilog=defaults_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Fit a model with discrete latents by ReinMax, exact enumeration, REINFORCE, "
         "straight-through and ST-Gumbel; compare ELBO curves and an exact metric.",
     )

@@ -23,6 +23,7 @@ import torch
 from torch.distributions import constraints
 
 import pyro_reinmax as pr
+from reinmax_examples.defaults import DEFAULTS
 from reinmax_examples.factorial_hmm import (
     STATES,
     Parameters,
@@ -47,9 +48,9 @@ def configure(args) -> dict:
         raise ConfigurationError(f"fhmm: --chains must be at most 8, got {chains}")
     return {
         "chains": chains,
-        "steps": args.steps or 500,
-        "lr": args.lr or 0.05,
-        "temperature": args.temperature or 1.0,
+        "steps": args.steps or DEFAULTS["fhmm"]["steps"],
+        "lr": args.lr or DEFAULTS["fhmm"]["lr"],
+        "temperature": args.temperature or DEFAULTS["fhmm"]["temperature"],
     }
 
 

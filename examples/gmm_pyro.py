@@ -22,6 +22,7 @@ from pyro.infer.autoguide import init_to_value
 
 import pyro_reinmax as pr
 from reinmax_examples.data import data_source, is_path, measurements
+from reinmax_examples.defaults import DEFAULTS
 from reinmax_examples.methods import ConfigurationError
 from reinmax_examples.posteriors import compare_posteriors, log_predictive_density
 from reinmax_examples.svi_pyro import fit_model
@@ -46,9 +47,9 @@ def configure(args) -> dict:
     return {
         "dataset": dataset,
         "components": components,
-        "steps": args.steps or 1000,
-        "lr": args.lr or 0.05,
-        "temperature": args.temperature or 1.0,
+        "steps": args.steps or DEFAULTS["gmm"]["steps"],
+        "lr": args.lr or DEFAULTS["gmm"]["lr"],
+        "temperature": args.temperature or DEFAULTS["gmm"]["temperature"],
     }
 
 

@@ -25,6 +25,7 @@ from pyro.infer.autoguide import init_to_value
 import pyro_reinmax as pr
 from reinmax_examples.artefacts import write_text
 from reinmax_examples.data import corpus, data_source
+from reinmax_examples.defaults import DEFAULTS
 from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
 
@@ -40,9 +41,9 @@ def configure(args) -> dict:
     return {
         "data": data,
         "topics": args.topics or 8,
-        "steps": args.steps or 400,
-        "lr": args.lr or 0.05,
-        "temperature": args.temperature or 1.0,
+        "steps": args.steps or DEFAULTS["lda"]["steps"],
+        "lr": args.lr or DEFAULTS["lda"]["lr"],
+        "temperature": args.temperature or DEFAULTS["lda"]["temperature"],
     }
 
 

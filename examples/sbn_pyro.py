@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from reinmax_examples.data import digits
+from reinmax_examples.defaults import DEFAULTS
 from reinmax_examples.methods import ConfigurationError, demo, minibatches
 from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.vae_pyro import BATCH, TEST_SAMPLES, importance_metrics, trace_log_weights
@@ -44,9 +45,9 @@ def configure(args) -> dict:
     return {
         "dataset": dataset,
         "layers": LAYERS[dataset],
-        "steps": args.steps or 2000,
-        "lr": args.lr or 1e-3,
-        "temperature": args.temperature or 1.0,
+        "steps": args.steps or DEFAULTS["sbn"]["steps"],
+        "lr": args.lr or DEFAULTS["sbn"]["lr"],
+        "temperature": args.temperature or DEFAULTS["sbn"]["temperature"],
         "batch": BATCH,
     }
 

@@ -29,6 +29,7 @@ from torch import nn
 
 import pyro_reinmax as pr
 from reinmax_examples.data import data_source, digits, is_path
+from reinmax_examples.defaults import DEFAULTS, VAE_PAPER_SETTINGS
 from reinmax_examples.methods import ConfigurationError, minibatches
 from reinmax_examples.svi_pyro import fit_model
 
@@ -37,30 +38,21 @@ METRIC_UNIT = "nats per digit"
 TIE = 0.5  # nats per digit
 BATCH = 100
 TEST_SAMPLES = 100
-# categories x latents: (optimiser, learning rate, ReinMax temperature), from the paper
-PAPER_SETTINGS = {
-    "8x4": ("adam", 5e-4, 1.3),
-    "4x24": ("radam", 5e-4, 1.5),
-    "8x16": ("radam", 7e-4, 1.5),
-    "16x12": ("radam", 7e-4, 1.5),
-    "64x8": ("radam", 5e-4, 1.5),
-    "10x30": ("radam", 5e-4, 1.3),
-}
 
 
 def configure(args) -> dict:
     """The run's settings: the command's arguments, or this model's (the paper's) defaults."""
-    latent = args.latent or "8x4"
-    if latent not in PAPER_SETTINGS:
+    latent = args.latent or DEFAULTS["vae"]["latent"]
+    if latent not in VAE_PAPER_SETTINGS:
         raise ConfigurationError(
-            f"vae: --latent must be one of {', '.join(PAPER_SETTINGS)}, got {latent!r}"
+            f"vae: --latent must be one of {', '.join(VAE_PAPER_SETTINGS)}, got {latent!r}"
         )
     dataset = data_source(args, "mnist")
     if is_path(dataset):
         digits(dataset)  # refused here, before training, unless a matrix of values in [0, 1]
     elif dataset not in ("mnist", "digits"):
         raise ConfigurationError(f"vae: --dataset must be mnist or digits, got {dataset!r}")
-    optimiser, lr, temperature = PAPER_SETTINGS[latent]
+    optimiser, lr, temperature = VAE_PAPER_SETTINGS[latent]
     categories, latents = map(int, latent.split("x"))
     return {
         "dataset": dataset,
@@ -68,7 +60,7 @@ def configure(args) -> dict:
         "categories": categories,
         "latents": latents,
         "optimiser": optimiser,
-        "steps": args.steps or 2000,
+        "steps": args.steps or DEFAULTS["vae"]["steps"],
         "lr": args.lr or lr,
         "temperature": args.temperature or temperature,
         "batch": BATCH,

@@ -1,6 +1,7 @@
 """reinmax-compare: every model runs a few steps on both backends, the results follow the schema,
 the metrics match independent computations on tiny cases, and bad arguments are clear errors."""
 
+import importlib
 import json
 
 import numpy as np
@@ -335,3 +336,25 @@ def test_ctrl_c_during_jax_compilation_exits_130_and_keeps_the_finished_methods(
     assert results["interrupted"] is True
     assert np.isfinite(results["methods"]["reinmax"]["metric"])
     assert "st" not in results["methods"]  # interrupted while compiling: nothing measured
+
+
+def test_help_states_the_defaults_each_model_uses(capsys):
+    with pytest.raises(SystemExit):
+        compare.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for model in ("gmm", "lda", "fhmm", "sbn"):
+        module = importlib.import_module(f"reinmax_examples.{model}_pyro")
+        config = module.configure(compare.parser().parse_args([model]))
+        assert (
+            f"{model}: --steps {config['steps']}, --lr {config['lr']:g}, "
+            f"--temperature {config['temperature']:g}"
+        ) in text
+    from reinmax_examples.vae_pyro import configure
+
+    assert f"vae: --steps {configure(compare.parser().parse_args(['vae']))['steps']}" in text
+    for latent in ("8x4", "4x24", "8x16", "16x12", "64x8", "10x30"):
+        config = configure(compare.parser().parse_args(["vae", "--latent", latent]))
+        assert (
+            f"{latent}: {config['optimiser']}, lr {config['lr']:g}, "
+            f"temperature {config['temperature']:g}"
+        ) in text
