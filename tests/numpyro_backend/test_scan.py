@@ -42,9 +42,9 @@ def _params(*names):
     return (numpyro.param(name, PARAMS[name]) for name in names)
 
 
-def hmm(x):
-    """A one-hot HMM: the previous state selects the transition row and the state its mean."""
-    init, locs, trans = _params("init", "locs", "trans")
+def one_hot_step(locs, trans):
+    """One step of the one-hot HMM: the previous state selects the transition row, the state its
+    mean (a scan body)."""
 
     def step(z_prev, x_t):
         with numpyro.plate("sequences", N):
@@ -52,7 +52,13 @@ def hmm(x):
             numpyro.sample("x", dist.Normal(z @ locs, 1.0), obs=x_t)
         return z, None
 
-    scan(step, jnp.broadcast_to(jax.nn.softmax(init), (N, K)), x)
+    return step
+
+
+def hmm(x):
+    """A one-hot HMM; the first step's previous value is the softmax of ``init``."""
+    init, locs, trans = _params("init", "locs", "trans")
+    scan(one_hot_step(locs, trans), jnp.broadcast_to(jax.nn.softmax(init), (N, K)), x)
 
 
 def hmm_categorical(x):
@@ -76,19 +82,13 @@ def hmm_categorical(x):
 
 
 def hmm_first_step_apart(x):
-    """``hmm`` with its first step outside the scan, to compare with ``hmm_categorical``."""
+    """The one-hot HMM with its first step outside the scan, to compare with
+    ``hmm_categorical``."""
     init, locs, trans = _params("init", "locs", "trans")
-
-    def step(z_prev, x_t):
-        with numpyro.plate("sequences", N):
-            z = numpyro.sample("z", nr.OneHotCategorical(probs=z_prev @ trans))
-            numpyro.sample("x", dist.Normal(z @ locs, 1.0), obs=x_t)
-        return z, None
-
     with numpyro.plate("sequences", N):
         z0 = numpyro.sample("z0", nr.OneHotCategorical(logits=init))
         numpyro.sample("x0", dist.Normal(z0 @ locs, 1.0), obs=x[0])
-    scan(step, z0, x[1:])
+    scan(one_hot_step(locs, trans), z0, x[1:])
 
 
 def no_guide(x):
