@@ -152,12 +152,11 @@ class _EnumerateLocally(_OneHotEnumeration):
             length = jnp.shape(jax.tree.leaves(xs)[0])[0]
         self._scan = (min(2 * history - 1, length), length)
         # NumPyro's scan ignores replay while it enumerates: hand it the guide's values of the
-        # sites it draws at the sample (continuous sites, discrete sites not enumerated)
+        # other sites (continuous ones) through substitute
         drawn = {
             name: site["value"]
             for name, site in self.guide_trace.items()
-            if site["type"] == "sample"
-            and (name not in self.candidates or name in self.scored_at_sample)
+            if site["type"] == "sample" and name not in self.candidates
         }
         msg["kwargs"]["substitute_stack"].append(("substitute", drawn))
 
@@ -180,23 +179,28 @@ class _EnumerateLocally(_OneHotEnumeration):
         kind = self.candidates.get(name)
         if kind is None:
             return  # replayed from the guide
+        if name not in self.scored_at_sample and _enumerable(fn, kind):
+            msg["infer"][_LOCAL] = True
+            if in_scan:
+                self.scan_lengths[name] = self._scan
+            self._enumerate(msg)
+            return
+        if in_scan:
+            raise NotImplementedError(
+                f"site {name!r} inside scan cannot be enumerated here ("
+                + (
+                    "over max_configurations"
+                    if name in self.scored_at_sample
+                    else f"{type(unwrap(fn)).__name__} with extra event dims"
+                )
+                + "), and TraceLocalEnum_ELBO cannot score a site inside scan at the sample: "
+                "put its event dims in a plate, raise max_configurations, or write the loop as "
+                "a Python loop with numpyro.contrib.funsor.markov."
+            )
         if name not in self.scored_at_sample:
-            if _enumerable(fn, kind):
-                msg["infer"][_LOCAL] = True
-                if in_scan:
-                    self.scan_lengths[name] = self._scan
-                self._enumerate(msg)
-                return
             self.not_enumerable[name] = type(unwrap(fn)).__name__
             self.scored_at_sample.add(name)
-            if in_scan:
-                raise _RetraceScoredSites  # the scan's substitutions are fixed at its start
-        if not in_scan:
-            msg["value"] = self.guide_trace[name]["value"]
-
-
-class _RetraceScoredSites(Exception):
-    """A site inside ``scan`` turned out not enumerable: trace again, scoring it at the sample."""
+        msg["value"] = self.guide_trace[name]["value"]
 
 
 class _AdmitForEnumeration(_OneHotEnumeration):
@@ -365,17 +369,12 @@ class TraceLocalEnum_ELBO(ELBO):
         from numpyro.contrib.funsor import enum, plate_to_enum_plate
         from numpyro.contrib.funsor import trace as packed_trace
 
-        while True:
-            local = _EnumerateLocally(
-                replay(model, trace=replayed), guide_trace, candidates, self.scored_at_sample
-            )
-            enumerated = enum(local, first_available_dim=-1 - self.max_plate_nesting)
-            try:
-                with plate_to_enum_plate():
-                    model_trace = packed_trace(enumerated).get_trace(*args, **kwargs)
-                break
-            except _RetraceScoredSites:
-                continue
+        local = _EnumerateLocally(
+            replay(model, trace=replayed), guide_trace, candidates, self.scored_at_sample
+        )
+        enumerated = enum(local, first_available_dim=-1 - self.max_plate_nesting)
+        with plate_to_enum_plate():
+            model_trace = packed_trace(enumerated).get_trace(*args, **kwargs)
         if local.not_enumerable:
             warnings.warn(
                 "TraceLocalEnum_ELBO: model sites "

@@ -332,3 +332,24 @@ def test_infer_discrete_refuses_scan_with_what_works():
     sampler = infer_discrete(hmm, first_available_dim=-2, rng_key=jax.random.PRNGKey(0))
     with pytest.raises(NotImplementedError, match=r"does not support .*scan.*markov"):
         trace(sampler).get_trace(X)
+
+
+def test_a_scan_site_that_cannot_be_enumerated_is_refused_with_what_to_do():
+    """A guide-sampled site with an extra event dim inside scan cannot be enumerated, and NumPyro's
+    scan cannot take it at the sample while it enumerates the rest: a clear error."""
+
+    def pairs(x):
+        def step(carry, x_t):
+            z = numpyro.sample("z", nr.OneHotCategorical(logits=jnp.zeros((2, K))).to_event(1))
+            numpyro.sample("x", dist.Normal((z @ PARAMS["locs"]).sum(), 1.0), obs=x_t)
+            return carry, None
+
+        scan(step, 0.0, x[:, 0])
+
+    def pairs_guide(x):
+        logits = PARAMS["q"][:, :2]  # (steps, 2, K)
+        numpyro.sample("z", nr.ReinMaxOneHotCategorical(logits=logits).to_event(1))
+
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=0)
+    with pytest.raises(NotImplementedError, match=r"'z' inside scan.*extra event dims.*in a plate"):
+        elbo.loss(jax.random.PRNGKey(0), {}, pairs, pairs_guide, X)
