@@ -156,7 +156,7 @@ def _flatten(texts: list[list[str]], index: dict[str, int]) -> tuple[np.ndarray,
 def data_source(args, default: str) -> str:
     """The data a run uses: ``--data PATH`` (your file), else ``--dataset NAME``, else
     ``default``."""
-    if getattr(args, "data", None) is not None:
+    if args.data is not None:
         if args.dataset is not None:
             raise DataError("give --data or --dataset, not both")
         return str(args.data)

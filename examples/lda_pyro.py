@@ -24,7 +24,7 @@ from pyro.infer.autoguide import init_to_value
 
 import pyro_reinmax as pr
 from reinmax_examples.artefacts import write_text
-from reinmax_examples.data import corpus, data_source
+from reinmax_examples.data import corpus, data_source, is_path
 from reinmax_examples.defaults import DEFAULTS
 from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
@@ -37,7 +37,8 @@ TIE = 0.01  # nats per token
 def configure(args) -> dict:
     """The run's settings: the command's arguments, or this model's defaults."""
     data = data_source(args, "lee")
-    corpus(data)  # refused here, before training, unless usable
+    if is_path(data):
+        corpus(data)  # refused here, before training, unless usable
     return {
         "data": data,
         "topics": args.topics or 8,

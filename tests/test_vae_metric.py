@@ -21,7 +21,7 @@ def _configure():
     from reinmax_examples.vae_pyro import configure
 
     arguments = SimpleNamespace(
-        latent="8x4", dataset="digits", steps=STEPS, lr=None, temperature=None
+        latent="8x4", dataset="digits", data=None, steps=STEPS, lr=None, temperature=None
     )
     return configure(arguments)
 

@@ -316,6 +316,7 @@ class TraceLocalEnum_ELBO(ELBO):
         self.analytic_kl = analytic_kl
         self.enumerated_sites: list[str] = []
         self.scored_at_sample: set[str] = set()
+        self._scan_lengths: dict[str, tuple[int, int]] = {}
 
     def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
         def particle_elbo(key):
@@ -413,11 +414,10 @@ class TraceLocalEnum_ELBO(ELBO):
                 "on its first axis (as a guide written with scan, or AutoReinMax, does)."
             )
         step = unrolled - steps_back(dim_name)  # the dim's step (the first, in the scanned part)
-        time_dim = next(
-            (d for d, n in site["infer"]["dim_to_name"].items() if n.startswith("_time")), None
-        )
-        if time_dim is None:
+        time = _time_dim(site["infer"]["dim_to_name"])
+        if time is None:
             return weights[step], None
+        time_dim, _ = time
         return weights[step : step + jnp.shape(log_prob)[time_dim]], time_dim
 
     def _log_factor(self, site, guide_trace):
@@ -468,12 +468,12 @@ class TraceLocalEnum_ELBO(ELBO):
             scales.add(float(scale))
             plates |= {f.name for f in site["cond_indep_stack"]}
             factor = funsor.to_funsor(log_prob, output=funsor.Real, dim_to_name=dim_to_name)
-            time = next((n for n in dim_to_name.values() if n.startswith("_time")), None)
+            time = _time_dim(dim_to_name)
             if time is None:
                 factors.append(factor)
                 continue
-            size = jnp.shape(log_prob)[_dim_of(dim_to_name, time)]
-            time_var = funsor.Variable(time, funsor.Bint[size])
+            time_dim, time_name = time
+            time_var = funsor.Variable(time_name, funsor.Bint[jnp.shape(log_prob)[time_dim]])
             time_factors.setdefault(time_var, []).append(factor)
             earlier = frozenset(n for n in dim_to_name.values() if steps_back(n))
             earlier_vars[time_var] = earlier_vars.get(time_var, frozenset()) | earlier
@@ -536,8 +536,9 @@ class TraceLocalEnum_ELBO(ELBO):
         return total
 
 
-def _dim_of(dim_to_name, name: str) -> int:
-    return next(dim for dim, n in dim_to_name.items() if n == name)
+def _time_dim(dim_to_name) -> tuple[int, str] | None:
+    """The time dim of a factor of ``scan``'s scanned steps, and its name (``_time_...``)."""
+    return next(((d, n) for d, n in dim_to_name.items() if n.startswith("_time")), None)
 
 
 def _guide_log_probs(guide_site):
