@@ -4,8 +4,7 @@ kept on disk.
 A test worker runs hundreds of tests in one process; JAX keeps every compiled executable (jit and
 each eagerly run operation) for the life of the process. Clearing them after each module keeps a
 worker's memory at what one module needs instead of what all of them needed, once glibc hands the
-freed heap back (``malloc_trim``: a worker's resident memory fell from 2.3 GB to 0.8 GB after the
-same three modules, measured with a per-test RSS log). JAX's persistent
+freed heap back (``malloc_trim``). JAX's persistent
 compilation cache (``.cache/jax-tests`` in the repository, or ``$JAX_COMPILATION_CACHE_DIR``)
 gives a module the compilations that an earlier module or the other worker made, and a later run
 all of them: compiling small eager operations is most of the NumPyro tests' time.
