@@ -2,6 +2,7 @@
 
     reinmax-compare MODEL [--backend pyro|numpyro]
                           [--methods reinmax,reinmax-local,hybrid,enum,reinforce,st,st-gumbel]
+                          (also gst, gumbel-rao, reinmax-rao, reinmax-cv)
                           [--steps N] [--seeds S] [--lr LR] [--temperature T] [--device cpu|cuda]
                           [--out DIR]
 
@@ -32,6 +33,7 @@ from reinmax_examples.artefacts import KNOWN_FILES, prepare_output, save_figure,
 from reinmax_examples.defaults import defaults_help
 from reinmax_examples.methods import (
     CHECKPOINTS,
+    DEFAULT_METHODS,
     METHOD_COLOURS,
     METHODS,
     ConfigurationError,
@@ -79,7 +81,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", choices=MODELS)
     p.add_argument("--backend", choices=BACKENDS, default="pyro")
-    p.add_argument("--methods", type=_methods, default=list(METHODS), help="comma-separated")
+    p.add_argument(
+        "--methods",
+        type=_methods,
+        default=list(DEFAULT_METHODS),
+        help=f"comma-separated, from {', '.join(METHODS)} (default: {','.join(DEFAULT_METHODS)})",
+    )
     p.add_argument("--steps", type=_positive(int), help="SVI steps (default: the model's)")
     p.add_argument("--seeds", type=_positive(int), default=1, help="seeds 0..S-1 (default 1)")
     p.add_argument("--lr", type=_positive(float), help="Adam learning rate (default: the model's)")

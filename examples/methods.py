@@ -10,6 +10,10 @@ change:
 | hybrid | cheap sites summed out, ReinMax for the rest (``enumerate="auto"``) | local-enum |
 | st | straight-through guide sites | ``TraceMeanField_ELBO`` |
 | st-gumbel | straight-through Gumbel-softmax guide sites | ``TraceMeanField_ELBO`` |
+| gst | gapped straight-through (GST-1.0) guide sites | ``TraceMeanField_ELBO`` |
+| gumbel-rao | Gumbel-Rao (GR-MCK, 10 conditional draws) guide sites | ``TraceMeanField_ELBO`` |
+| reinmax-rao | ReinMax-Rao guide sites | ``TraceMeanField_ELBO`` |
+| reinmax-cv | ReinMax-CV guide sites | ``TraceMeanField_ELBO`` |
 | reinforce | non-reparameterized guide sites (score function) | ``TraceGraph_ELBO`` |
 | enum | summed out exactly in the model | ``TraceEnum_ELBO`` |
 
@@ -22,16 +26,22 @@ constrained latents).
 import contextlib
 import time
 
-METHODS = ("reinmax", "reinmax-local", "hybrid", "enum", "reinforce", "st", "st-gumbel")
+DEFAULT_METHODS = ("reinmax", "reinmax-local", "hybrid", "enum", "reinforce", "st", "st-gumbel")
+"""The methods ``reinmax-compare`` runs unless ``--methods`` says otherwise."""
+METHODS = (*DEFAULT_METHODS, "gst", "gumbel-rao", "reinmax-rao", "reinmax-cv")
+"""Every method ``--methods`` accepts: the defaults and the other estimators of the package."""
 
 METHOD_COLOURS = dict(
     zip(
         METHODS,
-        ("#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#7f7f7f", "#2ca02c", "#17becf"),
+        (
+            *("#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#7f7f7f", "#2ca02c", "#17becf"),
+            *("#8c564b", "#bcbd22", "#e377c2", "#aec7e8"),
+        ),
         strict=True,
     )
 )
-"""One fixed colour per method in every plot (matplotlib's tab10 colours)."""
+"""One fixed colour per method in every plot (matplotlib's tab10 colours, then tab20's)."""
 
 ESTIMATOR = {
     "reinmax": "reinmax",
@@ -39,6 +49,10 @@ ESTIMATOR = {
     "hybrid": "reinmax",
     "st": "straight_through",
     "st-gumbel": "gumbel_straight_through",
+    "gst": "gapped_straight_through",
+    "gumbel-rao": "gumbel_rao",
+    "reinmax-rao": "reinmax_rao",
+    "reinmax-cv": "reinmax_cv",
     "reinforce": "score_function",
 }
 

@@ -9,15 +9,35 @@ enumeration of one-hot sites.
 """
 
 from . import kl as _kl  # noqa: F401  (registers the analytic KL divergences)
-from .bernoulli import GumbelStraightThroughBernoulli, ReinMaxBernoulli, StraightThroughBernoulli
+from .bernoulli import (
+    GappedStraightThroughBernoulli,
+    GumbelRaoBernoulli,
+    GumbelStraightThroughBernoulli,
+    ReinMaxBernoulli,
+    ReinMaxCVBernoulli,
+    ReinMaxRaoBernoulli,
+    StraightThroughBernoulli,
+)
 from .constraints import one_hot
 from .enumeration import enum_onehot
-from .estimators import gumbel_straight_through, reinmax, straight_through
+from .estimators import (
+    gapped_straight_through,
+    gumbel_rao,
+    gumbel_straight_through,
+    reinmax,
+    reinmax_cv,
+    reinmax_rao,
+    straight_through,
+)
 from .mixture import OneHotMixture
 from .one_hot import (
+    GappedStraightThroughOneHotCategorical,
+    GumbelRaoOneHotCategorical,
     GumbelStraightThroughOneHotCategorical,
     OneHotCategorical,
+    ReinMaxCVOneHotCategorical,
     ReinMaxOneHotCategorical,
+    ReinMaxRaoOneHotCategorical,
     StraightThroughOneHotCategorical,
 )
 from .relaxed import RelaxedOneHotCategorical
@@ -25,19 +45,31 @@ from .relaxed import RelaxedOneHotCategorical
 __version__ = "0.1.0"
 
 __all__ = [
+    "GappedStraightThroughBernoulli",
+    "GappedStraightThroughOneHotCategorical",
+    "GumbelRaoBernoulli",
+    "GumbelRaoOneHotCategorical",
     "GumbelStraightThroughBernoulli",
     "GumbelStraightThroughOneHotCategorical",
     "OneHotCategorical",
     "OneHotMixture",
     "ReinMaxBernoulli",
+    "ReinMaxCVBernoulli",
+    "ReinMaxCVOneHotCategorical",
     "ReinMaxOneHotCategorical",
+    "ReinMaxRaoBernoulli",
+    "ReinMaxRaoOneHotCategorical",
     "RelaxedOneHotCategorical",
     "StraightThroughBernoulli",
     "StraightThroughOneHotCategorical",
     "__version__",
     "enum_onehot",
+    "gapped_straight_through",
+    "gumbel_rao",
     "gumbel_straight_through",
     "one_hot",
     "reinmax",
+    "reinmax_cv",
+    "reinmax_rao",
     "straight_through",
 ]

@@ -18,7 +18,15 @@ from .masking import safe_log, select
 from .reparameterized import ProbsOrLogits
 from .validation import concrete
 
-__all__ = ["GumbelStraightThroughBernoulli", "ReinMaxBernoulli", "StraightThroughBernoulli"]
+__all__ = [
+    "GappedStraightThroughBernoulli",
+    "GumbelRaoBernoulli",
+    "GumbelStraightThroughBernoulli",
+    "ReinMaxBernoulli",
+    "ReinMaxCVBernoulli",
+    "ReinMaxRaoBernoulli",
+    "StraightThroughBernoulli",
+]
 
 
 def bernoulli_log_probs(distribution):
@@ -112,3 +120,32 @@ class GumbelStraightThroughBernoulli(_BernoulliReparameterized):
     Arguments as :class:`ReinMaxBernoulli`."""
 
     rule_name = "gumbel_straight_through"
+
+
+class GappedStraightThroughBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with gapped straight-through (GST) gradients (the two-category rule).
+    Arguments as :class:`ReinMaxBernoulli`, plus ``gap`` (default 1.0)."""
+
+    rule_name = "gapped_straight_through"
+
+
+class GumbelRaoBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with Gumbel-Rao (GR-MCK) gradients (the two-category rule).
+    Arguments as :class:`ReinMaxBernoulli`, plus ``samples`` (default 10)."""
+
+    rule_name = "gumbel_rao"
+
+
+class ReinMaxRaoBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with ReinMax-Rao gradients (the two-category rule).
+    Arguments as :class:`ReinMaxBernoulli`, plus ``samples`` (default 10)."""
+
+    rule_name = "reinmax_rao"
+
+
+class ReinMaxCVBernoulli(_BernoulliReparameterized):
+    r"""Bernoulli with ReinMax-CV gradients (the two-category rule). Arguments as
+    :class:`ReinMaxBernoulli`, plus ``samples`` (default 10), ``eta`` (1.0) and
+    ``cv_temperature`` (default: the temperature)."""
+
+    rule_name = "reinmax_cv"

@@ -27,9 +27,13 @@ from .validation import (
 )
 
 __all__ = [
+    "GappedStraightThroughOneHotCategorical",
+    "GumbelRaoOneHotCategorical",
     "GumbelStraightThroughOneHotCategorical",
     "OneHotCategorical",
+    "ReinMaxCVOneHotCategorical",
     "ReinMaxOneHotCategorical",
+    "ReinMaxRaoOneHotCategorical",
     "StraightThroughOneHotCategorical",
 ]
 
@@ -104,8 +108,8 @@ class OneHotCategorical(CategoricalParameters):
 class _OneHotReparameterized(OneHotCategorical):
     uses_temperature = True
 
-    def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None):
-        ProbsOrLogits.__init__(self, probs, logits, temperature, validate_args)
+    def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None, **options):
+        ProbsOrLogits.__init__(self, probs, logits, temperature, validate_args, **options)
 
 
 class ReinMaxOneHotCategorical(_OneHotReparameterized):
@@ -144,3 +148,37 @@ class GumbelStraightThroughOneHotCategorical(_OneHotReparameterized):
     :class:`ReinMaxOneHotCategorical`."""
 
     rule_name = "gumbel_straight_through"
+
+
+class GappedStraightThroughOneHotCategorical(_OneHotReparameterized):
+    r"""One-hot categorical with gapped straight-through (GST) gradients (Fan et al., ICML 2022):
+    :math:`\nabla_\theta = J(\operatorname{softmax}(\tilde\theta/\tau))\, g / \tau` at the
+    logits shifted so the drawn category leads every other by at least ``gap``. Arguments as
+    :class:`ReinMaxOneHotCategorical`, plus ``gap`` (default 1.0, the paper's GST-1.0)."""
+
+    rule_name = "gapped_straight_through"
+
+
+class GumbelRaoOneHotCategorical(_OneHotReparameterized):
+    r"""One-hot categorical with Gumbel-Rao (GR-MCK) gradients (Paulus et al., ICLR 2021): the
+    ST-Gumbel backward averaged over ``samples`` draws of Gumbel noise conditional on the drawn
+    category. Arguments as :class:`ReinMaxOneHotCategorical`, plus ``samples`` (default 10)."""
+
+    rule_name = "gumbel_rao"
+
+
+class ReinMaxRaoOneHotCategorical(_OneHotReparameterized):
+    r"""One-hot categorical with ReinMax-Rao gradients (Wang and Bui, 2026): ReinMax's first term
+    replaced by a Gumbel-Rao average at :math:`\log((\pi_0 + D)/2)`. Arguments as
+    :class:`ReinMaxOneHotCategorical`, plus ``samples`` (default 10)."""
+
+    rule_name = "reinmax_rao"
+
+
+class ReinMaxCVOneHotCategorical(_OneHotReparameterized):
+    r"""One-hot categorical with ReinMax-CV gradients (Wang and Bui, 2026): ReinMax plus a
+    Gumbel-Rao control variate at :math:`\log((\pi_0 + D)/2)`. Arguments as
+    :class:`ReinMaxOneHotCategorical`, plus ``samples`` (default 10), ``eta`` (1.0) and
+    ``cv_temperature`` (default: the temperature)."""
+
+    rule_name = "reinmax_cv"

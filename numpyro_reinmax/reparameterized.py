@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from numpyro.distributions import Distribution
 from numpyro.distributions.util import lazy_property
 
-from .estimators import estimate
+from .estimators import estimate, rule_options
 from .sampling import draw_one_hot
 from .validation import check_temperature, validation_enabled
 
@@ -35,11 +35,12 @@ class ProbsOrLogits(Distribution):
     # A temperature given as a number is static (pytree aux data), so that ``jax.vmap`` over a
     # distribution maps its parameters only; one given as an array (a traced schedule) is data.
     pytree_data_fields = ("probs", "logits", "_array_temperature")
-    pytree_aux_fields = ("_from_logits", "_number_temperature")
+    pytree_aux_fields = ("_from_logits", "_number_temperature", "options")
     _array_temperature = None
     _number_temperature = None
+    options = ()
 
-    def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None):
+    def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None, **options):
         if (probs is None) == (logits is None):
             raise ValueError("Pass exactly one of `probs` or `logits`.")
         validate = validation_enabled(validate_args)
@@ -51,6 +52,10 @@ class ProbsOrLogits(Distribution):
             self.logits = parameter
         else:
             self.probs = parameter
+        if self.rule_name is not None:
+            self.options = rule_options(self.rule_name, options)
+        elif options:
+            raise TypeError(f"{type(self).__name__} takes no option {next(iter(options))!r}.")
         if self.uses_temperature:
             temperature = check_temperature(temperature)
             if isinstance(temperature, float):
@@ -115,7 +120,7 @@ class ProbsOrLogits(Distribution):
         if self.rule_name is None:
             probs = jax.lax.stop_gradient(jax.nn.softmax(logits, -1))
             return self._from_one_hot(draw_one_hot(key, probs))
-        sample, _ = estimate(self.rule_name, key, logits, self.temperature)
+        sample, _ = estimate(self.rule_name, key, logits, self.temperature, self.options)
         return self._from_one_hot(sample)
 
     def expand(self, batch_shape):
@@ -125,7 +130,7 @@ class ProbsOrLogits(Distribution):
         name = "logits" if self._from_logits else "probs"
         parameter = jnp.broadcast_to(getattr(self, name), batch_shape + self.event_shape)
         extra = {"temperature": self.temperature} if self.uses_temperature else {}
-        new = type(self)(**{name: parameter}, **extra, validate_args=False)
+        new = type(self)(**{name: parameter}, **extra, **dict(self.options), validate_args=False)
         new._validate_args = self._validate_args
         return new
 
@@ -137,7 +142,8 @@ class ProbsOrLogits(Distribution):
 
     def __repr__(self) -> str:
         temperature = f", temperature={self.temperature}" if self.uses_temperature else ""
+        options = "".join(f", {name}={value}" for name, value in self.options)
         return (
             f"{type(self).__name__}(batch_shape={self.batch_shape}, "
-            f"event_shape={self.event_shape}{temperature})"
+            f"event_shape={self.event_shape}{temperature}{options})"
         )

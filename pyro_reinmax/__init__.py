@@ -7,29 +7,61 @@ at the cost of straight-through. Swap a ``dist.Categorical`` site for a one-hot
 """
 
 from . import kl as _kl  # noqa: F401  (registers the analytic KL divergences)
-from .bernoulli import GumbelStraightThroughBernoulli, ReinMaxBernoulli, StraightThroughBernoulli
-from .estimators import gumbel_straight_through, reinmax, straight_through
+from .bernoulli import (
+    GappedStraightThroughBernoulli,
+    GumbelRaoBernoulli,
+    GumbelStraightThroughBernoulli,
+    ReinMaxBernoulli,
+    ReinMaxCVBernoulli,
+    ReinMaxRaoBernoulli,
+    StraightThroughBernoulli,
+)
+from .estimators import (
+    gapped_straight_through,
+    gumbel_rao,
+    gumbel_straight_through,
+    reinmax,
+    reinmax_cv,
+    reinmax_rao,
+    straight_through,
+)
 from .mixture import OneHotMixture
 from .one_hot import (
+    GappedStraightThroughOneHotCategorical,
+    GumbelRaoOneHotCategorical,
     GumbelStraightThroughOneHotCategorical,
     OneHotCategorical,
+    ReinMaxCVOneHotCategorical,
     ReinMaxOneHotCategorical,
+    ReinMaxRaoOneHotCategorical,
     StraightThroughOneHotCategorical,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GappedStraightThroughBernoulli",
+    "GappedStraightThroughOneHotCategorical",
+    "GumbelRaoBernoulli",
+    "GumbelRaoOneHotCategorical",
     "GumbelStraightThroughBernoulli",
     "GumbelStraightThroughOneHotCategorical",
     "OneHotCategorical",
     "OneHotMixture",
     "ReinMaxBernoulli",
+    "ReinMaxCVBernoulli",
+    "ReinMaxCVOneHotCategorical",
     "ReinMaxOneHotCategorical",
+    "ReinMaxRaoBernoulli",
+    "ReinMaxRaoOneHotCategorical",
     "StraightThroughBernoulli",
     "StraightThroughOneHotCategorical",
     "__version__",
+    "gapped_straight_through",
+    "gumbel_rao",
     "gumbel_straight_through",
     "reinmax",
+    "reinmax_cv",
+    "reinmax_rao",
     "straight_through",
 ]

@@ -1,8 +1,10 @@
 """The reparameterized counterpart of a one-hot categorical or Bernoulli distribution, by estimator.
 
-``ESTIMATORS`` names the estimator rules (``"reinmax"``, ``"straight_through"``,
-``"gumbel_straight_through"``, and ``"score_function"``: the plain, non-reparameterized classes,
-for REINFORCE with ``TraceGraph_ELBO``); :func:`site_distribution` builds a guide site of a family;
+``ESTIMATORS`` names the one-hot and Bernoulli classes of every estimator rule of
+:data:`~pyro_reinmax.estimators.RULES` (``"reinmax"``, ``"straight_through"``,
+``"gumbel_straight_through"``, ``"gapped_straight_through"``, ``"gumbel_rao"``, ``"reinmax_rao"``,
+``"reinmax_cv"``) and of ``"score_function"`` (the plain, non-reparameterized classes, for
+REINFORCE with ``TraceGraph_ELBO``); :func:`site_distribution` builds a guide site of a family;
 :func:`reparameterized` rebuilds a model's distribution as the
 chosen estimator's class on the same parameters, through ``Independent``, ``Masked`` and
 ``Expanded`` wrappers, so gradients reach the model's own parameters.
@@ -15,11 +17,24 @@ from pyro.distributions import Bernoulli, Independent, MaskedDistribution
 from pyro.distributions.torch_distribution import ExpandedDistribution
 from torch.distributions import constraints
 
-from .bernoulli import GumbelStraightThroughBernoulli, ReinMaxBernoulli, StraightThroughBernoulli
+from .bernoulli import (
+    GappedStraightThroughBernoulli,
+    GumbelRaoBernoulli,
+    GumbelStraightThroughBernoulli,
+    ReinMaxBernoulli,
+    ReinMaxCVBernoulli,
+    ReinMaxRaoBernoulli,
+    StraightThroughBernoulli,
+)
+from .estimators import RULES
 from .one_hot import (
+    GappedStraightThroughOneHotCategorical,
+    GumbelRaoOneHotCategorical,
     GumbelStraightThroughOneHotCategorical,
     OneHotCategorical,
+    ReinMaxCVOneHotCategorical,
     ReinMaxOneHotCategorical,
+    ReinMaxRaoOneHotCategorical,
     StraightThroughOneHotCategorical,
 )
 
@@ -30,9 +45,16 @@ ESTIMATORS = {
         GumbelStraightThroughOneHotCategorical,
         GumbelStraightThroughBernoulli,
     ),
+    "gapped_straight_through": (
+        GappedStraightThroughOneHotCategorical,
+        GappedStraightThroughBernoulli,
+    ),
+    "gumbel_rao": (GumbelRaoOneHotCategorical, GumbelRaoBernoulli),
+    "reinmax_rao": (ReinMaxRaoOneHotCategorical, ReinMaxRaoBernoulli),
+    "reinmax_cv": (ReinMaxCVOneHotCategorical, ReinMaxCVBernoulli),
     "score_function": (OneHotCategorical, Bernoulli),
 }
-REPARAMETERIZED = ("reinmax", "straight_through", "gumbel_straight_through")
+REPARAMETERIZED = tuple(RULES)
 
 
 def check_estimator(estimator: str, *, reparameterized_only: bool = False) -> str:

@@ -15,7 +15,7 @@ import torch
 from pyro.distributions.score_parts import ScoreParts
 from torch import Tensor
 
-from .estimators import estimate
+from .estimators import estimate, rule_options
 from .validation import check_temperature
 
 _DRAWN = "_pyro_reinmax_rsample"  # marks the tensors that ``rsample`` returns
@@ -27,6 +27,7 @@ class Reparameterized:
     has_rsample = True
     rule_name: ClassVar[str]
     temperature: float
+    options: tuple[tuple[str, float], ...]
 
     def __init__(
         self,
@@ -34,8 +35,10 @@ class Reparameterized:
         logits: Tensor | None = None,
         temperature: float = 1.0,
         validate_args: bool | None = None,
+        **options,
     ) -> None:
         self.temperature = check_temperature(temperature)
+        self.options = rule_options(self.rule_name, options)
         super().__init__(probs=probs, logits=logits, validate_args=validate_args)
 
     def _one_hot_logits(self) -> Tensor:
@@ -49,12 +52,13 @@ class Reparameterized:
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(type(self), _instance)
         new.temperature = self.temperature
+        new.options = self.options
         return super().expand(batch_shape, _instance=new)
 
     def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         logits = self._one_hot_logits()
         logits = logits.expand(torch.Size(sample_shape) + logits.shape)
-        sample, _ = estimate(self.rule_name, logits, self.temperature)
+        sample, _ = estimate(self.rule_name, logits, self.temperature, options=self.options)
         value = self._from_one_hot(sample)
         setattr(value, _DRAWN, True)
         return value
@@ -72,5 +76,7 @@ class Reparameterized:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(batch_shape={tuple(self.batch_shape)}, "
-            f"event_shape={tuple(self.event_shape)}, temperature={self.temperature})"
+            f"event_shape={tuple(self.event_shape)}, temperature={self.temperature}"
+            + "".join(f", {name}={value}" for name, value in self.options)
+            + ")"
         )

@@ -62,6 +62,62 @@ def gumbel_given_argmax(logits, index, exponentials):
     return others
 
 
+def gapped_logits(logits, index, gap):
+    """GST's shift: the maximum at index, every other logit capped gap below the maximum."""
+    logits = np.asarray(logits, dtype=np.float64)
+    top = logits.max(-1, keepdims=True)
+    shifted = np.minimum(logits, top - gap)
+    np.put_along_axis(shifted, np.asarray(index)[..., None], top, -1)
+    return shifted
+
+
+def gapped_straight_through_grad(logits, sample, g, h, temperature, gap):
+    """J(softmax(gapped / tau)) g / tau + J(pi0) h."""
+    soft = softmax(gapped_logits(logits, np.argmax(sample, -1), gap) / temperature)
+    return _apply(jacobian(soft), g) / temperature + _apply(jacobian(softmax(logits)), h)
+
+
+def _mean_conditional_vjp(logits, index, exponentials, g, temperature):
+    """mean_s J(softmax(z_s / tau)) g with z_s = logits + G_s conditioned on argmax z_s = index."""
+    terms = [
+        _apply(jacobian(softmax(gumbel_given_argmax(logits, index, e) / temperature)), g)
+        for e in exponentials
+    ]
+    return np.mean(terms, 0)
+
+
+def _midpoint_logits(logits, sample):
+    with np.errstate(divide="ignore"):
+        return np.log((softmax(logits) + sample) / 2)
+
+
+def gumbel_rao_grad(logits, sample, exponentials, g, h, temperature):
+    """mean_s J(y_s) g / tau + J(pi0) h, y_s = softmax((logits + G_s) / tau), G_s | D."""
+    index = np.argmax(sample, -1)
+    averaged = _mean_conditional_vjp(logits, index, exponentials, g, temperature)
+    return averaged / temperature + _apply(jacobian(softmax(logits)), h)
+
+
+def reinmax_rao_grad(logits, sample, exponentials, g, h, temperature):
+    """2 mean_s J(y_s) g / tau - J(pi0) g / 2 + J(pi0) h at theta_D = log((pi0 + D) / 2)."""
+    index = np.argmax(sample, -1)
+    midpoint = _midpoint_logits(logits, sample)
+    averaged = _mean_conditional_vjp(midpoint, index, exponentials, g, temperature)
+    pi0 = jacobian(softmax(logits))
+    return 2 * averaged / temperature - 0.5 * _apply(pi0, g) + _apply(pi0, h)
+
+
+def reinmax_cv_grad(logits, sample, exponentials, g, h, temperature, eta, cv_temperature):
+    """ReinMax + eta / tau2 (mean_s J(y_s) - J(y_0)) g at theta_D: y_s conditional on D from
+    exponentials[1:], y_0 = softmax((theta_D - log exponentials[0]) / tau2)."""
+    index = np.argmax(sample, -1)
+    midpoint = _midpoint_logits(logits, sample)
+    averaged = _mean_conditional_vjp(midpoint, index, exponentials[1:], g, cv_temperature)
+    unconditional = softmax((midpoint - np.log(exponentials[0])) / cv_temperature)
+    variate = (averaged - _apply(jacobian(unconditional), g)) * eta / cv_temperature
+    return reinmax_grad(logits, sample, g, h, temperature) + variate
+
+
 def exact_expected_gradient(logits: np.ndarray, f) -> np.ndarray:
     """d/dlogits of E[f(D)] for independent one-hot D_i ~ Cat(softmax(logits_i)), by enumeration.
 

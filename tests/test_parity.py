@@ -12,17 +12,27 @@ import pyro_reinmax
 
 jax.config.update("jax_enable_x64", True)
 
-ESTIMATORS = ["reinmax", "straight_through", "gumbel_straight_through"]
+ESTIMATORS = list(pyro_reinmax.estimators.RULES)
+OPTIONS = {"gumbel_rao": {"samples": 3}, "reinmax_rao": {"samples": 2}, "reinmax_cv": {"eta": 0.5}}
+
+
+def _noise_shape(name, shape):
+    """The exponentials a rule's forward pass draws: one set, or ``samples`` (+ extra) sets."""
+    rule = pyro_reinmax.estimators.RULES[name]
+    if rule.averaged is None:
+        return shape
+    samples = {**dict(rule.options), **OPTIONS.get(name, {})}["samples"]
+    return (samples + rule.noise_sets, *shape)
 
 
 def _torch_side(name, logits, temperature, g, h, seed):
     leaf = torch.tensor(logits, requires_grad=True)
     torch.manual_seed(seed)
-    sample, probs = getattr(pyro_reinmax, name)(leaf, temperature)
+    sample, probs = getattr(pyro_reinmax, name)(leaf, temperature, **OPTIONS.get(name, {}))
     ((sample * torch.tensor(g)).sum() + (probs * torch.tensor(h)).sum()).backward()
-    torch.manual_seed(seed)  # the same stream: one uniform per row, then the Gumbel's exponentials
+    torch.manual_seed(seed)  # the same stream: one uniform per row, then the noise's exponentials
     torch.rand(leaf.shape[:-1] + (1,), dtype=torch.float64)
-    exponentials = torch.empty_like(leaf).exponential_()
+    exponentials = torch.empty(_noise_shape(name, leaf.shape), dtype=leaf.dtype).exponential_()
     return sample.detach().numpy(), exponentials.numpy(), leaf.grad.numpy()
 
 
@@ -44,7 +54,7 @@ def test_same_draw_same_gradient(monkeypatch, name, temperature, shape):
 
     def loss(logits):
         jax_sample, probs = getattr(numpyro_reinmax, name)(
-            jax.random.PRNGKey(0), logits, temperature
+            jax.random.PRNGKey(0), logits, temperature, **OPTIONS.get(name, {})
         )
         return (jax_sample * g).sum() + (probs * h).sum(), jax_sample
 

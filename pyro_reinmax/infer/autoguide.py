@@ -200,8 +200,10 @@ class AutoReinMax(AutoGuideList):
 
     Args:
         model: a Pyro model.
-        estimator: ``"reinmax"`` (default), ``"straight_through"``, ``"gumbel_straight_through"``,
-            or ``"score_function"`` (non-reparameterized sites, for REINFORCE with
+        estimator: ``"reinmax"`` (default), any other rule of the estimator table
+            (``"straight_through"``, ``"gumbel_straight_through"``, ``"gapped_straight_through"``,
+            ``"gumbel_rao"``, ``"reinmax_rao"``, ``"reinmax_cv"``, each with its default
+            options), or ``"score_function"`` (non-reparameterized sites, for REINFORCE with
             ``TraceGraph_ELBO``).
         temperature: the estimator's temperature (its backward only).
         encoders: ``None`` (learn logits per site), one callable for every discrete site, or a dict

@@ -23,8 +23,9 @@ class ReinMaxReparam(Reparam):
 
     Args:
         temperature: the estimator's temperature (its backward only).
-        estimator: ``"reinmax"`` (default), ``"straight_through"`` or
-            ``"gumbel_straight_through"``.
+        estimator: ``"reinmax"`` (default) or any other rule of the estimator table
+            (``"straight_through"``, ``"gumbel_straight_through"``, ``"gapped_straight_through"``,
+            ``"gumbel_rao"``, ``"reinmax_rao"``, ``"reinmax_cv"``), with its default options.
 
     Observed sites are left as they are.
     """

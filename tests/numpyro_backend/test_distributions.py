@@ -16,6 +16,8 @@ from numpyro.infer import SVI
 from numpyro.infer.autoguide import AutoNormal
 
 import numpyro_reinmax as nr
+from numpyro_reinmax.families import ESTIMATORS
+from numpyro_reinmax.families import REPARAMETERIZED as RULE_NAMES
 from numpyro_reinmax.infer import Trace_ELBO
 
 
@@ -28,7 +30,7 @@ class Case:
 
     @property
     def is_bernoulli(self) -> bool:
-        return self.cls in BERNOULLI
+        return issubclass(self.cls, nr.bernoulli._BernoulliReparameterized)
 
     def make(self, **overrides):
         kwargs = dict(self.params)
@@ -55,12 +57,12 @@ class Case:
 
 
 MASKED = jnp.array([[0.3, -jnp.inf, -1.0, 2.0], [-jnp.inf, 0.0, 0.5, -jnp.inf]])
-ONE_HOT = [
-    nr.ReinMaxOneHotCategorical,
-    nr.StraightThroughOneHotCategorical,
-    nr.GumbelStraightThroughOneHotCategorical,
-]
-BERNOULLI = [nr.ReinMaxBernoulli, nr.StraightThroughBernoulli, nr.GumbelStraightThroughBernoulli]
+# Every case for the first three rules; the other rules share all but their backward with them,
+# so each gets its most demanding case (masked categories; probabilities of 0 and 1).
+FULL_CASE_RULES = ("reinmax", "straight_through", "gumbel_straight_through")
+ONE_HOT = [ESTIMATORS[name][0] for name in FULL_CASE_RULES]
+BERNOULLI = [ESTIMATORS[name][1] for name in FULL_CASE_RULES]
+OTHER_RULES = [name for name in RULE_NAMES if name not in FULL_CASE_RULES]
 _LOGITS = jax.random.normal(jax.random.PRNGKey(3), (2, 3, 5))
 CASES = [
     Case(nr.OneHotCategorical, {"logits": _LOGITS[0]}, id="exact-logits"),
@@ -74,14 +76,17 @@ CASES = [
         Case(c, {"probs": jnp.array([0.1, 0.6, 0.3])}, 1.0, id=f"{c.__name__}-probs")
         for c in ONE_HOT
     ],
-    *[Case(c, {"logits": MASKED}, 1.2, id=f"{c.__name__}-masked") for c in ONE_HOT],
+    *[
+        Case(c, {"logits": MASKED}, 1.2, id=f"{c.__name__}-masked")
+        for c in ONE_HOT + [ESTIMATORS[name][0] for name in OTHER_RULES]
+    ],
     *[
         Case(c, {"logits": jnp.array([0.3, -2.0, 4.0])}, 1.3, id=f"{c.__name__}-logits")
         for c in BERNOULLI
     ],
     *[
         Case(c, {"probs": jnp.array([[0.0, 0.4], [1.0, 0.7]])}, 1.0, id=f"{c.__name__}-probs")
-        for c in BERNOULLI
+        for c in BERNOULLI + [ESTIMATORS[name][1] for name in OTHER_RULES]
     ],
 ]
 

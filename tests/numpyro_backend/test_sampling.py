@@ -9,6 +9,7 @@ import scipy.stats
 from tests_numpyro_helpers import assert_categorical_law
 
 import numpyro_reinmax as nr
+from numpyro_reinmax.estimators import RULES
 from numpyro_reinmax.sampling import (
     draw_exponentials,
     draw_index,
@@ -26,8 +27,11 @@ def test_draw_one_hot(dtype, key):
     assert_categorical_law(draw_one_hot(key, probs), PROBS)
 
 
-@pytest.mark.parametrize("estimator", [nr.reinmax, nr.straight_through, nr.gumbel_straight_through])
-@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+ESTIMATOR_OPS = [getattr(nr, name) for name in RULES]
+
+
+@pytest.mark.parametrize("estimator", ESTIMATOR_OPS, ids=lambda e: e.__name__)
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
 def test_estimator_draws_ignore_the_temperature(estimator, temperature, key):
     logits = jnp.broadcast_to(jnp.log(PROBS), (NUM_DRAWS, len(PROBS)))
     sample, _ = estimator(key, logits, temperature)
@@ -81,7 +85,7 @@ LARGE_EQUAL_LOGITS = [
 
 
 @pytest.mark.parametrize(("dtype", "magnitude"), LARGE_EQUAL_LOGITS)
-@pytest.mark.parametrize("estimator", [nr.reinmax, nr.straight_through, nr.gumbel_straight_through])
+@pytest.mark.parametrize("estimator", ESTIMATOR_OPS, ids=lambda e: e.__name__)
 def test_draws_stay_exact_for_large_logits(estimator, dtype, magnitude, key):
     logits = jnp.full((4_000, 3), magnitude, dtype=dtype).at[:, 2].set(-jnp.inf)
     sample, _ = estimator(key, logits)

@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pyro_reinmax as pr
+from pyro_reinmax.families import ESTIMATORS
+from pyro_reinmax.families import REPARAMETERIZED as RULE_NAMES
 
 NEG_INF = -float("inf")
 
@@ -43,12 +45,12 @@ class Case:
 
 MASKED_LOGITS = torch.tensor([[0.3, NEG_INF, -1.0, 2.0], [NEG_INF, 0.0, 0.5, NEG_INF]])
 PROBS_WITH_ZERO = torch.tensor([[0.5, 0.0, 0.5], [0.2, 0.3, 0.5]])
-ONE_HOT = [
-    pr.ReinMaxOneHotCategorical,
-    pr.StraightThroughOneHotCategorical,
-    pr.GumbelStraightThroughOneHotCategorical,
-]
-BERNOULLI = [pr.ReinMaxBernoulli, pr.StraightThroughBernoulli, pr.GumbelStraightThroughBernoulli]
+# Every case for the first three rules; the other rules share all but their backward with them,
+# so each gets its most demanding case (masked categories; probabilities of 0 and 1).
+FULL_CASE_RULES = ("reinmax", "straight_through", "gumbel_straight_through")
+ONE_HOT = [ESTIMATORS[name][0] for name in FULL_CASE_RULES]
+BERNOULLI = [ESTIMATORS[name][1] for name in FULL_CASE_RULES]
+OTHER_RULES = [name for name in RULE_NAMES if name not in FULL_CASE_RULES]
 
 CASES = [
     Case(pr.OneHotCategorical, {"logits": torch.randn(3, 4)}, id="exact-logits"),
@@ -58,14 +60,17 @@ CASES = [
         Case(c, {"probs": torch.tensor([0.1, 0.6, 0.3])}, 1.0, id=f"{c.__name__}-probs")
         for c in ONE_HOT
     ],
-    *[Case(c, {"logits": MASKED_LOGITS}, 1.2, id=f"{c.__name__}-masked") for c in ONE_HOT],
+    *[
+        Case(c, {"logits": MASKED_LOGITS}, 1.2, id=f"{c.__name__}-masked")
+        for c in ONE_HOT + [ESTIMATORS[name][0] for name in OTHER_RULES]
+    ],
     *[
         Case(c, {"logits": torch.tensor([0.3, -2.0, 4.0])}, 1.3, id=f"{c.__name__}-logits")
         for c in BERNOULLI
     ],
     *[
         Case(c, {"probs": torch.tensor([[0.0, 0.4], [1.0, 0.7]])}, 1.0, id=f"{c.__name__}-probs")
-        for c in BERNOULLI
+        for c in BERNOULLI + [ESTIMATORS[name][1] for name in OTHER_RULES]
     ],
 ]
 REPARAMETERIZED = [c for c in CASES if c.cls.has_rsample]

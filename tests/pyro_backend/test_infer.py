@@ -87,7 +87,7 @@ def test_reparam_gives_the_reinmax_class_its_gradient():
     torch.testing.assert_close(grad, expected)
 
 
-@pytest.mark.parametrize("estimator", ["reinmax", "straight_through", "gumbel_straight_through"])
+@pytest.mark.parametrize("estimator", pr.families.REPARAMETERIZED)
 def test_strategy_reparameterizes_every_discrete_latent_site_and_nothing_else(estimator):
     def model():
         loc = pyro.sample("loc", dist.Normal(0.0, 1.0))

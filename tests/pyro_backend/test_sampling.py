@@ -6,6 +6,7 @@ import scipy.stats
 import torch
 
 import pyro_reinmax
+from pyro_reinmax.estimators import RULES
 from pyro_reinmax.sampling import (
     draw_exponentials,
     draw_index,
@@ -37,11 +38,11 @@ def test_draw_one_hot():
     _assert_categorical_law(draw_one_hot(PROBS.expand(NUM_DRAWS, -1)), PROBS)
 
 
-@pytest.mark.parametrize(
-    "estimator",
-    [pyro_reinmax.reinmax, pyro_reinmax.straight_through, pyro_reinmax.gumbel_straight_through],
-)
-@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+ESTIMATOR_OPS = [getattr(pyro_reinmax, name) for name in RULES]
+
+
+@pytest.mark.parametrize("estimator", ESTIMATOR_OPS, ids=lambda e: e.__name__)
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
 def test_estimator_draws_ignore_the_temperature(estimator, temperature):
     sample, _ = estimator(_logits(), temperature)
     _assert_categorical_law(sample, PROBS)
@@ -101,10 +102,7 @@ LARGE_EQUAL_LOGITS = [
 
 
 @pytest.mark.parametrize(("dtype", "magnitude"), LARGE_EQUAL_LOGITS)
-@pytest.mark.parametrize(
-    "estimator",
-    [pyro_reinmax.reinmax, pyro_reinmax.straight_through, pyro_reinmax.gumbel_straight_through],
-)
+@pytest.mark.parametrize("estimator", ESTIMATOR_OPS, ids=lambda e: e.__name__)
 def test_draws_stay_exact_for_large_logits(estimator, dtype, magnitude):
     logits = torch.full((4_000, 3), magnitude, dtype=dtype)
     logits[:, 2] = -float("inf")
