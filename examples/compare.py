@@ -2,7 +2,7 @@
 
     reinmax-compare MODEL [--backend pyro|numpyro]
                           [--methods reinmax,reinmax-local,hybrid,enum,reinforce,st,st-gumbel]
-                          (also gst, gumbel-rao, reinmax-rao, reinmax-cv)
+                          (also gst, gumbel-rao, reinmax-rao, reinmax-cv, rloo)
                           [--steps N] [--seeds S] [--lr LR] [--temperature T] [--device cpu|cuda]
                           [--out DIR]
 

@@ -14,10 +14,16 @@ from numpyro.infer.autoguide import AutoNormal
 from numpyro.optim import optax_to_numpyro
 
 import numpyro_reinmax as nr
-from numpyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO, TraceMeanField_ELBO
+from numpyro_reinmax.infer import (
+    AutoReinMax,
+    TraceLocalEnum_ELBO,
+    TraceMeanField_ELBO,
+    TraceRLOO_ELBO,
+)
 from reinmax_examples.methods import (
     ESTIMATOR,
     LOCAL_LR_MULTIPLIER,
+    RLOO_PARTICLES,
     TrainingClock,
     record_every,
 )
@@ -48,6 +54,8 @@ def guide_model_loss(
     )
     if method == "reinforce":
         return guide, model, TraceGraph_ELBO()
+    if method == "rloo":
+        return guide, model, TraceRLOO_ELBO(num_particles=RLOO_PARTICLES)
     if method in ("reinmax-local", "hybrid"):
         return guide, model, TraceLocalEnum_ELBO()
     return guide, model, TraceMeanField_ELBO()

@@ -11,10 +11,16 @@ from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoNormal
 from pyro.optim import ClippedAdam
 
-from pyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO, TraceMeanField_ELBO
+from pyro_reinmax.infer import (
+    AutoReinMax,
+    TraceLocalEnum_ELBO,
+    TraceMeanField_ELBO,
+    TraceRLOO_ELBO,
+)
 from reinmax_examples.methods import (
     ESTIMATOR,
     LOCAL_LR_MULTIPLIER,
+    RLOO_PARTICLES,
     TrainingClock,
     record_every,
 )
@@ -49,6 +55,9 @@ def guide_model_loss(
     )
     if method == "reinforce":
         return guide, model, TraceGraph_ELBO(max_plate_nesting=max_plate_nesting)
+    if method == "rloo":
+        rloo = TraceRLOO_ELBO(num_particles=RLOO_PARTICLES, max_plate_nesting=max_plate_nesting)
+        return guide, model, rloo
     if method in ("reinmax-local", "hybrid"):
         return guide, model, TraceLocalEnum_ELBO(max_plate_nesting=max_plate_nesting)
     return guide, model, TraceMeanField_ELBO(max_plate_nesting=max_plate_nesting)

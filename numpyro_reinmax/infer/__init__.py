@@ -2,13 +2,15 @@
 guide sites, the ``AutoReinMax`` autoguide, and the ``ReinMaxReparam`` reparameterizer with its
 ``ReinMaxStrategy`` config function; and
 ``TraceLocalEnum_ELBO``, which gives every model factor the gradient of its multilinear extension
-in the sampled discrete values; ``infer_discrete`` for models with one-hot sites."""
+in the sampled discrete values; ``TraceRLOO_ELBO``, the unbiased leave-one-out multi-sample ELBO
+for non-reparameterized guide sites; ``infer_discrete`` for models with one-hot sites."""
 
 from .autoguide import AutoReinMax
 from .discrete import infer_discrete
 from .elbo import Trace_ELBO, TraceMeanField_ELBO
 from .local_enum import TraceLocalEnum_ELBO
 from .reparam import ReinMaxReparam, ReinMaxStrategy
+from .rloo import TraceRLOO_ELBO
 
 __all__ = [
     "AutoReinMax",
@@ -16,6 +18,7 @@ __all__ = [
     "ReinMaxStrategy",
     "TraceLocalEnum_ELBO",
     "TraceMeanField_ELBO",
+    "TraceRLOO_ELBO",
     "Trace_ELBO",
     "infer_discrete",
 ]

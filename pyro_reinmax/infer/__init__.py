@@ -2,13 +2,15 @@
 ``ReinMaxReparam`` reparameterizer with its ``ReinMaxStrategy`` config function, and a
 ``TraceMeanField_ELBO`` that scores autoguides' ``Delta`` sites correctly.; and
 ``TraceLocalEnum_ELBO``, which gives every model factor the gradient of its multilinear extension
-in the sampled discrete values; ``infer_discrete`` for models with one-hot sites."""
+in the sampled discrete values; ``TraceRLOO_ELBO``, the unbiased leave-one-out multi-sample ELBO
+for non-reparameterized guide sites; ``infer_discrete`` for models with one-hot sites."""
 
 from .autoguide import AutoReinMax
 from .discrete import infer_discrete
 from .elbo import TraceMeanField_ELBO
 from .local_enum import TraceLocalEnum_ELBO
 from .reparam import ReinMaxReparam, ReinMaxStrategy
+from .rloo import TraceRLOO_ELBO
 
 __all__ = [
     "AutoReinMax",
@@ -16,5 +18,6 @@ __all__ = [
     "ReinMaxStrategy",
     "TraceLocalEnum_ELBO",
     "TraceMeanField_ELBO",
+    "TraceRLOO_ELBO",
     "infer_discrete",
 ]
