@@ -2,7 +2,7 @@
 
     reinmax-compare MODEL [--backend pyro|numpyro]
                           [--methods reinmax,reinmax-local,hybrid,enum,reinforce,st,st-gumbel]
-                          (also gst, gumbel-rao, reinmax-rao, reinmax-cv, rloo)
+                          (also gst, gumbel-rao, reinmax-rao, reinmax-cv, rloo, disarm)
                           [--steps N] [--seeds S] [--lr LR] [--temperature T] [--device cpu|cuda]
                           [--out DIR]
 
@@ -41,6 +41,8 @@ from reinmax_examples.methods import (
 )
 
 MODELS = ("gmm", "lda", "vae", "fhmm", "sbn")
+BERNOULLI_MODELS = {"sbn"}
+"""The models whose discrete latents are Bernoulli (DisARM's sites); the others are one-hot."""
 MODEL_OPTIONS = {
     "gmm": {"dataset", "data", "components"},
     "lda": {"data", "topics"},
@@ -396,6 +398,8 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                 problem = module.Problem(config, seed=seed, device=args.device)
                 for method in args.methods:
                     reason = module.skip_reason(problem, method)
+                    if method == "disarm" and args.model not in BERNOULLI_MODELS:
+                        reason = "DisARM is for Bernoulli sites and this model's are one-hot (rloo)"
                     if reason:
                         results["methods"][method] = {"skipped": reason, "metric": None, "elbo": []}
                         continue

@@ -15,6 +15,7 @@ change:
 | reinmax-rao | ReinMax-Rao guide sites | ``TraceMeanField_ELBO`` |
 | reinmax-cv | ReinMax-CV guide sites | ``TraceMeanField_ELBO`` |
 | rloo | non-reparameterized guide sites, 4 particles, leave-one-out | ``TraceRLOO_ELBO`` |
+| disarm | non-reparameterized Bernoulli guide sites, 2 antithetic pairs | ``TraceDisARM_ELBO`` |
 | reinforce | non-reparameterized guide sites (score function) | ``TraceGraph_ELBO`` |
 | enum | summed out exactly in the model | ``TraceEnum_ELBO`` |
 
@@ -29,8 +30,9 @@ import time
 
 DEFAULT_METHODS = ("reinmax", "reinmax-local", "hybrid", "enum", "reinforce", "st", "st-gumbel")
 """The methods ``reinmax-compare`` runs unless ``--methods`` says otherwise."""
-METHODS = (*DEFAULT_METHODS, "gst", "gumbel-rao", "reinmax-rao", "reinmax-cv", "rloo")
+METHODS = (*DEFAULT_METHODS, "gst", "gumbel-rao", "reinmax-rao", "reinmax-cv", "rloo", "disarm")
 RLOO_PARTICLES = 4
+DISARM_PAIRS = 2
 """Every method ``--methods`` accepts: the defaults and the other estimators of the package."""
 
 METHOD_COLOURS = dict(
@@ -38,7 +40,7 @@ METHOD_COLOURS = dict(
         METHODS,
         (
             *("#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#7f7f7f", "#2ca02c", "#17becf"),
-            *("#8c564b", "#bcbd22", "#e377c2", "#aec7e8", "#c7c7c7"),
+            *("#8c564b", "#bcbd22", "#e377c2", "#aec7e8", "#c7c7c7", "#98df8a"),
         ),
         strict=True,
     )
@@ -57,6 +59,7 @@ ESTIMATOR = {
     "reinmax-cv": "reinmax_cv",
     "reinforce": "score_function",
     "rloo": "score_function",
+    "disarm": "score_function",
 }
 
 

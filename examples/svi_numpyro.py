@@ -16,11 +16,13 @@ from numpyro.optim import optax_to_numpyro
 import numpyro_reinmax as nr
 from numpyro_reinmax.infer import (
     AutoReinMax,
+    TraceDisARM_ELBO,
     TraceLocalEnum_ELBO,
     TraceMeanField_ELBO,
     TraceRLOO_ELBO,
 )
 from reinmax_examples.methods import (
+    DISARM_PAIRS,
     ESTIMATOR,
     LOCAL_LR_MULTIPLIER,
     RLOO_PARTICLES,
@@ -56,6 +58,8 @@ def guide_model_loss(
         return guide, model, TraceGraph_ELBO()
     if method == "rloo":
         return guide, model, TraceRLOO_ELBO(num_particles=RLOO_PARTICLES)
+    if method == "disarm":
+        return guide, model, TraceDisARM_ELBO(num_pairs=DISARM_PAIRS)
     if method in ("reinmax-local", "hybrid"):
         return guide, model, TraceLocalEnum_ELBO()
     return guide, model, TraceMeanField_ELBO()

@@ -13,11 +13,13 @@ from pyro.optim import ClippedAdam
 
 from pyro_reinmax.infer import (
     AutoReinMax,
+    TraceDisARM_ELBO,
     TraceLocalEnum_ELBO,
     TraceMeanField_ELBO,
     TraceRLOO_ELBO,
 )
 from reinmax_examples.methods import (
+    DISARM_PAIRS,
     ESTIMATOR,
     LOCAL_LR_MULTIPLIER,
     RLOO_PARTICLES,
@@ -58,6 +60,9 @@ def guide_model_loss(
     if method == "rloo":
         rloo = TraceRLOO_ELBO(num_particles=RLOO_PARTICLES, max_plate_nesting=max_plate_nesting)
         return guide, model, rloo
+    if method == "disarm":
+        disarm = TraceDisARM_ELBO(num_pairs=DISARM_PAIRS, max_plate_nesting=max_plate_nesting)
+        return guide, model, disarm
     if method in ("reinmax-local", "hybrid"):
         return guide, model, TraceLocalEnum_ELBO(max_plate_nesting=max_plate_nesting)
     return guide, model, TraceMeanField_ELBO(max_plate_nesting=max_plate_nesting)

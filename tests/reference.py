@@ -118,6 +118,29 @@ def reinmax_cv_grad(logits, sample, exponentials, g, h, temperature, eta, cv_tem
     return reinmax_grad(logits, sample, g, h, temperature) + variate
 
 
+FAMILY_OPTIONS = {  # non-default options, so that each is seen to reach the backward
+    "gapped_straight_through": {"gap": 0.7},
+    "gumbel_rao": {"samples": 3},
+    "reinmax_rao": {"samples": 3},
+    "reinmax_cv": {"samples": 3, "eta": 0.7, "cv_temperature": 0.6},
+}
+
+
+def family_grad(name, logits, sample, noise, g, h, temperature, options):
+    """The published backward of rule ``name`` (GST, Gumbel-Rao, ReinMax-Rao, ReinMax-CV) on the
+    drawn sample and the exponentials ``noise`` its forward pass drew, with ``options``."""
+    args = (logits, sample, g, h, temperature)
+    if name == "gapped_straight_through":
+        return gapped_straight_through_grad(*args, options["gap"])
+    if name == "gumbel_rao":
+        return gumbel_rao_grad(logits, sample, noise, g, h, temperature)
+    if name == "reinmax_rao":
+        return reinmax_rao_grad(logits, sample, noise, g, h, temperature)
+    return reinmax_cv_grad(
+        logits, sample, noise, g, h, temperature, options["eta"], options["cv_temperature"]
+    )
+
+
 def exact_expected_gradient(logits: np.ndarray, f) -> np.ndarray:
     """d/dlogits of E[f(D)] for independent one-hot D_i ~ Cat(softmax(logits_i)), by enumeration.
 

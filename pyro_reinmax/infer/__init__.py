@@ -3,9 +3,11 @@
 ``TraceMeanField_ELBO`` that scores autoguides' ``Delta`` sites correctly.; and
 ``TraceLocalEnum_ELBO``, which gives every model factor the gradient of its multilinear extension
 in the sampled discrete values; ``TraceRLOO_ELBO``, the unbiased leave-one-out multi-sample ELBO
-for non-reparameterized guide sites; ``infer_discrete`` for models with one-hot sites."""
+for non-reparameterized guide sites, and ``TraceDisARM_ELBO``, the unbiased antithetic one for
+Bernoulli guide sites; ``infer_discrete`` for models with one-hot sites."""
 
 from .autoguide import AutoReinMax
+from .disarm import TraceDisARM_ELBO
 from .discrete import infer_discrete
 from .elbo import TraceMeanField_ELBO
 from .local_enum import TraceLocalEnum_ELBO
@@ -16,6 +18,7 @@ __all__ = [
     "AutoReinMax",
     "ReinMaxReparam",
     "ReinMaxStrategy",
+    "TraceDisARM_ELBO",
     "TraceLocalEnum_ELBO",
     "TraceMeanField_ELBO",
     "TraceRLOO_ELBO",

@@ -11,20 +11,9 @@ import pytest
 import numpyro_reinmax
 from numpyro_reinmax.estimators import RULES
 from numpyro_reinmax.families import ESTIMATORS
-from reference import (
-    gapped_straight_through_grad,
-    gumbel_rao_grad,
-    reinmax_cv_grad,
-    reinmax_rao_grad,
-)
+from reference import FAMILY_OPTIONS, family_grad
 
-OPTIONS = {  # non-default options, so that each is seen to reach the backward
-    "gapped_straight_through": {"gap": 0.7},
-    "gumbel_rao": {"samples": 3},
-    "reinmax_rao": {"samples": 3},
-    "reinmax_cv": {"samples": 3, "eta": 0.7, "cv_temperature": 0.6},
-}
-FAMILY = list(OPTIONS)
+FAMILY = list(FAMILY_OPTIONS)
 
 
 def _noise(name, key, shape, dtype, options):
@@ -36,18 +25,6 @@ def _noise(name, key, shape, dtype, options):
     _, noise_key = jax.random.split(key)
     exponentials = jax.random.exponential(noise_key, (sets, *shape), dtype)
     return np.asarray(jnp.maximum(exponentials, jnp.finfo(dtype).tiny))
-
-
-def _expected(name, logits, sample, noise, g, h, temperature, options):
-    args = (logits, sample, g, h, temperature)
-    if name == "gapped_straight_through":
-        return gapped_straight_through_grad(*args, options["gap"])
-    formula = {"gumbel_rao": gumbel_rao_grad, "reinmax_rao": reinmax_rao_grad}.get(name)
-    if formula is not None:
-        return formula(logits, sample, noise, g, h, temperature)
-    return reinmax_cv_grad(
-        logits, sample, noise, g, h, temperature, options["eta"], options["cv_temperature"]
-    )
 
 
 def _run(name, key, logits, temperature, options, jit=False):
@@ -70,9 +47,9 @@ def _run(name, key, logits, temperature, options, jit=False):
 @pytest.mark.parametrize("name", FAMILY)
 def test_backward_matches_formula_on_drawn_sample_and_noise(name, shape, temperature, jit, key):
     logits = 1.5 * jax.random.normal(jax.random.PRNGKey(3), shape)
-    options = OPTIONS[name]
+    options = FAMILY_OPTIONS[name]
     grad, sample, noise, g, h = _run(name, key, logits, temperature, options, jit)
-    expected = _expected(
+    expected = family_grad(
         name, *map(np.asarray, (logits, sample)), noise, *map(np.asarray, (g, h)), temperature,
         options,
     )  # fmt: skip
@@ -86,14 +63,14 @@ def test_defaults_are_the_documented_ones(name, key):
     defaults = dict(RULES[name].options)
     if name == "reinmax_cv":
         defaults["cv_temperature"] = 1.0
-    expected = _expected(name, np.asarray(logits), np.asarray(sample), noise, g, h, 1.0, defaults)
+    expected = family_grad(name, np.asarray(logits), np.asarray(sample), noise, g, h, 1.0, defaults)
     np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", FAMILY)
 def test_masked_categories_never_drawn_and_finite_gradients(name, key):
     logits = jax.random.normal(key, (3000, 6)).at[:, jnp.array([0, 3, 5])].set(-jnp.inf)
-    grad, sample, *_ = _run(name, key, logits, 1.2, OPTIONS[name])
+    grad, sample, *_ = _run(name, key, logits, 1.2, FAMILY_OPTIONS[name])
     assert sample[:, jnp.array([0, 3, 5])].sum() == 0
     assert (sample[:, jnp.array([1, 2, 4])].sum(0) > 0).all()
     assert jnp.isfinite(grad).all() and (grad[:, jnp.array([0, 3, 5])] == 0).all()
@@ -103,7 +80,7 @@ def test_masked_categories_never_drawn_and_finite_gradients(name, key):
 @pytest.mark.parametrize("name", FAMILY)
 def test_dtypes(name, dtype, key):
     logits = jax.random.normal(key, (64, 5)).astype(dtype)
-    grad, sample, *_ = _run(name, key, logits, 1.3, OPTIONS[name])
+    grad, sample, *_ = _run(name, key, logits, 1.3, FAMILY_OPTIONS[name])
     assert sample.dtype == grad.dtype == dtype
     np.testing.assert_array_equal(sample.sum(-1), np.ones(64))
     assert jnp.isfinite(grad.astype(jnp.float32)).all()
@@ -112,7 +89,7 @@ def test_dtypes(name, dtype, key):
 @pytest.mark.parametrize("temperature", [1e-39, 1e-300])
 @pytest.mark.parametrize("name", FAMILY)
 def test_temperature_below_the_float32_range_gives_finite_gradients(name, temperature, key):
-    options = dict(OPTIONS[name])
+    options = dict(FAMILY_OPTIONS[name])
     if "cv_temperature" in options:
         options["cv_temperature"] = temperature
     logits = jax.random.normal(key, (5, 4), jnp.float32)
@@ -126,10 +103,10 @@ def test_temperature_below_the_float32_range_gives_finite_gradients(name, temper
 def test_huge_finite_logits(name, temperature, key):
     """Logits of 1e30 in float32, under jit: the same gradient as the float64 formula."""
     logits = jnp.array([[1e30, -1e30, 0.0], [3e38, 1e38, -3e38]], jnp.float32)
-    options = OPTIONS[name]
+    options = FAMILY_OPTIONS[name]
     grad, sample, noise, g, h = _run(name, key, logits, temperature, options, jit=True)
     as64 = [None if x is None else np.asarray(x, np.float64) for x in (logits, sample, noise, g, h)]
-    expected = _expected(name, *as64, temperature, options)
+    expected = family_grad(name, *as64, temperature, options)
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -142,7 +119,7 @@ def test_grad_of_grad_is_that_of_the_estimated_gradient(name, key):
     estimator = getattr(numpyro_reinmax, name)
 
     def estimated(x):
-        return jax.grad(lambda y: (estimator(key, y, 0.8, **OPTIONS[name])[0] * g).sum())(x)
+        return jax.grad(lambda y: (estimator(key, y, 0.8, **FAMILY_OPTIONS[name])[0] * g).sum())(x)
 
     second = jax.grad(lambda x: (estimated(x) * v).sum())(logits)
     step = 1e-6
@@ -159,9 +136,12 @@ def test_vmap_over_keys_and_logits(name, key):
     logits = jax.random.normal(key, (7, 4))
     keys = jax.random.split(key, 7)
     estimator = getattr(numpyro_reinmax, name)
-    batched = jax.vmap(lambda k, x: estimator(k, x, 1.3, **OPTIONS[name])[0])(keys, logits)
+    batched = jax.vmap(lambda k, x: estimator(k, x, 1.3, **FAMILY_OPTIONS[name])[0])(keys, logits)
     one_by_one = jnp.stack(
-        [estimator(k, row, 1.3, **OPTIONS[name])[0] for k, row in zip(keys, logits, strict=True)]
+        [
+            estimator(k, row, 1.3, **FAMILY_OPTIONS[name])[0]
+            for k, row in zip(keys, logits, strict=True)
+        ]
     )
     np.testing.assert_array_equal(batched, one_by_one)
 
@@ -197,7 +177,7 @@ def test_distributions_pass_their_options_to_the_backward(name, key):
     pytree equals the functional op with the same options and key."""
     one_hot_class, _ = ESTIMATORS[name]
     logits = jax.random.normal(key, (4,))
-    options = OPTIONS[name]
+    options = FAMILY_OPTIONS[name]
     weights = jax.random.normal(jax.random.PRNGKey(9), (3, 4))
 
     def through_jit(x):

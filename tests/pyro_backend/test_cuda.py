@@ -10,7 +10,8 @@ from pyro.infer import SVI, TraceMeanField_ELBO
 from pyro.optim import Adam
 
 import pyro_reinmax as pr
-from reference import reinmax_grad
+from pyro_reinmax.estimators import RULES
+from reference import FAMILY_OPTIONS, family_grad, reinmax_grad
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 DEVICE = "cuda"
@@ -69,3 +70,24 @@ def test_svi_step_on_cuda():
     for _ in range(300):
         svi.step(x)
     assert sorted(pyro.param("locs").tolist()) == pytest.approx([-3.0, 3.0], abs=0.7)
+
+
+@pytest.mark.parametrize("name", list(FAMILY_OPTIONS))
+def test_estimator_family_matches_its_formula_on_cuda(name):
+    """GST, Gumbel-Rao, ReinMax-Rao, ReinMax-CV on the GPU: the formula on the drawn sample and
+    the conditional noise (the CUDA stream replayed)."""
+    options = FAMILY_OPTIONS[name]
+    rule = RULES[name]
+    logits = torch.randn(32, 5, dtype=torch.float64, device=DEVICE)
+    g, h = torch.randn_like(logits), torch.randn_like(logits)
+    leaf = logits.clone().requires_grad_()
+    torch.manual_seed(4)
+    sample, probs = getattr(pr, name)(leaf, 0.8, **options)
+    ((sample * g).sum() + (probs * h).sum()).backward()
+    torch.manual_seed(4)
+    torch.rand((32, 1), dtype=torch.float64, device=DEVICE)
+    sets = () if rule.averaged is None else (options["samples"] + rule.noise_sets,)
+    noise = torch.empty(sets + (32, 5), dtype=torch.float64, device=DEVICE).exponential_()
+    arrays = (t.detach().cpu().numpy() for t in (logits, sample, noise, g, h))
+    expected = family_grad(name, *arrays, 0.8, options)
+    np.testing.assert_allclose(leaf.grad.cpu().numpy(), expected, rtol=1e-9, atol=1e-12)

@@ -9,38 +9,15 @@ import torch
 import pyro_reinmax
 from pyro_reinmax.estimators import RULES
 from pyro_reinmax.families import ESTIMATORS
-from reference import (
-    gapped_straight_through_grad,
-    gumbel_rao_grad,
-    reinmax_cv_grad,
-    reinmax_rao_grad,
-)
+from reference import FAMILY_OPTIONS, family_grad
 
-OPTIONS = {  # non-default options, so that each is seen to reach the backward
-    "gapped_straight_through": {"gap": 0.7},
-    "gumbel_rao": {"samples": 3},
-    "reinmax_rao": {"samples": 3},
-    "reinmax_cv": {"samples": 3, "eta": 0.7, "cv_temperature": 0.6},
-}
-FAMILY = list(OPTIONS)
+FAMILY = list(FAMILY_OPTIONS)
 
 
 def _noise_sets(name: str, options: dict) -> int:
     rule = RULES[name]
     samples = {**dict(rule.options), **options}.get("samples", 0)
     return 0 if rule.averaged is None else samples + rule.noise_sets
-
-
-def _expected(name, logits, sample, noise, g, h, temperature, options):
-    args = (logits, sample, g, h, temperature)
-    if name == "gapped_straight_through":
-        return gapped_straight_through_grad(*args, options["gap"])
-    formula = {"gumbel_rao": gumbel_rao_grad, "reinmax_rao": reinmax_rao_grad}.get(name)
-    if formula is not None:
-        return formula(logits, sample, noise, g, h, temperature)
-    return reinmax_cv_grad(
-        logits, sample, noise, g, h, temperature, options["eta"], options["cv_temperature"]
-    )
 
 
 def _run(name, logits, temperature, options, seed=0, use_probs=True):
@@ -66,9 +43,9 @@ def _run(name, logits, temperature, options, seed=0, use_probs=True):
 @pytest.mark.parametrize("name", FAMILY)
 def test_backward_matches_formula_on_drawn_sample_and_noise(name, shape, temperature):
     logits = torch.randn(shape, dtype=torch.float64) * 1.5
-    options = OPTIONS[name]
+    options = FAMILY_OPTIONS[name]
     grad, sample, noise, g, h = _run(name, logits, temperature, options)
-    expected = _expected(
+    expected = family_grad(
         name, *(x.numpy() for x in (logits, sample, noise, g, h)), temperature, options
     )
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-9, atol=1e-12)
@@ -82,7 +59,7 @@ def test_defaults_are_the_documented_ones(name):
     grad, sample, noise, g, h = _run(name, logits, 1.0, {})
     if name == "reinmax_cv":
         defaults["cv_temperature"] = 1.0
-    expected = _expected(name, *(x.numpy() for x in (logits, sample, noise, g, h)), 1.0, defaults)
+    expected = family_grad(name, *(x.numpy() for x in (logits, sample, noise, g, h)), 1.0, defaults)
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-9, atol=1e-12)
 
 
@@ -90,7 +67,7 @@ def test_defaults_are_the_documented_ones(name):
 def test_masked_categories_never_drawn_and_finite_gradients(name):
     logits = torch.randn(3000, 6, dtype=torch.float64)
     logits[:, [0, 3, 5]] = -torch.inf
-    grad, sample, *_ = _run(name, logits, 1.2, OPTIONS[name])
+    grad, sample, *_ = _run(name, logits, 1.2, FAMILY_OPTIONS[name])
     assert sample[:, [0, 3, 5]].sum() == 0 and (sample[:, [1, 2, 4]].sum(0) > 0).all()
     assert torch.isfinite(grad).all() and (grad[:, [0, 3, 5]] == 0).all()
 
@@ -99,7 +76,7 @@ def test_masked_categories_never_drawn_and_finite_gradients(name):
 @pytest.mark.parametrize("name", FAMILY)
 def test_dtypes(name, dtype):
     logits = torch.randn(64, 5).to(dtype)
-    grad, sample, *_ = _run(name, logits, 1.3, OPTIONS[name])
+    grad, sample, *_ = _run(name, logits, 1.3, FAMILY_OPTIONS[name])
     assert sample.dtype == grad.dtype == dtype
     assert torch.equal(sample.sum(-1), torch.ones(64, dtype=dtype))
     assert torch.isfinite(grad).all()
@@ -108,7 +85,7 @@ def test_dtypes(name, dtype):
 @pytest.mark.parametrize("temperature", [1e-39, 1e-300])
 @pytest.mark.parametrize("name", FAMILY)
 def test_temperature_below_the_float32_range_gives_finite_gradients(name, temperature):
-    options = dict(OPTIONS[name])
+    options = dict(FAMILY_OPTIONS[name])
     if "cv_temperature" in options:
         options["cv_temperature"] = temperature
     grad, *_ = _run(name, torch.randn(5, 4), temperature, options)
@@ -120,10 +97,10 @@ def test_temperature_below_the_float32_range_gives_finite_gradients(name, temper
 def test_huge_finite_logits(name, temperature):
     """Logits of 1e30 in float32: the same gradient as the float64 formula."""
     logits = torch.tensor([[1e30, -1e30, 0.0], [3e38, 1e38, -3e38]], dtype=torch.float32)
-    options = OPTIONS[name]
+    options = FAMILY_OPTIONS[name]
     grad, sample, noise, g, h = _run(name, logits, temperature, options)
     as64 = (x.double().numpy() for x in (logits, sample, noise, g, h))
-    expected = _expected(name, *as64, temperature, options)
+    expected = family_grad(name, *as64, temperature, options)
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -136,7 +113,7 @@ def test_second_derivative_is_that_of_the_estimated_gradient(name):
 
     def estimated(x, create_graph=False):
         torch.manual_seed(5)
-        sample, _ = getattr(pyro_reinmax, name)(x, 0.8, **OPTIONS[name])
+        sample, _ = getattr(pyro_reinmax, name)(x, 0.8, **FAMILY_OPTIONS[name])
         (grad,) = torch.autograd.grad((sample * g).sum(), x, create_graph=create_graph)
         return grad
 
@@ -181,7 +158,7 @@ def test_distributions_pass_their_options_to_the_backward(name):
     the same options and the same seed."""
     one_hot_class, _ = ESTIMATORS[name]
     logits = torch.randn(4, dtype=torch.float64)
-    options = OPTIONS[name]
+    options = FAMILY_OPTIONS[name]
     weights = torch.randn(3, 4, dtype=torch.float64)
     grads = []
     for make in (
