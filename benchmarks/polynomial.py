@@ -6,8 +6,10 @@ steps, Adam at learning rate 1e-3, temperature 1, 10 seeds, p in {1.5, 2, 3}. Th
 loss is 0.45^p (every z_i = 0). The loss reported is the exact expected loss under the current
 parameters, E|z - 0.45|^p = q_0 0.45^p + q_1 0.55^p per variable, averaged over variables.
 
-Estimators: ReinMax, straight-through (ST), ST Gumbel-softmax, and REINFORCE with the leave-one-out
-baseline over the batch (RLOO). All 10 seeds train at once (independent parameters, one batch).
+Estimators: ReinMax, straight-through (ST), ST Gumbel-softmax, gapped straight-through (GST-1.0),
+Gumbel-Rao (GR-MCK, 10 conditional draws), ReinMax-Rao and ReinMax-CV (package defaults), and
+REINFORCE with the leave-one-out baseline over the batch (RLOO), all at the experiment's
+temperature. All 10 seeds train at once (independent parameters, one batch).
 
     python benchmarks/polynomial.py        # writes results/polynomial.json and polynomial.png
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,6 +34,10 @@ ESTIMATORS = {
     "ReinMax": pyro_reinmax.reinmax,
     "ST": pyro_reinmax.straight_through,
     "ST-Gumbel": pyro_reinmax.gumbel_straight_through,
+    "GST-1.0": partial(pyro_reinmax.gapped_straight_through, gap=1.0),
+    "GR-MCK": partial(pyro_reinmax.gumbel_rao, samples=10),
+    "ReinMax-Rao": pyro_reinmax.reinmax_rao,
+    "ReinMax-CV": pyro_reinmax.reinmax_cv,
     "RLOO": None,
 }
 

@@ -66,6 +66,11 @@ def torch_methods(rows: int, categories: int, dtype: str, device: str) -> dict:
         "ST": run(lambda: pyro_reinmax.straight_through(logits, TEMPERATURE)[0]),
         "ST-Gumbel": run(lambda: pyro_reinmax.gumbel_straight_through(logits, TEMPERATURE)[0]),
         "F.gumbel_softmax": run(lambda: F.gumbel_softmax(logits, TEMPERATURE, hard=True)),
+        "GST": run(lambda: pyro_reinmax.gapped_straight_through(logits, TEMPERATURE)[0]),
+        "GR-MCK S=1": run(lambda: pyro_reinmax.gumbel_rao(logits, TEMPERATURE, samples=1)[0]),
+        "GR-MCK S=10": run(lambda: pyro_reinmax.gumbel_rao(logits, TEMPERATURE, samples=10)[0]),
+        "ReinMax-Rao S=10": run(lambda: pyro_reinmax.reinmax_rao(logits, TEMPERATURE)[0]),
+        "ReinMax-CV S=10": run(lambda: pyro_reinmax.reinmax_cv(logits, TEMPERATURE)[0]),
     }
 
 
@@ -108,6 +113,15 @@ def jax_methods(rows: int, categories: int, dtype: str, device: str) -> dict:
         "ST-Gumbel": run(
             lambda key, x: numpyro_reinmax.gumbel_straight_through(key, x, TEMPERATURE)[0]
         ),
+        "GST": run(lambda key, x: numpyro_reinmax.gapped_straight_through(key, x, TEMPERATURE)[0]),
+        "GR-MCK S=1": run(
+            lambda key, x: numpyro_reinmax.gumbel_rao(key, x, TEMPERATURE, samples=1)[0]
+        ),
+        "GR-MCK S=10": run(
+            lambda key, x: numpyro_reinmax.gumbel_rao(key, x, TEMPERATURE, samples=10)[0]
+        ),
+        "ReinMax-Rao S=10": run(lambda key, x: numpyro_reinmax.reinmax_rao(key, x, TEMPERATURE)[0]),
+        "ReinMax-CV S=10": run(lambda key, x: numpyro_reinmax.reinmax_cv(key, x, TEMPERATURE)[0]),
     }
 
 
@@ -118,6 +132,8 @@ BACKENDS = {
             "reference / ours": ("reference 0.1.0", "reinmax"),
             "rsample / op": ("ReinMax rsample", "reinmax"),
             "ours / floor": ("reinmax", "softmax floor"),
+            "GST / ours": ("GST", "reinmax"),
+            "GR-MCK S=1 / ours": ("GR-MCK S=1", "reinmax"),
         },
         "legend": {
             "softmax floor": "softmax(logits) forward + backward: the floor",
@@ -127,6 +143,11 @@ BACKENDS = {
             "ST": "pyro_reinmax.straight_through(logits, 1.3)",
             "ST-Gumbel": "pyro_reinmax.gumbel_straight_through(logits, 1.3)",
             "F.gumbel_softmax": "torch.nn.functional.gumbel_softmax(logits, 1.3, hard=True)",
+            "GST": "pyro_reinmax.gapped_straight_through(logits, 1.3) (gap 1)",
+            "GR-MCK S=1": "pyro_reinmax.gumbel_rao(logits, 1.3, samples=1)",
+            "GR-MCK S=10": "pyro_reinmax.gumbel_rao(logits, 1.3, samples=10)",
+            "ReinMax-Rao S=10": "pyro_reinmax.reinmax_rao(logits, 1.3) (10 draws)",
+            "ReinMax-CV S=10": "pyro_reinmax.reinmax_cv(logits, 1.3) (10 draws, eta 1)",
         },
     },
     "jax": {
@@ -135,6 +156,8 @@ BACKENDS = {
             "ours / hand-written ST": ("reinmax", "ST (hand-written)"),
             "sample / op": ("ReinMax sample", "reinmax"),
             "ours / floor": ("reinmax", "softmax floor"),
+            "GST / ours": ("GST", "reinmax"),
+            "GR-MCK S=1 / ours": ("GR-MCK S=1", "reinmax"),
         },
         "legend": {
             "softmax floor": "jax.nn.softmax forward + backward (jit): the floor",
@@ -143,6 +166,11 @@ BACKENDS = {
             "ST (hand-written)": "one_hot(jax.random.categorical) + p - stop_gradient(p) (jit)",
             "ST": "numpyro_reinmax.straight_through(key, logits, 1.3) (jit)",
             "ST-Gumbel": "numpyro_reinmax.gumbel_straight_through(key, logits, 1.3) (jit)",
+            "GST": "numpyro_reinmax.gapped_straight_through(key, logits, 1.3) (jit)",
+            "GR-MCK S=1": "numpyro_reinmax.gumbel_rao(key, logits, 1.3, samples=1) (jit)",
+            "GR-MCK S=10": "numpyro_reinmax.gumbel_rao(key, logits, 1.3, samples=10) (jit)",
+            "ReinMax-Rao S=10": "numpyro_reinmax.reinmax_rao(key, logits, 1.3) (jit)",
+            "ReinMax-CV S=10": "numpyro_reinmax.reinmax_cv(key, logits, 1.3) (jit)",
         },
     },
 }
@@ -226,6 +254,7 @@ def main() -> None:
         "jax": jax.__version__,
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
         "rounds": args.rounds,
     }
     legend = {backend: BACKENDS[backend]["legend"] for backend in args.backends}

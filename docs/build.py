@@ -94,10 +94,10 @@ def compare_section(short: bool = False) -> str:
     return table + ("" if short else "\n\n" + "\n".join(notes))
 
 
-def speed_section(short: bool = False) -> str:
-    results = _load(RESULTS / "speed-cpu.json")
+def speed_section(short: bool = False, device: str = "cpu") -> str:
+    results = _load(RESULTS / f"speed-{device}.json")
     if results is None:
-        return _missing("python benchmarks/speed.py")
+        return _missing(f"python benchmarks/speed.py --device {device}")
     parts = []
     for backend, reference in (("torch", "reference 0.1.0"), ("jax", "ST (hand-written)")):
         records = [r for r in results["records"] if r.get("backend", "torch") == backend]
@@ -107,11 +107,15 @@ def speed_section(short: bool = False) -> str:
         if not headline:
             continue
         times = {r["method"]: r["median_s"] for r in headline}
-        rows = [[m, f"{t * 1e3:.3g}", f"{t / times['reinmax']:.2f}"] for m, t in times.items()]
+        floor = times["softmax floor"]
+        rows = [
+            [m, f"{t * 1e3:.3g}", f"{t / times['reinmax']:.2f}", f"{t / floor:.2f}"]
+            for m, t in times.items()
+        ]
         parts.append(
             f"**{backend}**, float32, 8192 x 64, median ms per call (interleaved runs):\n\n"
         )
-        parts[-1] += _table(["method", "ms", "relative to reinmax"], rows)
+        parts[-1] += _table(["method", "ms", "relative to reinmax", "relative to floor"], rows)
         sizes = {(r["rows"], r["categories"], r["dtype"]) for r in records}
         ratios = []
         for size in sizes:
@@ -136,11 +140,25 @@ def speed_section(short: bool = False) -> str:
             for name, meaning in backend.items()
         ]
         parts.append("\n".join(lines))
+    command = "python benchmarks/speed.py" + ("" if device == "cpu" else f" --device {device}")
     return (
         "\n\n".join(parts)
-        + "\n\nProduced by `python benchmarks/speed.py` "
+        + f"\n\nProduced by `{command}` "
         + f"(torch {results['meta'].get('torch')}, jax {results['meta'].get('jax')})."
     )
+
+
+GRADIENT_EXCERPT = (
+    "ReinMax tau=1",
+    "ST",
+    "ST-Gumbel tau=1",
+    "GST-1.0 tau=1",
+    "GR-MCK S=2 tau=1",
+    "GR-MCK S=100 tau=1",
+    "ReinMax-Rao S=10 tau=1",
+    "ReinMax-CV S=10 tau=1 eta=1",
+    "RLOO",
+)
 
 
 def gradient_section(short: bool = False) -> str:
@@ -155,8 +173,14 @@ def gradient_section(short: bool = False) -> str:
             continue
         rows = []
         for estimator, s in problem["estimators"].items():
-            if short and estimator not in ("ReinMax tau=1", "ST", "ST-Gumbel tau=1", "RLOO"):
+            if short and estimator not in GRADIENT_EXCERPT:
                 continue
+            base = problem["estimators"]["ReinMax tau=1"]
+            jax_row = s.get("jax")
+
+            def relative_cost(row, base_row):
+                return f"{row['cost_us_per_estimate'] / base_row['cost_us_per_estimate']:.2f}"
+
             rows.append(
                 [
                     estimator,
@@ -164,7 +188,10 @@ def gradient_section(short: bool = False) -> str:
                     f"{s['bias_noise_floor']:.3f}",
                     f"{s['relative_variance']:.3f}",
                     f"{s['relative_mse']:.3f} ± {s['relative_mse_se']:.3f}",
+                    "-" if jax_row is None else f"{jax_row['relative_mse']:.3f}",
                     f"{s['cosine']:.3f}",
+                    relative_cost(s, base),
+                    "-" if jax_row is None else relative_cost(jax_row, base["jax"]),
                 ]
             )
         header = [
@@ -173,13 +200,19 @@ def gradient_section(short: bool = False) -> str:
             "noise floor",
             "relative variance",
             "relative MSE",
+            "relative MSE (JAX)",
             "cosine",
+            "cost x ReinMax",
+            "cost x ReinMax (JAX)",
         ]
         blocks.append(f"**{problem['problem']}**\n\n" + _table(header, rows))
     return (
         f"{budget} evaluations of f per estimate, {replicates} estimates; standard errors from 20 "
         "batches. "
-        "A bias below the noise floor cannot be told from zero.\n\n"
+        "A bias below the noise floor cannot be told from zero. Statistics from torch, the MSE "
+        "also from JAX (same problems, independent draws); cost: time per estimate (sample, "
+        f"{budget} evaluations, backward) relative to ReinMax tau=1 in the same backend, medians "
+        "of interleaved rounds.\n\n"
         + "\n\n".join(blocks)
         + "\n\nProduced by `python benchmarks/gradient_quality.py`."
     )
@@ -220,10 +253,13 @@ def vae_paper_section() -> str:
     estimators = list(dict.fromkeys(k.split("/")[1] for k in summary))
     rows = []
     for config in configs:
-        ranked = sorted(estimators, key=lambda e: summary[f"{config}/{e}"]["mean"])
+        run = [e for e in estimators if f"{config}/{e}" in summary]
+        ranked = sorted(run, key=lambda e: summary[f"{config}/{e}"]["mean"])
         cells = [
             f"{summary[f'{config}/{e}']['mean']:.2f} ± {summary[f'{config}/{e}']['std']:.2f} "
             f"({ranked.index(e) + 1})"
+            if e in run
+            else "not run"
             for e in estimators
         ]
         rows.append([config, *cells])
@@ -231,9 +267,11 @@ def vae_paper_section() -> str:
         f"Training -ELBO ± sd over seeds (nats per digit, lower is better; rank), "
         f"{meta['digits']} MNIST digits, "
         f"{meta['epochs']} epochs of {meta['digits'] // meta['batch']} steps (the paper: 160 "
-        f"epochs on 60,000), {meta['seeds']} seeds. Every estimator uses ReinMax's optimiser, "
-        "learning rate and temperature from the paper for each configuration (the paper tuned the "
-        "baselines separately). RLOO uses two decoder evaluations per digit, the others one.\n\n"
+        f"epochs on 60,000), {meta['seeds']} seeds. GST-1.0 and GR-MCK (100 conditional draws) "
+        "use the paper's own tuned optimiser, learning rate and temperature per configuration; "
+        "every other estimator uses ReinMax's (the paper tuned ST and ST-Gumbel separately). "
+        "ReinMax-Rao and ReinMax-CV run at their package defaults (10 draws; eta 1). RLOO uses two "
+        "decoder evaluations per digit, the others one.\n\n"
         + _table(["categories x latents", *estimators], rows)
         + "\n\nProduced by `python benchmarks/vae_paper.py "
         f"--epochs {meta['epochs']} --seeds {meta['seeds']}`."
@@ -336,6 +374,9 @@ def results_page() -> str:
                 "produced its numbers. CPU: 2 cores. Compare estimators within one table only.",
                 "## reinmax-compare: the example models, both backends\n\n" + compare_section(),
                 "## Speed: sample + backward\n\n" + speed_section(),
+                "## Speed on a GPU\n\nOne run on the GPU machine lent to this project (an NVIDIA "
+                "H200, as `nvidia-smi` reported it; float32 only).\n\n"
+                + speed_section(device="cuda"),
                 "## Gradient quality against exact gradients\n\n" + gradient_section(),
                 "## Cost of an SVI step as the problem grows\n\n" + scaling_section(),
                 "## The paper's polynomial programming\n\n" + polynomial_section(),
