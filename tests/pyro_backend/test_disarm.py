@@ -65,7 +65,7 @@ def test_gradient_is_unbiased_for_the_exact_elbo_gradient():
     leaves = [p.clone().requires_grad_() for p in params]
     exact = torch.autograd.grad(exact_elbo(*leaves), leaves)
     elbo = TraceDisARM_ELBO(num_pairs=2, max_plate_nesting=1)
-    replicates = 600
+    replicates = 400
     estimates = [[] for _ in params]
     for _ in range(replicates):
         leaves = [p.clone().requires_grad_() for p in params]

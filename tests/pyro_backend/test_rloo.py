@@ -51,7 +51,7 @@ def test_gradient_is_unbiased_for_the_exact_elbo_gradient():
     leaves = [p.clone().requires_grad_() for p in params]
     exact = torch.autograd.grad(exact_elbo(*leaves), leaves)
     elbo = TraceRLOO_ELBO(num_particles=4, max_plate_nesting=1)
-    replicates = 600
+    replicates = 400
     estimates = [[] for _ in params]
     for _ in range(replicates):
         leaves = [p.clone().requires_grad_() for p in params]
