@@ -101,10 +101,13 @@ def tempered_softmax(x: Tensor, temperature: float) -> Tensor:
     r""":math:`\operatorname{softmax}(x / \tau)` over the last axis, computed as
     :math:`\operatorname{softmax}((x - \max x) \cdot \min(1/\tau, \text{largest float}))`: the
     maximum maps to exactly 0, so no finite ``x`` and no ``tau > 0`` overflows to NaN (a tiny
-    ``tau`` gives the one-hot limit)."""
+    ``tau`` gives the one-hot limit). For ``tau >= 1`` the shift is left to softmax (one pass
+    fewer)."""
     if temperature == 1.0:
         return x.softmax(-1)
     inverse = largest_finite(1.0 / temperature, x.dtype)
+    if inverse <= 1.0:  # x / tau cannot overflow, and softmax subtracts its own maximum
+        return (x * inverse).softmax(-1)
     return ((x - x.amax(-1, keepdim=True)) * inverse).softmax(-1)
 
 
