@@ -226,3 +226,12 @@ def central_differences(function, point, step=1e-6) -> np.ndarray:
         shift[index] = step
         gradient[index] = (function(point + shift) - function(point - shift)) / (2 * step)
     return gradient
+
+
+def assert_unbiased(estimates, expected, bound: float = 4.5) -> None:
+    """The mean of ``estimates`` (replicates on the first axis) is within ``bound`` standard
+    errors of ``expected`` in every coordinate."""
+    estimates = np.asarray(estimates, dtype=np.float64)
+    stderr = estimates.std(0, ddof=1) / np.sqrt(len(estimates))
+    z = (estimates.mean(0) - np.asarray(expected)) / stderr
+    assert np.abs(z).max() < bound, z

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from numpyro import handlers
 from numpyro.distributions import MaskedDistribution
 from numpyro.distributions.discrete import BernoulliLogits, BernoulliProbs
 from numpyro.infer.elbo import ELBO
 from numpyro.primitives import Messenger
 
 from ..families import unwrap
-from .elbo import _RequireGuided
-from .rloo import _log_density
+from .rloo import traced_particle
 
 __all__ = ["TraceDisARM_ELBO"]
 
@@ -99,24 +97,22 @@ class TraceDisARM_ELBO(ELBO):
         self.num_pairs = num_pairs
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
-        def particle(guide_key, model_key, antithetic: bool):
-            paired = handlers.seed(handlers.substitute(guide, data=param_map), guide_key)
-            guide_trace = handlers.trace(_AntitheticBernoulli(paired, antithetic)).get_trace(
-                *args, **kwargs
+        def particle(key, antithetic: bool):
+            f, _, trace = traced_particle(
+                model,
+                guide,
+                param_map,
+                key,
+                args,
+                kwargs,
+                "TraceDisARM_ELBO",
+                lambda seeded: _AntitheticBernoulli(seeded, antithetic),
             )
-            sampled = {name for name, site in guide_trace.items() if site["type"] == "sample"}
-            seeded_model = handlers.seed(model, model_key)
-            seeded_model = handlers.substitute(
-                handlers.replay(seeded_model, guide_trace), data=param_map
-            )
-            guided = _RequireGuided(seeded_model, "TraceDisARM_ELBO", sampled, keep_masks=False)
-            model_trace = handlers.trace(guided).get_trace(*args, **kwargs)
-            return _log_density(model_trace)[0] - _log_density(guide_trace)[0], guide_trace
+            return f, trace
 
         def pair(key):
-            guide_key, model_key = jax.random.split(key)
-            f, trace = particle(guide_key, model_key, False)
-            f_anti, trace_anti = particle(guide_key, model_key, True)
+            f, trace = particle(key, False)  # the same key: the same other random choices
+            f_anti, trace_anti = particle(key, True)
             surrogate = (f + f_anti) / 2
             difference = jax.lax.stop_gradient(f - f_anti) / 2
             for name, site in trace.items():

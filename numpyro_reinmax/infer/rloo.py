@@ -41,6 +41,26 @@ def _log_density(trace) -> tuple:
     return total, score
 
 
+def traced_particle(model, guide, param_map, key, args, kwargs, loss_name, wrap_guide=None):
+    r"""One particle: :math:`f = \log p(x, z) - \log q(z)`, the log-density of the guide sites
+    without ``rsample``, and the guide trace. ``wrap_guide`` wraps the seeded guide (a handler
+    that must see the sites' keys); a discrete model latent the guide does not sample is refused.
+    """
+    guide_key, model_key = jax.random.split(key)
+    seeded_guide = handlers.seed(handlers.substitute(guide, data=param_map), guide_key)
+    if wrap_guide is not None:
+        seeded_guide = wrap_guide(seeded_guide)
+    guide_trace = handlers.trace(seeded_guide).get_trace(*args, **kwargs)
+    sampled = {name for name, site in guide_trace.items() if site["type"] == "sample"}
+    seeded_model = handlers.seed(model, model_key)
+    seeded_model = handlers.substitute(handlers.replay(seeded_model, guide_trace), data=param_map)
+    guided = _RequireGuided(seeded_model, loss_name, sampled, keep_masks=False)
+    model_trace = handlers.trace(guided).get_trace(*args, **kwargs)
+    log_p, _ = _log_density(model_trace)
+    log_q, score = _log_density(guide_trace)
+    return log_p - log_q, score, guide_trace
+
+
 class TraceRLOO_ELBO(ELBO):
     r"""The ELBO over ``num_particles`` (>= 2) particles (``jax.vmap``), with the leave-one-out
     baseline for every non-reparameterized guide site (the surrogate in the module docstring).
@@ -62,19 +82,10 @@ class TraceRLOO_ELBO(ELBO):
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
         def particle(key):
-            guide_key, model_key = jax.random.split(key)
-            seeded_guide = handlers.substitute(handlers.seed(guide, guide_key), data=param_map)
-            guide_trace = handlers.trace(seeded_guide).get_trace(*args, **kwargs)
-            sampled = {name for name, site in guide_trace.items() if site["type"] == "sample"}
-            seeded_model = handlers.seed(model, model_key)
-            seeded_model = handlers.substitute(
-                handlers.replay(seeded_model, guide_trace), data=param_map
+            f, score, _ = traced_particle(
+                model, guide, param_map, key, args, kwargs, "TraceRLOO_ELBO"
             )
-            guided = _RequireGuided(seeded_model, "TraceRLOO_ELBO", sampled, keep_masks=False)
-            model_trace = handlers.trace(guided).get_trace(*args, **kwargs)
-            log_p, _ = _log_density(model_trace)
-            log_q, score = _log_density(guide_trace)
-            return log_p - log_q, score
+            return f, score
 
         elbo, score = jax.vmap(particle)(jax.random.split(rng_key, self.num_particles))
         baseline = (elbo.sum() - elbo) / (self.num_particles - 1)

@@ -27,7 +27,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from ..families import unwrap
-from .elbo import refuse_unguided_latent
+from .rloo import log_weight
 
 __all__ = ["TraceDisARM_ELBO"]
 
@@ -108,17 +108,8 @@ class TraceDisARM_ELBO(pyro.infer.Trace_ELBO):
             args,
             kwargs,
         )
-        f = 0.0
-        for name, site in model_trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            if not site["is_observed"] and name not in guide_trace.nodes:
-                refuse_unguided_latent(name, site["fn"], "TraceDisARM_ELBO")
-            f = f + site["log_prob_sum"]
-        for site in guide_trace.nodes.values():
-            if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site):
-                f = f - site["log_prob_sum"]
-        return torch.as_tensor(f), guide_trace
+        f, _ = log_weight(model_trace, guide_trace, "TraceDisARM_ELBO")
+        return f, guide_trace
 
     def _pair_surrogate(self, model, guide, args, kwargs) -> tuple[Tensor, Tensor]:
         """One pair: the surrogate (its gradient the estimate) and the mean of :math:`f`."""

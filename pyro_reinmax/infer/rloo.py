@@ -25,6 +25,26 @@ from .elbo import refuse_unguided_latent
 __all__ = ["TraceRLOO_ELBO"]
 
 
+def log_weight(model_trace, guide_trace, loss_name: str) -> tuple[Tensor, Tensor]:
+    r"""A particle's :math:`f = \log p(x, z) - \log q(z)` and the log-density of its guide sites
+    without ``rsample`` (the score-function sites); a discrete latent of the model that the guide
+    does not sample is refused."""
+    f, score = 0.0, 0.0
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if not site["is_observed"] and name not in guide_trace.nodes:
+            refuse_unguided_latent(name, site["fn"], loss_name)
+        f = f + site["log_prob_sum"]
+    for site in guide_trace.nodes.values():
+        if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"]:
+            continue
+        f = f - site["log_prob_sum"]
+        if not site["fn"].has_rsample:
+            score = score + site["log_prob_sum"]
+    return torch.as_tensor(f), torch.as_tensor(score)
+
+
 class TraceRLOO_ELBO(pyro.infer.Trace_ELBO):
     r"""``Trace_ELBO`` over ``num_particles`` (>= 2) particles, with the leave-one-out baseline
     for every non-reparameterized guide site (the surrogate in the module docstring). The
@@ -50,24 +70,11 @@ class TraceRLOO_ELBO(pyro.infer.Trace_ELBO):
 
     def _particle_terms(self, model, guide, args, kwargs) -> tuple[Tensor, Tensor]:
         """Per particle: :math:`f_i` and the log-density of the score-function sites."""
-        elbos, scores = [], []
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            elbo, score = 0.0, 0.0
-            for name, site in model_trace.nodes.items():
-                if site["type"] != "sample" or site_is_subsample(site):
-                    continue
-                if not site["is_observed"] and name not in guide_trace.nodes:
-                    refuse_unguided_latent(name, site["fn"], "TraceRLOO_ELBO")
-                elbo = elbo + site["log_prob_sum"]
-            for site in guide_trace.nodes.values():
-                if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"]:
-                    continue
-                elbo = elbo - site["log_prob_sum"]
-                if not site["fn"].has_rsample:
-                    score = score + site["log_prob_sum"]
-            elbos.append(torch.as_tensor(elbo))
-            scores.append(torch.as_tensor(score))
-        return torch.stack(elbos), torch.stack(scores)
+        terms = [
+            log_weight(model_trace, guide_trace, "TraceRLOO_ELBO")
+            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs)
+        ]
+        return torch.stack([f for f, _ in terms]), torch.stack([score for _, score in terms])
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         """The ELBO's Monte-Carlo estimate over the particles, negated."""
