@@ -12,6 +12,7 @@ REINFORCE with the leave-one-out baseline over the batch (RLOO), all at the expe
 temperature. All 10 seeds train at once (independent parameters, one batch).
 
     python benchmarks/polynomial.py        # writes results/polynomial.json and polynomial.png
+    python benchmarks/polynomial.py --estimators GST-1.0 --merge   # add runs to that file
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from rich.table import Table
 import pyro_reinmax
 
 VARIABLES, BATCH, TARGET = 128, 64, 0.45
+SETTINGS = ("steps", "seeds", "lr", "temperature")  # what a results file records and must match
 ESTIMATORS = {
     "ReinMax": pyro_reinmax.reinmax,
     "ST": pyro_reinmax.straight_through,
@@ -84,13 +86,32 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument(
+        "--estimators", default=",".join(ESTIMATORS), type=lambda s: s.split(","), help="subset"
+    )
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "polynomial.json"
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the runs already in --out (same settings) that this command does not redo",
+    )
     args = parser.parse_args()
+    unknown = sorted(set(args.estimators) - set(ESTIMATORS))
+    if unknown:
+        parser.error(f"unknown estimator(s) {unknown}; choose from {', '.join(ESTIMATORS)}")
     record = max(1, args.steps // 100)
-    config = {key: value for key, value in vars(args).items() if key != "out"}
+    config = {key: args_value for key, args_value in vars(args).items() if key in SETTINGS}
     results = {"config": config, "runs": []}
-    jobs = [(p, name) for p in (1.5, 2.0, 3.0) for name in ESTIMATORS]
+    jobs = [(p, name) for p in (1.5, 2.0, 3.0) for name in args.estimators]
+    if args.merge and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        if previous["config"] != config:
+            raise SystemExit(
+                f"--merge: {args.out} was made with {previous['config']}, this command runs "
+                f"{config}. Use another --out."
+            )
+        results["runs"] = [r for r in previous["runs"] if (r["p"], r["estimator"]) not in jobs]
     for p, name in track(jobs, description="training"):
         curve = run(name, p, args.seeds, args.steps, args.lr, args.temperature, record)
         final = curve[-1]
@@ -109,11 +130,13 @@ def main() -> None:
         title=f"Polynomial programming: final expected loss ± sd over {args.seeds} seeds, "
         f"{args.steps} steps"
     )
-    for column in ["p", "optimum 0.45^p", *ESTIMATORS]:
+    results["runs"].sort(key=lambda r: (r["p"], list(ESTIMATORS).index(r["estimator"])))
+    estimators = [e for e in ESTIMATORS if any(r["estimator"] == e for r in results["runs"])]
+    for column in ["p", "optimum 0.45^p", *estimators]:
         table.add_column(column, justify="right")
     for p in (1.5, 2.0, 3.0):
         runs = {r["estimator"]: r for r in results["runs"] if r["p"] == p}
-        cells = [f"{runs[e]['final_mean']:.4f} ± {runs[e]['final_std']:.1e}" for e in ESTIMATORS]
+        cells = [f"{runs[e]['final_mean']:.4f} ± {runs[e]['final_std']:.1e}" for e in estimators]
         table.add_row(str(p), f"{TARGET**p:.4f}", *cells)
     Console(width=160).print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -240,7 +240,10 @@ def polynomial_section() -> str:
         + _table(["p", "optimum 0.45^p", *estimators], rows)
         + "\n\n![polynomial programming](../benchmarks/results/polynomial.png)\n\n"
         f"Produced by `python benchmarks/polynomial.py --steps {config['steps']} "
-        f"--seeds {config['seeds']}`."
+        f"--seeds {config['seeds']}` with the estimators of its time, then "
+        "`python benchmarks/polynomial.py --estimators GST-1.0 --merge`. GR-MCK, ReinMax-Rao and "
+        "ReinMax-CV (10 conditional draws each) were not run here: at 8,000 steps they take far "
+        "longer on this 2-core CPU (`--estimators GR-MCK,ReinMax-Rao,ReinMax-CV --merge`)."
     )
 
 
@@ -273,8 +276,10 @@ def vae_paper_section() -> str:
         "ReinMax-Rao and ReinMax-CV run at their package defaults (10 draws; eta 1). RLOO uses two "
         "decoder evaluations per digit, the others one.\n\n"
         + _table(["categories x latents", *estimators], rows)
-        + "\n\nProduced by `python benchmarks/vae_paper.py "
-        f"--epochs {meta['epochs']} --seeds {meta['seeds']}`."
+        + "\n\nProduced by `python benchmarks/vae_paper.py --epochs 40 --seeds 3` with the "
+        "estimators of its time, then `python benchmarks/vae_paper.py --configs 8x4 --estimators "
+        "GST-1.0,GR-MCK,ReinMax-Rao,ReinMax-CV --merge`; the other configurations of the new "
+        "estimators were not run (CPU time)."
     )
 
 

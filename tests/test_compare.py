@@ -18,14 +18,14 @@ from reinmax_examples.topics import document_completion
 # the default checkpoints, the others compute the metric twice.
 TWICE = ["--checkpoints", "2"]
 RUNS = [
-    ("gmm", "pyro", "reinmax,enum,st-gumbel", TWICE),
-    ("gmm", "numpyro", "reinmax,enum,st-gumbel", TWICE),
+    ("gmm", "pyro", "reinmax,enum,st-gumbel,gst,rloo", TWICE),
+    ("gmm", "numpyro", "reinmax,enum,st-gumbel,gumbel-rao,reinmax-cv", TWICE),
     ("lda", "pyro", "reinmax,enum", ["--topics", "3", *TWICE]),
     ("lda", "numpyro", "reinmax,enum", ["--topics", "3", *TWICE]),
-    ("vae", "pyro", "reinmax,enum,st", ["--dataset", "digits", *TWICE]),
+    ("vae", "pyro", "reinmax,enum,st,reinmax-rao", ["--dataset", "digits", *TWICE]),
     ("vae", "numpyro", "reinmax,enum,st", ["--dataset", "digits", *TWICE]),
-    ("sbn", "pyro", "reinmax,st,reinforce,enum,hybrid", []),
-    ("sbn", "numpyro", "reinmax,st,reinforce,enum,hybrid", TWICE),
+    ("sbn", "pyro", "reinmax,st,reinforce,enum,hybrid,disarm", []),
+    ("sbn", "numpyro", "reinmax,st,reinforce,enum,hybrid,disarm,rloo", TWICE),
     ("fhmm", "pyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2", *TWICE]),
     ("fhmm", "numpyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2", *TWICE]),
 ]
