@@ -214,10 +214,13 @@ def _kept_runs(args, updates: int, jobs) -> list[dict]:
         return []
     previous = json.loads(args.out.read_text())
     meta = previous["meta"]
-    if meta["updates"] != updates or meta["data"] != (args.data or "mnist"):
+    # files written before "updates" and "data" were recorded: epochs of digits // batch, MNIST
+    previous_updates = meta.get("updates", meta["epochs"] * (meta["digits"] // meta["batch"]))
+    previous_data = meta.get("data", "mnist")
+    if previous_updates != updates or previous_data != (args.data or "mnist"):
         raise SystemExit(
-            f"--merge: {args.out} has {meta['updates']} updates on {meta['data']}; this command "
-            f"runs {updates} on {args.data or 'mnist'}. Use another --out."
+            f"--merge: {args.out} has {previous_updates} updates on {previous_data}; this "
+            f"command runs {updates} on {args.data or 'mnist'}. Use another --out."
         )
     redo = set(jobs)
     return [r for r in previous["runs"] if (r["config"], r["estimator"], r["seed"]) not in redo]
