@@ -52,10 +52,14 @@ def perturbed_logits_given_index(logits: Tensor, index: Tensor, exponentials: Te
 
 
 def draw_exponentials(like: Tensor) -> Tensor:
-    """Standard exponentials shaped and typed like ``like``, bounded below by the dtype's smallest
-    normal number (so that their logarithm is finite)."""
-    exponentials = torch.empty_like(like, memory_format=torch.contiguous_format).exponential_()
-    return exponentials.clamp_(min=torch.finfo(like.dtype).tiny)
+    """Standard exponentials :math:`-\\log U` shaped and typed like ``like``, finite and bounded
+    below by the dtype's smallest normal number (so that their logarithm is finite). The uniforms
+    are drawn in float32 at least (half-precision uniforms take few values), and ``-log U`` is
+    several times faster on CPU than ``Tensor.exponential_``."""
+    dtype = like.dtype if torch.finfo(like.dtype).bits >= 32 else torch.float32
+    uniforms = torch.rand(like.shape, dtype=dtype, device=like.device)
+    exponentials = uniforms.log_().neg_().to(like.dtype)
+    return exponentials.clamp_(min=torch.finfo(like.dtype).tiny, max=torch.finfo(like.dtype).max)
 
 
 def one_hot_at(index: Tensor, like: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ import torch
 
 import numpyro_reinmax
 import pyro_reinmax
+from pyro_reinmax.sampling import draw_exponentials
 
 jax.config.update("jax_enable_x64", True)
 
@@ -32,7 +33,7 @@ def _torch_side(name, logits, temperature, g, h, seed):
     ((sample * torch.tensor(g)).sum() + (probs * torch.tensor(h)).sum()).backward()
     torch.manual_seed(seed)  # the same stream: one uniform per row, then the noise's exponentials
     torch.rand(leaf.shape[:-1] + (1,), dtype=torch.float64)
-    exponentials = torch.empty(_noise_shape(name, leaf.shape), dtype=leaf.dtype).exponential_()
+    exponentials = draw_exponentials(torch.empty(_noise_shape(name, leaf.shape), dtype=leaf.dtype))
     return sample.detach().numpy(), exponentials.numpy(), leaf.grad.numpy()
 
 

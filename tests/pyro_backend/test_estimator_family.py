@@ -9,6 +9,7 @@ import torch
 import pyro_reinmax
 from pyro_reinmax.estimators import RULES
 from pyro_reinmax.families import ESTIMATORS
+from pyro_reinmax.sampling import draw_exponentials
 from reference import FAMILY_OPTIONS, family_grad
 
 FAMILY = list(FAMILY_OPTIONS)
@@ -34,7 +35,7 @@ def _run(name, logits, temperature, options, seed=0, use_probs=True):
     torch.manual_seed(seed)
     torch.rand(logits.shape[:-1] + (1,), dtype=torch.float64)
     sets = _noise_sets(name, options)
-    noise = torch.empty((sets,) + logits.shape, dtype=logits.dtype).exponential_()
+    noise = draw_exponentials(torch.empty((sets,) + logits.shape, dtype=logits.dtype))
     return leaf.grad, sample.detach(), noise, g, h
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pyro_reinmax
-from pyro_reinmax.sampling import draw_index
+from pyro_reinmax.sampling import draw_exponentials, draw_index
 from reference import (
     gumbel_given_argmax,
     gumbel_straight_through_grad,
@@ -72,7 +72,7 @@ def test_gumbel_straight_through_matches_formula(temperature, use_probs):
     )
     torch.manual_seed(3)  # the same random stream: one uniform per row, then the exponentials
     torch.rand((6, 1), dtype=torch.float64)
-    exponentials = torch.empty_like(logits).exponential_()
+    exponentials = draw_exponentials(logits)
     perturbed = gumbel_given_argmax(logits.numpy(), sample.argmax(-1).numpy(), exponentials)
     assert np.array_equal(perturbed.argmax(-1), sample.argmax(-1).numpy())
     soft = torch.as_tensor(softmax(perturbed / temperature))
