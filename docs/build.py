@@ -254,6 +254,7 @@ def vae_paper_section() -> str:
     meta, summary = results["meta"], results["summary"]
     configs = list(dict.fromkeys(k.split("/")[0] for k in summary))
     estimators = list(dict.fromkeys(k.split("/")[1] for k in summary))
+    added = [c for c in configs if f"{c}/GST-1.0" in summary]  # configs run with --merge
     rows = []
     for config in configs:
         run = [e for e in estimators if f"{config}/{e}" in summary]
@@ -277,9 +278,10 @@ def vae_paper_section() -> str:
         "decoder evaluations per digit, the others one.\n\n"
         + _table(["categories x latents", *estimators], rows)
         + "\n\nProduced by `python benchmarks/vae_paper.py --epochs 40 --seeds 3` with the "
-        "estimators of its time, then `python benchmarks/vae_paper.py --configs 8x4 --estimators "
-        "GST-1.0,GR-MCK,ReinMax-Rao,ReinMax-CV --merge`; the other configurations of the new "
-        "estimators were not run (CPU time)."
+        "estimators of its time, then `python benchmarks/vae_paper.py --configs "
+        + ",".join(added)
+        + " --estimators GST-1.0,GR-MCK,ReinMax-Rao,ReinMax-CV --merge`; the other "
+        "configurations of these estimators were not run (CPU time)."
     )
 
 
