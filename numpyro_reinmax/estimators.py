@@ -82,11 +82,11 @@ class Rule(NamedTuple):
     exponentials beyond ``samples`` they draw. ``options``: the rule's own keyword arguments with
     their defaults."""
 
-    tempered_weight: float
-    sample_weight: float
-    anchor_scale: float
-    inverse_temperature_power: int
-    probs_scale: float
+    tempered_weight: float = 0.0
+    sample_weight: float = 0.0
+    anchor_scale: float = 0.0
+    inverse_temperature_power: int = 0
+    probs_scale: float = 0.0
     perturbation: str | None = None
     averaged: Callable | None = None
     noise_sets: int = 0
@@ -189,16 +189,10 @@ RULES = {
     "gapped_straight_through": Rule(
         1.0, 0.0, 1.0, 1, 0.0, perturbation="gap", options=(("gap", 1.0),)
     ),
-    "gumbel_rao": Rule(0.0, 0.0, 0.0, 0, 0.0, averaged=gumbel_rao_term, options=(("samples", 10),)),
-    "reinmax_rao": Rule(
-        0.0, 0.0, 0.0, 0, -0.5, averaged=reinmax_rao_term, options=(("samples", 10),)
-    ),
+    "gumbel_rao": Rule(averaged=gumbel_rao_term, options=(("samples", 10),)),
+    "reinmax_rao": Rule(probs_scale=-0.5, averaged=reinmax_rao_term, options=(("samples", 10),)),
     "reinmax_cv": Rule(
-        0.0,
-        0.0,
-        0.0,
-        0,
-        -0.5,
+        probs_scale=-0.5,
         averaged=reinmax_cv_term,
         noise_sets=1,
         options=(("samples", 10), ("eta", 1.0), ("cv_temperature", None)),
@@ -254,26 +248,28 @@ def _backward(rule_name: str, options, residuals, cotangents):
     g, h = cotangents
     if rule.averaged is not None:
         term = rule.averaged(g, logits, index, probs, noise, temperature, options)
-        grad = term + softmax_vjp(probs, h + rule.probs_scale * g)
-        return None, grad, None
-    if rule.perturbation == "gumbel":
-        tempered = tempered_softmax(perturbed_logits_given_index(logits, index, noise), temperature)
-    elif rule.perturbation == "gap":
-        tempered = tempered_softmax(gapped_logits(logits, index, dict(options)["gap"]), temperature)
-    elif isinstance(temperature, float) and temperature == 1.0:
-        tempered = probs
     else:
-        tempered = tempered_softmax(logits, temperature)
-    anchor = rule.tempered_weight * tempered
-    if rule.sample_weight:
-        sample = jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype)
-        anchor = anchor + rule.sample_weight * sample
-    scale = largest_finite(
-        rule.anchor_scale / jnp.asarray(temperature) ** rule.inverse_temperature_power,
-        logits.dtype,
-    )
-    # J(a) g before the scale: a huge scale (tiny temperature) then multiplies exact zeros
-    grad = softmax_vjp(anchor, g) * scale + softmax_vjp(probs, h + rule.probs_scale * g)
+        if rule.perturbation == "gumbel":
+            perturbed = perturbed_logits_given_index(logits, index, noise)
+            tempered = tempered_softmax(perturbed, temperature)
+        elif rule.perturbation == "gap":
+            gapped = gapped_logits(logits, index, dict(options)["gap"])
+            tempered = tempered_softmax(gapped, temperature)
+        elif isinstance(temperature, float) and temperature == 1.0:
+            tempered = probs
+        else:
+            tempered = tempered_softmax(logits, temperature)
+        anchor = rule.tempered_weight * tempered
+        if rule.sample_weight:
+            sample = jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype)
+            anchor = anchor + rule.sample_weight * sample
+        scale = largest_finite(
+            rule.anchor_scale / jnp.asarray(temperature) ** rule.inverse_temperature_power,
+            logits.dtype,
+        )
+        # J(a) g before the scale: a huge scale (tiny temperature) then multiplies exact zeros
+        term = softmax_vjp(anchor, g) * scale
+    grad = term + softmax_vjp(probs, h + rule.probs_scale * g)
     return None, grad, None
 
 

@@ -80,11 +80,11 @@ class Rule(NamedTuple):
     exponentials beyond ``samples`` they draw. ``options``: the rule's own keyword arguments with
     their defaults."""
 
-    tempered_weight: float
-    sample_weight: float
-    anchor_scale: float
-    inverse_temperature_power: int
-    probs_scale: float
+    tempered_weight: float = 0.0
+    sample_weight: float = 0.0
+    anchor_scale: float = 0.0
+    inverse_temperature_power: int = 0
+    probs_scale: float = 0.0
     perturbation: str | None = None
     averaged: Callable[..., Tensor] | None = None
     noise_sets: int = 0
@@ -156,20 +156,16 @@ def averaged_vjp(anchors: Tensor, g: Tensor) -> Tensor:
     return softmax_vjp(anchors, g).mean(0)
 
 
-def _scale(value: float, like: Tensor) -> float:
-    return largest_finite(value, like.dtype)
-
-
 def gumbel_rao_term(g, logits, index, probs, noise, temperature, options) -> Tensor:
     r""":math:`\tfrac1S \sum_s J(\operatorname{softmax}((\theta + G_s)/\tau))\, g / \tau`."""
     anchors = conditional_gumbel_softmax(probs, index, noise, temperature)
-    return averaged_vjp(anchors, g) * _scale(1.0 / temperature, g)
+    return averaged_vjp(anchors, g) * largest_finite(1.0 / temperature, g.dtype)
 
 
 def reinmax_rao_term(g, logits, index, probs, noise, temperature, options) -> Tensor:
     r""":math:`\tfrac2S \sum_s J(\operatorname{softmax}((\theta_D + G_s)/\tau))\, g / \tau`."""
     anchors = conditional_gumbel_softmax(midpoint_probs(probs, index), index, noise, temperature)
-    return averaged_vjp(anchors, g) * _scale(2.0 / temperature, g)
+    return averaged_vjp(anchors, g) * largest_finite(2.0 / temperature, g.dtype)
 
 
 def reinmax_cv_term(g, logits, index, probs, noise, temperature, options) -> Tensor:
@@ -185,7 +181,7 @@ def reinmax_cv_term(g, logits, index, probs, noise, temperature, options) -> Ten
     conditional = conditional_gumbel_softmax(midpoint, index, noise[1:], cv_temperature)
     unconditional = tempered_softmax(midpoint.log() - noise[0].log(), cv_temperature)
     difference = averaged_vjp(conditional, g) - softmax_vjp(unconditional, g)
-    return reinmax_term + difference * _scale(eta / cv_temperature, g)
+    return reinmax_term + difference * largest_finite(eta / cv_temperature, g.dtype)
 
 
 RULES = {
@@ -195,16 +191,10 @@ RULES = {
     "gapped_straight_through": Rule(
         1.0, 0.0, 1.0, 1, 0.0, perturbation="gap", options=(("gap", 1.0),)
     ),
-    "gumbel_rao": Rule(0.0, 0.0, 0.0, 0, 0.0, averaged=gumbel_rao_term, options=(("samples", 10),)),
-    "reinmax_rao": Rule(
-        0.0, 0.0, 0.0, 0, -0.5, averaged=reinmax_rao_term, options=(("samples", 10),)
-    ),
+    "gumbel_rao": Rule(averaged=gumbel_rao_term, options=(("samples", 10),)),
+    "reinmax_rao": Rule(probs_scale=-0.5, averaged=reinmax_rao_term, options=(("samples", 10),)),
     "reinmax_cv": Rule(
-        0.0,
-        0.0,
-        0.0,
-        0,
-        -0.5,
+        probs_scale=-0.5,
         averaged=reinmax_cv_term,
         noise_sets=1,
         options=(("samples", 10), ("eta", 1.0), ("cv_temperature", None)),
@@ -244,8 +234,9 @@ class OneHotEstimatorFunction(torch.autograd.Function):
     r"""The draw and the shared backward :math:`c J(a) g + J(\pi_0)(h + b g)` of every rule.
 
     The anchor is :math:`a = w_y y + w_D D` with
-    :math:`y = \operatorname{softmax}((\theta + G)/\tau)` (Gumbel noise :math:`G` only for
-    ST-Gumbel). Expanding the products, the backward is
+    :math:`y = \operatorname{softmax}(\tilde\theta/\tau)`, :math:`\tilde\theta` the logits
+    perturbed by the rule (Gumbel noise for ST-Gumbel, the gap for GST); an averaged rule's own
+    term replaces :math:`c J(a) g`. Expanding the products, the backward is
     :math:`c w_y (y \odot g - y\, s) + c w_D D (g_D - s) + J(\pi_0) w`, with
     :math:`s = \langle a, g \rangle` and :math:`w = h + b g`, computed in a few fused passes.
     Under ``create_graph=True`` the same quantity is computed with differentiable operations, so a
@@ -269,7 +260,7 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         else:
             noise = None
         ctx.set_materialize_grads(False)
-        need_logits = rule.tempered_weight == 0 or rule.perturbation or temperature != 1.0
+        need_logits = rule.averaged is not None or rule.perturbation or temperature != 1.0
         ctx.save_for_backward(logits if need_logits else None, noise, index, probs)
         ctx.temperature = temperature
         ctx.rule = rule
@@ -294,30 +285,11 @@ class OneHotEstimatorFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_sample: Tensor | None, grad_probs: Tensor | None):
-        if ctx.rule.averaged is not None:
-            grad = OneHotEstimatorFunction._averaged_backward(ctx, grad_sample, grad_probs)
-        elif torch.is_grad_enabled():
+        if torch.is_grad_enabled() or ctx.rule.averaged is not None:
             grad = OneHotEstimatorFunction._differentiable_backward(ctx, grad_sample, grad_probs)
         else:
             grad = OneHotEstimatorFunction._fused_backward(ctx, grad_sample, grad_probs)
         return grad, None, None, None, None
-
-    @staticmethod
-    def _averaged_backward(ctx, g: Tensor | None, h: Tensor | None) -> Tensor | None:
-        """An averaged rule's term plus :math:`J(\\pi_0)(h + b g)`, in differentiable operations
-        (so also the derivative of the estimate at the fixed draw and noise)."""
-        logits, noise, index, probs = ctx.saved_tensors
-        b = ctx.rule.probs_scale
-        w = h
-        grad = None
-        if g is not None:
-            grad = ctx.rule.averaged(g, logits, index, probs, noise, ctx.temperature, ctx.options)
-            if b:
-                w = g * b if h is None else h + g * b
-        if w is not None:
-            through = softmax_vjp(probs, w)
-            grad = through if grad is None else grad + through
-        return grad
 
     @staticmethod
     def _fused_backward(ctx, g: Tensor | None, h: Tensor | None) -> Tensor | None:
@@ -350,15 +322,21 @@ class OneHotEstimatorFunction(torch.autograd.Function):
 
     @staticmethod
     def _differentiable_backward(ctx, g: Tensor | None, h: Tensor | None) -> Tensor | None:
-        _, _, index, probs = ctx.saved_tensors
+        """The backward in differentiable operations: under ``create_graph=True`` (a second
+        derivative is that of the estimate at the fixed draw and noise), and for the averaged
+        rules, whose term replaces :math:`c J(a) g`."""
+        logits, noise, index, probs = ctx.saved_tensors
         rule = ctx.rule
         grad = None
         w = h
         if g is not None:
-            anchor = OneHotEstimatorFunction._tempered(ctx) * rule.tempered_weight
-            if rule.sample_weight:
-                anchor = anchor + one_hot_at(index, probs) * rule.sample_weight
-            grad = softmax_vjp(anchor, g) * OneHotEstimatorFunction._anchor_scale(ctx)
+            if rule.averaged is not None:
+                grad = rule.averaged(g, logits, index, probs, noise, ctx.temperature, ctx.options)
+            else:
+                anchor = OneHotEstimatorFunction._tempered(ctx) * rule.tempered_weight
+                if rule.sample_weight:
+                    anchor = anchor + one_hot_at(index, probs) * rule.sample_weight
+                grad = softmax_vjp(anchor, g) * OneHotEstimatorFunction._anchor_scale(ctx)
             if rule.probs_scale:
                 w = g * rule.probs_scale if h is None else h + g * rule.probs_scale
         if w is not None:

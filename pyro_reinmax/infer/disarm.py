@@ -18,7 +18,6 @@ kept, as in ``Trace_ELBO``); reparameterized sites get their pathwise gradient t
 
 from __future__ import annotations
 
-import pyro.infer
 import torch
 from pyro.distributions import MaskedDistribution
 from pyro.infer.enum import get_importance_trace
@@ -27,7 +26,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from ..families import unwrap
-from .rloo import log_weight
+from .rloo import SurrogateELBO, log_weight
 
 __all__ = ["TraceDisARM_ELBO"]
 
@@ -44,13 +43,10 @@ def _site_mask(fn) -> Tensor | bool:
 
 def is_antithetic_site(msg) -> bool:
     """A latent, non-reparameterized Bernoulli site (possibly wrapped)."""
+    if msg["type"] != "sample" or msg["is_observed"]:
+        return False
     fn = msg["fn"]
-    return (
-        msg["type"] == "sample"
-        and not msg["is_observed"]
-        and not fn.has_rsample
-        and isinstance(unwrap(fn), torch.distributions.Bernoulli)
-    )
+    return not fn.has_rsample and isinstance(unwrap(fn), torch.distributions.Bernoulli)
 
 
 class _AntitheticBernoulli(Messenger):
@@ -80,7 +76,7 @@ class _AntitheticBernoulli(Messenger):
         msg["done"] = True
 
 
-class TraceDisARM_ELBO(pyro.infer.Trace_ELBO):
+class TraceDisARM_ELBO(SurrogateELBO):
     r"""DisARM over ``num_pairs`` antithetic pairs of particles (the estimator in the module
     docstring) for the guide's non-reparameterized Bernoulli sites; every other latent site of
     the guide must be reparameterized.
@@ -123,7 +119,7 @@ class TraceDisARM_ELBO(pyro.infer.Trace_ELBO):
         surrogate = (f + f_anti) / 2
         difference = (f - f_anti).detach() / 2
         for name, site in trace.nodes.items():
-            if site["type"] != "sample" or not is_antithetic_site(site):
+            if not is_antithetic_site(site):
                 continue
             b, b_anti = site["value"], trace_anti.nodes[name]["value"]
             logits = unwrap(site["fn"]).logits.expand(b.shape)
@@ -134,29 +130,9 @@ class TraceDisARM_ELBO(pyro.infer.Trace_ELBO):
             surrogate = surrogate + (difference * weight * logits).sum()
         return surrogate, (f + f_anti).detach() / 2
 
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """The mean of :math:`-f` over the particles."""
-        with torch.no_grad():
-            return (
-                -torch.stack(
-                    [
-                        self._pair_surrogate(model, guide, args, kwargs)[1]
-                        for _ in range(self.num_pairs)
-                    ]
-                )
-                .mean()
-                .item()
-            )
-
     def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
         """The surrogate, negated: its gradient is the DisARM estimate."""
         pairs = [self._pair_surrogate(model, guide, args, kwargs) for _ in range(self.num_pairs)]
         surrogate = torch.stack([s for s, _ in pairs]).mean()
         value = torch.stack([v for _, v in pairs]).mean()
         return -(surrogate - surrogate.detach() + value)
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        if loss.requires_grad:
-            loss.backward(retain_graph=self.retain_graph)
-        return loss.item()

@@ -45,7 +45,23 @@ def log_weight(model_trace, guide_trace, loss_name: str) -> tuple[Tensor, Tensor
     return torch.as_tensor(f), torch.as_tensor(score)
 
 
-class TraceRLOO_ELBO(pyro.infer.Trace_ELBO):
+class SurrogateELBO(pyro.infer.Trace_ELBO):
+    """A ``Trace_ELBO`` whose subclass defines ``differentiable_loss`` as a surrogate: the loss as
+    its value, the estimator's gradient as its gradient; ``loss`` and ``loss_and_grads`` follow."""
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """The surrogate's value: the ELBO's Monte-Carlo estimate over the particles, negated."""
+        with torch.no_grad():
+            return self.differentiable_loss(model, guide, *args, **kwargs).item()
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        return loss.item()
+
+
+class TraceRLOO_ELBO(SurrogateELBO):
     r"""``Trace_ELBO`` over ``num_particles`` (>= 2) particles, with the leave-one-out baseline
     for every non-reparameterized guide site (the surrogate in the module docstring). The
     particles are traced one after the other, so any model works (no particle plate to
@@ -76,12 +92,6 @@ class TraceRLOO_ELBO(pyro.infer.Trace_ELBO):
         ]
         return torch.stack([f for f, _ in terms]), torch.stack([score for _, score in terms])
 
-    def loss(self, model, guide, *args, **kwargs) -> float:
-        """The ELBO's Monte-Carlo estimate over the particles, negated."""
-        with torch.no_grad():
-            elbo, _ = self._particle_terms(model, guide, args, kwargs)
-        return -elbo.mean().item()
-
     def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
         """The surrogate, negated: the loss as value, the RLOO estimate as gradient."""
         elbo, score = self._particle_terms(model, guide, args, kwargs)
@@ -89,9 +99,3 @@ class TraceRLOO_ELBO(pyro.infer.Trace_ELBO):
         baseline = (elbo.sum() - elbo) / (k - 1)
         advantage = (elbo - baseline).detach()
         return -(elbo + advantage * (score - score.detach())).mean()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        if loss.requires_grad:
-            loss.backward(retain_graph=self.retain_graph)
-        return loss.item()
