@@ -161,6 +161,10 @@ GRADIENT_EXCERPT = (
 )
 
 
+def _relative_cost(row: dict, base: dict) -> str:
+    return f"{row['cost_us_per_estimate'] / base['cost_us_per_estimate']:.2f}"
+
+
 def gradient_section(short: bool = False) -> str:
     results = _load(RESULTS / "gradient_quality.json")
     if results is None:
@@ -178,9 +182,6 @@ def gradient_section(short: bool = False) -> str:
             base = problem["estimators"]["ReinMax tau=1"]
             jax_row = s.get("jax")
 
-            def relative_cost(row, base_row):
-                return f"{row['cost_us_per_estimate'] / base_row['cost_us_per_estimate']:.2f}"
-
             rows.append(
                 [
                     estimator,
@@ -190,8 +191,8 @@ def gradient_section(short: bool = False) -> str:
                     f"{s['relative_mse']:.3f} ± {s['relative_mse_se']:.3f}",
                     "-" if jax_row is None else f"{jax_row['relative_mse']:.3f}",
                     f"{s['cosine']:.3f}",
-                    relative_cost(s, base),
-                    "-" if jax_row is None else relative_cost(jax_row, base["jax"]),
+                    _relative_cost(s, base),
+                    "-" if jax_row is None else _relative_cost(jax_row, base["jax"]),
                 ]
             )
         header = [

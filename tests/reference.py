@@ -126,6 +126,16 @@ FAMILY_OPTIONS = {  # non-default options, so that each is seen to reach the bac
 }
 
 
+def noise_shape(rule, options: dict, shape) -> tuple | None:
+    """The shape of the exponentials a rule's forward pass draws after the category, or None:
+    one set like the logits for ST-Gumbel, ``samples`` (+ ``noise_sets``) sets for an averaged
+    rule (``rule`` from either backend's table; ``options`` over its defaults)."""
+    if rule.averaged is not None:
+        samples = {**dict(rule.options), **options}["samples"]
+        return (samples + rule.noise_sets, *shape)
+    return tuple(shape) if rule.perturbation == "gumbel" else None
+
+
 def family_grad(name, logits, sample, noise, g, h, temperature, options):
     """The published backward of rule ``name`` (GST, Gumbel-Rao, ReinMax-Rao, ReinMax-CV) on the
     drawn sample and the exponentials ``noise`` its forward pass drew, with ``options``."""

@@ -10,20 +10,12 @@ import torch
 import numpyro_reinmax
 import pyro_reinmax
 from pyro_reinmax.sampling import draw_exponentials
+from reference import noise_shape
 
 jax.config.update("jax_enable_x64", True)
 
 ESTIMATORS = list(pyro_reinmax.estimators.RULES)
 OPTIONS = {"gumbel_rao": {"samples": 3}, "reinmax_rao": {"samples": 2}, "reinmax_cv": {"eta": 0.5}}
-
-
-def _noise_shape(name, shape):
-    """The exponentials a rule's forward pass draws: one set, or ``samples`` (+ extra) sets."""
-    rule = pyro_reinmax.estimators.RULES[name]
-    if rule.averaged is None:
-        return shape
-    samples = {**dict(rule.options), **OPTIONS.get(name, {})}["samples"]
-    return (samples + rule.noise_sets, *shape)
 
 
 def _torch_side(name, logits, temperature, g, h, seed):
@@ -33,8 +25,11 @@ def _torch_side(name, logits, temperature, g, h, seed):
     ((sample * torch.tensor(g)).sum() + (probs * torch.tensor(h)).sum()).backward()
     torch.manual_seed(seed)  # the same stream: one uniform per row, then the noise's exponentials
     torch.rand(leaf.shape[:-1] + (1,), dtype=torch.float64)
-    exponentials = draw_exponentials(torch.empty(_noise_shape(name, leaf.shape), dtype=leaf.dtype))
-    return sample.detach().numpy(), exponentials.numpy(), leaf.grad.numpy()
+    shape = noise_shape(pyro_reinmax.estimators.RULES[name], OPTIONS.get(name, {}), leaf.shape)
+    exponentials = (
+        None if shape is None else draw_exponentials(torch.empty(shape, dtype=leaf.dtype)).numpy()
+    )
+    return sample.detach().numpy(), exponentials, leaf.grad.numpy()
 
 
 @pytest.mark.parametrize("name", ESTIMATORS)

@@ -11,19 +11,18 @@ import pytest
 import numpyro_reinmax
 from numpyro_reinmax.estimators import RULES
 from numpyro_reinmax.families import ESTIMATORS
-from reference import FAMILY_OPTIONS, family_grad
+from reference import FAMILY_OPTIONS, family_grad, noise_shape
 
 FAMILY = list(FAMILY_OPTIONS)
 
 
 def _noise(name, key, shape, dtype, options):
     """The exponentials the forward pass draws from ``key`` (None for GST)."""
-    rule = RULES[name]
-    if rule.averaged is None:
+    noise = noise_shape(RULES[name], options, shape)
+    if noise is None:
         return None
-    sets = {**dict(rule.options), **options}["samples"] + rule.noise_sets
     _, noise_key = jax.random.split(key)
-    exponentials = jax.random.exponential(noise_key, (sets, *shape), dtype)
+    exponentials = jax.random.exponential(noise_key, noise, dtype)
     return np.asarray(jnp.maximum(exponentials, jnp.finfo(dtype).tiny))
 
 

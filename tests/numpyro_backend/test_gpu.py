@@ -8,7 +8,7 @@ import scipy.stats
 
 import numpyro_reinmax
 from numpyro_reinmax.estimators import RULES
-from reference import FAMILY_OPTIONS, family_grad, reinmax_grad
+from reference import FAMILY_OPTIONS, family_grad, noise_shape, reinmax_grad
 
 
 def _gpu():
@@ -68,7 +68,7 @@ def test_gpu_dtypes_and_masks(dtype, key):
 def test_estimator_family_matches_its_formula_on_gpu(name, key):
     """GST, Gumbel-Rao, ReinMax-Rao, ReinMax-CV on the GPU: the formula on the drawn sample and
     the conditional noise (JAX's counter-based keys give the same noise on every device)."""
-    options, rule = FAMILY_OPTIONS[name], RULES[name]
+    options = FAMILY_OPTIONS[name]
     keys = jax.random.split(key, 4)
     logits, g, h = (jax.device_put(jax.random.normal(k, (32, 5)), GPU) for k in keys[:3])
 
@@ -78,11 +78,10 @@ def test_estimator_family_matches_its_formula_on_gpu(name, key):
 
     grad, sample = jax.jit(jax.grad(loss, has_aux=True))(logits)
     assert grad.devices() == {GPU}
-    noise = None
-    if rule.averaged is not None:
+    noise, shape = None, noise_shape(RULES[name], options, (32, 5))
+    if shape is not None:
         _, noise_key = jax.random.split(keys[3])
-        sets = options["samples"] + rule.noise_sets
-        noise = jnp.maximum(jax.random.exponential(noise_key, (sets, 32, 5)), jnp.finfo(float).tiny)
+        noise = jnp.maximum(jax.random.exponential(noise_key, shape), jnp.finfo(float).tiny)
     arrays = [None if a is None else np.asarray(a) for a in (logits, sample, noise, g, h)]
     expected = family_grad(name, *arrays, 0.8, options)
     np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-9, atol=1e-12)

@@ -12,7 +12,7 @@ from pyro.optim import Adam
 import pyro_reinmax as pr
 from pyro_reinmax.estimators import RULES
 from pyro_reinmax.sampling import draw_exponentials
-from reference import FAMILY_OPTIONS, family_grad, reinmax_grad
+from reference import FAMILY_OPTIONS, family_grad, noise_shape, reinmax_grad
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 DEVICE = "cuda"
@@ -78,7 +78,6 @@ def test_estimator_family_matches_its_formula_on_cuda(name):
     """GST, Gumbel-Rao, ReinMax-Rao, ReinMax-CV on the GPU: the formula on the drawn sample and
     the conditional noise (the CUDA stream replayed)."""
     options = FAMILY_OPTIONS[name]
-    rule = RULES[name]
     logits = torch.randn(32, 5, dtype=torch.float64, device=DEVICE)
     g, h = torch.randn_like(logits), torch.randn_like(logits)
     leaf = logits.clone().requires_grad_()
@@ -87,8 +86,12 @@ def test_estimator_family_matches_its_formula_on_cuda(name):
     ((sample * g).sum() + (probs * h).sum()).backward()
     torch.manual_seed(4)
     torch.rand((32, 1), dtype=torch.float64, device=DEVICE)
-    sets = () if rule.averaged is None else (options["samples"] + rule.noise_sets,)
-    noise = draw_exponentials(torch.empty(sets + (32, 5), dtype=torch.float64, device=DEVICE))
-    arrays = (t.detach().cpu().numpy() for t in (logits, sample, noise, g, h))
+    shape = noise_shape(RULES[name], options, (32, 5))
+    noise = None
+    if shape is not None:
+        noise = draw_exponentials(torch.empty(shape, dtype=torch.float64, device=DEVICE))
+    arrays = (
+        None if t is None else t.detach().cpu().numpy() for t in (logits, sample, noise, g, h)
+    )
     expected = family_grad(name, *arrays, 0.8, options)
     np.testing.assert_allclose(leaf.grad.cpu().numpy(), expected, rtol=1e-9, atol=1e-12)

@@ -10,15 +10,14 @@ import pyro_reinmax
 from pyro_reinmax.estimators import RULES
 from pyro_reinmax.families import ESTIMATORS
 from pyro_reinmax.sampling import draw_exponentials
-from reference import FAMILY_OPTIONS, family_grad
+from reference import FAMILY_OPTIONS, family_grad, noise_shape
 
 FAMILY = list(FAMILY_OPTIONS)
 
 
-def _noise_sets(name: str, options: dict) -> int:
-    rule = RULES[name]
-    samples = {**dict(rule.options), **options}.get("samples", 0)
-    return 0 if rule.averaged is None else samples + rule.noise_sets
+def _numpy(*tensors, dtype=None) -> list:
+    """NumPy copies (in ``dtype`` if given); None (no noise) stays None."""
+    return [None if t is None else t.to(dtype or t.dtype).numpy() for t in tensors]
 
 
 def _run(name, logits, temperature, options, seed=0, use_probs=True):
@@ -34,8 +33,8 @@ def _run(name, logits, temperature, options, seed=0, use_probs=True):
     ((sample * g).sum() + (probs * h).sum()).backward()
     torch.manual_seed(seed)
     torch.rand(logits.shape[:-1] + (1,), dtype=torch.float64)
-    sets = _noise_sets(name, options)
-    noise = draw_exponentials(torch.empty((sets,) + logits.shape, dtype=logits.dtype))
+    shape = noise_shape(RULES[name], options, logits.shape)
+    noise = None if shape is None else draw_exponentials(torch.empty(shape, dtype=logits.dtype))
     return leaf.grad, sample.detach(), noise, g, h
 
 
@@ -46,9 +45,7 @@ def test_backward_matches_formula_on_drawn_sample_and_noise(name, shape, tempera
     logits = torch.randn(shape, dtype=torch.float64) * 1.5
     options = FAMILY_OPTIONS[name]
     grad, sample, noise, g, h = _run(name, logits, temperature, options)
-    expected = family_grad(
-        name, *(x.numpy() for x in (logits, sample, noise, g, h)), temperature, options
-    )
+    expected = family_grad(name, *_numpy(logits, sample, noise, g, h), temperature, options)
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-9, atol=1e-12)
 
 
@@ -60,7 +57,7 @@ def test_defaults_are_the_documented_ones(name):
     grad, sample, noise, g, h = _run(name, logits, 1.0, {})
     if name == "reinmax_cv":
         defaults["cv_temperature"] = 1.0
-    expected = family_grad(name, *(x.numpy() for x in (logits, sample, noise, g, h)), 1.0, defaults)
+    expected = family_grad(name, *_numpy(logits, sample, noise, g, h), 1.0, defaults)
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-9, atol=1e-12)
 
 
@@ -100,7 +97,7 @@ def test_huge_finite_logits(name, temperature):
     logits = torch.tensor([[1e30, -1e30, 0.0], [3e38, 1e38, -3e38]], dtype=torch.float32)
     options = FAMILY_OPTIONS[name]
     grad, sample, noise, g, h = _run(name, logits, temperature, options)
-    as64 = (x.double().numpy() for x in (logits, sample, noise, g, h))
+    as64 = _numpy(logits, sample, noise, g, h, dtype=torch.float64)
     expected = family_grad(name, *as64, temperature, options)
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-5, atol=1e-6)
 
