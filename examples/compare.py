@@ -4,7 +4,7 @@
                           [--methods reinmax,reinmax-local,hybrid,enum,reinforce,st,st-gumbel]
                           (also gst, gumbel-rao, reinmax-rao, reinmax-cv, rloo, disarm)
                           [--steps N] [--seeds S] [--lr LR] [--temperature T] [--device cpu|cuda]
-                          [--out DIR]
+                          [--processes N (pyro) | --devices N (numpyro)] [--out DIR]
 
 MODEL is ``gmm`` (Gaussian mixture on iris), ``lda`` (topic model on the Lee corpus), ``vae``
 (categorical VAE on MNIST digits), ``fhmm`` (factorial HMM on a documented synthetic set) or
@@ -13,11 +13,17 @@ Every method trains the same model from the same start for each seed; the metric
 identically for every method and is exact, never the training objective. Writes ``results.json``
 and ``elbo.png`` (and the model's own reports) into ``--out`` (default a new folder under
 ``./runs/``). Ctrl-C keeps what was measured so far.
+
+``vae`` and ``lda`` also train on several processes (Pyro: ``--processes N``, DDP, or under
+``torchrun``) or devices (NumPyro: ``--devices N``, the data sharded under ``jit``), with the same
+data per step as on one (``parallel.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import importlib
 import math
 import statistics
@@ -39,6 +45,7 @@ from reinmax_examples.methods import (
     ConfigurationError,
     checkpoint_steps,
 )
+from reinmax_examples.parallel import SINGLE, DataParallel
 
 MODELS = ("gmm", "lda", "vae", "fhmm", "sbn")
 BERNOULLI_MODELS = {"sbn"}
@@ -51,6 +58,8 @@ MODEL_OPTIONS = {
     "sbn": {"dataset"},
 }
 BACKENDS = ("pyro", "numpyro")
+PARALLEL_MODELS = ("vae", "lda")
+"""The models that train on several processes (``--processes``) or devices (``--devices``)."""
 
 
 def _methods(text: str) -> list[str]:
@@ -96,6 +105,20 @@ def parser() -> argparse.ArgumentParser:
         "--temperature", type=_positive(float), help="estimator temperature (default: the model's)"
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--processes",
+        type=_positive(int),
+        default=1,
+        help="pyro, vae and lda: train on N processes with DistributedDataParallel (gloo on CPU, "
+        "NCCL with one GPU each on cuda); rank 0 writes the results (default 1)",
+    )
+    p.add_argument(
+        "--devices",
+        type=_positive(int),
+        default=1,
+        help="numpyro, vae and lda: shard each step's data over N devices under jit (on a CPU, N "
+        "host devices) (default 1)",
+    )
     p.add_argument("--out", type=Path, help="output folder (default runs/MODEL-BACKEND-TIME)")
     p.add_argument(
         "--dataset", help="gmm: iris or wine; vae: mnist or digits; sbn: digits or mnist"
@@ -359,14 +382,25 @@ def _failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
 
 
-def run(args: argparse.Namespace, console: Console) -> dict:
+def _parallel_skip_reason(method: str, parallel: DataParallel, backend: str) -> str | None:
+    if parallel.active and backend == "pyro" and method == "reinforce":
+        return (
+            "Pyro's TraceGraph_ELBO has no differentiable loss for DistributedDataParallel; "
+            "rloo is the unbiased estimator that runs on several processes"
+        )
+    return None
+
+
+def run(args: argparse.Namespace, console: Console, parallel: DataParallel = SINGLE) -> dict:
     """Fit every method for every seed, writing ``results.json`` and the figures to ``--out``.
     A method that fails is recorded as failed and the others go on; an interrupt (Ctrl-C) stops
-    training and writes what was measured (``results["interrupted"]``)."""
+    training and writes what was measured (``results["interrupted"]``). On several ranks
+    (``parallel``) every rank trains; rank 0 alone evaluates, reports and writes."""
     module = _load(args.model, args.backend)
     config = module.configure(args)
     out = args.out or Path("runs") / f"{args.model}-{args.backend}-{time.strftime('%Y%m%d-%H%M%S')}"
-    prepare_output(out)
+    if parallel.leader:
+        prepare_output(out)
     results = {
         "model": args.model,
         "backend": args.backend,
@@ -377,12 +411,20 @@ def run(args: argparse.Namespace, console: Console) -> dict:
             "methods": args.methods,
             "seeds": args.seeds,
             "checkpoints": args.checkpoints,
+            "processes": parallel.size if args.backend == "pyro" else 1,
+            "devices": parallel.size if args.backend == "numpyro" else 1,
             **config,
         },
         "methods": {},
         "interrupted": False,
     }
     runs: dict[str, list[dict]] = {m: [] for m in args.methods}
+    parallel_option = {"parallel": parallel} if args.model in PARALLEL_MODELS else {}
+    device = args.device
+    if parallel.active and args.backend == "pyro":
+        from reinmax_examples.ranks import device_of_rank
+
+        device = device_of_rank(args.device)  # one GPU per rank
     failures: dict[str, str] = {}
     fitted: dict[str, object] = {}
     problem = None
@@ -395,9 +437,11 @@ def run(args: argparse.Namespace, console: Console) -> dict:
     try:
         with Progress(*columns, console=console) as progress:
             for seed in range(args.seeds):
-                problem = module.Problem(config, seed=seed, device=args.device)
+                problem = module.Problem(config, seed=seed, device=device, **parallel_option)
                 for method in args.methods:
-                    reason = module.skip_reason(problem, method)
+                    reason = module.skip_reason(problem, method) or _parallel_skip_reason(
+                        method, parallel, args.backend
+                    )
                     if method == "disarm" and args.model not in BERNOULLI_MODELS:
                         reason = "DisARM is for Bernoulli sites and this model's are one-hot (rloo)"
                     if reason:
@@ -433,6 +477,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                         record["compile_seconds"] = float(seconds)
 
                     marks = checkpoint_steps(config["steps"], args.checkpoints)
+                    marks = marks if parallel.leader else set()
                     try:
                         fitted[method] = module.fit(
                             problem,
@@ -444,6 +489,8 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                             checkpoints=marks,
                             on_compile=on_compile,
                         )
+                        if not parallel.leader:
+                            continue
                         run_record.update(module.evaluate(problem, fitted[method]))
                     except Exception as error:  # one method failing must not lose the others
                         failures[method] = _failure(error)
@@ -458,7 +505,7 @@ def run(args: argparse.Namespace, console: Console) -> dict:
                     curve["seconds"].append(run_record["seconds"][-1])
                     curve["metric"].append(float(run_record["metric"]))
                     _record_method(results, method, runs[method], failures)
-        if hasattr(module, "report") and fitted and problem is not None:
+        if hasattr(module, "report") and fitted and problem is not None and parallel.leader:
             try:
                 results["reports"] = module.report(problem, fitted, out)
             except Exception as error:  # the measurements are kept
@@ -470,7 +517,8 @@ def run(args: argparse.Namespace, console: Console) -> dict:
         for method, method_runs in runs.items():
             if method_runs and method_runs[0]["elbo"]:
                 _record_method(results, method, method_runs, failures)
-    _write(results, out, console)
+    if parallel.leader:
+        _write(results, out, console)
     return results
 
 
@@ -503,6 +551,61 @@ def _write(results: dict, out: Path, console: Console) -> None:
     console.print(f"wrote {', '.join(str(out / name) for name in results['files'])}")
 
 
+def _check_parallel(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--processes`` is Pyro's, ``--devices`` NumPyro's, both for ``vae`` and ``lda``; NumPyro's
+    host devices are made here, before JAX starts."""
+    from reinmax_examples.ranks import launched_by_torchrun
+
+    launched = launched_by_torchrun()
+    if launched is not None and args.processes not in (1, launched.size):
+        command.error(f"--processes {args.processes} under torchrun with {launched.size} ranks")
+    for option, backend, count in (
+        ("processes", "pyro", args.processes if launched is None else launched.size),
+        ("devices", "numpyro", args.devices),
+    ):
+        if count == 1:
+            continue
+        if args.backend != backend:
+            other = "--devices" if option == "processes" else "--processes"
+            command.error(f"--{option} is for --backend {backend}; {args.backend} uses {other}")
+        if args.model not in PARALLEL_MODELS:
+            command.error(
+                f"--{option}: {args.model} trains in one; --{option} is for "
+                f"{' and '.join(PARALLEL_MODELS)}"
+            )
+    if launched is not None and args.backend == "numpyro":
+        command.error("torchrun starts Pyro ranks; NumPyro uses --devices in one process")
+    if args.devices > 1:
+        import jax
+
+        if args.device == "cpu":
+            import numpyro
+
+            numpyro.set_host_device_count(args.devices)
+            numpyro.set_platform("cpu")
+        available = len(jax.devices())
+        if available < args.devices:
+            command.error(f"--devices {args.devices}: JAX sees {available} device(s)")
+
+
+@contextlib.contextmanager
+def _ranks(args: argparse.Namespace, argv: list[str] | None):
+    """This process's rank (Pyro, ``--processes`` or torchrun), or the NumPyro devices."""
+    if args.backend == "numpyro":
+        yield DataParallel(0, args.devices)
+        return
+    from reinmax_examples.ranks import ranks
+
+    target = functools.partial(run_rank, sys.argv[1:] if argv is None else list(argv))
+    with ranks(args.processes, args.device, target) as parallel:
+        yield parallel
+
+
+def run_rank(argv: list[str], parallel: DataParallel) -> None:
+    """What a rank other than 0 runs: the same training, silently."""
+    run(parser().parse_args(argv), Console(quiet=True), parallel)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command: 0 on success, 1 if a method or the report failed (the others' results are
     written), 2 for a bad option, 130 when interrupted (what was measured is written)."""
@@ -515,10 +618,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if foreign:
         command.error(f"--{foreign[0]} does not apply to {args.model}")
+    _check_parallel(command, args)
     _check_device(args.device, args.backend)
-    console = Console()
     try:
-        results = run(args, console)
+        with _ranks(args, argv) as parallel:
+            results = run(args, Console(quiet=not parallel.leader), parallel)
     except ConfigurationError as error:  # a bad model option (e.g. --latent)
         print(f"reinmax-compare: error: {error}", file=sys.stderr)
         return 2

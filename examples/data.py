@@ -138,6 +138,18 @@ class Corpus:
     documents: np.ndarray
     num_documents: int
 
+    def subset(self, documents: np.ndarray) -> Corpus:
+        """The documents ``documents`` (in that order) and their tokens, numbered from 0."""
+        position = np.full(self.num_documents, -1)
+        position[documents] = np.arange(len(documents))
+        kept = position[self.documents] >= 0
+        return Corpus(
+            self.vocabulary,
+            self.words[kept],
+            position[self.documents[kept]],
+            len(documents),
+        )
+
 
 def _tokenise(text: str) -> list[str]:
     from gensim.parsing.preprocessing import STOPWORDS

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro import handlers
 from numpyro.infer import Predictive
 from numpyro.infer.initialization import init_to_value
 
@@ -29,6 +30,7 @@ import numpyro_reinmax as nr
 from reinmax_examples.artefacts import write_text
 from reinmax_examples.data import corpus
 from reinmax_examples.lda_pyro import TIE, configure
+from reinmax_examples.parallel import SINGLE, DataParallel
 from reinmax_examples.svi_numpyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
 
@@ -37,21 +39,34 @@ METRIC_UNIT = "nats per token"
 __all__ = ["TIE", "configure"]
 
 
-def model(words, documents, num_documents: int, vocabulary_size: int, num_topics: int) -> None:
+def model(
+    words,
+    documents,
+    padding=None,
+    *,
+    num_documents: int,
+    vocabulary_size: int,
+    num_topics: int,
+) -> None:
+    """``padding[t]`` marks tokens added to split the tokens evenly over devices: masked out."""
     with numpyro.plate("topics", num_topics):
         topic_words = numpyro.sample("topic_words", dist.Dirichlet(jnp.full(vocabulary_size, 0.1)))
     with numpyro.plate("documents", num_documents):
         doc_topics = numpyro.sample("doc_topics", dist.Dirichlet(jnp.full(num_topics, 0.5)))
-    with numpyro.plate("tokens", len(words)):
+    mask = True if padding is None else ~padding
+    with numpyro.plate("tokens", len(words)), handlers.mask(mask=mask):
         z = numpyro.sample("z", nr.OneHotCategorical(probs=doc_topics[documents]))
         numpyro.sample("w", nr.OneHotMixture(z, dist.Categorical(topic_words)), obs=words)
 
 
 class Problem:
     """The training and held-out corpora, and a start shared by every method: topics drawn with
-    the seed, uniform document proportions."""
+    the seed, uniform document proportions. On several devices (``parallel``), the tokens are
+    padded to a multiple of their number with masked tokens, and split over them."""
 
-    def __init__(self, config: dict, seed: int, device: str = "cpu") -> None:
+    def __init__(
+        self, config: dict, seed: int, device: str = "cpu", parallel: DataParallel = SINGLE
+    ) -> None:
         self.train, self.test = corpus(config.get("data", "lee"))
         self.num_topics = config["topics"]
         vocabulary_size = len(self.train.vocabulary)
@@ -65,7 +80,15 @@ class Problem:
             vocabulary_size=vocabulary_size,
             num_topics=self.num_topics,
         )
-        self.arguments = (jnp.asarray(self.train.words), jnp.asarray(self.train.documents))
+        self.parallel = parallel
+        words, documents = self.train.words, self.train.documents
+        if parallel.active:
+            extra = -len(words) % parallel.size
+            padding = np.arange(len(words) + extra) >= len(words)
+            words, documents = (np.pad(a, (0, extra)) for a in (words, documents))
+            self.arguments = tuple(map(jnp.asarray, (words, documents, padding)))
+        else:
+            self.arguments = (jnp.asarray(words), jnp.asarray(documents))
 
 
 def skip_reason(problem: Problem, method: str) -> str | None:
@@ -96,6 +119,7 @@ def fit(
         checkpoints=checkpoints,
         on_compile=on_compile,
         init_loc_fn=problem.init,
+        parallel=problem.parallel,
     )
 
 

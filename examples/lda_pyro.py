@@ -26,12 +26,15 @@ import pyro_reinmax as pr
 from reinmax_examples.artefacts import write_text
 from reinmax_examples.data import corpus, data_source, is_path
 from reinmax_examples.defaults import DEFAULTS
+from reinmax_examples.parallel import SINGLE, DataParallel
 from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
 
 METRIC = "held-out log-likelihood per token"
 METRIC_UNIT = "nats per token"
 TIE = 0.01  # nats per token
+SHARDED_PLATES = ("documents", "tokens")
+"""On several processes, each rank holds whole documents: their proportions and tokens."""
 
 
 def configure(args) -> dict:
@@ -64,10 +67,16 @@ def model(words, documents, num_documents: int, vocabulary_size: int, num_topics
 class Problem:
     """The training and held-out corpora, and a start shared by every method: topics drawn with
     the seed, uniform document proportions. Float64: a simplex over the vocabulary does not sum to
-    one within torch's tolerance in float32."""
+    one within torch's tolerance in float32. On several processes (``parallel``), the rank's
+    documents only (:meth:`DataParallel.documents`)."""
 
-    def __init__(self, config: dict, seed: int, device: str = "cpu") -> None:
+    def __init__(
+        self, config: dict, seed: int, device: str = "cpu", parallel: DataParallel = SINGLE
+    ) -> None:
         self.train, self.test = corpus(config.get("data", "lee"))
+        if parallel.active:
+            self.train = self.train.subset(parallel.documents(self.train.num_documents))
+        self.parallel = parallel
         self.num_topics = config["topics"]
         vocabulary_size = len(self.train.vocabulary)
         rng = np.random.default_rng(seed)
@@ -110,6 +119,8 @@ def fit(
         checkpoints=checkpoints,
         on_compile=on_compile,
         init_loc_fn=problem.init,
+        parallel=problem.parallel,
+        plates=SHARDED_PLATES,
     )
 
 

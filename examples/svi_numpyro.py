@@ -21,6 +21,7 @@ from numpyro_reinmax.infer import (
     TraceMeanField_ELBO,
     TraceRLOO_ELBO,
 )
+from numpyro_reinmax.infer.data_parallel import data_mesh, place_state, shard_data
 from reinmax_examples.methods import (
     DISARM_PAIRS,
     ESTIMATOR,
@@ -29,6 +30,7 @@ from reinmax_examples.methods import (
     TrainingClock,
     record_every,
 )
+from reinmax_examples.parallel import SINGLE, DataParallel
 
 # The mixture and topic models run in float64, as in Pyro: a float32 simplex over a vocabulary
 # underflows. Models that want float32 (the VAE) create their arrays in float32 explicitly.
@@ -89,14 +91,26 @@ def train(
     on_checkpoint: Callable | None = None,
     checkpoints=(),
     on_compile: Callable | None = None,
+    parallel: DataParallel = SINGLE,
 ):
     """SVI for ``steps`` jitted steps from ``seed``; returns the parameters. ``arguments(step)``
     gives the model's arguments; ``on_step(step, elbo, seconds)`` records the curve, the ELBO
     averaged over the steps since the last record; ``on_checkpoint(step, seconds, (guide,
     params))`` is called at the steps in ``checkpoints``, its own time not counted in ``seconds``.
-    Compilation happens before the clock starts; ``on_compile(seconds)`` gets its duration."""
+    Compilation happens before the clock starts; ``on_compile(seconds)`` gets its duration. On
+    several devices (``parallel``), every array argument is split along its leading (data) axis
+    over the devices, and the state's leaves with that axis too (per-datum logits); the rest is
+    replicated (``numpyro_reinmax.infer.data_parallel``)."""
     svi = SVI(model, guide, optimizer, loss)
     state = svi.init(jax.random.PRNGKey(seed), *arguments(0))
+    if parallel.active:
+        mesh = data_mesh(parallel.size)
+        unsharded = arguments
+        state = place_state(state, mesh, data_length=len(unsharded(0)[0]))
+
+        def arguments(step):
+            return shard_data(unsharded(step), mesh)
+
     update = jax.jit(svi.update)
     began = time.perf_counter()
     jax.block_until_ready(update(state, *arguments(0)))  # compile before timing
@@ -132,11 +146,12 @@ def fit_model(
     """Fit ``model`` (its discrete sites ``discrete_sites``, ``["z"]`` by default) by ``method``
     with ``config``'s ``steps``,
     ``lr`` and ``temperature``; returns (guide, parameters). ``options``: ``init_loc_fn``,
-    ``encoders``, ``create_plates``, ``discrete_sites`` (see ``guide_model_loss``), and
-    ``optimizer`` (else ``default_optimizer``)."""
+    ``encoders``, ``create_plates``, ``discrete_sites`` (see ``guide_model_loss``),
+    ``optimizer`` (else ``default_optimizer``), and ``parallel`` (see ``train``)."""
     optimizer = options.pop("optimizer", None) or default_optimizer(config["lr"])
     options.setdefault("init_loc_fn", None)
     options.setdefault("discrete_sites", ["z"])
+    parallel = options.pop("parallel", SINGLE)
     guide, fitted_model, loss = guide_model_loss(
         model, method, temperature=config["temperature"], **options
     )
@@ -152,5 +167,6 @@ def fit_model(
         on_checkpoint,
         checkpoints,
         on_compile,
+        parallel,
     )
     return guide, params

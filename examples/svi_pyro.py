@@ -9,7 +9,10 @@ import pyro
 from pyro import poutine
 from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoNormal
+from pyro.infer.util import zero_grads
 from pyro.optim import ClippedAdam
+from torch import distributed
+from torch.nn.parallel import DistributedDataParallel
 
 from pyro_reinmax.infer import (
     AutoReinMax,
@@ -18,6 +21,7 @@ from pyro_reinmax.infer import (
     TraceMeanField_ELBO,
     TraceRLOO_ELBO,
 )
+from pyro_reinmax.infer.data_parallel import DataParallelLoss
 from reinmax_examples.methods import (
     DISARM_PAIRS,
     ESTIMATOR,
@@ -26,6 +30,7 @@ from reinmax_examples.methods import (
     TrainingClock,
     record_every,
 )
+from reinmax_examples.parallel import SINGLE, DataParallel
 
 
 def guide_model_loss(
@@ -78,6 +83,33 @@ def default_optimizer(lr: float) -> ClippedAdam:
     return ClippedAdam(rate)
 
 
+def data_parallel_step(
+    model, guide, loss, optimizer, first_arguments: tuple, parallel: DataParallel, plates
+) -> Callable:
+    """One SVI step of this rank under ``DistributedDataParallel`` (gloo on CPU, NCCL on GPUs;
+    the process group is already initialised): the global parameters' gradients are averaged over
+    the ranks, the local ones are this rank's shard's (``pyro_reinmax.infer.DataParallelLoss``);
+    the optimizer as in ``SVI.step``. Returns ``step(*arguments) -> loss``, the loss of the union
+    of the ranks' shards."""
+    loss.differentiable_loss(model, guide, *first_arguments)  # every parameter now exists
+    module = DataParallelLoss(model, guide, loss, plates=plates, world_size=parallel.size)
+    synchronised = DistributedDataParallel(module)
+
+    def step(*arguments) -> float:
+        with poutine.trace(param_only=True) as capture:
+            value = synchronised(*arguments)
+            value.backward()
+        module.finish_backward()
+        params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+        optimizer(params)
+        zero_grads(params)
+        total = value.detach().clone()
+        distributed.all_reduce(total)
+        return total.item() / parallel.size
+
+    return step
+
+
 def train(
     model,
     guide,
@@ -89,19 +121,28 @@ def train(
     on_step: Callable,
     on_checkpoint: Callable | None = None,
     checkpoints=(),
+    parallel: DataParallel = SINGLE,
+    plates=(),
 ) -> None:
     """SVI for ``steps`` steps from ``seed``; ``arguments(step)`` gives the model's arguments (the
     same every step, or a minibatch); ``on_step(step, elbo, seconds)`` records the curve, the ELBO
     averaged over the steps since the last record; ``on_checkpoint(step, seconds, guide)`` is
-    called at ``checkpoint_steps(steps)``, its own time not counted in ``seconds``."""
+    called at ``checkpoint_steps(steps)``, its own time not counted in ``seconds``. On several
+    ranks (``parallel``), ``arguments`` are this rank's shard, split over the plates ``plates``
+    (:func:`data_parallel_step`)."""
     pyro.clear_param_store()
-    pyro.set_rng_seed(seed)
-    poutine.block(guide)(*arguments(0))  # build the guide's parameters before timing
-    svi = SVI(model, guide, optimizer, loss)
+    pyro.set_rng_seed(parallel.seed(seed))
+    if parallel.active:
+        step_once = data_parallel_step(
+            model, guide, loss, optimizer, arguments(0), parallel, plates
+        )
+    else:
+        poutine.block(guide)(*arguments(0))  # build the guide's parameters before timing
+        step_once = SVI(model, guide, optimizer, loss).step
     clock = TrainingClock()
     every, window = record_every(steps), []
     for step in range(steps):
-        window.append(-svi.step(*arguments(step)))
+        window.append(-step_once(*arguments(step)))
         if (step + 1) % every == 0 or step == steps - 1:
             on_step(step + 1, sum(window) / len(window), clock.seconds())
             window.clear()
@@ -126,12 +167,13 @@ def fit_model(
     """Fit ``model`` (its discrete sites ``discrete_sites``, ``["z"]`` by default) by ``method``
     with ``config``'s ``steps``,
     ``lr`` and ``temperature``; returns the guide. ``options``: ``init_loc_fn``, ``encoders``,
-    ``create_plates``, ``discrete_sites`` (see ``guide_model_loss``), and ``optimizer`` (else
-    ``default_optimizer``). ``on_compile`` is accepted for the NumPyro examples' signature: Pyro
-    runs eagerly, with nothing to compile."""
+    ``create_plates``, ``discrete_sites`` (see ``guide_model_loss``), ``optimizer`` (else
+    ``default_optimizer``), and ``parallel`` with ``plates`` (see ``train``). ``on_compile`` is
+    accepted for the NumPyro examples' signature: Pyro runs eagerly, with nothing to compile."""
     optimizer = options.pop("optimizer", None) or default_optimizer(config["lr"])
     options.setdefault("init_loc_fn", None)
     options.setdefault("discrete_sites", ["z"])
+    parallel, plates = options.pop("parallel", SINGLE), options.pop("plates", ())
     guide, fitted_model, loss = guide_model_loss(
         model,
         method,
@@ -150,5 +192,7 @@ def fit_model(
         on_step,
         on_checkpoint,
         checkpoints,
+        parallel,
+        plates,
     )
     return guide

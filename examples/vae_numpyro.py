@@ -33,7 +33,8 @@ from numpyro.optim import optax_to_numpyro
 
 import numpyro_reinmax as nr
 from reinmax_examples.data import digits
-from reinmax_examples.methods import minibatches
+from reinmax_examples.methods import ConfigurationError, minibatches
+from reinmax_examples.parallel import SINGLE, DataParallel
 from reinmax_examples.svi_numpyro import fit_model
 from reinmax_examples.vae_pyro import (
     BATCH,
@@ -82,9 +83,17 @@ def model(x, *, pixels: int, latents: int, categories: int) -> None:
 
 
 class Problem:
-    """Train and test digits (the same fixed split as the Pyro example) and the settings."""
+    """Train and test digits (the same fixed split as the Pyro example) and the settings; on
+    several devices (``parallel``), each minibatch is split over them."""
 
-    def __init__(self, config: dict, seed: int, device: str = "cpu") -> None:
+    def __init__(
+        self, config: dict, seed: int, device: str = "cpu", parallel: DataParallel = SINGLE
+    ) -> None:
+        if BATCH % parallel.size:
+            raise ConfigurationError(
+                f"vae: the minibatch of {BATCH} digits does not split over {parallel.size} devices"
+            )
+        self.parallel = parallel
         x, _ = digits(config["dataset"])
         order = np.random.default_rng(0).permutation(len(x))
         test_size = len(x) // 5
@@ -132,6 +141,7 @@ def fit(
         encoders={"z": problem.encoder},
         create_plates=lambda x: numpyro.plate("data", x.shape[0]),  # batches and test set
         optimizer=_optimizer(config),
+        parallel=problem.parallel,
     )
 
 

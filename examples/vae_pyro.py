@@ -31,6 +31,7 @@ import pyro_reinmax as pr
 from reinmax_examples.data import data_source, digits, is_path
 from reinmax_examples.defaults import DEFAULTS, VAE_PAPER_SETTINGS
 from reinmax_examples.methods import ConfigurationError, minibatches
+from reinmax_examples.parallel import SINGLE, DataParallel
 from reinmax_examples.svi_pyro import fit_model
 
 METRIC = "test log-likelihood bound (IWAE-100)"
@@ -38,6 +39,8 @@ METRIC_UNIT = "nats per digit"
 TIE = 0.5  # nats per digit
 BATCH = 100
 TEST_SAMPLES = 100
+SHARDED_PLATES = ("data",)
+"""On several processes, each rank holds a contiguous piece of every global minibatch."""
 
 
 def configure(args) -> dict:
@@ -113,9 +116,12 @@ def model(x, decoder: Decoder, latents: int, categories: int) -> None:
 
 
 class Problem:
-    """Train and test digits (a fixed split) and the settings."""
+    """Train and test digits (a fixed split) and the settings; on several processes
+    (``parallel``), every rank draws the same global minibatches and trains on its piece."""
 
-    def __init__(self, config: dict, seed: int, device: str = "cpu") -> None:
+    def __init__(
+        self, config: dict, seed: int, device: str = "cpu", parallel: DataParallel = SINGLE
+    ) -> None:
         x, _ = digits(config["dataset"])
         order = np.random.default_rng(0).permutation(len(x))
         test_size = len(x) // 5
@@ -123,6 +129,7 @@ class Problem:
         self.train = torch.tensor(x[order[test_size:]], device=device)
         self.config = config
         self.batches = np.random.default_rng(seed)
+        self.parallel = parallel
 
 
 def skip_reason(problem: Problem, method: str) -> str | None:
@@ -163,7 +170,12 @@ def fit(
         method,
         config=config,
         seed=seed,
-        arguments=lambda step: (problem.train[rows(step)], decoder, latents, categories),
+        arguments=lambda step: (
+            problem.train[problem.parallel.rows(rows(step))],
+            decoder,
+            latents,
+            categories,
+        ),
         on_step=on_step,
         on_checkpoint=on_checkpoint
         and (lambda step, seconds, guide: on_checkpoint(step, seconds, (decoder, guide))),
@@ -172,6 +184,8 @@ def fit(
         encoders={"z": encoder},
         create_plates=lambda x, *_: pyro.plate("data", x.shape[0]),  # batches and test set
         optimizer=_optimizer(config),
+        parallel=problem.parallel,
+        plates=SHARDED_PLATES,
     )
     return decoder, guide
 

@@ -147,6 +147,10 @@ def test_document_completion_against_a_direct_maximum_likelihood():
         (["gmm", "--latent", "8x4"], "does not apply to gmm"),
         (["lda", "--dataset", "iris"], "does not apply to lda"),
         (["gmm", "--chains", "3"], "does not apply to gmm"),
+        (["gmm", "--processes", "2"], "--processes is for vae and lda"),
+        (["vae", "--backend", "numpyro", "--processes", "2"], "numpyro uses --devices"),
+        (["lda", "--devices", "2"], "--devices is for --backend numpyro; pyro uses --processes"),
+        (["vae", "--processes", "0"], "must be a finite number > 0"),
     ],
 )
 def test_bad_arguments_are_clear_errors(argv, message, capsys):
