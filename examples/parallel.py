@@ -3,9 +3,9 @@
 A run on ``size`` parts trains on the same data per step as a run on one: the VAE's global minibatch
 (100 digits) is cut into ``size`` contiguous pieces, one per rank; the topic model's documents are
 dealt out, document ``d`` to rank ``d % size``. In Pyro each rank is a process holding its piece
-(``pyro_reinmax.infer.data_parallel.DataParallelLoss``); in NumPyro one process shards the arrays over ``size``
-devices under ``jit`` (``numpyro_reinmax.infer.data_parallel``). Random draws differ per rank
-(:meth:`DataParallel.seed`), so that no two ranks draw the same noise.
+(``pyro_reinmax.infer.data_parallel.DataParallelLoss``); in NumPyro one process shards the arrays
+over ``size`` devices under ``jit`` (``numpyro_reinmax.infer.data_parallel``). Random draws differ
+per rank (:meth:`DataParallel.seed`), so that no two ranks draw the same noise.
 """
 
 from __future__ import annotations
