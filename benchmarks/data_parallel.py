@@ -5,7 +5,8 @@ that NumPyro's host devices and Pyro's process group are its own), with ``--proc
 ``--devices N``; the runs of one model and backend are interleaved over ``--rounds`` rounds, and
 the table shows medians. Throughput: data points per second of training (evaluations and, for
 NumPyro, compilation excluded): digits for the VAE (100 per step), tokens for LDA (the whole
-training corpus per step). The metric of each run is kept beside it: it must not depend on N.
+training corpus per step). The metric of each run (seed 0) is kept beside it: it must not depend
+on N beyond seed noise, which one more run on one process with ``--seeds 3`` measures.
 
     python benchmarks/data_parallel.py                  # 1 and 2, both backends, vae and lda
     python benchmarks/data_parallel.py --counts 1,2,4 --device cuda   # on a machine with GPUs
@@ -39,15 +40,20 @@ def points_per_step(model: str) -> int:
     return len(corpus("lee")[0].words)
 
 
-def one_run(model: str, backend: str, count: int, steps: int, device: str) -> dict:
+def one_run(model: str, backend: str, count: int, steps: int, device: str, seeds: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "run"
         command = [sys.executable, "-m", "reinmax_examples.compare", model, "--backend", backend]
         command += ["--methods", "reinmax", "--steps", str(steps), "--checkpoints", "1"]
         command += [OPTION[backend], str(count), "--device", device, "--out", str(out)]
+        command += ["--seeds", str(seeds)]
         subprocess.run(command, check=True, capture_output=True)
         result = json.loads((out / "results.json").read_text())["methods"]["reinmax"]
-    return {"seconds": result["seconds"][-1], "metric": result["metric"]}
+    return {
+        "seconds": result["seconds"][-1],
+        "metric": result["metric"],
+        "seed_metrics": [run["metric"] for run in result["per_seed"]],
+    }
 
 
 def main() -> None:
@@ -70,6 +76,7 @@ def main() -> None:
             for round_ in range(args.rounds):
                 for count in counts if round_ % 2 == 0 else counts[::-1]:
                     runs[count].append(one_run(model, backend, count, STEPS[model], args.device))
+            spread = one_run(model, backend, 1, STEPS[model], args.device, seeds=3)["seed_metrics"]
             base = None
             for count in counts:
                 seconds = statistics.median(r["seconds"] for r in runs[count])
@@ -85,7 +92,8 @@ def main() -> None:
                         "seconds": seconds,
                         "throughput": throughput,
                         "speedup": throughput / base,
-                        "metrics": [r["metric"] for r in runs[count]],
+                        "metric": statistics.median(r["metric"] for r in runs[count]),
+                        "seed_metrics_one_process": spread,
                     }
                 )
                 console.print(
@@ -105,7 +113,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
     table = Table(title=f"Training throughput ({args.device}; medians of {args.rounds} runs)")
-    for column in ("model", "backend", "processes / devices", "points/s", "speed-up", "metric"):
+    columns = ("model", "backend", "processes / devices", "points/s", "speed-up", "metric")
+    for column in (*columns, "seeds 0-2 on one"):
         table.add_column(column, justify="right")
     for r in records:
         table.add_row(
@@ -114,7 +123,8 @@ def main() -> None:
             str(r["count"]),
             f"{r['throughput']:,.0f}",
             f"{r['speedup']:.2f}x",
-            f"{statistics.median(r['metrics']):.3f}",
+            f"{r['metric']:.3f}",
+            ", ".join(f"{m:.3f}" for m in r["seed_metrics_one_process"]),
         )
     console.print(table)
     console.print(f"wrote {out}")

@@ -373,6 +373,51 @@ def local_enum_cost_section() -> str:
     )
 
 
+def data_parallel_section() -> str:
+    blocks = []
+    for device in ("cpu", "cuda"):
+        results = _load(RESULTS / f"data_parallel-{device}.json")
+        if results is None:
+            if device == "cpu":
+                blocks.append(_missing("python benchmarks/data_parallel.py"))
+            else:
+                blocks.append(
+                    "Not measured on GPUs: no GPU was lent to the session that built this "
+                    "(`python benchmarks/data_parallel.py --device cuda --counts 1,2,...`)."
+                )
+            continue
+        rows = [
+            [
+                r["model"],
+                r["backend"],
+                str(r["count"]),
+                f"{r['throughput']:,.0f}",
+                f"{r['speedup']:.2f}x",
+                f"{r['metric']:.3f}",
+                ", ".join(f"{m:.3f}" for m in r["seed_metrics_one_process"]),
+            ]
+            for r in results["records"]
+        ]
+        header = [
+            "model",
+            "backend",
+            "processes (pyro) / devices (numpyro)",
+            "points/s",
+            "against N = 1",
+            "metric (seed 0)",
+            "seeds 0, 1, 2 on one",
+        ]
+        where = results["meta"].get("gpu", f"{results['meta']['device']}, 2 cores")
+        blocks.append(
+            f"**{where}**: data points per second of training (digits for the VAE, tokens for "
+            f"LDA), median of {results['meta']['rounds']} interleaved runs; the metric (higher is "
+            "better) beside it, and its spread over seeds on one process or device\n\n"
+            + _table(header, rows)
+            + f"\n\nProduced by `{results['meta']['command'].strip()}`."
+        )
+    return "\n\n".join(blocks)
+
+
 def results_page() -> str:
     return (
         "\n\n".join(
@@ -391,6 +436,7 @@ def results_page() -> str:
                 "## The paper's categorical VAE\n\n" + vae_paper_section(),
                 "## Mixture formulation\n\n" + formulation_section(),
                 "## The cost of TraceLocalEnum_ELBO\n\n" + local_enum_cost_section(),
+                "## Several processes and devices\n\n" + data_parallel_section(),
             ]
         )
         + "\n"
