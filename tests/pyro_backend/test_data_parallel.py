@@ -120,10 +120,10 @@ def test_a_plain_pyro_param_is_refused_with_what_to_do():
 @pytest.mark.parametrize(
     ("model", "extra", "tolerance"),
     [
-        # 0.5 nats per digit: the model's tie; the seeds' spread here is about 0.03
-        ("vae", ["--dataset", "digits", "--steps", "200"], 0.5),
+        # 0.5 nats per digit: the model's tie; the seeds' spread at 200-300 steps is 0.03-2
+        ("vae", ["--dataset", "digits", "--steps", "100"], 0.5),
         # seeds at 150 steps spread by 0.02-0.07 nats per token (reinmax-compare lda --seeds 3)
-        ("lda", ["--topics", "4", "--steps", "150"], 0.15),
+        ("lda", ["--topics", "4", "--steps", "100"], 0.15),
     ],
 )
 def test_training_on_two_processes_reaches_the_single_process_metric(
