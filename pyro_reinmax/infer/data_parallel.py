@@ -113,9 +113,18 @@ class DataParallelLoss(nn.Module):
                 "registered with pyro.module"
             )
         self.global_parameters = nn.ParameterList(p for _, p in store)
+        self._known = {name for name, _ in pyro.get_param_store().named_parameters()}
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
-        return self._loss(*args, **kwargs)
+        loss = self._loss(*args, **kwargs)
+        new = sorted({n for n, _ in pyro.get_param_store().named_parameters()} - self._known)
+        if new:
+            raise RuntimeError(
+                f"DataParallelLoss: the parameters {new[:5]} appeared after it was built, so DDP "
+                "does not synchronise them (a model whose sites depend on its arguments); build "
+                "it after the loss has run on every structure of the model's arguments"
+            )
+        return loss
 
     @torch.no_grad()
     def finish_backward(self) -> None:

@@ -116,6 +116,24 @@ def test_a_plain_pyro_param_is_refused_with_what_to_do():
         DataParallelLoss(model, guide, loss, plates=["data"], world_size=2)
 
 
+def test_a_parameter_that_appears_after_the_loss_was_built_is_refused():
+    """A model whose sites depend on its arguments: a new site's logits would not be
+    synchronised."""
+    pyro.clear_param_store()
+
+    def model(x):
+        for i in range(len(x)):
+            z = pyro.sample(f"z{i}", pr.OneHotCategorical(logits=torch.zeros(2)))
+            pyro.sample(f"x{i}", dist.Normal(z[..., 0], 1.0), obs=x[i])
+
+    guide, loss = AutoReinMax(model), TraceMeanField_ELBO()
+    loss.differentiable_loss(model, guide, torch.zeros(2))
+    module = DataParallelLoss(model, guide, loss, plates=["data"], world_size=2)
+    assert module(torch.zeros(2)).isfinite()
+    with pytest.raises(RuntimeError, match=r"\['AutoReinMax.*z2'\] appeared after"):
+        module(torch.zeros(3))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "extra", "tolerance"),
