@@ -88,7 +88,7 @@ def data_parallel_step(
 ) -> Callable:
     """One SVI step of this rank under ``DistributedDataParallel`` (gloo on CPU, NCCL on GPUs;
     the process group is already initialised): the global parameters' gradients are averaged over
-    the ranks, the local ones are this rank's shard's (``pyro_reinmax.infer.DataParallelLoss``);
+    the ranks, the local ones are this rank's shard's (``data_parallel.DataParallelLoss``);
     the optimizer as in ``SVI.step``. Returns ``step(*arguments) -> loss``, the loss of the union
     of the ranks' shards."""
     loss.differentiable_loss(model, guide, *first_arguments)  # every parameter now exists
