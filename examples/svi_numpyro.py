@@ -102,11 +102,12 @@ def train(
     over the devices, and the state's leaves with that axis too (per-datum logits); the rest is
     replicated (``numpyro_reinmax.infer.data_parallel``)."""
     svi = SVI(model, guide, optimizer, loss)
-    state = svi.init(jax.random.PRNGKey(seed), *arguments(0))
+    first = arguments(0)
+    state = svi.init(jax.random.PRNGKey(seed), *first)
     if parallel.active:
         mesh = data_mesh(parallel.size)
         unsharded = arguments
-        state = place_state(state, mesh, data_length=len(unsharded(0)[0]))
+        state = place_state(state, mesh, data_length=len(first[0]))
 
         def arguments(step):
             return shard_data(unsharded(step), mesh)
