@@ -104,21 +104,23 @@ class DataParallelLoss(nn.Module):
             named[name] for name in sorted(local_parameter_names(guide, plates))
         ]
         local = {id(p) for p in self.local_parameters}
-        store = [(n, p) for n, p in pyro.get_param_store().named_parameters() if id(p) not in local]
-        plain = [name for name, p in store if not isinstance(p, nn.Parameter)]
+        store = dict(pyro.get_param_store().named_parameters())
+        plain = [
+            n for n, p in store.items() if id(p) not in local and not isinstance(p, nn.Parameter)
+        ]
         if plain:
             raise TypeError(
                 f"DataParallelLoss: the parameters {plain} were made by pyro.param, which DDP "
                 "cannot synchronise; declare them in a PyroModule (PyroParam) or an nn.Module "
                 "registered with pyro.module"
             )
-        self.global_parameters = nn.ParameterList(p for _, p in store)
-        self._known = {name for name, _ in pyro.get_param_store().named_parameters()}
+        self.global_parameters = nn.ParameterList(p for p in store.values() if id(p) not in local)
+        self._known = set(store)
 
     def forward(self, *args, **kwargs) -> torch.Tensor:
         loss = self._loss(*args, **kwargs)
-        new = sorted({n for n, _ in pyro.get_param_store().named_parameters()} - self._known)
-        if new:
+        if len(pyro.get_param_store()) > len(self._known):  # cheaper than the names per step
+            new = sorted(set(pyro.get_param_store().keys()) - self._known)
             raise RuntimeError(
                 f"DataParallelLoss: the parameters {new[:5]} appeared after it was built, so DDP "
                 "does not synchronise them (a model whose sites depend on its arguments); build "
