@@ -138,14 +138,14 @@ def step(name: str, parallel: DataParallel) -> dict[str, torch.Tensor]:
             continuous = partial(AutoDelta, init_loc_fn=init_to_mean)
             guide = AutoReinMax(lda_model, continuous_guide=continuous)
             model, plates = lda_model, ("documents", "tokens")
-            poutine.block(guide)(*arguments)
+        poutine.block(guide)(*arguments)  # the guide's parameters
+        if name == "lda":
             _set_token_logits(guide, tokens)
         if parallel.active:
             step_once = data_parallel_step(
                 model, guide, loss, optimizer, arguments, parallel, plates
             )
         else:
-            poutine.block(guide)(*arguments)
             step_once = SVI(model, guide, optimizer, loss).step
         step_once(*arguments)
     return {
