@@ -28,6 +28,32 @@ from rich.table import Table
 
 STEPS = {"vae": 300, "lda": 150}
 OPTION = {"pyro": "--processes", "numpyro": "--devices"}
+HEADER = [
+    "model",
+    "backend",
+    "processes (pyro) / devices (numpyro)",
+    "points/s",
+    "against N = 1",
+    "metric (seed 0)",
+    "seeds 0, 1, 2 on one",
+]
+"""The table's columns, here and in docs/results.md (``docs/build.py``)."""
+
+
+def table_rows(records: list[dict]) -> list[list[str]]:
+    """The table's cells, one row per record of the results file."""
+    return [
+        [
+            r["model"],
+            r["backend"],
+            str(r["count"]),
+            f"{r['throughput']:,.0f}",
+            f"{r['speedup']:.2f}x",
+            f"{r['metric']:.3f}",
+            ", ".join(f"{m:.3f}" for m in r["seed_metrics_one_process"]),
+        ]
+        for r in records
+    ]
 
 
 def points_per_step(model: str) -> int:
@@ -113,19 +139,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "records": records}, indent=1) + "\n")
     table = Table(title=f"Training throughput ({args.device}; medians of {args.rounds} runs)")
-    columns = ("model", "backend", "processes / devices", "points/s", "speed-up", "metric")
-    for column in (*columns, "seeds 0-2 on one"):
+    for column in HEADER:
         table.add_column(column, justify="right")
-    for r in records:
-        table.add_row(
-            r["model"],
-            r["backend"],
-            str(r["count"]),
-            f"{r['throughput']:,.0f}",
-            f"{r['speedup']:.2f}x",
-            f"{r['metric']:.3f}",
-            ", ".join(f"{m:.3f}" for m in r["seed_metrics_one_process"]),
-        )
+    for row in table_rows(records):
+        table.add_row(*row)
     console.print(table)
     console.print(f"wrote {out}")
 

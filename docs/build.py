@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import sys
 from pathlib import Path
 
 from reinmax_examples.compare import verdict
@@ -16,6 +17,9 @@ from reinmax_examples.methods import CHECKPOINTS, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from data_parallel import HEADER, table_rows  # noqa: E402  (the benchmark's own table cells)
+
 RUNS = ROOT / "docs" / "results"
 
 
@@ -386,33 +390,12 @@ def data_parallel_section() -> str:
                     "(`python benchmarks/data_parallel.py --device cuda --counts 1,2,...`)."
                 )
             continue
-        rows = [
-            [
-                r["model"],
-                r["backend"],
-                str(r["count"]),
-                f"{r['throughput']:,.0f}",
-                f"{r['speedup']:.2f}x",
-                f"{r['metric']:.3f}",
-                ", ".join(f"{m:.3f}" for m in r["seed_metrics_one_process"]),
-            ]
-            for r in results["records"]
-        ]
-        header = [
-            "model",
-            "backend",
-            "processes (pyro) / devices (numpyro)",
-            "points/s",
-            "against N = 1",
-            "metric (seed 0)",
-            "seeds 0, 1, 2 on one",
-        ]
         where = results["meta"].get("gpu", f"{results['meta']['device']}, 2 cores")
         blocks.append(
             f"**{where}**: data points per second of training (digits for the VAE, tokens for "
             f"LDA), median of {results['meta']['rounds']} interleaved runs; the metric (higher is "
             "better) beside it, and its spread over seeds on one process or device\n\n"
-            + _table(header, rows)
+            + _table(HEADER, table_rows(results["records"]))
             + f"\n\nProduced by `{results['meta']['command'].strip()}`."
         )
     return "\n\n".join(blocks)
