@@ -54,7 +54,7 @@ MODEL_OPTIONS = {
     "gmm": {"dataset", "data", "components"},
     "lda": {"data", "topics"},
     "vae": {"dataset", "data", "latent"},
-    "fhmm": {"chains"},
+    "fhmm": {"chains", "length"},
     "sbn": {"dataset"},
 }
 BACKENDS = ("pyro", "numpyro")
@@ -134,6 +134,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", type=_positive(int), help="lda: topics (8)")
     p.add_argument("--latent", help="vae: categories x latents, e.g. 8x4 (the paper's settings)")
     p.add_argument("--chains", type=_positive(int), help="fhmm: chains of 4 states (3)")
+    p.add_argument("--length", type=_positive(int), help="fhmm: time steps per sequence (20)")
     p.add_argument(
         "--checkpoints",
         type=_positive(int),
@@ -613,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     args = command.parse_args(argv)
     foreign = [
         option
-        for option in ("dataset", "data", "components", "topics", "latent", "chains")
+        for option in ("dataset", "data", "components", "topics", "latent", "chains", "length")
         if getattr(args, option) is not None and option not in MODEL_OPTIONS[args.model]
     ]
     if foreign:

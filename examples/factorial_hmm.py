@@ -51,16 +51,18 @@ def true_parameters(chains: int, seed: int = 20261127) -> Parameters:
     )
 
 
-def sequences(chains: int, seed: int = 20261127) -> tuple[np.ndarray, np.ndarray]:
-    """Training and test sequences, ``(n, LENGTH, DIMENSIONS)`` float64, drawn from
+def sequences(
+    chains: int, length: int = LENGTH, seed: int = 20261127
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test sequences, ``(n, length, DIMENSIONS)`` float64, drawn from
     :func:`true_parameters` with a fixed seed: the same data on every machine."""
     p = true_parameters(chains, seed)
     rng = np.random.default_rng(seed + 1)
     out = []
     for n in SEQUENCES.values():
         states = np.zeros((n, chains), dtype=int)
-        x = np.zeros((n, LENGTH, DIMENSIONS))
-        for t in range(LENGTH):
+        x = np.zeros((n, length, DIMENSIONS))
+        for t in range(length):
             for m in range(chains):
                 rows = p.init[m][None] if t == 0 else p.trans[m][states[:, m]]
                 states[:, m] = (rng.random((n, 1)) > rows.cumsum(-1)).sum(-1)

@@ -17,7 +17,7 @@ import numpyro.distributions as dist
 from numpyro.contrib.funsor import markov
 
 import numpyro_reinmax as nr
-from reinmax_examples.factorial_hmm import Parameters, sequences, start
+from reinmax_examples.factorial_hmm import LENGTH, Parameters, sequences, start
 from reinmax_examples.fhmm_pyro import (
     METRIC,
     METRIC_UNIT,
@@ -53,7 +53,7 @@ class Problem:
     """The training and test sequences, and the start every method shares."""
 
     def __init__(self, config: dict, seed: int, device: str = "cpu") -> None:
-        train, test = sequences(config["chains"])
+        train, test = sequences(config["chains"], config.get("length", LENGTH))
         self.train = jnp.asarray(train)
         self.test = test
         self.config = config

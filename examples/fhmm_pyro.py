@@ -25,6 +25,7 @@ from torch.distributions import constraints
 import pyro_reinmax as pr
 from reinmax_examples.defaults import DEFAULTS
 from reinmax_examples.factorial_hmm import (
+    LENGTH,
     STATES,
     Parameters,
     log_likelihood_per_step,
@@ -48,6 +49,7 @@ def configure(args) -> dict:
         raise ConfigurationError(f"fhmm: --chains must be at most 8, got {chains}")
     return {
         "chains": chains,
+        "length": args.length or LENGTH,
         "steps": args.steps or DEFAULTS["fhmm"]["steps"],
         "lr": args.lr or DEFAULTS["fhmm"]["lr"],
         "temperature": args.temperature or DEFAULTS["fhmm"]["temperature"],
@@ -74,7 +76,7 @@ class Problem:
     """The training and test sequences, and the start every method shares."""
 
     def __init__(self, config: dict, seed: int, device: str = "cpu") -> None:
-        train, test = sequences(config["chains"])
+        train, test = sequences(config["chains"], config.get("length", LENGTH))
         self.train = torch.tensor(train, device=device)
         self.test = test
         self.config = config

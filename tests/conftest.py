@@ -1,5 +1,5 @@
-"""Shared by every test module: memory is given back between modules, and XLA's compilations are
-kept on disk.
+"""Shared by every test module: memory is given back between modules (and after each slow test),
+XLA's compilations are kept on disk, and slow tests run first.
 
 A test worker runs hundreds of tests in one process; JAX keeps every compiled executable (jit and
 each eagerly run operation) for the life of the process. Clearing them after each module keeps a
@@ -63,9 +63,29 @@ def _return_freed_heap_to_the_system() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _release_memory_after_the_module():
-    yield
+def _release_memory() -> None:
     jax.clear_caches()
     gc.collect()
     _return_freed_heap_to_the_system()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_memory_after_the_module():
+    yield
+    _release_memory()
+
+
+@pytest.fixture(autouse=True)
+def _release_memory_after_a_slow_test(request):
+    """A slow test trains whole models (``reinmax-compare``, the tutorials): what it compiled is
+    given back at once, not with the rest of its module."""
+    yield
+    if request.node.get_closest_marker("slow"):
+        _release_memory()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (in their collected order): under pytest-xdist the long runs start while
+    the other worker takes the short tests, and the run ends on short tests instead of one
+    worker finishing a long run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

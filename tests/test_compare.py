@@ -26,8 +26,18 @@ RUNS = [
     ("vae", "numpyro", "reinmax,enum,st", ["--dataset", "digits", *TWICE]),
     ("sbn", "pyro", "reinmax,st,reinforce,enum,hybrid,disarm", []),
     ("sbn", "numpyro", "reinmax,st,reinforce,enum,hybrid,disarm,rloo", TWICE),
-    ("fhmm", "pyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2", *TWICE]),
-    ("fhmm", "numpyro", "reinmax,reinmax-local,hybrid,enum", ["--chains", "2", *TWICE]),
+    (
+        "fhmm",
+        "pyro",
+        "reinmax,reinmax-local,hybrid,enum",
+        ["--chains", "2", "--length", "6", *TWICE],
+    ),
+    (
+        "fhmm",
+        "numpyro",
+        "reinmax,reinmax-local,hybrid,enum",
+        ["--chains", "2", "--length", "6", *TWICE],
+    ),
 ]
 
 
@@ -63,6 +73,8 @@ def test_every_model_runs_on_both_backends(tmp_path, model, backend, methods, ex
         assert (out / "forest.png").exists() and (out / "posterior_summary.csv").exists()
     if model == "lda":
         assert "topic 0:" in (out / "top_words.txt").read_text()
+    if model == "fhmm":
+        assert (results["config"]["chains"], results["config"]["length"]) == (2, 6)
 
 
 @pytest.mark.slow
@@ -147,6 +159,7 @@ def test_document_completion_against_a_direct_maximum_likelihood():
         (["gmm", "--latent", "8x4"], "does not apply to gmm"),
         (["lda", "--dataset", "iris"], "does not apply to lda"),
         (["gmm", "--chains", "3"], "does not apply to gmm"),
+        (["vae", "--length", "6"], "does not apply to vae"),
         (["gmm", "--processes", "2"], "--processes is for vae and lda"),
         (["vae", "--backend", "numpyro", "--processes", "2"], "numpyro uses --devices"),
         (["lda", "--devices", "2"], "--devices is for --backend numpyro; pyro uses --processes"),

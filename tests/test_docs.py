@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jupytext
 import matplotlib
 import pytest
 
@@ -65,6 +64,8 @@ def test_every_api_page_and_tutorial_is_in_the_table_of_contents():
 @pytest.mark.parametrize("tutorial", TUTORIALS, ids=lambda path: path.stem)
 def test_tutorial_runs_at_smoke_size(tutorial, monkeypatch):
     monkeypatch.setenv("REINMAX_TUTORIAL_STEPS", "3")
+    import jupytext  # here: importing it takes a second of every test worker's start
+
     matplotlib.use("Agg")
     notebook = jupytext.read(tutorial)
     cells = [cell.source for cell in notebook.cells if cell.cell_type == "code"]

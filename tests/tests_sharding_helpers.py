@@ -4,7 +4,7 @@ devices is fixed when JAX starts): ``python tests/tests_sharding_helpers.py OUT.
 Two small models written as a NumPyro user writes them (a VAE with an amortised encoder; LDA with
 per-document and per-token guide parameters, its tokens padded to split evenly and the padding
 masked); one SGD step sharded over the devices against the same step on one device; then
-``reinmax-compare vae|lda --devices 2`` against ``--devices 1``.
+``reinmax-compare lda --devices 2`` (20,624 tokens, 10,312 per device) against ``--devices 1``.
 """
 
 from __future__ import annotations
@@ -154,10 +154,7 @@ def training_check() -> dict:
 
     metrics = {}
     with tempfile.TemporaryDirectory() as folder:
-        for model, extra in (
-            ("vae", ["--dataset", "digits", "--steps", "100"]),
-            ("lda", ["--topics", "4", "--steps", "60"]),
-        ):
+        for model, extra in (("lda", ["--topics", "4", "--steps", "20"]),):
             for devices in (1, 2):
                 out = Path(folder) / f"{model}-{devices}"
                 argv = [model, "--backend", "numpyro", "--methods", "reinmax", "--checkpoints", "1"]
