@@ -22,7 +22,10 @@ def draw_index(probs: Tensor, validate: bool = False) -> Tensor:
     Rows need not be normalised; they must be finite, non-negative and not all zero. With
     ``validate``, a NaN row (from NaN or +inf logits, or a fully masked row) raises.
     """
-    cdf = probs.cumsum(-1, dtype=torch.float64)
+    # In place on one float64 copy (the same sums as cumsum(dtype=float64), which allocates a
+    # second array of that size: on the CPU each fresh large block costs page faults).
+    cdf = torch.empty(probs.shape, dtype=torch.float64, device=probs.device)
+    cdf = cdf.copy_(probs).cumsum_(-1)
     total = cdf[..., -1:]
     if validate:
         check_row_totals(total)
