@@ -15,7 +15,7 @@ start):
 * XLA compiles with LLVM's optimisation level 0 (``--xla_backend_optimization_level=0``): the
   tests run small programs a few times, so optimising the machine code costs more than it saves
   (a quarter of the NumPyro tests' time on a cold cache). The HLO-level passes, which decide
-  what is computed, still run; numbers agree with the default to rounding.
+  what is computed, still run, and every tolerance of the suite holds as with the default.
 * Under pytest-xdist, each worker's torch and OpenMP take their share of the cores
   (``cores // workers``, at least 1): two workers each spinning two OpenMP threads on two cores
   made the Pyro tests 1.6 times slower.

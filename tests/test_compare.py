@@ -349,7 +349,8 @@ def test_ctrl_c_during_jax_compilation_exits_130_and_keeps_the_finished_methods(
         return real_jit(fn, *args, **kwargs)
 
     monkeypatch.setattr(jax, "jit", jit)
-    results, _ = _run(tmp_path, "gmm", "numpyro", "reinmax,st", [], steps=2, code=130)
+    digits = ["--dataset", "digits", "--checkpoints", "1"]  # the cheapest NumPyro set-up
+    results, _ = _run(tmp_path, "vae", "numpyro", "reinmax,st", digits, steps=2, code=130)
     assert results["interrupted"] is True
     assert np.isfinite(results["methods"]["reinmax"]["metric"])
     assert "st" not in results["methods"]  # interrupted while compiling: nothing measured
