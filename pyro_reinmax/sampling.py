@@ -24,8 +24,7 @@ def draw_index(probs: Tensor, validate: bool = False) -> Tensor:
     """
     # In place on one float64 copy (the same sums as cumsum(dtype=float64), which allocates a
     # second array of that size: on the CPU each fresh large block costs page faults).
-    cdf = torch.empty(probs.shape, dtype=torch.float64, device=probs.device)
-    cdf = cdf.copy_(probs).cumsum_(-1)
+    cdf = probs.to(torch.float64, memory_format=torch.contiguous_format, copy=True).cumsum_(-1)
     total = cdf[..., -1:]
     if validate:
         check_row_totals(total)
