@@ -94,7 +94,7 @@ def posterior_draws(problem: Problem, fitted, num_samples: int = 200) -> dict[st
     """Draws of the globals from the guide, components sorted by their first coordinate."""
     guide, params = fitted
     predictive = Predictive(
-        guide, params=params, num_samples=num_samples, return_sites=list(GLOBALS)
+        guide, params=params, num_samples=num_samples, return_sites=list(GLOBALS), parallel=True
     )
     draws = predictive(jax.random.PRNGKey(0), problem.x)
     k = problem.num_components

@@ -148,9 +148,13 @@ def fit(
 def trace_log_weights(model, fitted, arguments: tuple, samples: int):
     """log p(x, z_s) - log q(z_s | x) for ``samples`` draws from the guide ``fitted = (guide,
     params)``, each term summed over every sample site of the model and of the guide: samples x
-    data points."""
+    data points. Compiled once per (model, guide) pair: later checkpoints of a fit reuse it."""
     guide, params = fitted
+    return _trace_log_weights(model, guide, params, arguments, samples)
 
+
+@partial(jax.jit, static_argnums=(0, 1, 4))
+def _trace_log_weights(model, guide, params, arguments: tuple, samples: int):
     def one(key):
         seeded = handlers.seed(handlers.substitute(guide, data=params), key)
         guide_trace = handlers.trace(seeded).get_trace(*arguments)
@@ -158,7 +162,7 @@ def trace_log_weights(model, fitted, arguments: tuple, samples: int):
         model_trace = handlers.trace(handlers.seed(replayed, key)).get_trace(*arguments)
         return sum(_site_log_probs(model_trace)) - sum(_site_log_probs(guide_trace))
 
-    return jax.lax.map(jax.jit(one), jax.random.split(jax.random.PRNGKey(0), samples))
+    return jax.lax.map(one, jax.random.split(jax.random.PRNGKey(0), samples))
 
 
 def _site_log_probs(trace):
