@@ -169,6 +169,35 @@ def _relative_cost(row: dict, base: dict) -> str:
     return f"{row['cost_us_per_estimate'] / base['cost_us_per_estimate']:.2f}"
 
 
+def eager_floor_section() -> str:
+    results = _load(RESULTS / "eager_floor-cpu.json")
+    if results is None:
+        return _missing("python benchmarks/eager_floor.py")
+    rows = results["rows"]
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    shapes = list(dict.fromkeys(tuple(r["shape"]) for r in rows))
+    cells = {(tuple(r["shape"]), r["method"]): r for r in rows}
+    table_rows = [
+        [f"{a} x {b}"]
+        + [
+            f"{cells[(a, b), n]['median_us']:.0f} ({cells[(a, b), n]['relative_to_floor']:.2f}x)"
+            for n in names
+        ]
+        for a, b in shapes
+    ]
+    return (
+        "Median microseconds per sample + backward (x the softmax floor), float32, torch "
+        f"{results['meta']['torch']} with {results['meta']['threads']} threads. The skeleton "
+        "is the fewest eager operations any exact draw with a ReinMax-shaped backward needs "
+        "(softmax, a float32 cumulative sum, one uniform per row, searchsorted, a one-hot "
+        "scatter; one J(pi + D) g in the backward) and is not a correct estimator: at small sizes "
+        "it alone is near 3x the floor, so an eager implementation of the full rule (float64 "
+        "sums, validation, the J(pi_0) term, the temperature) cannot reach 3x there.\n\n"
+        + _table(["rows x categories", *names], table_rows)
+        + "\n\nProduced by `python benchmarks/eager_floor.py`."
+    )
+
+
 def gradient_section(short: bool = False) -> str:
     results = _load(RESULTS / "gradient_quality.json")
     if results is None:
@@ -416,6 +445,7 @@ def results_page() -> str:
                 "## Speed on a GPU\n\nOne run on the GPU machine lent to this project (an NVIDIA "
                 "H200, as `nvidia-smi` reported it; float32 only).\n\n"
                 + speed_section(device="cuda"),
+                "## Eager PyTorch at small sizes: a lower bound\n\n" + eager_floor_section(),
                 "## Gradient quality against exact gradients\n\n" + gradient_section(),
                 "## Cost of an SVI step as the problem grows\n\n" + scaling_section(),
                 "## The paper's polynomial programming\n\n" + polynomial_section(),

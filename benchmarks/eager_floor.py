@@ -1,0 +1,114 @@
+"""How close can eager PyTorch get to the softmax floor at small sizes? A lower bound for ReinMax.
+
+The speed target "sample + backward within 3x the softmax floor" meets, at small sizes, the cost
+of each eager operation (a few microseconds of dispatch whatever the size) and of a custom
+``autograd.Function``. This times a *skeleton* against the floor and the package's ``reinmax``:
+the fewest operations that any exact draw with a ReinMax-shaped backward needs (softmax, a float32
+cumulative sum, one uniform per row, ``searchsorted``, a one-hot scatter; in the backward one
+:math:`J(a) g` with :math:`a = \\pi + D`). The skeleton is not a correct estimator (no float64
+sums, no validation, no :math:`J(\\pi_0)` term, no temperature); if it alone is near 3x the
+floor, no eager implementation of the full rule is under it.
+
+    python benchmarks/eager_floor.py        # prints the table, writes results/eager_floor-cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+import pyro_reinmax
+from timing import interleaved_medians
+
+SHAPES = [(1, 2), (1, 64), (64, 64), (1024, 64)]
+TEMPERATURE = 1.3
+
+
+class ReinMaxSkeleton(torch.autograd.Function):
+    r"""Forward: an inverse-CDF one-hot draw :math:`D`. Backward: :math:`J(\pi + D) g` only."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor) -> torch.Tensor:
+        probs = logits.softmax(-1)
+        cdf = probs.cumsum(-1)
+        u = torch.rand(cdf.shape[:-1] + (1,), dtype=cdf.dtype) * cdf[..., -1:]
+        sample = torch.zeros_like(probs).scatter_(-1, torch.searchsorted(cdf, u), 1.0)
+        ctx.save_for_backward(probs, sample)
+        return sample
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        probs, sample = ctx.saved_tensors
+        anchor = probs + sample
+        weighted = anchor * g
+        return weighted - anchor * weighted.sum(-1, keepdim=True)
+
+
+def methods(shape: tuple[int, int]) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(shape, generator=generator).requires_grad_()
+    upstream = torch.randn(shape, generator=generator)
+
+    def run(draw):
+        def step():
+            logits.grad = None
+            (draw() * upstream).sum().backward()
+
+        return step
+
+    return {
+        "softmax floor": run(lambda: logits.softmax(-1)),
+        "skeleton": run(lambda: ReinMaxSkeleton.apply(logits)),
+        "reinmax": run(lambda: pyro_reinmax.reinmax(logits, TEMPERATURE)[0]),
+        "reinmax tau=1": run(lambda: pyro_reinmax.reinmax(logits, 1.0)[0]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "eager_floor-cpu.json"
+    )
+    args = parser.parse_args()
+    rows = []
+    for shape in SHAPES:
+        medians = interleaved_medians(methods(shape), rounds=args.rounds)
+        floor = medians["softmax floor"]["median_s"]
+        for name, timing in medians.items():
+            rows.append(
+                {
+                    "shape": list(shape),
+                    "method": name,
+                    "median_us": timing["median_s"] * 1e6,
+                    "relative_to_floor": timing["median_s"] / floor,
+                }
+            )
+    table = Table(title="Sample + backward, float32, CPU: median us per call (x the floor)")
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    for column in ["rows x categories", *names]:
+        table.add_column(column, justify="right")
+    for shape in SHAPES:
+        cells = {r["method"]: r for r in rows if tuple(r["shape"]) == shape}
+        table.add_row(
+            f"{shape[0]} x {shape[1]}",
+            *(f"{cells[n]['median_us']:.0f} ({cells[n]['relative_to_floor']:.2f}x)" for n in names),
+        )
+    Console().print(table)
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), **_machine()}
+    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"wrote {args.out}")
+
+
+def _machine() -> dict:
+    return {"machine": platform.machine(), "processor": platform.processor() or "unknown"}
+
+
+if __name__ == "__main__":
+    main()
