@@ -18,7 +18,9 @@ start):
   Level 0 took a quarter off the NumPyro tests' time on a cold cache; the older emitters then
   halved what compilation was left (a NumPyro GMM comparison of five methods: 25.6 s -> 17.7 s,
   the same metrics to the last digit). The HLO-level passes, which decide what is computed,
-  still run, and every tolerance of the suite holds as with the defaults.
+  still run, and every tolerance of the suite holds as with the defaults. (Both flags exist in
+  the pinned jaxlib, constraints.txt; an XLA that does not know a flag aborts at start, so
+  check them when upgrading.)
 * Under pytest-xdist, each worker's torch and OpenMP take their share of the cores
   (``cores // workers``, at least 1): two workers each spinning two OpenMP threads on two cores
   made the Pyro tests 1.6 times slower.
