@@ -95,7 +95,10 @@ class Rule(NamedTuple):
 
 def largest_finite(value, dtype):
     """``value`` capped at the largest finite number of ``dtype``: a scale ``1 / tau`` for a tiny
-    temperature then multiplies an exact zero into zero instead of NaN."""
+    temperature then multiplies an exact zero into zero instead of NaN. A Python number is
+    capped before it becomes an array (casting 1e39 to float32 would overflow)."""
+    if isinstance(value, float | int):
+        return jnp.asarray(min(value, float(jnp.finfo(dtype).max)), dtype)
     return jnp.minimum(value, jnp.finfo(dtype).max).astype(dtype)
 
 
@@ -280,7 +283,7 @@ def _estimate(rule_name: str, options, key, logits, temperature):
 
 _estimate.defvjp(_forward, _backward)
 
-_compiled = jax.jit(_estimate, static_argnums=(0, 1))
+_compiled = jax.jit(_estimate, static_argnums=(0, 1), inline=True)
 
 
 def estimate(rule_name: str, key, logits, temperature, options=None):
