@@ -289,7 +289,9 @@ _compiled = jax.jit(_estimate, static_argnums=(0, 1), inline=True)
 def estimate(rule_name: str, key, logits, temperature, options=None):
     """``(sample, probs)`` with the backward of ``RULES[rule_name]``; no argument checks
     (``options``: :func:`rule_options`, None for the defaults). Compiled once per rule, options
-    and input shape, so eager calls are fast too."""
+    and input shape, so eager calls are fast too; under an enclosing ``jit`` it is inlined, so
+    XLA fuses it with the caller (as a nested call it did not: the jitted gradient at 64 x 32768
+    took about twice as long)."""
     if options is None:
         options = RULES[rule_name].options
     return _compiled(rule_name, options, key, logits, temperature)
