@@ -53,7 +53,7 @@ class Problem:
     """The training and test sequences, and the start every method shares."""
 
     def __init__(self, config: dict, seed: int, device: str = "cpu") -> None:
-        train, test = sequences(config["chains"], config.get("length", LENGTH))
+        train, test = sequences(config["chains"], config["length"])
         self.train = jnp.asarray(train)
         self.test = test
         self.config = config
@@ -99,7 +99,7 @@ def _fitted(params: dict) -> Parameters:
 def main() -> None:
     demo(
         sys.modules[__name__],
-        {"chains": 3, "steps": 500, "lr": 0.05, "temperature": 1.0},
+        {"chains": 3, "length": LENGTH, "steps": 500, "lr": 0.05, "temperature": 1.0},
         ["reinmax", "reinmax-local", "enum"],
     )
 
