@@ -101,13 +101,13 @@ def main() -> None:
             *(f"{cells[n]['median_us']:.0f} ({cells[n]['relative_to_floor']:.2f}x)" for n in names),
         )
     Console().print(table)
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), **_machine()}
+    meta = {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),  # as speed.py records it
+    }
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"wrote {args.out}")
-
-
-def _machine() -> dict:
-    return {"machine": platform.machine(), "processor": platform.processor() or "unknown"}
 
 
 if __name__ == "__main__":
