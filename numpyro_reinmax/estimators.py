@@ -208,8 +208,10 @@ def rule_options(rule_name: str, options: dict | None = None) -> tuple[tuple[str
     """The rule's options with defaults filled in, checked, as a hashable tuple: ``samples`` an
     integer >= 1, ``gap`` a finite number >= 0, ``eta`` a finite number, ``cv_temperature`` None
     (the temperature) or a valid temperature. Raises on an option the rule does not take."""
+    if not options:  # the defaults, valid as they stand
+        return RULES[rule_name].options
     defaults = dict(RULES[rule_name].options)
-    options = dict(options or {})
+    options = dict(options)
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         allowed = ", ".join(defaults) or "none"

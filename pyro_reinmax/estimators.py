@@ -55,6 +55,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import native
 from .sampling import draw_exponentials, draw_index, one_hot_at, perturbed_logits_given_index
 from .validation import check_event_tensor, check_temperature, validation_enabled
 
@@ -69,14 +70,28 @@ __all__ = [
 ]
 
 
+class AnchorTerm(NamedTuple):
+    r"""One term :math:`c \sum_s J(w_y y_s + w_D D)\, g` of a backward, over ``S`` anchors
+    weighted alike: ``values`` of shape ``(S, ..., K)`` are the anchors :math:`y_s` where
+    ``temperature`` is None, else logits :math:`x_s` with
+    :math:`y_s = \operatorname{softmax}(x_s / \tau)` (the CPU kernel then computes the softmax in
+    the same pass)."""
+
+    values: Tensor
+    tempered_weight: float
+    sample_weight: float
+    scale: float
+    temperature: float | None = None
+
+
 class Rule(NamedTuple):
     """An estimator's backward.
 
     Single-anchor rules: anchor weights ``(w_y, w_D)``, the perturbation of the logits inside
     :math:`y` (None; ``"gumbel"``: conditional Gumbel noise; ``"gap"``: the GST shift), and the
     scales ``c = anchor_scale / tau ** inverse_temperature_power`` and ``b = probs_scale``.
-    Averaged rules set ``averaged``, their anchor term (a weighted sum of :math:`J(a_s) g` over
-    draws of conditional noise) in place of :math:`c J(a) g`, and ``noise_sets``, how many sets of
+    Averaged rules set ``averaged``, which returns their :class:`AnchorTerm` list (anchors at draws
+    of conditional noise, in place of the single anchor), and ``noise_sets``, how many sets of
     exponentials beyond ``samples`` they draw. ``options``: the rule's own keyword arguments with
     their defaults."""
 
@@ -86,7 +101,7 @@ class Rule(NamedTuple):
     inverse_temperature_power: int = 0
     probs_scale: float = 0.0
     perturbation: str | None = None
-    averaged: Callable[..., Tensor] | None = None
+    averaged: Callable[..., list[AnchorTerm]] | None = None
     noise_sets: int = 0
     options: tuple[tuple[str, float], ...] = ()
 
@@ -131,57 +146,76 @@ def midpoint_probs(probs: Tensor, index: Tensor) -> Tensor:
     return probs.scatter_add(-1, index, torch.ones_like(index, dtype=probs.dtype)).mul_(0.5)
 
 
-def conditional_gumbel_softmax(
-    probs: Tensor, index: Tensor, exponentials: Tensor, temperature: float
-) -> Tensor:
-    r""":math:`\operatorname{softmax}((\log \pi + G_s)/\tau)` for Gumbel noise :math:`G_s` drawn
-    conditionally on :math:`\arg\max(\log \pi + G_s) =` ``index``, one row per leading set ``s``
-    of ``exponentials`` (shape ``(S, ..., K)``).
+def conditional_gumbel_term(
+    probs: Tensor, index: Tensor, exponentials: Tensor, temperature: float, scale: float
+) -> AnchorTerm:
+    r"""The term :math:`c \sum_s J(y_s)\, g` with
+    :math:`y_s = \operatorname{softmax}((\log \pi + G_s)/\tau)` for Gumbel noise :math:`G_s`
+    drawn conditionally on :math:`\arg\max(\log \pi + G_s) =` ``index``, one anchor per leading
+    set ``s`` of ``exponentials`` (shape ``(S, ..., K)``).
 
     With :math:`E` the exponentials of :func:`~pyro_reinmax.sampling.perturbed_logits_given_index`,
     :math:`e^{\theta_j + G_j} \propto w_j = \pi_j / (E_j + \pi_j E_D)` off the drawn category
-    and :math:`w_D = 1 / E_D`, so the softmax is :math:`w^{1/\tau}` normalised: no logarithm at
+    and :math:`w_D = 1 / E_D`, so :math:`y_s` is :math:`w^{1/\tau}` normalised: no logarithm at
     :math:`\tau = 1`, exact at any magnitude of the logits (only ``probs`` enter)."""
     sets = exponentials.shape[:1]
     index = index.expand(sets + index.shape)
     e_top = exponentials.gather(-1, index)
     weights = (probs / (exponentials + probs * e_top)).scatter_(-1, index, e_top.reciprocal())
     if temperature == 1.0:
-        return weights / weights.sum(-1, keepdim=True)
-    return tempered_softmax(weights.log(), temperature)
+        return AnchorTerm(weights / weights.sum(-1, keepdim=True), 1.0, 0.0, scale)
+    return AnchorTerm(weights.log(), 1.0, 0.0, scale, temperature)
 
 
-def averaged_vjp(anchors: Tensor, g: Tensor) -> Tensor:
-    r""":math:`\tfrac1S \sum_s J(a_s) g` for anchors of shape ``(S, ..., K)``."""
-    return softmax_vjp(anchors, g).mean(0)
+def anchor_terms_vjp(terms: list[AnchorTerm], g: Tensor, index: Tensor) -> Tensor:
+    r""":math:`\sum_i c_i \sum_s J(w_{y,i} y_{i,s} + w_{D,i} D)\, g` in differentiable
+    operations."""
+    total = None
+    for values, tempered_weight, sample_weight, scale, temperature in terms:
+        anchors = values if temperature is None else tempered_softmax(values, temperature)
+        anchor = anchors if tempered_weight == 1.0 else anchors * tempered_weight
+        if sample_weight:
+            anchor = anchor + one_hot_at(index, g) * sample_weight
+        # J(a) g before the scale: a huge scale (tiny temperature) then multiplies exact zeros
+        term = softmax_vjp(anchor, g).sum(0) * scale
+        total = term if total is None else total + term
+    return total
 
 
-def gumbel_rao_term(g, logits, index, probs, noise, temperature, options) -> Tensor:
+def gumbel_rao_terms(logits, index, probs, noise, temperature, options) -> list[AnchorTerm]:
     r""":math:`\tfrac1S \sum_s J(\operatorname{softmax}((\theta + G_s)/\tau))\, g / \tau`."""
-    anchors = conditional_gumbel_softmax(probs, index, noise, temperature)
-    return averaged_vjp(anchors, g) * largest_finite(1.0 / temperature, g.dtype)
+    scale = largest_finite(1.0 / temperature, probs.dtype) / len(noise)
+    return [conditional_gumbel_term(probs, index, noise, temperature, scale)]
 
 
-def reinmax_rao_term(g, logits, index, probs, noise, temperature, options) -> Tensor:
+def reinmax_rao_terms(logits, index, probs, noise, temperature, options) -> list[AnchorTerm]:
     r""":math:`\tfrac2S \sum_s J(\operatorname{softmax}((\theta_D + G_s)/\tau))\, g / \tau`."""
-    anchors = conditional_gumbel_softmax(midpoint_probs(probs, index), index, noise, temperature)
-    return averaged_vjp(anchors, g) * largest_finite(2.0 / temperature, g.dtype)
+    scale = largest_finite(2.0 / temperature, probs.dtype) / len(noise)
+    return [conditional_gumbel_term(midpoint_probs(probs, index), index, noise, temperature, scale)]
 
 
-def reinmax_cv_term(g, logits, index, probs, noise, temperature, options) -> Tensor:
+def reinmax_cv_terms(logits, index, probs, noise, temperature, options) -> list[AnchorTerm]:
     r"""ReinMax's :math:`2 J(\pi_1) g` plus
     :math:`\tfrac{\eta}{\tau_2}(\tfrac1S \sum_s J(y_s) - J(y_0))\, g` at :math:`\theta_D`:
     ``noise[0]`` gives the unconditional Gumbel :math:`G_0 = -\log E_0`, the rest the
     conditional draws."""
     options = dict(options)
     eta, cv_temperature = options["eta"], options["cv_temperature"] or temperature
-    tempered = probs if temperature == 1.0 else tempered_softmax(logits, temperature)
-    reinmax_term = softmax_vjp((tempered + one_hot_at(index, probs)) * 0.5, g) * 2.0
+    if temperature == 1.0:
+        reinmax_term = AnchorTerm(probs.unsqueeze(0), 0.5, 0.5, 2.0)
+    else:
+        reinmax_term = AnchorTerm(logits.unsqueeze(0), 0.5, 0.5, 2.0, temperature)
     midpoint = midpoint_probs(probs, index)
-    conditional = conditional_gumbel_softmax(midpoint, index, noise[1:], cv_temperature)
-    unconditional = tempered_softmax(midpoint.log() - noise[0].log(), cv_temperature)
-    difference = averaged_vjp(conditional, g) - softmax_vjp(unconditional, g)
-    return reinmax_term + difference * largest_finite(eta / cv_temperature, g.dtype)
+    scale = largest_finite(eta / cv_temperature, probs.dtype)
+    conditional = conditional_gumbel_term(
+        midpoint, index, noise[1:], cv_temperature, scale / (len(noise) - 1)
+    )
+    unconditional = (midpoint.log() - noise[0].log()).unsqueeze(0)
+    return [
+        reinmax_term,
+        conditional,
+        AnchorTerm(unconditional, 1.0, 0.0, -scale, cv_temperature),
+    ]
 
 
 RULES = {
@@ -191,11 +225,11 @@ RULES = {
     "gapped_straight_through": Rule(
         1.0, 0.0, 1.0, 1, 0.0, perturbation="gap", options=(("gap", 1.0),)
     ),
-    "gumbel_rao": Rule(averaged=gumbel_rao_term, options=(("samples", 10),)),
-    "reinmax_rao": Rule(probs_scale=-0.5, averaged=reinmax_rao_term, options=(("samples", 10),)),
+    "gumbel_rao": Rule(averaged=gumbel_rao_terms, options=(("samples", 10),)),
+    "reinmax_rao": Rule(probs_scale=-0.5, averaged=reinmax_rao_terms, options=(("samples", 10),)),
     "reinmax_cv": Rule(
         probs_scale=-0.5,
-        averaged=reinmax_cv_term,
+        averaged=reinmax_cv_terms,
         noise_sets=1,
         options=(("samples", 10), ("eta", 1.0), ("cv_temperature", None)),
     ),
@@ -207,8 +241,10 @@ def rule_options(rule_name: str, options: dict | None = None) -> tuple[tuple[str
     """The rule's options with defaults filled in, checked, as a hashable tuple: ``samples`` an
     integer >= 1, ``gap`` a finite number >= 0, ``eta`` a finite number, ``cv_temperature`` None
     (the temperature) or a valid temperature. Raises on an option the rule does not take."""
+    if not options:  # the defaults, valid as they stand
+        return RULES[rule_name].options
     defaults = dict(RULES[rule_name].options)
-    options = dict(options or {})
+    options = dict(options)
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         allowed = ", ".join(defaults) or "none"
@@ -268,37 +304,70 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         return one_hot_at(index, probs), probs
 
     @staticmethod
-    def _tempered(ctx) -> Tensor:
-        logits, noise, index, probs = ctx.saved_tensors
+    def _anchor_logits(ctx, saved: tuple) -> Tensor | None:
+        r"""The logits inside the anchor's :math:`y = \operatorname{softmax}(\cdot / \tau)`,
+        perturbed by the rule; None where :math:`y = \pi_0` (temperature 1, no perturbation)."""
+        logits, noise, index, _ = saved
         if logits is None:
-            return probs
+            return None
         if ctx.rule.perturbation == "gumbel":
-            logits = perturbed_logits_given_index(logits, index, noise)
-        elif ctx.rule.perturbation == "gap":
-            logits = gapped_logits(logits, index, dict(ctx.options)["gap"])
-        return tempered_softmax(logits, ctx.temperature)
+            return perturbed_logits_given_index(logits, index, noise)
+        if ctx.rule.perturbation == "gap":
+            return gapped_logits(logits, index, dict(ctx.options)["gap"])
+        return logits
 
     @staticmethod
-    def _anchor_scale(ctx) -> float:
+    def _tempered(ctx, saved: tuple) -> Tensor:
+        logits = OneHotEstimatorFunction._anchor_logits(ctx, saved)
+        return saved[3] if logits is None else tempered_softmax(logits, ctx.temperature)
+
+    @staticmethod
+    def _anchor_scale(ctx, dtype: torch.dtype) -> float:
         scale = ctx.rule.anchor_scale / ctx.temperature**ctx.rule.inverse_temperature_power
-        return largest_finite(scale, ctx.saved_tensors[3].dtype)
+        return largest_finite(scale, dtype)
+
+    @staticmethod
+    def _anchor_terms(ctx, saved: tuple) -> list[AnchorTerm]:
+        """The rule's :class:`AnchorTerm` list: its own for an averaged rule, else the single
+        anchor."""
+        logits, noise, index, probs = saved
+        rule = ctx.rule
+        if rule.averaged is not None:
+            return rule.averaged(logits, index, probs, noise, ctx.temperature, ctx.options)
+        logits = OneHotEstimatorFunction._anchor_logits(ctx, saved)
+        values, temperature = (probs, None) if logits is None else (logits, ctx.temperature)
+        scale = OneHotEstimatorFunction._anchor_scale(ctx, probs.dtype)
+        weights = (rule.tempered_weight, rule.sample_weight, scale, temperature)
+        return [AnchorTerm(values.unsqueeze(0), *weights)]
 
     @staticmethod
     def backward(ctx, grad_sample: Tensor | None, grad_probs: Tensor | None):
-        if torch.is_grad_enabled() or ctx.rule.averaged is not None:
-            grad = OneHotEstimatorFunction._differentiable_backward(ctx, grad_sample, grad_probs)
+        saved = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            grad = OneHotEstimatorFunction._differentiable_backward(
+                ctx, saved, grad_sample, grad_probs
+            )
+        elif grad_sample is not None and native.usable(saved[3]):  # the CPU kernel
+            terms = OneHotEstimatorFunction._anchor_terms(ctx, saved)
+            grad = native.combine(
+                terms, saved[3], saved[2], grad_sample, grad_probs, ctx.rule.probs_scale
+            )
+        elif ctx.rule.averaged is not None:
+            grad = OneHotEstimatorFunction._differentiable_backward(
+                ctx, saved, grad_sample, grad_probs
+            )
         else:
-            grad = OneHotEstimatorFunction._fused_backward(ctx, grad_sample, grad_probs)
+            grad = OneHotEstimatorFunction._fused_backward(ctx, saved, grad_sample, grad_probs)
         return grad, None, None, None, None
 
     @staticmethod
-    def _fused_backward(ctx, g: Tensor | None, h: Tensor | None) -> Tensor | None:
-        _, _, index, probs = ctx.saved_tensors
-        c, b = OneHotEstimatorFunction._anchor_scale(ctx), ctx.rule.probs_scale
+    def _fused_backward(ctx, saved: tuple, g: Tensor | None, h: Tensor | None) -> Tensor | None:
+        _, _, index, probs = saved
+        c, b = OneHotEstimatorFunction._anchor_scale(ctx, probs.dtype), ctx.rule.probs_scale
         w_y, w_d = ctx.rule.tempered_weight, ctx.rule.sample_weight
         if g is None:
             return None if h is None else softmax_vjp(probs, h)
-        y = OneHotEstimatorFunction._tempered(ctx)
+        y = OneHotEstimatorFunction._tempered(ctx, saved)
         out = g * y
         s_y = out.sum(-1, keepdim=True)
         s_a = s_y * w_y
@@ -321,22 +390,18 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    def _differentiable_backward(ctx, g: Tensor | None, h: Tensor | None) -> Tensor | None:
+    def _differentiable_backward(
+        ctx, saved: tuple, g: Tensor | None, h: Tensor | None
+    ) -> Tensor | None:
         """The backward in differentiable operations: under ``create_graph=True`` (a second
         derivative is that of the estimate at the fixed draw and noise), and for the averaged
         rules, whose term replaces :math:`c J(a) g`."""
-        logits, noise, index, probs = ctx.saved_tensors
+        _, _, index, probs = saved
         rule = ctx.rule
         grad = None
         w = h
         if g is not None:
-            if rule.averaged is not None:
-                grad = rule.averaged(g, logits, index, probs, noise, ctx.temperature, ctx.options)
-            else:
-                anchor = OneHotEstimatorFunction._tempered(ctx) * rule.tempered_weight
-                if rule.sample_weight:
-                    anchor = anchor + one_hot_at(index, probs) * rule.sample_weight
-                grad = softmax_vjp(anchor, g) * OneHotEstimatorFunction._anchor_scale(ctx)
+            grad = anchor_terms_vjp(OneHotEstimatorFunction._anchor_terms(ctx, saved), g, index)
             if rule.probs_scale:
                 w = g * rule.probs_scale if h is None else h + g * rule.probs_scale
         if w is not None:

@@ -5,7 +5,8 @@ one uniform :math:`u \\sim U[0, c_{K-1})`, the drawn category is the first :math
 :math:`c_k > u`. Category :math:`k` is drawn with probability
 :math:`(c_k - c_{k-1}) / c_{K-1}`, so a zero-probability (masked) category is never drawn, also at
 the end of the row. This is one uniform per row instead of one per logit (``torch.multinomial``,
-Gumbel-max).
+Gumbel-max). On the CPU the sums and the search run in one pass of :mod:`pyro_reinmax.native`
+when its kernels are built: the same uniforms and the same sums, so the same draws.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .validation import check_row_totals
+from . import native
+from .validation import check_row_totals, raise_nan_rows
 
 
 def draw_index(probs: Tensor, validate: bool = False) -> Tensor:
@@ -22,6 +24,12 @@ def draw_index(probs: Tensor, validate: bool = False) -> Tensor:
     Rows need not be normalised; they must be finite, non-negative and not all zero. With
     ``validate``, a NaN row (from NaN or +inf logits, or a fully masked row) raises.
     """
+    if native.usable(probs):
+        uniforms = torch.rand(probs.shape[:-1] + (1,), dtype=torch.float64)
+        index, nan_rows = native.draw_index(probs, uniforms)
+        if validate and nan_rows:
+            raise_nan_rows()
+        return index
     # In place on one float64 copy (the same sums as cumsum(dtype=float64), which allocates a
     # second array of that size: on the CPU each fresh large block costs page faults).
     cdf = probs.to(torch.float64, memory_format=torch.contiguous_format, copy=True).cumsum_(-1)

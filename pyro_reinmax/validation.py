@@ -136,7 +136,12 @@ def check_row_totals(totals: Tensor) -> None:
     """Raise if a row of ``softmax(logits)`` sums to NaN: NaN or +inf logits, or a fully masked
     row."""
     if torch.isnan(totals).any():
-        raise ValueError(
-            "softmax(logits) is NaN: the logits contain NaN or +inf, or a row is -inf everywhere. "
-            "Logits must be finite, or -inf to mask a category, with one unmasked per row."
-        )
+        raise_nan_rows()
+
+
+def raise_nan_rows() -> None:
+    """The error for a row of ``softmax(logits)`` that sums to NaN."""
+    raise ValueError(
+        "softmax(logits) is NaN: the logits contain NaN or +inf, or a row is -inf everywhere. "
+        "Logits must be finite, or -inf to mask a category, with one unmasked per row."
+    )

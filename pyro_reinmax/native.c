@@ -1,0 +1,227 @@
+/* CPU kernels of pyro_reinmax: the categorical draw and the estimators' backward, one call each.
+ *
+ * Built on first use by pyro_reinmax/native.py with the system C compiler and loaded with ctypes.
+ * Every array is contiguous row-major (rows, K); each function exists for float ("_f32") and
+ * double ("_f64"). Built with OpenMP, large calls split their rows over `threads` threads of the
+ * OpenMP runtime that PyTorch has loaded (the same libgomp, so the same pool of threads: threads
+ * of its own would compete with those PyTorch keeps spinning after each parallel operation);
+ * built without, they run on the calling thread.
+ *
+ * reinmax_draw: for each row, the prefix sums c_k of probs accumulated in double in index order
+ *   (the sums of torch.cumsum in float64), a target t = u * c_{K-1} kept strictly below c_{K-1},
+ *   and the first k with c_k > t (searchsorted, right). A zero-probability category k has
+ *   c_k = c_{k-1}, so it is never that first k. Returns the number of rows whose total is NaN
+ *   (they get index K - 1), or -1 when out of memory.
+ *
+ * reinmax_combine: out = sum_i scale_i J(a_i) g + J(p)(h + b g), J(a) v = a * (v - <a, v>), over
+ *   anchors a_i = wy_i y_i + wd_i D (D the one-hot draw), expanded as
+ *   J(a) g = wy y * (g - s) + wd D (g_D - s), s = <a, g> = wy <y, g> + wd g_D. weights holds
+ *   (wy_i, wd_i, scale_i, inverse_temperature_i) for each anchor: y_i is the given row where the
+ *   inverse temperature is negative, else softmax((x - max x) * inverse_temperature) of the given
+ *   row x (logits). h may be NULL (zero). Returns 0, or -1 when out of memory.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Calls with fewer elements run on one thread: waking others costs more. */
+#define PARALLEL_MIN 32768
+/* Rows whose prefix sums the draw advances in lockstep, so the dependent adds overlap. */
+#define LANES 8
+/* Independent partial sums (and maxima) of a row: one running sum would wait on every add. */
+#define BLOCK 16
+
+/* exp(x) for x <= 0 (0 below the smallest normal result, so -inf gives 0), in operations a
+ * compiler vectorises: x = n ln2 + r with |r| <= ln2 / 2, n rounded by adding and subtracting
+ * 1.5 * 2^23 (2^52), ln 2 split in a part with trailing zero bits (n * ln2_hi is exact) and the
+ * rest; exp(r) by its Taylor series to r^7 (r^13), whose remainder is below 6e-9 (2e-16)
+ * relative; 2^n built in the exponent bits. */
+static inline float exp_nonpositive_f32(float x) {
+  const float clamped = x < -87.0f ? -87.0f : x;
+  const float n = (clamped * 1.44269504f + 12582912.0f) - 12582912.0f;
+  const float r = (clamped - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  union {
+    int32_t bits;
+    float value;
+  } power = {(int32_t)(n + 127.0f) << 23};
+  return x < -87.0f ? 0.0f : p * power.value;
+}
+
+static inline double exp_nonpositive_f64(double x) {
+  const double clamped = x < -708.0 ? -708.0 : x;
+  const double n = (clamped * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
+  const double r = (clamped - n * 0.693145751953125) - n * 1.4286068202862268e-06;
+  static const double inverse_factorials[] = {
+      1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+      1.0 / 40320.0,      1.0 / 5040.0,      1.0 / 720.0,      1.0 / 120.0,     1.0 / 24.0,
+      1.0 / 6.0,          0.5,               1.0,              1.0};
+  double p = inverse_factorials[0];
+  for (int i = 1; i < 14; ++i) p = p * r + inverse_factorials[i];
+  union {
+    int64_t bits;
+    double value;
+  } power = {(int64_t)(n + 1023.0) << 52};
+  return x < -708.0 ? 0.0 : p * power.value;
+}
+
+#define DEFINE_KERNELS(T, SUFFIX)                                                                  \
+  /* sum_k a_k b_k (b NULL: sum_k a_k): short rows in one running sum (a vector reduction costs    \
+   * more there), longer ones in BLOCK independent partial sums folded pairwise. */                \
+  static inline T dot_##SUFFIX(const T *a, const T *b, int64_t K) {                                \
+    T sum = 0;                                                                                     \
+    int64_t k = 0;                                                                                 \
+    if (K >= BLOCK) {                                                                              \
+      T partial[BLOCK] = {0};                                                                      \
+      if (b)                                                                                       \
+        for (; k + BLOCK <= K; k += BLOCK)                                                         \
+          for (int j = 0; j < BLOCK; ++j) partial[j] += a[k + j] * b[k + j];                       \
+      else                                                                                         \
+        for (; k + BLOCK <= K; k += BLOCK)                                                         \
+          for (int j = 0; j < BLOCK; ++j) partial[j] += a[k + j];                                  \
+      for (int width = BLOCK / 2; width > 0; width /= 2)                                           \
+        for (int j = 0; j < width; ++j) partial[j] += partial[j + width];                          \
+      sum = partial[0];                                                                            \
+    }                                                                                              \
+    if (b)                                                                                         \
+      for (; k < K; ++k) sum += a[k] * b[k];                                                       \
+    else                                                                                           \
+      for (; k < K; ++k) sum += a[k];                                                              \
+    return sum;                                                                                    \
+  }                                                                                                \
+                                                                                                   \
+  static inline T max_##SUFFIX(const T *x, int64_t K) {                                            \
+    T top = -INFINITY;                                                                             \
+    int64_t k = 0;                                                                                 \
+    if (K >= BLOCK) {                                                                              \
+      T partial[BLOCK];                                                                            \
+      for (int j = 0; j < BLOCK; ++j) partial[j] = -INFINITY;                                      \
+      for (; k + BLOCK <= K; k += BLOCK)                                                           \
+        for (int j = 0; j < BLOCK; ++j)                                                            \
+          partial[j] = x[k + j] > partial[j] ? x[k + j] : partial[j];                              \
+      for (int width = BLOCK / 2; width > 0; width /= 2)                                           \
+        for (int j = 0; j < width; ++j)                                                            \
+          partial[j] = partial[j + width] > partial[j] ? partial[j + width] : partial[j];          \
+      top = partial[0];                                                                            \
+    }                                                                                              \
+    for (; k < K; ++k) top = x[k] > top ? x[k] : top;                                              \
+    return top;                                                                                    \
+  }                                                                                                \
+                                                                                                   \
+  /* e = exp((x - max x) * inverse), returning sum_k e_k: y = e / sum is the tempered softmax,     \
+   * with exact zeros for -inf and e = 1 at the maximum (so the sum is at least 1). */             \
+  static inline T tempered_exp_##SUFFIX(const T *x, T inverse, int64_t K, T *e) {                  \
+    const T top = max_##SUFFIX(x, K);                                                              \
+    _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) e[k] =                                     \
+        exp_nonpositive_##SUFFIX((x[k] - top) * inverse);                                          \
+    return dot_##SUFFIX(e, NULL, K);                                                               \
+  }                                                                                                \
+                                                                                                   \
+  int64_t reinmax_draw_##SUFFIX(const T *probs, const double *uniforms, int64_t rows, int64_t K,   \
+                                int64_t *index, int threads) {                                     \
+    const int64_t blocks = (rows + LANES - 1) / LANES;                                             \
+    const int parallel = rows * K >= PARALLEL_MIN;                                                 \
+    (void)parallel, (void)threads; /* unused without OpenMP */                                     \
+    int64_t nan_rows = 0, failed = 0;                                                              \
+    _Pragma("omp parallel if (parallel) num_threads(threads) reduction(+ : nan_rows, failed)")     \
+    {                                                                                              \
+      double *sums = malloc(sizeof(double) * LANES * K); /* sums[k * LANES + j]: c_k of row j */   \
+      failed += !sums;                                                                             \
+      _Pragma("omp for schedule(static)")                                                          \
+      for (int64_t block = 0; block < blocks; ++block) {                                           \
+        if (!sums) continue;                                                                       \
+        const int64_t r = block * LANES;                                                           \
+        const int lanes = rows - r < LANES ? (int)(rows - r) : LANES;                              \
+        const T *p[LANES];                                                                         \
+        double sum[LANES] = {0.0};                                                                 \
+        for (int j = 0; j < LANES; ++j) p[j] = probs + (r + (j < lanes ? j : 0)) * K;              \
+        for (int64_t k = 0; k < K; ++k)                                                            \
+          for (int j = 0; j < LANES; ++j) {                                                        \
+            sum[j] += (double)p[j][k];                                                             \
+            sums[k * LANES + j] = sum[j];                                                          \
+          }                                                                                        \
+        for (int j = 0; j < lanes; ++j) {                                                          \
+          const double total = sum[j];                                                             \
+          if (isnan(total)) {                                                                      \
+            nan_rows += 1;                                                                         \
+            index[r + j] = K - 1;                                                                  \
+            continue;                                                                              \
+          }                                                                                        \
+          double target = uniforms[r + j] * total;                                                 \
+          if (!(target < total)) target = nextafter(total, 0.0);                                   \
+          int64_t low = 0, high = K; /* the first k in [low, high) with c_k > target */            \
+          while (low < high) {                                                                     \
+            const int64_t middle = low + (high - low) / 2;                                         \
+            if (sums[middle * LANES + j] > target)                                                 \
+              high = middle;                                                                       \
+            else                                                                                   \
+              low = middle + 1;                                                                    \
+          }                                                                                        \
+          index[r + j] = low < K ? low : K - 1;                                                    \
+        }                                                                                          \
+      }                                                                                            \
+      free(sums);                                                                                  \
+    }                                                                                              \
+    return failed ? -1 : nan_rows;                                                                 \
+  }                                                                                                \
+                                                                                                   \
+  int reinmax_combine_##SUFFIX(const T *const *anchors, const double *weights, int64_t n_anchors,  \
+                               const T *probs, const int64_t *index, const T *g, const T *h,       \
+                               double probs_scale, int64_t rows, int64_t K, T *out, int threads) { \
+    const T b = (T)probs_scale;                                                                    \
+    const int parallel = rows * K >= PARALLEL_MIN;                                                 \
+    (void)parallel, (void)threads; /* unused without OpenMP */                                     \
+    int failed = 0;                                                                                \
+    _Pragma("omp parallel if (parallel) num_threads(threads) reduction(+ : failed)")               \
+    {                                                                                              \
+      T *tempered = malloc(sizeof(T) * K); /* the tempered anchor's exponentials */                \
+      failed += !tempered;                                                                         \
+      _Pragma("omp for schedule(static)")                                                          \
+      for (int64_t r = 0; r < rows; ++r) {                                                         \
+        if (!tempered) continue;                                                                   \
+        const T *p = probs + r * K, *g_r = g + r * K, *h_r = h ? h + r * K : NULL;                 \
+        T *o = out + r * K;                                                                        \
+        const int64_t d = index[r];                                                                \
+        const T g_d = g_r[d];                                                                      \
+        if (h_r) {                                                                                 \
+          _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = h_r[k] + b * g_r[k];          \
+          const T pw = dot_##SUFFIX(p, o, K); /* <p, h + b g> */                                   \
+          _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = p[k] * (o[k] - pw);           \
+        } else {                                                                                   \
+          const T pg = dot_##SUFFIX(p, g_r, K);                                                    \
+          _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = b * (p[k] * (g_r[k] - pg));   \
+        }                                                                                          \
+        for (int64_t i = 0; i < n_anchors; ++i) {                                                  \
+          const double *w = weights + 4 * i;                                                       \
+          const T wy = (T)w[0], wd = (T)w[1], scale = (T)w[2];                                     \
+          const T *y = anchors[i] + r * K;                                                         \
+          T normaliser = 1; /* the anchor is y / normaliser */                                     \
+          if (w[3] >= 0) {                                                                         \
+            normaliser = tempered_exp_##SUFFIX(y, (T)w[3], K, tempered);                           \
+            y = tempered;                                                                          \
+          }                                                                                        \
+          const T s = wy * (dot_##SUFFIX(y, g_r, K) / normaliser) + wd * g_d;                      \
+          /* J(a) g before the scale: a huge scale (tiny temperature) multiplies exact zeros */    \
+          if (wy != 0) {                                                                           \
+            const T coefficient = wy / normaliser;                                                 \
+            _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] +=                            \
+                (coefficient * (y[k] * (g_r[k] - s))) * scale;                                     \
+          }                                                                                        \
+          if (wd != 0) o[d] += (wd * (g_d - s)) * scale;                                           \
+        }                                                                                          \
+      }                                                                                            \
+      free(tempered);                                                                              \
+    }                                                                                              \
+    return failed ? -1 : 0;                                                                        \
+  }
+
+DEFINE_KERNELS(float, f32)
+DEFINE_KERNELS(double, f64)

@@ -1,0 +1,205 @@
+"""The CPU kernels (pyro_reinmax/native.c) against the PyTorch path: the same draws from the same
+seed, the same gradients for every rule, and how the build is chosen, cached and reported.
+
+The formula and goodness-of-fit tests elsewhere run on the kernels (they are on by default on the
+CPU); these tests pin that turning them off changes nothing but the speed."""
+
+import subprocess
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pyro_reinmax
+from pyro_reinmax import native
+from pyro_reinmax.estimators import RULES
+from pyro_reinmax.sampling import draw_index
+from reference import FAMILY_OPTIONS
+
+RULE_NAMES = list(RULES)
+RELATIVE_TOLERANCE = {torch.float32: 2e-5, torch.float64: 1e-12}
+
+
+@pytest.fixture(autouse=True)
+def _kernels_as_configured():
+    """Each test leaves the kernels as the environment says (on by default)."""
+    yield
+    native.set_native_kernels(None)
+
+
+def _estimate(name, logits, temperature, use_native, seed, with_probs):
+    """Sample, probs and the gradient of rule ``name`` on the given path, from ``seed``."""
+    native.set_native_kernels(use_native)
+    leaf = logits.detach().clone().requires_grad_()
+    generator = torch.Generator().manual_seed(seed + 1)
+    g = torch.randn(logits.shape, generator=generator, dtype=torch.float64).to(logits.dtype)
+    h = torch.randn(logits.shape, generator=generator, dtype=torch.float64).to(logits.dtype)
+    torch.manual_seed(seed)
+    sample, probs = getattr(pyro_reinmax, name)(leaf, temperature, **FAMILY_OPTIONS.get(name, {}))
+    loss = (sample * g).sum() + ((probs * h).sum() if with_probs else 0)
+    loss.backward()
+    return sample.detach(), probs.detach(), leaf.grad, float(g.abs().max() + h.abs().max())
+
+
+def _assert_same_on_both_paths(name, logits, temperature, seed=0, with_probs=True):
+    on = _estimate(name, logits, temperature, True, seed, with_probs)
+    off = _estimate(name, logits, temperature, False, seed, with_probs)
+    assert torch.equal(on[0], off[0]), "the kernels drew other categories than PyTorch"
+    assert torch.equal(on[1], off[1])
+    assert torch.isfinite(on[2]).all()
+    # The paths round differently. Entries are differences like pi_k (h_k - <pi, h>), which lose
+    # digits relative to the upstream gradients' size, or to the largest entry (a small
+    # temperature scales the gradient up).
+    tolerance = RELATIVE_TOLERANCE[logits.dtype]
+    atol = tolerance * (on[3] + float(off[2].abs().max()))
+    torch.testing.assert_close(on[2], off[2], rtol=tolerance, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 1.3])
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_kernels_give_the_draws_and_gradients_of_the_pytorch_path(name, temperature, dtype):
+    logits = torch.randn(3, 5, 7, dtype=torch.float64).to(dtype) * 2
+    _assert_same_on_both_paths(name, logits, temperature, with_probs=True)
+    _assert_same_on_both_paths(name, logits, temperature, seed=1, with_probs=False)
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_masked_categories_and_extreme_temperatures_on_both_paths(name):
+    logits = torch.randn(40, 6, dtype=torch.float64)
+    logits[:, [0, 3]] = -torch.inf
+    logits[::2, 5] = -torch.inf  # a masked last category too
+    for temperature in [1e-300, 1e-3, 1.0, 1e3]:
+        _assert_same_on_both_paths(name, logits, temperature)
+    on = _estimate(name, logits, 1.3, True, 0, True)
+    assert on[0][:, [0, 3]].sum() == 0 and on[0][::2, 5].sum() == 0
+    assert (on[2][:, [0, 3]] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["reinmax", "gumbel_rao"])
+def test_large_calls_split_over_threads_agree(name):
+    """From 32768 elements on, the kernels split rows over PyTorch's OpenMP threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        logits = torch.randn(1200, 33, dtype=torch.float64) * 3
+        _assert_same_on_both_paths(name, logits, 0.8)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 20),
+    categories=st.integers(1, 70),
+    scale=st.sampled_from([1e-3, 1.0, 30.0]),
+    temperature=st.floats(0.05, 20.0),
+    seed=st.integers(0, 2**16),
+    name=st.sampled_from(RULE_NAMES),
+)
+def test_any_shape_logits_and_temperature_agree(rows, categories, scale, temperature, seed, name):
+    """Row lengths around the kernels' blocks of 8 rows and 16 entries, and short rows."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(rows, categories, generator=generator, dtype=torch.float64) * scale
+    _assert_same_on_both_paths(name, logits, temperature, seed=seed)
+
+
+def test_draws_agree_where_the_uniform_lands_on_a_boundary():
+    """Rows with zero-probability categories anywhere, drawn many times: the kernel's index is
+    the PyTorch path's (the same float64 prefix sums), so a zero-probability category is never
+    drawn by either."""
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0], [0.2, 0.0, 0.0, 0.0, 0.8], [0, 0, 1.0, 0, 0]])
+    probs = probs.repeat(400, 1)
+    native.set_native_kernels(True)
+    torch.manual_seed(3)
+    on = draw_index(probs)
+    native.set_native_kernels(False)
+    torch.manual_seed(3)
+    off = draw_index(probs)
+    assert torch.equal(on, off)
+    assert (probs.gather(-1, on) > 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_other_dtypes_and_layouts_take_the_pytorch_path(dtype):
+    native.set_native_kernels(True)
+    assert not native.usable(torch.zeros(3, 4, dtype=dtype))
+    assert not native.usable(torch.zeros(4, 3).t())
+    assert native.usable(torch.zeros(3, 4))
+    sample, _ = pyro_reinmax.reinmax(torch.randn(6, 4).to(dtype), 1.3)
+    assert sample.dtype == dtype and (sample.sum(-1) == 1).all()
+
+
+def test_nan_rows_are_a_clear_error_on_the_kernel_path():
+    native.set_native_kernels(True)
+    with pytest.raises(ValueError, match="softmax\\(logits\\) is NaN"):
+        draw_index(torch.tensor([[0.5, float("nan")], [0.5, 0.5]]), validate=True)
+
+
+def test_off_by_environment(monkeypatch):
+    monkeypatch.setenv("REINMAX_NATIVE", "0")
+    native.set_native_kernels(None)
+    assert native.native_kernels_status().startswith("off")
+    assert not native.usable(torch.zeros(2, 3))
+
+
+def test_an_unknown_setting_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("REINMAX_NATIVE", "fast")
+    native.set_native_kernels(None)
+    with pytest.raises(ValueError, match="REINMAX_NATIVE must be 0, 1 or auto"):
+        native.native_kernels_status()
+
+
+def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a compiler that always fails
+    monkeypatch.setitem(native._state, "library", None)
+    native.set_native_kernels(None)
+    with pytest.warns(RuntimeWarning, match="could not build its CPU kernels"):
+        sample, _ = pyro_reinmax.reinmax(torch.randn(4, 3, requires_grad=True), 1.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pyro_reinmax.reinmax(torch.randn(4, 3), 1.3)  # once only
+    assert native.native_kernels_status().startswith("off: the build failed")
+    assert (sample.sum(-1) == 1).all()
+
+
+def test_a_failed_build_is_an_error_when_required(monkeypatch, tmp_path):
+    monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setitem(native._state, "library", None)
+    with pytest.raises(RuntimeError, match="REINMAX_NATIVE=0"):
+        native.set_native_kernels(True)
+
+
+def test_builds_are_cached_by_source_compiler_and_processor(monkeypatch, tmp_path):
+    monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
+    built = native._build()
+    assert built.parent == tmp_path and built.exists()
+    assert [path.name for path in tmp_path.iterdir()] == [built.name]  # no scratch left behind
+
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("a cached build was compiled again")
+
+    monkeypatch.setattr(subprocess, "run", no_compiler)
+    assert native._build() == built
+    monkeypatch.setenv("CC", "cc -DANOTHER_BUILD")
+    with pytest.raises(AssertionError, match="compiled again"):
+        native._build()
+
+
+def test_a_compiler_without_openmp_gets_the_single_threaded_build(monkeypatch, tmp_path):
+    monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(native, "OPENMP", ("-fno-such-option",))
+    loaded = native._load()
+    assert len(list(tmp_path.iterdir())) == 1  # the build without the failing option
+    assert loaded.reinmax_draw_f64 is not None
+
+
+def test_status_names_the_library():
+    native.set_native_kernels(True)
+    status = pyro_reinmax.native_kernels_status()
+    assert status.startswith("on: ") and Path(status[4:]).exists()
