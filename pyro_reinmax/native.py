@@ -1,105 +1,28 @@
-"""Optional CPU kernels: the categorical draw and the estimators' backward in one C pass each.
+"""Optional CPU kernels for PyTorch: the categorical draw and the estimators' backward in one C
+pass each (:mod:`reinmax_kernels`, loaded with :mod:`ctypes`).
 
 An eager PyTorch estimator makes a dozen passes over its tensors and, on small ones, spends most of
-its time dispatching them; ``native.c`` does the draw in one pass and the backward in one more. It
-is compiled on first use with the system C compiler (``$CC``, else ``cc``; about a second) for this
-processor, with OpenMP where the compiler has it (then large calls use PyTorch's own OpenMP
-threads), into a cache folder (``$REINMAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/reinmax``, else
-``~/.cache/reinmax``) under a hash of the source, the compiler, the flags and the processor, and
-loaded with :mod:`ctypes`. The kernels give the same draws as the PyTorch path (the same uniforms,
-the same float64 prefix sums) and the same gradients up to rounding. They run on contiguous float32
-and float64 CPU tensors; everything else (CUDA, other dtypes, ``create_graph=True``) takes the
-PyTorch path.
-
-``REINMAX_NATIVE=0`` turns them off, ``REINMAX_NATIVE=1`` makes a failed build an error; by
-default a failed build warns once and the PyTorch path is used. :func:`set_native_kernels` does
-the same from Python, and :func:`native_kernels_status` says which path is in use and why.
+its time dispatching them; the kernels do the draw in one pass and the backward in one more. Built
+with OpenMP where the compiler has it, large calls use PyTorch's own OpenMP threads. They give the
+same draws as the PyTorch path (the same uniforms, the same float64 prefix sums) and the same
+gradients up to rounding. They run on contiguous float32 and float64 CPU tensors; everything else
+(CUDA, other dtypes, ``create_graph=True``) takes the PyTorch path. ``REINMAX_NATIVE=0`` or
+:func:`set_native_kernels` turns them off; :func:`native_kernels_status` says which path is used.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import platform
-import shlex
-import subprocess
-import tempfile
-import warnings
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from reinmax_kernels import KERNELS_SOURCE, NativeKernels, build
+
 __all__ = ["native_kernels_status", "set_native_kernels"]
 
-SOURCE = Path(__file__).with_name("native.c")
-FLAGS = ("-O3", "-march=native", "-std=c11", "-fPIC", "-shared", "-fopenmp-simd")
-OPENMP = ("-fopenmp",)
 SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
-
-_state: dict = {"decided": False, "library": None, "active": False, "reason": "", "enabled": None}
-
-
-def _mode() -> str:
-    """``"off"``, ``"required"`` or ``"auto"``, from :func:`set_native_kernels` or
-    ``REINMAX_NATIVE``."""
-    if _state["enabled"] is not None:
-        return "required" if _state["enabled"] else "off"
-    value = os.environ.get("REINMAX_NATIVE", "").strip().lower()
-    if value in ("0", "false", "no", "off"):
-        return "off"
-    if value in ("1", "true", "yes", "on"):
-        return "required"
-    if value not in ("", "auto"):
-        raise ValueError(f"REINMAX_NATIVE must be 0, 1 or auto, got {value!r}.")
-    return "auto"
-
-
-def cache_folder() -> Path:
-    """Where built kernels are kept."""
-    if os.environ.get("REINMAX_CACHE_DIR"):
-        return Path(os.environ["REINMAX_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "reinmax"
-
-
-def _build(flags: tuple[str, ...] = FLAGS + OPENMP) -> Path:
-    """Compile ``native.c`` with ``flags`` unless a build of the same source, compiler and flags
-    for this processor is cached; returns the shared library's path. The library is written under
-    a temporary name and renamed, so processes building at once never load a half-written file."""
-    compiler = shlex.split(os.environ.get("CC") or "cc")
-    source = SOURCE.read_bytes()
-    identity = [source, shlex.join(compiler + list(flags)).encode(), _processor().encode()]
-    key = hashlib.sha256(b"\0".join(identity)).hexdigest()[:16]
-    folder = cache_folder()
-    library = folder / f"reinmax_native_{key}.so"
-    if library.exists():
-        return library
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        partial = Path(scratch) / library.name
-        command = [*compiler, *flags, str(SOURCE), "-o", str(partial), "-lm"]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.SubprocessError) as error:
-            raise RuntimeError(f"{shlex.join(command)} could not run: {error}") from error
-        if done.returncode != 0:
-            raise RuntimeError(f"{shlex.join(command)} failed:\n{done.stderr.strip()}")
-        os.replace(partial, library)
-    return library
-
-
-def _processor() -> str:
-    """What ``-march=native`` compiles for: the CPU's model and instruction sets where Linux
-    lists them, so that a cache folder shared between machines never serves one machine's build to
-    another."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return f"{platform.machine()} {platform.processor()}"
-    wanted = ("model name", "flags", "Features", "CPU part")
-    return "\n".join(sorted({line for line in lines if line.startswith(wanted)}))
+OPENMP = ("-fopenmp",)
 
 
 def _declare(library: ctypes.CDLL) -> None:
@@ -114,73 +37,37 @@ def _declare(library: ctypes.CDLL) -> None:
         combine.restype = ctypes.c_int
 
 
-def _decide() -> None:
-    """Build and load the kernels where the mode asks for them; record whether they are used
-    and why."""
-    _state["decided"] = True
-    mode = _mode()
-    if mode == "off":
-        _state["active"] = False
-        _state["reason"] = "off: the PyTorch path (REINMAX_NATIVE=0 or set_native_kernels(False))"
-        return
-    if _state["library"] is None:
-        try:
-            loaded = _load()
-        except (OSError, RuntimeError, AttributeError) as error:
-            _state["active"] = False
-            _state["reason"] = f"off: the build failed, the PyTorch path is used ({error})"
-            if mode == "required":
-                raise RuntimeError(
-                    f"pyro_reinmax could not build its CPU kernels ({error}). Install a C "
-                    "compiler (or set CC), or set REINMAX_NATIVE=0 to use the PyTorch path."
-                ) from error
-            warnings.warn(
-                f"pyro_reinmax could not build its CPU kernels, so it uses the slower PyTorch "
-                f"path ({error}). Set REINMAX_NATIVE=0 to use that path without this warning.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            return
-        _state["library"] = loaded
-    _state["active"] = True
-    _state["reason"] = f"on: {_state['library']._name}"
-
-
 def _load() -> ctypes.CDLL:
-    """Build (with OpenMP, else without) and load the kernels."""
+    """Build (with OpenMP, else without) and load the kernels. Linked against ``libgomp.so.1``,
+    they share the copy PyTorch has loaded, and so its threads."""
     try:
-        path = _build(FLAGS + OPENMP)
+        path = build("reinmax_torch", [KERNELS_SOURCE], OPENMP, OPENMP)
     except RuntimeError:
-        path = _build(FLAGS)
-    loaded = ctypes.CDLL(str(path))
-    _declare(loaded)
-    return loaded
+        path = build("reinmax_torch", [KERNELS_SOURCE])
+    library = ctypes.CDLL(str(path))
+    _declare(library)
+    return library
+
+
+KERNELS = NativeKernels("pyro_reinmax", "PyTorch", _load)
 
 
 def set_native_kernels(enabled: bool | None) -> None:
     """Use the CPU kernels (True: build them now, raising if that fails), never (False), or as
-    ``REINMAX_NATIVE`` says (None: build on first use, warn once if that fails). Also makes a
-    changed ``REINMAX_NATIVE`` or ``CC`` take effect."""
-    _state["enabled"] = enabled
-    _state["decided"] = False
-    if enabled:
-        _decide()
+    ``REINMAX_NATIVE`` says (None, the default: build on first use, warn once if that fails)."""
+    KERNELS.set(enabled)
 
 
 def native_kernels_status() -> str:
-    """Which path the CPU estimators take, and why (deciding it now if no estimator has run)."""
-    if not _state["decided"]:
-        _decide()
-    return _state["reason"]
+    """Which path the CPU estimators take, and why."""
+    return KERNELS.status()
 
 
 def usable(tensor: Tensor) -> bool:
     """Whether the kernels take this tensor: a contiguous float32 or float64 CPU tensor outside
     ``torch.compile`` tracing, with the kernels on and built (built on the first call)."""
-    if not _state["decided"]:
-        _decide()
     return (
-        _state["active"]
+        KERNELS.active()
         and tensor.device.type == "cpu"
         and tensor.dtype in SUFFIXES
         and type(tensor) is torch.Tensor
@@ -194,7 +81,7 @@ def draw_index(probs: Tensor, uniforms: Tensor) -> tuple[Tensor, int]:
     :func:`pyro_reinmax.sampling.draw_index`), and the number of rows whose total is NaN.
     ``probs`` must be :func:`usable`; ``uniforms`` contiguous float64 of shape ``(..., 1)``."""
     index = torch.empty(probs.shape[:-1] + (1,), dtype=torch.int64)
-    nan_rows = getattr(_state["library"], f"reinmax_draw_{SUFFIXES[probs.dtype]}")(
+    nan_rows = getattr(KERNELS.library, f"reinmax_draw_{SUFFIXES[probs.dtype]}")(
         probs.data_ptr(),
         uniforms.data_ptr(),
         index.numel(),
@@ -238,7 +125,7 @@ def combine(
     h = None if h is None else _contiguous(h, dtype)
     out = torch.empty_like(probs)
     count = len(pointers)
-    status = getattr(_state["library"], f"reinmax_combine_{SUFFIXES[dtype]}")(
+    status = getattr(KERNELS.library, f"reinmax_combine_{SUFFIXES[dtype]}")(
         (ctypes.c_void_p * count)(*pointers),
         (ctypes.c_double * (4 * count))(*weights),
         count,

@@ -18,6 +18,7 @@ from pyro_reinmax import native
 from pyro_reinmax.estimators import RULES
 from pyro_reinmax.sampling import draw_index
 from reference import FAMILY_OPTIONS
+from reinmax_kernels import KERNELS_SOURCE, build
 
 RULE_NAMES = list(RULES)
 RELATIVE_TOLERANCE = {torch.float32: 2e-5, torch.float64: 1e-12}
@@ -156,7 +157,7 @@ def test_an_unknown_setting_is_a_clear_error(monkeypatch):
 def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CC", "false")  # a compiler that always fails
-    monkeypatch.setitem(native._state, "library", None)
+    monkeypatch.setattr(native.KERNELS, "library", None)
     native.set_native_kernels(None)
     with pytest.warns(RuntimeWarning, match="could not build its CPU kernels"):
         sample, _ = pyro_reinmax.reinmax(torch.randn(4, 3, requires_grad=True), 1.3)
@@ -170,14 +171,14 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
 def test_a_failed_build_is_an_error_when_required(monkeypatch, tmp_path):
     monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CC", "false")
-    monkeypatch.setitem(native._state, "library", None)
+    monkeypatch.setattr(native.KERNELS, "library", None)
     with pytest.raises(RuntimeError, match="REINMAX_NATIVE=0"):
         native.set_native_kernels(True)
 
 
 def test_builds_are_cached_by_source_compiler_and_processor(monkeypatch, tmp_path):
     monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
-    built = native._build()
+    built = build("reinmax_torch", [KERNELS_SOURCE])
     assert built.parent == tmp_path and built.exists()
     assert [path.name for path in tmp_path.iterdir()] == [built.name]  # no scratch left behind
 
@@ -185,10 +186,10 @@ def test_builds_are_cached_by_source_compiler_and_processor(monkeypatch, tmp_pat
         raise AssertionError("a cached build was compiled again")
 
     monkeypatch.setattr(subprocess, "run", no_compiler)
-    assert native._build() == built
+    assert build("reinmax_torch", [KERNELS_SOURCE]) == built
     monkeypatch.setenv("CC", "cc -DANOTHER_BUILD")
     with pytest.raises(AssertionError, match="compiled again"):
-        native._build()
+        build("reinmax_torch", [KERNELS_SOURCE])
 
 
 def test_a_compiler_without_openmp_gets_the_single_threaded_build(monkeypatch, tmp_path):

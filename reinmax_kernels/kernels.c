@@ -1,6 +1,7 @@
-/* CPU kernels of pyro_reinmax: the categorical draw and the estimators' backward, one call each.
+/* CPU kernels of pyro_reinmax and numpyro_reinmax: the categorical draw and the backward.
  *
- * Built on first use by pyro_reinmax/native.py with the system C compiler and loaded with ctypes.
+ * Built on first use by reinmax_kernels/__init__.py with the system C compiler: pyro_reinmax loads
+ * them with ctypes, numpyro_reinmax through XLA FFI handlers (xla_ffi.cc).
  * Every array is contiguous row-major (rows, K); each function exists for float ("_f32") and
  * double ("_f64"). Built with OpenMP, large calls split their rows over `threads` threads of the
  * OpenMP runtime that PyTorch has loaded (the same libgomp, so the same pool of threads: threads

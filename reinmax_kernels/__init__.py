@@ -1,0 +1,180 @@
+"""Build, cache and switch the optional C kernels shared by ``pyro_reinmax`` and
+``numpyro_reinmax`` (``kernels.c``: the categorical draw and the estimators' backward).
+
+The kernels are compiled on first use with the system compilers (``$CC``, else ``cc``; ``$CXX``,
+else ``c++``, for the XLA handlers; about a second) for this processor (``-march=native``), into a
+cache folder (``$REINMAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/reinmax``, else ``~/.cache/reinmax``)
+under a hash of the sources, the compilers, the flags and the processor. A library is written under
+a temporary name and renamed, so processes building at once never load a half-written file.
+
+``REINMAX_NATIVE=0`` turns the kernels off, ``REINMAX_NATIVE=1`` makes a failed build an error; by
+default a failed build warns once and the backend's own operations are used. Each backend has its
+``set_native_kernels`` and ``native_kernels_status`` (:class:`NativeKernels`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["KERNELS_SOURCE", "NativeKernels", "build", "cache_folder"]
+
+KERNELS_SOURCE = Path(__file__).with_name("kernels.c")
+OPTIMISE = ("-O3", "-march=native", "-fPIC", "-fopenmp-simd")
+LANGUAGE_FLAGS = {".c": ("-std=c11",), ".cc": ("-std=c++17",)}
+
+
+def cache_folder() -> Path:
+    """Where built kernels are kept."""
+    if os.environ.get("REINMAX_CACHE_DIR"):
+        return Path(os.environ["REINMAX_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "reinmax"
+
+
+def processor() -> str:
+    """What ``-march=native`` compiles for: the CPU's model and instruction sets where Linux
+    lists them, so that a cache folder shared between machines never serves one machine's build to
+    another."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+    wanted = ("model name", "flags", "Features", "CPU part")
+    return "\n".join(sorted({line for line in lines if line.startswith(wanted)}))
+
+
+def _compiler(suffix: str) -> list[str]:
+    variable, default = ("CXX", "c++") if suffix == ".cc" else ("CC", "cc")
+    return shlex.split(os.environ.get(variable) or default)
+
+
+def _run(command: list[str]) -> None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise RuntimeError(f"{shlex.join(command)} could not run: {error}") from error
+    if done.returncode != 0:
+        raise RuntimeError(f"{shlex.join(command)} failed:\n{done.stderr.strip()}")
+
+
+def build(
+    name: str,
+    sources: Sequence[Path],
+    compile_flags: Sequence[str] = (),
+    link_flags: Sequence[str] = (),
+) -> Path:
+    """The shared library ``name`` from C (``.c``) and C++ (``.cc``) ``sources``, compiled with
+    :data:`OPTIMISE` and ``compile_flags`` and linked with ``link_flags``, from the cache when the
+    same build exists; raises RuntimeError with the compiler's message when it fails."""
+    sources = [Path(source) for source in sources]
+    steps = [
+        _compiler(source.suffix) + [*OPTIMISE, *LANGUAGE_FLAGS[source.suffix], *compile_flags]
+        for source in sources
+    ]
+    linker = _compiler(".cc" if any(s.suffix == ".cc" for s in sources) else ".c")
+    identity = [source.read_bytes() for source in sources]
+    identity += [shlex.join(step).encode() for step in steps]
+    identity += [shlex.join(linker + list(link_flags)).encode(), processor().encode()]
+    key = hashlib.sha256(b"\0".join(identity)).hexdigest()[:16]
+    folder = cache_folder()
+    library = folder / f"{name}_{key}.so"
+    if library.exists():
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        objects = []
+        for index, (source, step) in enumerate(zip(sources, steps, strict=True)):
+            objects.append(str(Path(scratch) / f"{index}.o"))
+            _run([*step, "-c", str(source), "-o", objects[-1]])
+        partial = Path(scratch) / library.name
+        _run([*linker, "-shared", *objects, "-o", str(partial), "-lm", *link_flags])
+        os.replace(partial, library)
+    return library
+
+
+def _mode(enabled: bool | None) -> str:
+    """``"off"``, ``"required"`` or ``"auto"``: ``enabled`` if set, else ``REINMAX_NATIVE``."""
+    if enabled is not None:
+        return "required" if enabled else "off"
+    value = os.environ.get("REINMAX_NATIVE", "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    if value in ("1", "true", "yes", "on"):
+        return "required"
+    if value not in ("", "auto"):
+        raise ValueError(f"REINMAX_NATIVE must be 0, 1 or auto, got {value!r}.")
+    return "auto"
+
+
+class NativeKernels:
+    """A backend's switch for the kernels: ``load()`` builds and loads them (once, on first use);
+    :meth:`active` says whether to use them. ``package`` and ``fallback`` name the backend and its
+    own path in messages."""
+
+    def __init__(self, package: str, fallback: str, load: Callable[[], object]):
+        self.package, self.fallback, self.load = package, fallback, load
+        self.library = None
+        self.enabled: bool | None = None
+        self.decided = False
+        self.on = False
+        self.reason = ""
+
+    def active(self) -> bool:
+        """Whether the kernels are on and built (building them on the first call)."""
+        if not self.decided:
+            self._decide()
+        return self.on
+
+    def set(self, enabled: bool | None) -> None:
+        """Use the kernels (True: build them now, raising if that fails), never (False), or as
+        ``REINMAX_NATIVE`` says (None: build on first use, warn once if that fails). Also makes a
+        changed ``REINMAX_NATIVE``, ``CC`` or ``CXX`` take effect."""
+        self.enabled = enabled
+        self.decided = False
+        if enabled:
+            self._decide()
+
+    def status(self) -> str:
+        """Which path the backend takes, and why (deciding it now if it has not)."""
+        if not self.decided:
+            self._decide()
+        return self.reason
+
+    def _decide(self) -> None:
+        self.decided = True
+        mode = _mode(self.enabled)
+        self.on = False
+        if mode == "off":
+            self.reason = (
+                f"off: the {self.fallback} path (REINMAX_NATIVE=0 or set_native_kernels(False))"
+            )
+            return
+        if self.library is None:
+            try:
+                self.library = self.load()
+            except (OSError, RuntimeError, AttributeError) as error:
+                self.reason = f"off: the build failed, the {self.fallback} path is used ({error})"
+                if mode == "required":
+                    raise RuntimeError(
+                        f"{self.package} could not build its CPU kernels ({error}). Install a C "
+                        f"compiler (or set CC), or set REINMAX_NATIVE=0 to use the "
+                        f"{self.fallback} path."
+                    ) from error
+                warnings.warn(
+                    f"{self.package} could not build its CPU kernels, so it uses the slower "
+                    f"{self.fallback} path ({error}). Set REINMAX_NATIVE=0 to use that path "
+                    "without this warning.",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+                return
+        self.on = True
+        self.reason = f"on: {getattr(self.library, '_name', self.library)}"
