@@ -8,13 +8,15 @@ per row instead of one Gumbel per logit (``jax.random.categorical``).
 
 The sums are accumulated in float64 when ``jax_enable_x64`` is on, else in float32; then a
 category's probability is exact up to float32 rounding of the running sum (an absolute error of
-about 6e-8 per category).
+about 6e-8 per category). The CPU kernel (:mod:`numpyro_reinmax.native`) always sums in float64.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from . import native
 
 
 def accumulation_dtype():
@@ -25,11 +27,20 @@ def accumulation_dtype():
 def draw_index(key, probs):
     """Draw one category per row of ``probs`` (shape ``(..., K)``); returns int indices ``(...)``.
 
-    Rows need not be normalised; they must be finite, non-negative and not all zero.
+    Rows need not be normalised; they must be finite, non-negative and not all zero. On the CPU
+    the search runs in :mod:`numpyro_reinmax.native`'s kernel when it is built.
     """
+    uniforms = jax.random.uniform(key, probs.shape[:-1] + (1,), accumulation_dtype())[..., 0]
+    if native.usable(probs):
+        return native.draw_index(probs, uniforms, index_by_cumsum)
+    return index_by_cumsum(probs, uniforms)
+
+
+def index_by_cumsum(probs, uniforms):
+    """The first :math:`k` with :math:`c_k > u c_{K-1}` per row, by ``jnp.cumsum``."""
     cdf = jnp.cumsum(probs.astype(accumulation_dtype()), -1)
     total = cdf[..., -1:]
-    u = jax.random.uniform(key, total.shape, cdf.dtype) * total
+    u = uniforms[..., None] * total
     # uniform * total can round up to total; keep u strictly below it.
     u = jnp.minimum(u, jnp.nextafter(total, jnp.zeros_like(total)))
     return (cdf <= u).sum(-1)

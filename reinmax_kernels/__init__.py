@@ -24,9 +24,10 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["KERNELS_SOURCE", "NativeKernels", "build", "cache_folder"]
+__all__ = ["KERNELS_SOURCE", "XLA_HANDLERS_SOURCE", "NativeKernels", "build", "cache_folder"]
 
 KERNELS_SOURCE = Path(__file__).with_name("kernels.c")
+XLA_HANDLERS_SOURCE = Path(__file__).with_name("xla_ffi.cc")
 OPTIMISE = ("-O3", "-march=native", "-fPIC", "-fopenmp-simd")
 LANGUAGE_FLAGS = {".c": ("-std=c11",), ".cc": ("-std=c++17",)}
 

@@ -1,0 +1,73 @@
+"""Optional CPU kernel for JAX: the categorical draw as an XLA FFI custom call
+(:mod:`reinmax_kernels`).
+
+``jnp.cumsum`` over the categories is the slowest step of a jitted ReinMax on the CPU (XLA scans
+it in blocks, in several passes); the kernel finds the drawn category in one pass over each row
+with float64 prefix sums. It runs on float32 and float64 probabilities on the CPU; on other
+platforms (``jax.lax.platform_dependent``) and where the kernels are off, the JAX path runs.
+Under ``vmap`` the batch axes are more rows. The draw is exact either way; the two paths can
+differ in a draw whose uniform falls within rounding of a category boundary (the JAX path sums in
+float32 unless ``jax_enable_x64`` is on). ``REINMAX_NATIVE=0`` or :func:`set_native_kernels` turns
+the kernel off; :func:`native_kernels_status` says which path is used.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from reinmax_kernels import KERNELS_SOURCE, XLA_HANDLERS_SOURCE, NativeKernels, build
+
+__all__ = ["native_kernels_status", "set_native_kernels"]
+
+DRAW_TARGET = "reinmax_draw"
+
+
+def _load() -> ctypes.CDLL:
+    """Build the kernels with their XLA handlers and register the draw for the CPU."""
+    include = "-I" + jax.ffi.include_dir()
+    library = ctypes.CDLL(
+        str(build("reinmax_xla", [KERNELS_SOURCE, XLA_HANDLERS_SOURCE], [include]))
+    )
+    handler = jax.ffi.pycapsule(library.ReinmaxDraw)
+    jax.ffi.register_ffi_target(DRAW_TARGET, handler, platform="cpu")
+    return library
+
+
+KERNELS = NativeKernels("numpyro_reinmax", "JAX", _load)
+
+
+def set_native_kernels(enabled: bool | None) -> None:
+    """Use the CPU kernel (True: build it now, raising if that fails), never (False), or as
+    ``REINMAX_NATIVE`` says (None, the default: build on first use, warn once if that fails).
+    Clears JAX's compilation caches, so that functions traced before take the new path."""
+    KERNELS.set(enabled)
+    jax.clear_caches()
+
+
+def native_kernels_status() -> str:
+    """Which path the draw takes on the CPU, and why."""
+    return KERNELS.status()
+
+
+def usable(probs) -> bool:
+    """Whether the kernel can draw from ``probs``: float32 or float64, with the kernels on and
+    built (built on the first call)."""
+    return probs.dtype in (jnp.float32, jnp.float64) and KERNELS.active()
+
+
+def draw_index(probs, uniforms, fallback: Callable):
+    """The index of the first float64 prefix sum of each row of ``probs`` above
+    ``uniforms * total`` (``uniforms`` of shape ``probs.shape[:-1]``): the kernel on the CPU,
+    ``fallback(probs, uniforms)`` elsewhere. ``probs`` must be :func:`usable`."""
+    index_type = jax.dtypes.canonicalize_dtype(jnp.int64)
+
+    def kernel(probs, uniforms):
+        result = jax.ShapeDtypeStruct(probs.shape[:-1], index_type)
+        call = jax.ffi.ffi_call(DRAW_TARGET, result, vmap_method="broadcast_all")
+        return call(probs, uniforms)
+
+    return jax.lax.platform_dependent(probs, uniforms, cpu=kernel, default=fallback)

@@ -1,0 +1,114 @@
+"""The CPU draw kernel of numpyro_reinmax (an XLA FFI custom call) against the JAX path: the same
+draws from the same key, under jit, vmap and grad; the JAX path on other platforms; the switch.
+
+The goodness-of-fit and formula tests elsewhere run on the kernel (it is on by default)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import numpyro_reinmax
+from numpyro_reinmax import native, sampling
+
+RULE_NAMES = list(numpyro_reinmax.estimators.RULES)
+
+
+@pytest.fixture(autouse=True)
+def _kernel_as_configured():
+    yield
+    native.set_native_kernels(None)
+
+
+def _draw(key, probs, use_native):
+    native.set_native_kernels(use_native)
+    return jax.jit(sampling.draw_index)(key, probs)
+
+
+def _lowered(key, probs, platforms=None):
+    traced = jax.jit(sampling.draw_index).trace(key, probs)
+    lowered = traced.lower() if platforms is None else traced.lower(lowering_platforms=platforms)
+    return lowered.as_text()
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_kernel_draws_what_the_jax_path_draws(key, dtype):
+    """float64 sums on both paths (x64 is on in these tests), the same uniforms from the key."""
+    probs = jax.nn.softmax(jax.random.normal(key, (3000, 9)) * 2, -1).astype(dtype)
+    on, off = _draw(key, probs, True), _draw(key, probs, False)
+    assert on.dtype == off.dtype == jnp.int64
+    np.testing.assert_array_equal(on, off)
+
+
+def test_masked_categories_are_never_drawn(key):
+    probs = jnp.tile(jnp.array([[0.0, 0.3, 0.0, 0.7, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]]), (500, 1))
+    index = _draw(key, probs.astype(jnp.float32), True)
+    assert (jnp.take_along_axis(probs, index[:, None], -1) > 0).all()
+
+
+def test_without_x64_the_index_is_int32_and_the_draws_are_exact(key):
+    with jax.enable_x64(False):
+        probs = jnp.array([[0.2, 0.0, 0.8]] * 20000, jnp.float32)
+        index = _draw(key, probs, True)
+        assert index.dtype == jnp.int32
+        counts = np.bincount(np.asarray(index), minlength=3)
+    assert counts[1] == 0
+    assert abs(counts[2] / 20000 - 0.8) < 4 * np.sqrt(0.8 * 0.2 / 20000)
+
+
+def test_vmap_and_jit_batch_as_rows(key):
+    native.set_native_kernels(True)
+    probs = jax.nn.softmax(jax.random.normal(key, (4, 6, 5)), -1)
+    keys = jax.random.split(key, 4)
+    batched = jax.jit(jax.vmap(sampling.draw_index))(keys, probs)
+    one_by_one = jnp.stack([sampling.draw_index(k, p) for k, p in zip(keys, probs, strict=True)])
+    np.testing.assert_array_equal(batched, one_by_one)
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_estimators_and_gradients_agree_on_both_paths(key, name):
+    logits = jax.random.normal(key, (7, 6)) * 2
+    upstream = jax.random.normal(jax.random.PRNGKey(1), (7, 6))
+
+    def loss(x):
+        sample, probs = getattr(numpyro_reinmax, name)(key, x, 1.3)
+        return (sample * upstream).sum() + (probs * upstream**2).sum()
+
+    results = []
+    for use_native in (True, False):
+        native.set_native_kernels(use_native)
+        results.append(jax.jit(jax.value_and_grad(loss))(logits))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
+
+
+def test_the_kernel_is_a_cpu_custom_call_and_other_platforms_keep_the_jax_path(key):
+    native.set_native_kernels(True)
+    probs = jnp.ones((4, 3)) / 3
+    assert native.DRAW_TARGET in _lowered(key, probs)
+    assert native.DRAW_TARGET not in _lowered(key, probs, ("cuda",))
+
+
+def test_off_by_environment(monkeypatch, key):
+    monkeypatch.setenv("REINMAX_NATIVE", "0")
+    native.set_native_kernels(None)
+    assert native.native_kernels_status().startswith("off")
+    assert native.DRAW_TARGET not in _lowered(key, jnp.ones((4, 3)) / 3)
+
+
+def test_other_dtypes_take_the_jax_path(key):
+    native.set_native_kernels(True)
+    probs = jnp.array([[0.25, 0.75]] * 4, jnp.bfloat16)
+    assert native.DRAW_TARGET not in _lowered(key, probs)
+    assert sampling.draw_index(key, probs).shape == (4,)
+
+
+def test_a_failed_build_warns_and_falls_back(monkeypatch, tmp_path, key):
+    monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")
+    monkeypatch.setattr(native.KERNELS, "library", None)
+    native.set_native_kernels(None)
+    with pytest.warns(RuntimeWarning, match="numpyro_reinmax could not build"):
+        index = sampling.draw_index(key, jnp.array([[0.0, 1.0]]))
+    assert index.tolist() == [1]
+    assert native.native_kernels_status().startswith("off: the build failed")
