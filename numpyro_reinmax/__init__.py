@@ -30,6 +30,7 @@ from .estimators import (
     straight_through,
 )
 from .mixture import OneHotMixture
+from .native import native_kernels_status, set_native_kernels
 from .one_hot import (
     GappedStraightThroughOneHotCategorical,
     GumbelRaoOneHotCategorical,
@@ -67,9 +68,11 @@ __all__ = [
     "gapped_straight_through",
     "gumbel_rao",
     "gumbel_straight_through",
+    "native_kernels_status",
     "one_hot",
     "reinmax",
     "reinmax_cv",
     "reinmax_rao",
+    "set_native_kernels",
     "straight_through",
 ]

@@ -71,14 +71,28 @@ __all__ = [
 ]
 
 
+class AnchorTerm(NamedTuple):
+    r"""One term :math:`c \sum_s J(w_y y_s + w_D D)\, g` of a backward, over ``S`` anchors
+    weighted alike: ``values`` of shape ``(S, ..., K)`` are the anchors :math:`y_s` where
+    ``temperature`` is None, else logits :math:`x_s` with
+    :math:`y_s = \operatorname{softmax}(x_s / \tau)` (the CPU kernel then computes the softmax in
+    the same pass)."""
+
+    values: jax.Array
+    tempered_weight: float
+    sample_weight: float
+    scale: jax.Array | float
+    temperature: jax.Array | float | None = None
+
+
 class Rule(NamedTuple):
     """An estimator's backward.
 
     Single-anchor rules: anchor weights ``(w_y, w_D)``, the perturbation of the logits inside
     :math:`y` (None; ``"gumbel"``: conditional Gumbel noise; ``"gap"``: the GST shift), and the
     scales ``c = anchor_scale / tau ** inverse_temperature_power`` and ``b = probs_scale``.
-    Averaged rules set ``averaged``, their anchor term (a weighted sum of :math:`J(a_s) g` over
-    draws of conditional noise) in place of :math:`c J(a) g`, and ``noise_sets``, how many sets of
+    Averaged rules set ``averaged``, which returns their :class:`AnchorTerm` list (anchors at draws
+    of conditional noise, in place of the single anchor), and ``noise_sets``, how many sets of
     exponentials beyond ``samples`` they draw. ``options``: the rule's own keyword arguments with
     their defaults."""
 
@@ -88,7 +102,7 @@ class Rule(NamedTuple):
     inverse_temperature_power: int = 0
     probs_scale: float = 0.0
     perturbation: str | None = None
-    averaged: Callable | None = None
+    averaged: Callable[..., list[AnchorTerm]] | None = None
     noise_sets: int = 0
     options: tuple[tuple[str, float], ...] = ()
 
@@ -135,40 +149,56 @@ def midpoint_probs(probs, index):
     return (probs + jax.nn.one_hot(index, probs.shape[-1], dtype=probs.dtype)) * 0.5
 
 
-def conditional_gumbel_softmax(probs, index, exponentials, temperature):
-    r""":math:`\operatorname{softmax}((\log \pi + G_s)/\tau)` for Gumbel noise :math:`G_s` drawn
-    conditionally on :math:`\arg\max(\log \pi + G_s) =` ``index``, one row per leading set ``s``
-    of ``exponentials`` (shape ``(S, ..., K)``).
+def _is_one(temperature) -> bool:
+    return isinstance(temperature, float) and temperature == 1.0
+
+
+def conditional_gumbel_term(probs, index, exponentials, temperature, scale) -> AnchorTerm:
+    r"""The term :math:`c \sum_s J(y_s)\, g` with
+    :math:`y_s = \operatorname{softmax}((\log \pi + G_s)/\tau)` for Gumbel noise :math:`G_s`
+    drawn conditionally on :math:`\arg\max(\log \pi + G_s) =` ``index``, one anchor per leading
+    set ``s`` of ``exponentials`` (shape ``(S, ..., K)``).
 
     With :math:`E` the exponentials of
     :func:`~numpyro_reinmax.sampling.perturbed_logits_given_index`,
     :math:`e^{\theta_j + G_j} \propto w_j = \pi_j / (E_j + \pi_j E_D)` off the drawn category
-    and :math:`w_D = 1 / E_D`, so the softmax is :math:`w^{1/\tau}` normalised, exact at any
+    and :math:`w_D = 1 / E_D`, so :math:`y_s` is :math:`w^{1/\tau}` normalised, exact at any
     magnitude of the logits (only ``probs`` enter)."""
     at_index = jax.nn.one_hot(index, probs.shape[-1], dtype=bool)
     e_top = jnp.sum(jnp.where(at_index, exponentials, 0), -1, keepdims=True)
     weights = jnp.where(at_index, 1 / e_top, probs / (exponentials + probs * e_top))
-    return tempered_softmax(jnp.log(weights), temperature)
+    if _is_one(temperature):
+        return AnchorTerm(weights / weights.sum(-1, keepdims=True), 1.0, 0.0, scale)
+    return AnchorTerm(jnp.log(weights), 1.0, 0.0, scale, temperature)
 
 
-def averaged_vjp(anchors, g):
-    r""":math:`\tfrac1S \sum_s J(a_s) g` for anchors of shape ``(S, ..., K)``."""
-    return softmax_vjp(anchors, g).mean(0)
+def anchor_terms_vjp(terms, g, index):
+    r""":math:`\sum_i c_i \sum_s J(w_{y,i} y_{i,s} + w_{D,i} D)\, g`."""
+    total = 0.0
+    for values, tempered_weight, sample_weight, scale, temperature in terms:
+        anchor = values if temperature is None else tempered_softmax(values, temperature)
+        anchor = anchor * tempered_weight
+        if sample_weight:
+            sample = jax.nn.one_hot(index, g.shape[-1], dtype=g.dtype)
+            anchor = anchor + sample_weight * sample
+        # J(a) g before the scale: a huge scale (tiny temperature) then multiplies exact zeros
+        total = total + softmax_vjp(anchor, g).sum(0) * scale
+    return total
 
 
-def gumbel_rao_term(g, logits, index, probs, noise, temperature, options):
+def gumbel_rao_terms(logits, index, probs, noise, temperature, options):
     r""":math:`\tfrac1S \sum_s J(\operatorname{softmax}((\theta + G_s)/\tau))\, g / \tau`."""
-    anchors = conditional_gumbel_softmax(probs, index, noise, temperature)
-    return averaged_vjp(anchors, g) * largest_finite(1.0 / temperature, g.dtype)
+    scale = largest_finite(1.0 / jnp.asarray(temperature), probs.dtype) / len(noise)
+    return [conditional_gumbel_term(probs, index, noise, temperature, scale)]
 
 
-def reinmax_rao_term(g, logits, index, probs, noise, temperature, options):
+def reinmax_rao_terms(logits, index, probs, noise, temperature, options):
     r""":math:`\tfrac2S \sum_s J(\operatorname{softmax}((\theta_D + G_s)/\tau))\, g / \tau`."""
-    anchors = conditional_gumbel_softmax(midpoint_probs(probs, index), index, noise, temperature)
-    return averaged_vjp(anchors, g) * largest_finite(2.0 / temperature, g.dtype)
+    scale = largest_finite(2.0 / jnp.asarray(temperature), probs.dtype) / len(noise)
+    return [conditional_gumbel_term(midpoint_probs(probs, index), index, noise, temperature, scale)]
 
 
-def reinmax_cv_term(g, logits, index, probs, noise, temperature, options):
+def reinmax_cv_terms(logits, index, probs, noise, temperature, options):
     r"""ReinMax's :math:`2 J(\pi_1) g` plus
     :math:`\tfrac{\eta}{\tau_2}(\tfrac1S \sum_s J(y_s) - J(y_0))\, g` at :math:`\theta_D`:
     ``noise[0]`` gives the unconditional Gumbel :math:`G_0 = -\log E_0`, the rest the
@@ -176,13 +206,17 @@ def reinmax_cv_term(g, logits, index, probs, noise, temperature, options):
     options = dict(options)
     eta = options["eta"]
     cv_temperature = options["cv_temperature"] or temperature
-    sample = jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype)
-    reinmax_term = softmax_vjp((tempered_softmax(logits, temperature) + sample) * 0.5, g) * 2.0
     midpoint = midpoint_probs(probs, index)
-    conditional = conditional_gumbel_softmax(midpoint, index, noise[1:], cv_temperature)
-    unconditional = tempered_softmax(jnp.log(midpoint) - jnp.log(noise[0]), cv_temperature)
-    difference = averaged_vjp(conditional, g) - softmax_vjp(unconditional, g)
-    return reinmax_term + difference * largest_finite(eta / jnp.asarray(cv_temperature), g.dtype)
+    scale = largest_finite(eta / jnp.asarray(cv_temperature), probs.dtype)
+    conditional = conditional_gumbel_term(
+        midpoint, index, noise[1:], cv_temperature, scale / (len(noise) - 1)
+    )
+    unconditional = (jnp.log(midpoint) - jnp.log(noise[0]))[None]
+    return [
+        AnchorTerm(logits[None], 0.5, 0.5, 2.0, temperature),
+        conditional,
+        AnchorTerm(unconditional, 1.0, 0.0, -scale, cv_temperature),
+    ]
 
 
 RULES = {
@@ -192,11 +226,11 @@ RULES = {
     "gapped_straight_through": Rule(
         1.0, 0.0, 1.0, 1, 0.0, perturbation="gap", options=(("gap", 1.0),)
     ),
-    "gumbel_rao": Rule(averaged=gumbel_rao_term, options=(("samples", 10),)),
-    "reinmax_rao": Rule(probs_scale=-0.5, averaged=reinmax_rao_term, options=(("samples", 10),)),
+    "gumbel_rao": Rule(averaged=gumbel_rao_terms, options=(("samples", 10),)),
+    "reinmax_rao": Rule(probs_scale=-0.5, averaged=reinmax_rao_terms, options=(("samples", 10),)),
     "reinmax_cv": Rule(
         probs_scale=-0.5,
-        averaged=reinmax_cv_term,
+        averaged=reinmax_cv_terms,
         noise_sets=1,
         options=(("samples", 10), ("eta", 1.0), ("cv_temperature", None)),
     ),
@@ -247,34 +281,33 @@ def _forward(rule_name: str, options, key, logits, temperature):
     return (sample, probs), (logits, noise, index, probs, temperature)
 
 
+def anchor_terms(rule: Rule, options, logits, noise, index, probs, temperature):
+    """The rule's :class:`AnchorTerm` list: its own for an averaged rule, else the single anchor
+    at the (perturbed) logits, or at ``probs`` for temperature 1 without a perturbation."""
+    if rule.averaged is not None:
+        return rule.averaged(logits, index, probs, noise, temperature, options)
+    scale = largest_finite(
+        rule.anchor_scale / jnp.asarray(temperature) ** rule.inverse_temperature_power,
+        probs.dtype,
+    )
+    weights = (rule.tempered_weight, rule.sample_weight, scale)
+    if rule.perturbation == "gumbel":
+        values = perturbed_logits_given_index(logits, index, noise)
+    elif rule.perturbation == "gap":
+        values = gapped_logits(logits, index, dict(options)["gap"])
+    elif _is_one(temperature):
+        return [AnchorTerm(probs[None], *weights)]
+    else:
+        values = logits
+    return [AnchorTerm(values[None], *weights, temperature)]
+
+
 def _backward(rule_name: str, options, residuals, cotangents):
     rule = RULES[rule_name]
     logits, noise, index, probs, temperature = residuals
     g, h = cotangents
-    if rule.averaged is not None:
-        term = rule.averaged(g, logits, index, probs, noise, temperature, options)
-    else:
-        if rule.perturbation == "gumbel":
-            perturbed = perturbed_logits_given_index(logits, index, noise)
-            tempered = tempered_softmax(perturbed, temperature)
-        elif rule.perturbation == "gap":
-            gapped = gapped_logits(logits, index, dict(options)["gap"])
-            tempered = tempered_softmax(gapped, temperature)
-        elif isinstance(temperature, float) and temperature == 1.0:
-            tempered = probs
-        else:
-            tempered = tempered_softmax(logits, temperature)
-        anchor = rule.tempered_weight * tempered
-        if rule.sample_weight:
-            sample = jax.nn.one_hot(index, logits.shape[-1], dtype=logits.dtype)
-            anchor = anchor + rule.sample_weight * sample
-        scale = largest_finite(
-            rule.anchor_scale / jnp.asarray(temperature) ** rule.inverse_temperature_power,
-            logits.dtype,
-        )
-        # J(a) g before the scale: a huge scale (tiny temperature) then multiplies exact zeros
-        term = softmax_vjp(anchor, g) * scale
-    grad = term + softmax_vjp(probs, h + rule.probs_scale * g)
+    terms = anchor_terms(rule, options, logits, noise, index, probs, temperature)
+    grad = anchor_terms_vjp(terms, g, index) + softmax_vjp(probs, h + rule.probs_scale * g)
     return None, grad, None
 
 
