@@ -8,15 +8,17 @@ import subprocess
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 import pyro_reinmax
-from pyro_reinmax import native
+from pyro_reinmax import estimators, native
 from pyro_reinmax.estimators import RULES
-from pyro_reinmax.sampling import draw_index
+from pyro_reinmax.sampling import draw_exponentials, draw_index, exponentials_by_torch
 from reference import FAMILY_OPTIONS
 from reinmax_kernels import KERNELS_SOURCE, build
 
@@ -25,8 +27,11 @@ RELATIVE_TOLERANCE = {torch.float32: 2e-5, torch.float64: 1e-12}
 
 
 @pytest.fixture(autouse=True)
-def _kernels_as_configured():
-    """Each test leaves the kernels as the environment says (on by default)."""
+def _kernels_as_configured(monkeypatch):
+    """Each test leaves the kernels as the environment says (on by default). The two paths draw
+    their Gumbel noise from different generators; the estimators here take PyTorch's on both, so
+    that their gradients can be compared (the kernels' generator is tested on its own below)."""
+    monkeypatch.setattr(estimators, "draw_exponentials", exponentials_by_torch)
     yield
     native.set_native_kernels(None)
 
@@ -106,6 +111,34 @@ def test_any_shape_logits_and_temperature_agree(rows, categories, scale, tempera
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(rows, categories, generator=generator, dtype=torch.float64) * scale
     _assert_same_on_both_paths(name, logits, temperature, seed=seed)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kernels_exponentials_are_standard_exponentials(dtype):
+    native.set_native_kernels(True)
+    torch.manual_seed(0)
+    values = draw_exponentials(torch.empty(200, 100, dtype=dtype))
+    assert values.dtype == dtype and values.shape == (200, 100)
+    assert (values >= torch.finfo(dtype).tiny).all() and torch.isfinite(values).all()
+    flat = values.double().flatten().numpy()
+    assert stats.kstest(flat, "expon").pvalue > 1e-3
+    # the upper tail too: P(E > 7) = e^-7, about 18 of 20000
+    assert stats.binomtest(int((flat > 7).sum()), flat.size, np.exp(-7)).pvalue > 1e-3
+
+
+def test_the_kernels_generator_follows_torch_manual_seed_and_threads_do_not_change_it():
+    native.set_native_kernels(True)
+    like = torch.empty(300, 200)  # over the kernels' threshold for threads
+    torch.manual_seed(5)
+    first, second = draw_exponentials(like), draw_exponentials(like)
+    assert not torch.equal(first, second)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(5)
+        assert torch.equal(draw_exponentials(like), first)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_draws_agree_where_the_uniform_lands_on_a_boundary():
