@@ -1,14 +1,17 @@
-"""Optional CPU kernel for JAX: the categorical draw as an XLA FFI custom call
-(:mod:`reinmax_kernels`).
+"""Optional CPU kernels for JAX: the categorical draw and the Gumbel noise as XLA FFI custom
+calls (:mod:`reinmax_kernels`).
 
 ``jnp.cumsum`` over the categories is the slowest step of a jitted ReinMax on the CPU (XLA scans
 it in blocks, in several passes); the kernel finds the drawn category in one pass over each row
-with float64 prefix sums. It runs on float32 and float64 probabilities on the CPU; on other
-platforms (``jax.lax.platform_dependent``) and where the kernels are off, the JAX path runs.
-Under ``vmap`` the batch axes are more rows. The draw is exact either way; the two paths can
-differ in a draw whose uniform falls within rounding of a category boundary (the JAX path sums in
-float32 unless ``jax_enable_x64`` is on). ``REINMAX_NATIVE=0`` or :func:`set_native_kernels` turns
-the kernel off; :func:`native_kernels_status` says which path is used.
+with float64 prefix sums. The Gumbel-noise rules' exponentials come from the kernels'
+counter-based generator seeded from the key, several times faster than ``jax.random``'s (so the
+noise, not the draw, differs from the JAX path's for the same key). Both run on float32 and
+float64 arrays on the CPU; on other platforms (``jax.lax.platform_dependent``) and where the
+kernels are off, the JAX path runs. Under ``vmap`` the batch axes are more rows. The draw is exact
+either way; the two paths can differ in a draw whose uniform falls within rounding of a category
+boundary (the JAX path sums in float32 unless ``jax_enable_x64`` is on). ``REINMAX_NATIVE=0`` or
+:func:`set_native_kernels` turns the kernels off; :func:`native_kernels_status` says which path is
+used.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from reinmax_kernels import KERNELS_SOURCE, XLA_HANDLERS_SOURCE, NativeKernels, 
 __all__ = ["native_kernels_status", "set_native_kernels"]
 
 DRAW_TARGET = "reinmax_draw"
+EXPONENTIALS_TARGET = "reinmax_exponentials"
 
 
 def _load() -> ctypes.CDLL:
@@ -32,8 +36,11 @@ def _load() -> ctypes.CDLL:
     library = ctypes.CDLL(
         str(build("reinmax_xla", [KERNELS_SOURCE, XLA_HANDLERS_SOURCE], [include]))
     )
-    handler = jax.ffi.pycapsule(library.ReinmaxDraw)
-    jax.ffi.register_ffi_target(DRAW_TARGET, handler, platform="cpu")
+    for target, handler in [
+        (DRAW_TARGET, library.ReinmaxDraw),
+        (EXPONENTIALS_TARGET, library.ReinmaxExponentials),
+    ]:
+        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(handler), platform="cpu")
     return library
 
 
@@ -53,16 +60,16 @@ def native_kernels_status() -> str:
     return KERNELS.status()
 
 
-def usable(probs) -> bool:
-    """Whether the kernel can draw from ``probs``: float32 or float64, with the kernels on and
+def usable(dtype) -> bool:
+    """Whether the kernels take arrays of ``dtype``: float32 or float64, with the kernels on and
     built (built on the first call)."""
-    return probs.dtype in (jnp.float32, jnp.float64) and KERNELS.active()
+    return dtype in (jnp.float32, jnp.float64) and KERNELS.active()
 
 
 def draw_index(probs, uniforms, fallback: Callable):
     """The index of the first float64 prefix sum of each row of ``probs`` above
     ``uniforms * total`` (``uniforms`` of shape ``probs.shape[:-1]``): the kernel on the CPU,
-    ``fallback(probs, uniforms)`` elsewhere. ``probs`` must be :func:`usable`."""
+    ``fallback(probs, uniforms)`` elsewhere. ``probs.dtype`` must be :func:`usable`."""
     index_type = jax.dtypes.canonicalize_dtype(jnp.int64)
 
     def kernel(probs, uniforms):
@@ -71,3 +78,19 @@ def draw_index(probs, uniforms, fallback: Callable):
         return call(probs, uniforms)
 
     return jax.lax.platform_dependent(probs, uniforms, cpu=kernel, default=fallback)
+
+
+def exponentials(key, shape, dtype, fallback: Callable):
+    """Standard exponentials of ``shape`` and ``dtype`` (:func:`usable`): on the CPU from the
+    kernels' counter-based generator seeded by 64 random bits of ``key``, elsewhere
+    ``fallback(key, shape, dtype)``. Under ``vmap`` each key seeds its own block."""
+
+    def kernel(key):
+        seeds = jax.random.bits(key, (1, 2), jnp.uint32)
+        result = jax.ShapeDtypeStruct(tuple(shape), dtype)
+        call = jax.ffi.ffi_call(EXPONENTIALS_TARGET, result, vmap_method="broadcast_all")
+        return call(seeds)
+
+    return jax.lax.platform_dependent(
+        key, cpu=kernel, default=lambda key: fallback(key, shape, dtype)
+    )

@@ -31,7 +31,7 @@ def draw_index(key, probs):
     the search runs in :mod:`numpyro_reinmax.native`'s kernel when it is built.
     """
     uniforms = jax.random.uniform(key, probs.shape[:-1] + (1,), accumulation_dtype())[..., 0]
-    if native.usable(probs):
+    if native.usable(probs.dtype):
         return native.draw_index(probs, uniforms, index_by_cumsum)
     return index_by_cumsum(probs, uniforms)
 
@@ -68,7 +68,16 @@ def perturbed_logits_given_index(logits, index, exponentials):
 
 def draw_exponentials(key, shape, dtype):
     """Standard exponentials bounded below by the dtype's smallest normal number (so that their
-    logarithm is finite)."""
+    logarithm is finite): from the CPU kernels' generator where :mod:`numpyro_reinmax.native`
+    takes the dtype, else :func:`exponentials_by_jax`."""
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
+    if native.usable(dtype):
+        return native.exponentials(key, shape, dtype, exponentials_by_jax)
+    return exponentials_by_jax(key, shape, dtype)
+
+
+def exponentials_by_jax(key, shape, dtype):
+    """:func:`draw_exponentials` with ``jax.random.exponential``."""
     return jnp.maximum(jax.random.exponential(key, shape, dtype), jnp.finfo(dtype).tiny)
 
 

@@ -1,9 +1,12 @@
-// XLA FFI handler of numpyro_reinmax: the categorical draw of kernels.c as a CPU custom call.
+// XLA FFI handlers of numpyro_reinmax: kernels.c's draw and exponentials as CPU custom calls.
+// XLA runs them on one of its own threads, so the kernels get one thread.
 //
 // ReinmaxDraw(probs (..., K) float32 or float64, uniforms (...) float32 or float64)
 //   -> index (...) int32 or int64: for each row, the first k whose float64 prefix sum of probs
-//   exceeds uniform * total (see reinmax_draw in kernels.c). XLA runs it on one of its own
-//   threads, so the kernel gets one thread.
+//   exceeds uniform * total (see reinmax_draw in kernels.c).
+// ReinmaxExponentials(seeds (B, 2) uint32) -> (B, ...) float32 or float64: standard
+//   exponentials, the b-th block of the output from the 64-bit seed (seeds[b, 0], seeds[b, 1])
+//   (B is 1, or the batch of a vmap).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -17,6 +20,8 @@ int64_t reinmax_draw_f32(const float *probs, const double *uniforms, int64_t row
                          int64_t *index, int threads);
 int64_t reinmax_draw_f64(const double *probs, const double *uniforms, int64_t rows, int64_t K,
                          int64_t *index, int threads);
+void reinmax_exponentials_f32(float *out, int64_t n, uint64_t seed, int threads);
+void reinmax_exponentials_f64(double *out, int64_t n, uint64_t seed, int threads);
 }
 
 namespace {
@@ -69,7 +74,31 @@ ffi::Error Draw(ffi::AnyBuffer probs, ffi::AnyBuffer uniforms, ffi::Result<ffi::
   return ffi::Error::Success();
 }
 
+ffi::Error Exponentials(ffi::AnyBuffer seeds, ffi::Result<ffi::AnyBuffer> out) {
+  const int64_t blocks = static_cast<int64_t>(seeds.element_count()) / 2;
+  const auto type = out->element_type();
+  if (seeds.element_type() != ffi::U32 || blocks == 0 ||
+      out->element_count() % static_cast<size_t>(blocks) != 0 ||
+      (type != ffi::F32 && type != ffi::F64)) {
+    return ffi::Error::InvalidArgument(
+        "ReinmaxExponentials: (B, 2) uint32 seeds, a float32/float64 output of B blocks");
+  }
+  const int64_t block = static_cast<int64_t>(out->element_count()) / blocks;
+  const uint32_t *words = seeds.typed_data<uint32_t>();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint64_t seed = (static_cast<uint64_t>(words[2 * b]) << 32) | words[2 * b + 1];
+    if (type == ffi::F64)
+      reinmax_exponentials_f64(out->typed_data<double>() + b * block, block, seed, 1);
+    else
+      reinmax_exponentials_f32(out->typed_data<float>() + b * block, block, seed, 1);
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxExponentials, Exponentials,
+                              ffi::Ffi::Bind().Arg<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxDraw, Draw,
                               ffi::Ffi::Bind()

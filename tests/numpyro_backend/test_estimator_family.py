@@ -11,6 +11,7 @@ import pytest
 import numpyro_reinmax
 from numpyro_reinmax.estimators import RULES
 from numpyro_reinmax.families import ESTIMATORS
+from numpyro_reinmax.sampling import draw_exponentials
 from reference import FAMILY_OPTIONS, family_grad, noise_shape
 
 FAMILY = list(FAMILY_OPTIONS)
@@ -22,8 +23,7 @@ def _noise(name, key, shape, dtype, options):
     if noise is None:
         return None
     _, noise_key = jax.random.split(key)
-    exponentials = jax.random.exponential(noise_key, noise, dtype)
-    return np.asarray(jnp.maximum(exponentials, jnp.finfo(dtype).tiny))
+    return np.asarray(draw_exponentials(noise_key, noise, dtype))
 
 
 def _run(name, key, logits, temperature, options, jit=False):

@@ -7,15 +7,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
 import numpyro_reinmax
-from numpyro_reinmax import native, sampling
+from numpyro_reinmax import estimators, native, sampling
 
 RULE_NAMES = list(numpyro_reinmax.estimators.RULES)
 
 
 @pytest.fixture(autouse=True)
-def _kernel_as_configured():
+def _kernel_as_configured(monkeypatch):
+    """The kernels as the environment says after each test. The two paths draw Gumbel noise from
+    different generators; the estimators here take JAX's on both, so that their gradients can be
+    compared (the kernels' generator is tested on its own below)."""
+    monkeypatch.setattr(estimators, "draw_exponentials", sampling.exponentials_by_jax)
     yield
     native.set_native_kernels(None)
 
@@ -87,6 +92,36 @@ def test_the_kernel_is_a_cpu_custom_call_and_other_platforms_keep_the_jax_path(k
     probs = jnp.ones((4, 3)) / 3
     assert native.DRAW_TARGET in _lowered(key, probs)
     assert native.DRAW_TARGET not in _lowered(key, probs, ("cuda",))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_the_kernels_exponentials_are_standard_exponentials(key, dtype):
+    native.set_native_kernels(True)
+    values = np.asarray(
+        jax.jit(sampling.draw_exponentials, static_argnums=(1, 2))(key, (200, 100), dtype)
+    )
+    assert values.dtype == dtype and values.shape == (200, 100)
+    assert (values >= np.finfo(dtype).tiny).all() and np.isfinite(values).all()
+    assert stats.kstest(values.astype(np.float64).ravel(), "expon").pvalue > 1e-3
+    tail = int((values > 7).sum())  # P(E > 7) = e^-7, about 18 of 20000
+    assert stats.binomtest(tail, values.size, np.exp(-7)).pvalue > 1e-3
+
+
+def test_the_kernels_exponentials_follow_the_key_and_vmap_draws_blocks_per_key(key):
+    native.set_native_kernels(True)
+    draw = jax.jit(sampling.draw_exponentials, static_argnums=(1, 2))
+    first = draw(key, (5, 3), jnp.float64)
+    np.testing.assert_array_equal(first, draw(key, (5, 3), jnp.float64))
+    assert not np.array_equal(first, draw(jax.random.PRNGKey(1), (5, 3), jnp.float64))
+    keys = jax.random.split(key, 3)
+    batched = jax.vmap(lambda k: sampling.draw_exponentials(k, (5, 3), jnp.float64))(keys)
+    for k, block in zip(keys, batched, strict=True):
+        np.testing.assert_array_equal(block, draw(k, (5, 3), jnp.float64))
+    lowered = jax.jit(sampling.draw_exponentials, static_argnums=(1, 2)).trace(
+        key, (5, 3), jnp.float64
+    )
+    assert native.EXPONENTIALS_TARGET in lowered.lower().as_text()
+    assert native.EXPONENTIALS_TARGET not in lowered.lower(lowering_platforms=("cuda",)).as_text()
 
 
 def test_off_by_environment(monkeypatch, key):
