@@ -1,13 +1,14 @@
-"""How close can eager PyTorch get to the softmax floor at small sizes? A lower bound for ReinMax.
+"""How close can an estimator written in Python get to the softmax floor at small sizes?
 
 The speed target "sample + backward within 3x the softmax floor" meets, at small sizes, the cost
 of each eager operation (a few microseconds of dispatch whatever the size) and of a custom
-``autograd.Function``. This times a *skeleton* against the floor and the package's ``reinmax``:
-the fewest operations that any exact draw with a ReinMax-shaped backward needs (softmax, a float32
-cumulative sum, one uniform per row, ``searchsorted``, a one-hot scatter; in the backward one
-:math:`J(a) g` with :math:`a = \\pi + D`). The skeleton is not a correct estimator (no float64
-sums, no validation, no :math:`J(\\pi_0)` term, no temperature); if it alone is near 3x the
-floor, no eager implementation of the full rule is under it.
+``autograd.Function``. This times, against the floor: a Function that only computes the softmax
+and its backward (the price of the Python Function itself); a *skeleton*, the fewest eager
+operations that any exact draw with a ReinMax-shaped backward needs (softmax, a float32 cumulative
+sum, one uniform per row, ``searchsorted``, a one-hot scatter; in the backward one :math:`J(a) g`
+with :math:`a = \\pi + D`; not a correct estimator: no float64 sums, no validation, no
+:math:`J(\\pi_0)` term, no temperature); and the package's ``reinmax`` on its C kernels and on
+its PyTorch path (``REINMAX_NATIVE=0``).
 
     python benchmarks/eager_floor.py        # prints the table, writes results/eager_floor-cpu.json
 """
@@ -28,6 +29,22 @@ from timing import interleaved_medians
 
 SHAPES = [(1, 2), (1, 64), (64, 64), (1024, 64)]
 TEMPERATURE = 1.3
+
+
+class SoftmaxFunction(torch.autograd.Function):
+    r"""Softmax and its backward :math:`J(\pi) g`, through a Python ``autograd.Function``."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor) -> torch.Tensor:
+        probs = logits.softmax(-1)
+        ctx.save_for_backward(probs)
+        return probs
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        (probs,) = ctx.saved_tensors
+        weighted = probs * g
+        return weighted - probs * weighted.sum(-1, keepdim=True)
 
 
 class ReinMaxSkeleton(torch.autograd.Function):
@@ -62,11 +79,20 @@ def methods(shape: tuple[int, int]) -> dict:
 
         return step
 
+    def on_path(kernels: bool, step):
+        def switched():
+            pyro_reinmax.set_native_kernels(kernels)
+            step()
+
+        return switched
+
+    reinmax = run(lambda: pyro_reinmax.reinmax(logits, TEMPERATURE)[0])
     return {
         "softmax floor": run(lambda: logits.softmax(-1)),
+        "softmax Function": run(lambda: SoftmaxFunction.apply(logits)),
         "skeleton": run(lambda: ReinMaxSkeleton.apply(logits)),
-        "reinmax": run(lambda: pyro_reinmax.reinmax(logits, TEMPERATURE)[0]),
-        "reinmax tau=1": run(lambda: pyro_reinmax.reinmax(logits, 1.0)[0]),
+        "reinmax, C kernels": on_path(True, reinmax),
+        "reinmax, PyTorch path": on_path(False, reinmax),
     }
 
 

@@ -65,9 +65,19 @@ def torch_methods(rows: int, categories: int, dtype: str, device: str) -> dict:
             logits=logits, temperature=TEMPERATURE
         ).rsample()
 
+    def without_kernels(step):
+        def switched():
+            pyro_reinmax.set_native_kernels(False)
+            step()
+            pyro_reinmax.set_native_kernels(None)
+
+        return switched
+
+    reinmax = run(lambda: pyro_reinmax.reinmax(logits, TEMPERATURE)[0])
     return {
         "softmax floor": run(lambda: logits.softmax(-1)),
-        "reinmax": run(lambda: pyro_reinmax.reinmax(logits, TEMPERATURE)[0]),
+        "reinmax": reinmax,
+        "reinmax, PyTorch path": without_kernels(reinmax),
         "ReinMax rsample": run(distribution_rsample),
         "reference 0.1.0": run(lambda: reference_package.reinmax(logits, TEMPERATURE)[0]),
         "ST": run(lambda: pyro_reinmax.straight_through(logits, TEMPERATURE)[0]),
@@ -113,6 +123,16 @@ def jax_methods(rows: int, categories: int, dtype: str, device: str) -> dict:
 
         return lambda: jax.block_until_ready(step(keys[2], logits))
 
+    def without_kernels(draw):
+        """Compiled now, with the kernels off (set_native_kernels clears JAX's caches)."""
+        numpyro_reinmax.set_native_kernels(False)
+        step = jax.jit(
+            lambda key, x: jax.value_and_grad(lambda y: (draw(key, y) * upstream).sum())(x)
+        )
+        compiled = step.lower(keys[2], logits).compile()
+        numpyro_reinmax.set_native_kernels(None)
+        return lambda: jax.block_until_ready(compiled(keys[2], logits))
+
     def distribution_sample(key, x):
         return numpyro_reinmax.ReinMaxOneHotCategorical(logits=x, temperature=TEMPERATURE).sample(
             key
@@ -121,6 +141,9 @@ def jax_methods(rows: int, categories: int, dtype: str, device: str) -> dict:
     return {
         "softmax floor": run(lambda key, x: jax.nn.softmax(x, -1)),
         "reinmax": run(lambda key, x: numpyro_reinmax.reinmax(key, x, TEMPERATURE)[0]),
+        "reinmax, JAX path": without_kernels(
+            lambda key, x: numpyro_reinmax.reinmax(key, x, TEMPERATURE)[0]
+        ),
         "ReinMax sample": run(distribution_sample),
         "ST (hand-written)": run(_hand_written_straight_through),
         "ST": run(lambda key, x: numpyro_reinmax.straight_through(key, x, TEMPERATURE)[0]),
@@ -144,6 +167,7 @@ BACKENDS = {
         "methods": torch_methods,
         "ratios": {  # column title: (numerator, denominator)
             "reference / ours": ("reference 0.1.0", "reinmax"),
+            "ours / PyTorch path": ("reinmax", "reinmax, PyTorch path"),
             "rsample / op": ("ReinMax rsample", "reinmax"),
             "ours / floor": ("reinmax", "softmax floor"),
             "GST / ours": ("GST", "reinmax"),
@@ -152,6 +176,7 @@ BACKENDS = {
         "legend": {
             "softmax floor": "softmax(logits) forward + backward: the floor",
             "reinmax": "pyro_reinmax.reinmax(logits, 1.3)",
+            "reinmax, PyTorch path": "the same with REINMAX_NATIVE=0 (no C kernels)",
             "ReinMax rsample": "ReinMaxOneHotCategorical(logits=logits, temperature=1.3).rsample()",
             "reference 0.1.0": "reinmax.reinmax(logits, 1.3) from the reference package",
             "ST": "pyro_reinmax.straight_through(logits, 1.3)",
@@ -168,6 +193,7 @@ BACKENDS = {
         "methods": jax_methods,
         "ratios": {
             "ours / hand-written ST": ("reinmax", "ST (hand-written)"),
+            "ours / JAX path": ("reinmax", "reinmax, JAX path"),
             "sample / op": ("ReinMax sample", "reinmax"),
             "ours / floor": ("reinmax", "softmax floor"),
             "GST / ours": ("GST", "reinmax"),
@@ -176,6 +202,7 @@ BACKENDS = {
         "legend": {
             "softmax floor": "jax.nn.softmax forward + backward (jit): the floor",
             "reinmax": "numpyro_reinmax.reinmax(key, logits, 1.3) (jit)",
+            "reinmax, JAX path": "the same with REINMAX_NATIVE=0 (no C kernels)",
             "ReinMax sample": "ReinMaxOneHotCategorical(logits, temperature=1.3).sample(key)",
             "ST (hand-written)": "one_hot(jax.random.categorical) + p - stop_gradient(p) (jit)",
             "ST": "numpyro_reinmax.straight_through(key, logits, 1.3) (jit)",

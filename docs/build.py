@@ -98,6 +98,37 @@ def compare_section(short: bool = False) -> str:
     return table + ("" if short else "\n\n" + "\n".join(notes))
 
 
+GRID_RATIOS = {  # column title: (numerator, denominator); missing methods are left blank
+    "reinmax / floor": ("reinmax", "softmax floor"),
+    "kernels / without": ("reinmax", None),
+    "GST / reinmax": ("GST", "reinmax"),
+    "GR-MCK S=1 / reinmax": ("GR-MCK S=1", "reinmax"),
+    "ST-Gumbel / reinmax": ("ST-Gumbel", "reinmax"),
+}
+WITHOUT_KERNELS = {"torch": "reinmax, PyTorch path", "jax": "reinmax, JAX path"}
+
+
+def _speed_grid(records: list[dict], backend: str) -> str:
+    """Every size and dtype of the grid: ReinMax against the floor and against itself without the
+    C kernels, and the single-sample rules against ReinMax."""
+    times: dict[tuple, dict[str, float]] = {}
+    for r in records:
+        key = (r["dtype"], r["rows"], r["categories"])
+        times.setdefault(key, {})[r["method"]] = r["median_s"]
+    rows = []
+    for (dtype, n, k), by in sorted(times.items()):
+        cells = [dtype, f"{n} x {k}"]
+        for numerator, denominator in GRID_RATIOS.values():
+            denominator = denominator or WITHOUT_KERNELS[backend]
+            ratio = by.get(numerator, 0) / by[denominator] if denominator in by else None
+            cells.append(f"{ratio:.2f}" if ratio else "")
+        rows.append(cells)
+    return (
+        f"**{backend}**, every size of the grid (ratios of medians in the same run):\n\n"
+        + _table(["dtype", "rows x K", *GRID_RATIOS], rows)
+    )
+
+
 def speed_section(short: bool = False, device: str = "cpu") -> str:
     results = _load(RESULTS / f"speed-{device}.json")
     if results is None:
@@ -136,6 +167,7 @@ def speed_section(short: bool = False, device: str = "cpu") -> str:
                 "ranges from "
                 f"{min(ratios):.2f} to {max(ratios):.2f} (median {statistics.median(ratios):.2f})."
             )
+            parts.append(_speed_grid(records, backend))
     legend = results.get("legend", {})
     if not short and isinstance(legend, dict):
         lines = [
@@ -187,12 +219,14 @@ def eager_floor_section() -> str:
     ]
     return (
         "Median microseconds per sample + backward (x the softmax floor), float32, torch "
-        f"{results['meta']['torch']} with {results['meta']['threads']} threads. The skeleton "
-        "is the fewest eager operations any exact draw with a ReinMax-shaped backward needs "
+        f"{results['meta']['torch']} with {results['meta']['threads']} threads, reinmax at "
+        "temperature 1.3. The softmax Function computes only the softmax and its backward, "
+        "through a Python autograd.Function: the price of the Function itself. The skeleton is "
+        "the fewest eager operations any exact draw with a ReinMax-shaped backward needs "
         "(softmax, a float32 cumulative sum, one uniform per row, searchsorted, a one-hot "
-        "scatter; one J(pi + D) g in the backward) and is not a correct estimator: at small sizes "
-        "it alone is near 3x the floor, so an eager implementation of the full rule (float64 "
-        "sums, validation, the J(pi_0) term, the temperature) cannot reach 3x there.\n\n"
+        "scatter; one J(pi + D) g in the backward) and is not a correct estimator. reinmax runs "
+        "on the package's C kernels (the default on the CPU) and on its PyTorch path "
+        "(REINMAX_NATIVE=0).\n\n"
         + _table(["rows x categories", *names], table_rows)
         + "\n\nProduced by `python benchmarks/eager_floor.py`."
     )
@@ -445,7 +479,8 @@ def results_page() -> str:
                 "## Speed on a GPU\n\nOne run on the GPU machine lent to this project (an NVIDIA "
                 "H200, as `nvidia-smi` reported it; float32 only).\n\n"
                 + speed_section(device="cuda"),
-                "## Eager PyTorch at small sizes: a lower bound\n\n" + eager_floor_section(),
+                "## Small sizes: the price of a Python autograd.Function\n\n"
+                + eager_floor_section(),
                 "## Gradient quality against exact gradients\n\n" + gradient_section(),
                 "## Cost of an SVI step as the problem grows\n\n" + scaling_section(),
                 "## The paper's polynomial programming\n\n" + polynomial_section(),
