@@ -27,6 +27,9 @@ from reinmax_kernels import KERNELS_SOURCE, XLA_HANDLERS_SOURCE, NativeKernels, 
 __all__ = ["native_kernels_status", "set_native_kernels"]
 
 DRAW_TARGET = "reinmax_draw"
+DRAW_MIN_CATEGORIES = 16
+"""Fewer categories take the JAX path: XLA fuses a short ``cumsum`` into one cheap loop. In
+``benchmarks/speed.py``'s grid the custom call lost to it at 2 categories and won from 64 on."""
 EXPONENTIALS_TARGET = "reinmax_exponentials"
 
 
@@ -69,7 +72,8 @@ def usable(dtype) -> bool:
 def draw_index(probs, uniforms, fallback: Callable):
     """The index of the first float64 prefix sum of each row of ``probs`` above
     ``uniforms * total`` (``uniforms`` of shape ``probs.shape[:-1]``): the kernel on the CPU,
-    ``fallback(probs, uniforms)`` elsewhere. ``probs.dtype`` must be :func:`usable`."""
+    ``fallback(probs, uniforms)`` elsewhere. ``probs.dtype`` must be :func:`usable`, with at
+    least :data:`DRAW_MIN_CATEGORIES` categories."""
     index_type = jax.dtypes.canonicalize_dtype(jnp.int64)
 
     def kernel(probs, uniforms):

@@ -28,10 +28,11 @@ def draw_index(key, probs):
     """Draw one category per row of ``probs`` (shape ``(..., K)``); returns int indices ``(...)``.
 
     Rows need not be normalised; they must be finite, non-negative and not all zero. On the CPU
-    the search runs in :mod:`numpyro_reinmax.native`'s kernel when it is built.
+    the search runs in :mod:`numpyro_reinmax.native`'s kernel when it is built (from 16
+    categories on).
     """
     uniforms = jax.random.uniform(key, probs.shape[:-1] + (1,), accumulation_dtype())[..., 0]
-    if native.usable(probs.dtype):
+    if probs.shape[-1] >= native.DRAW_MIN_CATEGORIES and native.usable(probs.dtype):
         return native.draw_index(probs, uniforms, index_by_cumsum)
     return index_by_cumsum(probs, uniforms)
 

@@ -122,9 +122,10 @@ def combine(
     (:class:`~pyro_reinmax.estimators.AnchorTerm`), each ``values`` of shape ``(S, ..., K)``:
     the anchors :math:`y_s` themselves where ``temperature`` is None, else logits :math:`x_s`
     with :math:`y_s = \operatorname{softmax}(x_s / \tau)`, computed in the kernel. :math:`b` is
-    ``probs_scale``, ``h`` None for zero. ``probs`` must be :func:`usable` and ``index``
-    contiguous; ``g``, ``h`` and the values are made contiguous of its dtype."""
+    ``probs_scale``, ``h`` None for zero. ``probs`` must be :func:`usable`; ``index``, ``g``,
+    ``h`` and the values are made contiguous (int64, and of its dtype)."""
     dtype = probs.dtype
+    index = _contiguous(index, torch.int64)
     kept = []  # the contiguous values, alive until the call returns
     pointers: list[int] = []
     weights: list[float] = []
@@ -132,7 +133,7 @@ def combine(
     for values, tempered_weight, sample_weight, scale, temperature in terms:
         values = _contiguous(values, dtype)
         kept.append(values)
-        sets = values.numel() // probs.numel()
+        sets = values.shape[0]
         pointers.extend(values.data_ptr() + s * row_bytes for s in range(sets))
         inverse = -1.0 if temperature is None else min(1.0 / temperature, torch.finfo(dtype).max)
         weights.extend((tempered_weight, sample_weight, scale, inverse) * sets)

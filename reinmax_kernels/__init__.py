@@ -29,6 +29,8 @@ __all__ = ["KERNELS_SOURCE", "XLA_HANDLERS_SOURCE", "NativeKernels", "build", "c
 KERNELS_SOURCE = Path(__file__).with_name("kernels.c")
 XLA_HANDLERS_SOURCE = Path(__file__).with_name("xla_ffi.cc")
 OPTIMISE = ("-O3", "-march=native", "-fPIC", "-fopenmp-simd")
+PORTABLE = ("-O3", "-fPIC")
+"""Tried where a compiler refuses :data:`OPTIMISE` (``-march=native`` on some targets)."""
 LANGUAGE_FLAGS = {".c": ("-std=c11",), ".cc": ("-std=c++17",)}
 
 
@@ -73,11 +75,19 @@ def build(
     link_flags: Sequence[str] = (),
 ) -> Path:
     """The shared library ``name`` from C (``.c``) and C++ (``.cc``) ``sources``, compiled with
-    :data:`OPTIMISE` and ``compile_flags`` and linked with ``link_flags``, from the cache when the
-    same build exists; raises RuntimeError with the compiler's message when it fails."""
+    :data:`OPTIMISE` (else :data:`PORTABLE`) and ``compile_flags`` and linked with
+    ``link_flags``, from the cache when the same build exists; raises RuntimeError with the
+    compiler's message when it fails."""
+    try:
+        return _build(name, sources, OPTIMISE, compile_flags, link_flags)
+    except RuntimeError:
+        return _build(name, sources, PORTABLE, compile_flags, link_flags)
+
+
+def _build(name, sources, optimise, compile_flags, link_flags) -> Path:
     sources = [Path(source) for source in sources]
     steps = [
-        _compiler(source.suffix) + [*OPTIMISE, *LANGUAGE_FLAGS[source.suffix], *compile_flags]
+        _compiler(source.suffix) + [*optimise, *LANGUAGE_FLAGS[source.suffix], *compile_flags]
         for source in sources
     ]
     linker = _compiler(".cc" if any(s.suffix == ".cc" for s in sources) else ".c")

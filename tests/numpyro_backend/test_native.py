@@ -39,31 +39,31 @@ def _lowered(key, probs, platforms=None):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_kernel_draws_what_the_jax_path_draws(key, dtype):
     """float64 sums on both paths (x64 is on in these tests), the same uniforms from the key."""
-    probs = jax.nn.softmax(jax.random.normal(key, (3000, 9)) * 2, -1).astype(dtype)
+    probs = jax.nn.softmax(jax.random.normal(key, (3000, 20)) * 2, -1).astype(dtype)
     on, off = _draw(key, probs, True), _draw(key, probs, False)
     assert on.dtype == off.dtype == jnp.int64
     np.testing.assert_array_equal(on, off)
 
 
 def test_masked_categories_are_never_drawn(key):
-    probs = jnp.tile(jnp.array([[0.0, 0.3, 0.0, 0.7, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]]), (500, 1))
+    probs = jnp.tile(jnp.array([[0.0, 0.3, 0.0, 0.7, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]]), (500, 4))
     index = _draw(key, probs.astype(jnp.float32), True)
     assert (jnp.take_along_axis(probs, index[:, None], -1) > 0).all()
 
 
 def test_without_x64_the_index_is_int32_and_the_draws_are_exact(key):
     with jax.enable_x64(False):
-        probs = jnp.array([[0.2, 0.0, 0.8]] * 20000, jnp.float32)
+        probs = jnp.array([[0.2, 0.0] + [0.0] * 15 + [0.8]] * 20000, jnp.float32)
         index = _draw(key, probs, True)
         assert index.dtype == jnp.int32
-        counts = np.bincount(np.asarray(index), minlength=3)
-    assert counts[1] == 0
-    assert abs(counts[2] / 20000 - 0.8) < 4 * np.sqrt(0.8 * 0.2 / 20000)
+        counts = np.bincount(np.asarray(index), minlength=18)
+    assert counts.sum() == counts[0] + counts[17]
+    assert abs(counts[17] / 20000 - 0.8) < 4 * np.sqrt(0.8 * 0.2 / 20000)
 
 
 def test_vmap_and_jit_batch_as_rows(key):
     native.set_native_kernels(True)
-    probs = jax.nn.softmax(jax.random.normal(key, (4, 6, 5)), -1)
+    probs = jax.nn.softmax(jax.random.normal(key, (4, 6, 20)), -1)
     keys = jax.random.split(key, 4)
     batched = jax.jit(jax.vmap(sampling.draw_index))(keys, probs)
     one_by_one = jnp.stack([sampling.draw_index(k, p) for k, p in zip(keys, probs, strict=True)])
@@ -72,8 +72,8 @@ def test_vmap_and_jit_batch_as_rows(key):
 
 @pytest.mark.parametrize("name", RULE_NAMES)
 def test_estimators_and_gradients_agree_on_both_paths(key, name):
-    logits = jax.random.normal(key, (7, 6)) * 2
-    upstream = jax.random.normal(jax.random.PRNGKey(1), (7, 6))
+    logits = jax.random.normal(key, (7, 20)) * 2
+    upstream = jax.random.normal(jax.random.PRNGKey(1), (7, 20))
 
     def loss(x):
         sample, probs = getattr(numpyro_reinmax, name)(key, x, 1.3)
@@ -87,11 +87,26 @@ def test_estimators_and_gradients_agree_on_both_paths(key, name):
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("shape", [(0, 4), (3, 1), (2, 0, 5)])
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_empty_batches_and_a_single_category(key, name, shape):
+    native.set_native_kernels(True)
+
+    def loss(x):
+        sample, _ = getattr(numpyro_reinmax, name)(key, x, 1.3)
+        return sample.sum(), sample
+
+    grad, sample = jax.jit(jax.grad(loss, has_aux=True))(jnp.zeros(shape))
+    assert sample.shape == grad.shape == shape
+    assert (sample.sum(-1) == 1).all() and (grad == 0).all()
+
+
 def test_the_kernel_is_a_cpu_custom_call_and_other_platforms_keep_the_jax_path(key):
     native.set_native_kernels(True)
-    probs = jnp.ones((4, 3)) / 3
+    probs = jnp.ones((4, 16)) / 16
     assert native.DRAW_TARGET in _lowered(key, probs)
     assert native.DRAW_TARGET not in _lowered(key, probs, ("cuda",))
+    assert native.DRAW_TARGET not in _lowered(key, probs[:, :15])  # few categories: JAX's
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
@@ -128,12 +143,12 @@ def test_off_by_environment(monkeypatch, key):
     monkeypatch.setenv("REINMAX_NATIVE", "0")
     native.set_native_kernels(None)
     assert native.native_kernels_status().startswith("off")
-    assert native.DRAW_TARGET not in _lowered(key, jnp.ones((4, 3)) / 3)
+    assert native.DRAW_TARGET not in _lowered(key, jnp.ones((4, 16)) / 16)
 
 
 def test_other_dtypes_take_the_jax_path(key):
     native.set_native_kernels(True)
-    probs = jnp.array([[0.25, 0.75]] * 4, jnp.bfloat16)
+    probs = jnp.array([[0.25, 0.75] * 8] * 4, jnp.bfloat16)
     assert native.DRAW_TARGET not in _lowered(key, probs)
     assert sampling.draw_index(key, probs).shape == (4,)
 
@@ -144,6 +159,6 @@ def test_a_failed_build_warns_and_falls_back(monkeypatch, tmp_path, key):
     monkeypatch.setattr(native.KERNELS, "library", None)
     native.set_native_kernels(None)
     with pytest.warns(RuntimeWarning, match="numpyro_reinmax could not build"):
-        index = sampling.draw_index(key, jnp.array([[0.0, 1.0]]))
-    assert index.tolist() == [1]
+        index = sampling.draw_index(key, jnp.array([[0.0] * 16 + [1.0]]))
+    assert index.tolist() == [16]
     assert native.native_kernels_status().startswith("off: the build failed")

@@ -47,7 +47,8 @@ def _estimate(name, logits, temperature, use_native, seed, with_probs):
     sample, probs = getattr(pyro_reinmax, name)(leaf, temperature, **FAMILY_OPTIONS.get(name, {}))
     loss = (sample * g).sum() + ((probs * h).sum() if with_probs else 0)
     loss.backward()
-    return sample.detach(), probs.detach(), leaf.grad, float(g.abs().max() + h.abs().max())
+    size = float(torch.cat([g.abs().flatten(), h.abs().flatten(), torch.zeros(1)]).max())
+    return sample.detach(), probs.detach(), leaf.grad, size
 
 
 def _assert_same_on_both_paths(name, logits, temperature, seed=0, with_probs=True):
@@ -83,6 +84,16 @@ def test_masked_categories_and_extreme_temperatures_on_both_paths(name):
     on = _estimate(name, logits, 1.3, True, 0, True)
     assert on[0][:, [0, 3]].sum() == 0 and on[0][::2, 5].sum() == 0
     assert (on[2][:, [0, 3]] == 0).all()
+
+
+@pytest.mark.parametrize("shape", [(0, 4), (3, 1), (2, 0, 5)])
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_empty_batches_and_a_single_category(name, shape):
+    """No rows, or one category (whose gradient is zero: J(p) = 0 for K = 1), on both paths."""
+    for use_native in (True, False):
+        sample, _, grad, _ = _estimate(name, torch.zeros(shape), 1.3, use_native, 0, True)
+        assert sample.shape == grad.shape == shape
+        assert (sample.sum(-1) == 1).all() and (grad == 0).all()
 
 
 @pytest.mark.parametrize("name", ["reinmax", "gumbel_rao"])
