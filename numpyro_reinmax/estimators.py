@@ -57,7 +57,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .sampling import draw_exponentials, draw_index, perturbed_logits_given_index
+from .sampling import draw_exponentials, draw_index
 from .validation import check_event_array, check_logits, check_temperature, validation_enabled
 
 __all__ = [
@@ -75,14 +75,17 @@ class AnchorTerm(NamedTuple):
     r"""One term :math:`c \sum_s J(w_y y_s + w_D D)\, g` of a backward, over ``S`` anchors
     weighted alike: ``values`` of shape ``(S, ..., K)`` are the anchors :math:`y_s` where
     ``temperature`` is None, else logits :math:`x_s` with
-    :math:`y_s = \operatorname{softmax}(x_s / \tau)` (the CPU kernel then computes the softmax in
-    the same pass)."""
+    :math:`y_s = \operatorname{softmax}(x_s / \tau)`. With ``conditional`` (``"probs"`` or
+    ``"midpoint"``) they are exponentials :math:`E_s` instead, and :math:`y_s` the Gumbel softmax
+    drawn conditionally on :math:`D` at :math:`\pi_0` or at :math:`(\pi_0 + D)/2`
+    (:func:`conditional_gumbel_anchors`)."""
 
     values: jax.Array
     tempered_weight: float
     sample_weight: float
     scale: jax.Array | float
     temperature: jax.Array | float | None = None
+    conditional: str | None = None
 
 
 class Rule(NamedTuple):
@@ -153,49 +156,64 @@ def _is_one(temperature) -> bool:
     return isinstance(temperature, float) and temperature == 1.0
 
 
-def conditional_gumbel_term(probs, index, exponentials, temperature, scale) -> AnchorTerm:
-    r"""The term :math:`c \sum_s J(y_s)\, g` with
-    :math:`y_s = \operatorname{softmax}((\log \pi + G_s)/\tau)` for Gumbel noise :math:`G_s`
-    drawn conditionally on :math:`\arg\max(\log \pi + G_s) =` ``index``, one anchor per leading
-    set ``s`` of ``exponentials`` (shape ``(S, ..., K)``).
+def conditional_gumbel_anchors(base, index, exponentials, temperature):
+    r""":math:`y_s = \operatorname{softmax}((\log b + G_s)/\tau)` for Gumbel noise :math:`G_s`
+    drawn conditionally on :math:`\arg\max(\log b + G_s) =` ``index``, one row per leading set
+    ``s`` of ``exponentials`` (shape ``(S, ..., K)``); ``temperature`` None for 1.
 
     With :math:`E` the exponentials of
     :func:`~numpyro_reinmax.sampling.perturbed_logits_given_index`,
-    :math:`e^{\theta_j + G_j} \propto w_j = \pi_j / (E_j + \pi_j E_D)` off the drawn category
-    and :math:`w_D = 1 / E_D`, so :math:`y_s` is :math:`w^{1/\tau}` normalised, exact at any
-    magnitude of the logits (only ``probs`` enter)."""
-    at_index = jax.nn.one_hot(index, probs.shape[-1], dtype=bool)
+    :math:`e^{\log b_j + G_j} \propto w_j = b_j / (E_j + b_j E_D)` off the drawn category and
+    :math:`w_D = 1 / E_D`, so :math:`y_s` is :math:`w^{1/\tau}` normalised, exact at any
+    magnitude of the logits (only probabilities enter)."""
+    at_index = jax.nn.one_hot(index, base.shape[-1], dtype=bool)
     e_top = jnp.sum(jnp.where(at_index, exponentials, 0), -1, keepdims=True)
-    weights = jnp.where(at_index, 1 / e_top, probs / (exponentials + probs * e_top))
-    if _is_one(temperature):
-        return AnchorTerm(weights / weights.sum(-1, keepdims=True), 1.0, 0.0, scale)
-    return AnchorTerm(jnp.log(weights), 1.0, 0.0, scale, temperature)
+    weights = jnp.where(at_index, 1 / e_top, base / (exponentials + base * e_top))
+    if temperature is None:
+        return weights / weights.sum(-1, keepdims=True)
+    return tempered_softmax(jnp.log(weights), temperature)
 
 
-def anchor_terms_vjp(terms, g, index):
+def conditional_gumbel_term(at: str, exponentials, temperature, scale) -> AnchorTerm:
+    r"""The term :math:`c \sum_s J(y_s)\, g` over :func:`conditional_gumbel_anchors` at
+    :math:`\pi_0` (``at="probs"``) or at the midpoint :math:`(\pi_0 + D)/2`."""
+    temperature = None if _is_one(temperature) else temperature
+    return AnchorTerm(exponentials, 1.0, 0.0, scale, temperature, at)
+
+
+def _anchors(term: AnchorTerm, probs, index):
+    """The term's anchors :math:`y_s`, shape ``(S, ..., K)``."""
+    if term.conditional is not None:
+        base = probs if term.conditional == "probs" else midpoint_probs(probs, index)
+        return conditional_gumbel_anchors(base, index, term.values, term.temperature)
+    if term.temperature is None:
+        return term.values
+    return tempered_softmax(term.values, term.temperature)
+
+
+def anchor_terms_vjp(terms, g, index, probs):
     r""":math:`\sum_i c_i \sum_s J(w_{y,i} y_{i,s} + w_{D,i} D)\, g`."""
     total = 0.0
-    for values, tempered_weight, sample_weight, scale, temperature in terms:
-        anchor = values if temperature is None else tempered_softmax(values, temperature)
-        anchor = anchor * tempered_weight
-        if sample_weight:
+    for term in terms:
+        anchor = _anchors(term, probs, index) * term.tempered_weight
+        if term.sample_weight:
             sample = jax.nn.one_hot(index, g.shape[-1], dtype=g.dtype)
-            anchor = anchor + sample_weight * sample
+            anchor = anchor + term.sample_weight * sample
         # J(a) g before the scale: a huge scale (tiny temperature) then multiplies exact zeros
-        total = total + softmax_vjp(anchor, g).sum(0) * scale
+        total = total + softmax_vjp(anchor, g).sum(0) * term.scale
     return total
 
 
 def gumbel_rao_terms(logits, index, probs, noise, temperature, options):
     r""":math:`\tfrac1S \sum_s J(\operatorname{softmax}((\theta + G_s)/\tau))\, g / \tau`."""
     scale = largest_finite(1.0 / jnp.asarray(temperature), probs.dtype) / len(noise)
-    return [conditional_gumbel_term(probs, index, noise, temperature, scale)]
+    return [conditional_gumbel_term("probs", noise, temperature, scale)]
 
 
 def reinmax_rao_terms(logits, index, probs, noise, temperature, options):
     r""":math:`\tfrac2S \sum_s J(\operatorname{softmax}((\theta_D + G_s)/\tau))\, g / \tau`."""
     scale = largest_finite(2.0 / jnp.asarray(temperature), probs.dtype) / len(noise)
-    return [conditional_gumbel_term(midpoint_probs(probs, index), index, noise, temperature, scale)]
+    return [conditional_gumbel_term("midpoint", noise, temperature, scale)]
 
 
 def reinmax_cv_terms(logits, index, probs, noise, temperature, options):
@@ -209,7 +227,7 @@ def reinmax_cv_terms(logits, index, probs, noise, temperature, options):
     midpoint = midpoint_probs(probs, index)
     scale = largest_finite(eta / jnp.asarray(cv_temperature), probs.dtype)
     conditional = conditional_gumbel_term(
-        midpoint, index, noise[1:], cv_temperature, scale / (len(noise) - 1)
+        "midpoint", noise[1:], cv_temperature, scale / (len(noise) - 1)
     )
     unconditional = (jnp.log(midpoint) - jnp.log(noise[0]))[None]
     return [
@@ -291,9 +309,9 @@ def anchor_terms(rule: Rule, options, logits, noise, index, probs, temperature):
         probs.dtype,
     )
     weights = (rule.tempered_weight, rule.sample_weight, scale)
-    if rule.perturbation == "gumbel":
-        values = perturbed_logits_given_index(logits, index, noise)
-    elif rule.perturbation == "gap":
+    if rule.perturbation == "gumbel":  # the softmax of perturbed_logits_given_index
+        return [conditional_gumbel_term("probs", noise[None], temperature, scale)]
+    if rule.perturbation == "gap":
         values = gapped_logits(logits, index, dict(options)["gap"])
     elif _is_one(temperature):
         return [AnchorTerm(probs[None], *weights)]
@@ -307,7 +325,7 @@ def _backward(rule_name: str, options, residuals, cotangents):
     logits, noise, index, probs, temperature = residuals
     g, h = cotangents
     terms = anchor_terms(rule, options, logits, noise, index, probs, temperature)
-    grad = anchor_terms_vjp(terms, g, index) + softmax_vjp(probs, h + rule.probs_scale * g)
+    grad = anchor_terms_vjp(terms, g, index, probs) + softmax_vjp(probs, h + rule.probs_scale * g)
     return None, grad, None
 
 

@@ -74,14 +74,17 @@ class AnchorTerm(NamedTuple):
     r"""One term :math:`c \sum_s J(w_y y_s + w_D D)\, g` of a backward, over ``S`` anchors
     weighted alike: ``values`` of shape ``(S, ..., K)`` are the anchors :math:`y_s` where
     ``temperature`` is None, else logits :math:`x_s` with
-    :math:`y_s = \operatorname{softmax}(x_s / \tau)` (the CPU kernel then computes the softmax in
-    the same pass)."""
+    :math:`y_s = \operatorname{softmax}(x_s / \tau)`. With ``conditional`` (``"probs"`` or
+    ``"midpoint"``) they are exponentials :math:`E_s` instead, and :math:`y_s` the Gumbel softmax
+    drawn conditionally on :math:`D` at :math:`\pi_0` or at :math:`(\pi_0 + D)/2`
+    (:func:`conditional_gumbel_anchors`). The CPU kernels compute the anchors in the same pass."""
 
     values: Tensor
     tempered_weight: float
     sample_weight: float
     scale: float
     temperature: float | None = None
+    conditional: str | None = None
 
 
 class Rule(NamedTuple):
@@ -146,33 +149,52 @@ def midpoint_probs(probs: Tensor, index: Tensor) -> Tensor:
     return probs.scatter_add(-1, index, torch.ones_like(index, dtype=probs.dtype)).mul_(0.5)
 
 
-def conditional_gumbel_term(
-    probs: Tensor, index: Tensor, exponentials: Tensor, temperature: float, scale: float
-) -> AnchorTerm:
-    r"""The term :math:`c \sum_s J(y_s)\, g` with
-    :math:`y_s = \operatorname{softmax}((\log \pi + G_s)/\tau)` for Gumbel noise :math:`G_s`
-    drawn conditionally on :math:`\arg\max(\log \pi + G_s) =` ``index``, one anchor per leading
-    set ``s`` of ``exponentials`` (shape ``(S, ..., K)``).
+def conditional_gumbel_anchors(
+    base: Tensor, index: Tensor, exponentials: Tensor, temperature: float | None
+) -> Tensor:
+    r""":math:`y_s = \operatorname{softmax}((\log b + G_s)/\tau)` for Gumbel noise :math:`G_s`
+    drawn conditionally on :math:`\arg\max(\log b + G_s) =` ``index``, one row per leading set
+    ``s`` of ``exponentials`` (shape ``(S, ..., K)``); ``temperature`` None for 1.
 
     With :math:`E` the exponentials of :func:`~pyro_reinmax.sampling.perturbed_logits_given_index`,
-    :math:`e^{\theta_j + G_j} \propto w_j = \pi_j / (E_j + \pi_j E_D)` off the drawn category
-    and :math:`w_D = 1 / E_D`, so :math:`y_s` is :math:`w^{1/\tau}` normalised: no logarithm at
-    :math:`\tau = 1`, exact at any magnitude of the logits (only ``probs`` enter)."""
+    :math:`e^{\log b_j + G_j} \propto w_j = b_j / (E_j + b_j E_D)` off the drawn category and
+    :math:`w_D = 1 / E_D`, so :math:`y_s` is :math:`w^{1/\tau}` normalised: no logarithm at
+    :math:`\tau = 1`, exact at any magnitude of the logits (only probabilities enter)."""
     sets = exponentials.shape[:1]
     index = index.expand(sets + index.shape)
     e_top = exponentials.gather(-1, index)
-    weights = (probs / (exponentials + probs * e_top)).scatter_(-1, index, e_top.reciprocal())
-    if temperature == 1.0:
-        return AnchorTerm(weights / weights.sum(-1, keepdim=True), 1.0, 0.0, scale)
-    return AnchorTerm(weights.log(), 1.0, 0.0, scale, temperature)
+    weights = (base / (exponentials + base * e_top)).scatter_(-1, index, e_top.reciprocal())
+    if temperature is None:
+        return weights / weights.sum(-1, keepdim=True)
+    return tempered_softmax(weights.log(), temperature)
 
 
-def anchor_terms_vjp(terms: list[AnchorTerm], g: Tensor, index: Tensor) -> Tensor:
+def conditional_gumbel_term(
+    at: str, exponentials: Tensor, temperature: float, scale: float
+) -> AnchorTerm:
+    r"""The term :math:`c \sum_s J(y_s)\, g` over :func:`conditional_gumbel_anchors` at
+    :math:`\pi_0` (``at="probs"``) or at the midpoint :math:`(\pi_0 + D)/2`."""
+    temperature = None if temperature == 1.0 else temperature
+    return AnchorTerm(exponentials, 1.0, 0.0, scale, temperature, at)
+
+
+def _anchors(term: AnchorTerm, probs: Tensor, index: Tensor) -> Tensor:
+    """The term's anchors :math:`y_s`, shape ``(S, ..., K)``."""
+    if term.conditional is not None:
+        base = probs if term.conditional == "probs" else midpoint_probs(probs, index)
+        return conditional_gumbel_anchors(base, index, term.values, term.temperature)
+    if term.temperature is None:
+        return term.values
+    return tempered_softmax(term.values, term.temperature)
+
+
+def anchor_terms_vjp(terms: list[AnchorTerm], g: Tensor, index: Tensor, probs: Tensor) -> Tensor:
     r""":math:`\sum_i c_i \sum_s J(w_{y,i} y_{i,s} + w_{D,i} D)\, g` in differentiable
     operations."""
     total = None
-    for values, tempered_weight, sample_weight, scale, temperature in terms:
-        anchors = values if temperature is None else tempered_softmax(values, temperature)
+    for term in terms:
+        _, tempered_weight, sample_weight, scale, _, _ = term
+        anchors = _anchors(term, probs, index)
         anchor = anchors if tempered_weight == 1.0 else anchors * tempered_weight
         if sample_weight:
             anchor = anchor + one_hot_at(index, g) * sample_weight
@@ -185,13 +207,13 @@ def anchor_terms_vjp(terms: list[AnchorTerm], g: Tensor, index: Tensor) -> Tenso
 def gumbel_rao_terms(logits, index, probs, noise, temperature, options) -> list[AnchorTerm]:
     r""":math:`\tfrac1S \sum_s J(\operatorname{softmax}((\theta + G_s)/\tau))\, g / \tau`."""
     scale = largest_finite(1.0 / temperature, probs.dtype) / len(noise)
-    return [conditional_gumbel_term(probs, index, noise, temperature, scale)]
+    return [conditional_gumbel_term("probs", noise, temperature, scale)]
 
 
 def reinmax_rao_terms(logits, index, probs, noise, temperature, options) -> list[AnchorTerm]:
     r""":math:`\tfrac2S \sum_s J(\operatorname{softmax}((\theta_D + G_s)/\tau))\, g / \tau`."""
     scale = largest_finite(2.0 / temperature, probs.dtype) / len(noise)
-    return [conditional_gumbel_term(midpoint_probs(probs, index), index, noise, temperature, scale)]
+    return [conditional_gumbel_term("midpoint", noise, temperature, scale)]
 
 
 def reinmax_cv_terms(logits, index, probs, noise, temperature, options) -> list[AnchorTerm]:
@@ -208,7 +230,7 @@ def reinmax_cv_terms(logits, index, probs, noise, temperature, options) -> list[
     midpoint = midpoint_probs(probs, index)
     scale = largest_finite(eta / cv_temperature, probs.dtype)
     conditional = conditional_gumbel_term(
-        midpoint, index, noise[1:], cv_temperature, scale / (len(noise) - 1)
+        "midpoint", noise[1:], cv_temperature, scale / (len(noise) - 1)
     )
     unconditional = (midpoint.log() - noise[0].log()).unsqueeze(0)
     return [
@@ -329,11 +351,16 @@ class OneHotEstimatorFunction(torch.autograd.Function):
     @staticmethod
     def _anchor_terms(ctx, saved: tuple) -> list[AnchorTerm]:
         """The rule's :class:`AnchorTerm` list: its own for an averaged rule, else the single
-        anchor."""
+        anchor (ST-Gumbel's: the conditional Gumbel softmax of one set of exponentials, the
+        softmax of :func:`~pyro_reinmax.sampling.perturbed_logits_given_index` at the
+        temperature)."""
         logits, noise, index, probs = saved
         rule = ctx.rule
         if rule.averaged is not None:
             return rule.averaged(logits, index, probs, noise, ctx.temperature, ctx.options)
+        if rule.perturbation == "gumbel":
+            scale = OneHotEstimatorFunction._anchor_scale(ctx, probs.dtype)
+            return [conditional_gumbel_term("probs", noise.unsqueeze(0), ctx.temperature, scale)]
         logits = OneHotEstimatorFunction._anchor_logits(ctx, saved)
         values, temperature = (probs, None) if logits is None else (logits, ctx.temperature)
         scale = OneHotEstimatorFunction._anchor_scale(ctx, probs.dtype)
@@ -401,7 +428,8 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         grad = None
         w = h
         if g is not None:
-            grad = anchor_terms_vjp(OneHotEstimatorFunction._anchor_terms(ctx, saved), g, index)
+            terms = OneHotEstimatorFunction._anchor_terms(ctx, saved)
+            grad = anchor_terms_vjp(terms, g, index, probs)
             if rule.probs_scale:
                 w = g * rule.probs_scale if h is None else h + g * rule.probs_scale
         if w is not None:

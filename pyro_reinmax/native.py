@@ -22,6 +22,7 @@ from reinmax_kernels import KERNELS_SOURCE, NativeKernels, build
 __all__ = ["native_kernels_status", "set_native_kernels"]
 
 SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
+CONDITIONAL = {None: 0, "probs": 1, "midpoint": 2}  # AnchorTerm.conditional, as kernels.c reads it
 OPENMP = ("-fopenmp",)
 
 
@@ -110,7 +111,7 @@ def draw_index(probs: Tensor, uniforms: Tensor) -> tuple[Tensor, int]:
 
 
 def combine(
-    terms: list[tuple[Tensor, float, float, float, float | None]],
+    terms: list[tuple[Tensor, float, float, float, float | None, str | None]],
     probs: Tensor,
     index: Tensor,
     g: Tensor,
@@ -118,10 +119,9 @@ def combine(
     probs_scale: float,
 ) -> Tensor:
     r""":math:`\sum_i c_i \sum_s J(w_{y,i}\, y_{i,s} + w_{D,i} D)\, g + J(\pi_0)(h + b g)` over
-    anchor terms ``(values, w_y, w_D, c, temperature)``
-    (:class:`~pyro_reinmax.estimators.AnchorTerm`), each ``values`` of shape ``(S, ..., K)``:
-    the anchors :math:`y_s` themselves where ``temperature`` is None, else logits :math:`x_s`
-    with :math:`y_s = \operatorname{softmax}(x_s / \tau)`, computed in the kernel. :math:`b` is
+    anchor terms ``(values, w_y, w_D, c, temperature, conditional)``
+    (:class:`~pyro_reinmax.estimators.AnchorTerm`, whose anchors the kernel computes from
+    ``values`` of shape ``(S, ..., K)``). :math:`b` is
     ``probs_scale``, ``h`` None for zero. ``probs`` must be :func:`usable`; ``index``, ``g``,
     ``h`` and the values are made contiguous (int64, and of its dtype)."""
     dtype = probs.dtype
@@ -130,20 +130,21 @@ def combine(
     pointers: list[int] = []
     weights: list[float] = []
     row_bytes = probs.numel() * probs.element_size()
-    for values, tempered_weight, sample_weight, scale, temperature in terms:
+    for values, tempered_weight, sample_weight, scale, temperature, conditional in terms:
         values = _contiguous(values, dtype)
         kept.append(values)
         sets = values.shape[0]
         pointers.extend(values.data_ptr() + s * row_bytes for s in range(sets))
         inverse = -1.0 if temperature is None else min(1.0 / temperature, torch.finfo(dtype).max)
-        weights.extend((tempered_weight, sample_weight, scale, inverse) * sets)
+        kind = CONDITIONAL[conditional]
+        weights.extend((tempered_weight, sample_weight, scale, inverse, kind) * sets)
     g = _contiguous(g, dtype)
     h = None if h is None else _contiguous(h, dtype)
     out = torch.empty_like(probs)
     count = len(pointers)
     status = getattr(KERNELS.library, f"reinmax_combine_{SUFFIXES[dtype]}")(
         (ctypes.c_void_p * count)(*pointers),
-        (ctypes.c_double * (4 * count))(*weights),
+        (ctypes.c_double * (5 * count))(*weights),
         count,
         probs.data_ptr(),
         index.data_ptr(),

@@ -19,9 +19,13 @@
  * reinmax_combine: out = sum_i scale_i J(a_i) g + J(p)(h + b g), J(a) v = a * (v - <a, v>), over
  *   anchors a_i = wy_i y_i + wd_i D (D the one-hot draw), expanded as
  *   J(a) g = wy y * (g - s) + wd D (g_D - s), s = <a, g> = wy <y, g> + wd g_D. weights holds
- *   (wy_i, wd_i, scale_i, inverse_temperature_i) for each anchor: y_i is the given row where the
- *   inverse temperature is negative, else softmax((x - max x) * inverse_temperature) of the given
- *   row x (logits). h may be NULL (zero). Returns 0, or -1 when out of memory.
+ *   (wy_i, wd_i, scale_i, inverse_temperature_i, conditional_i) for each anchor. conditional 0:
+ *   y_i is the given row x where the inverse temperature is negative, else
+ *   softmax((x - max x) * inverse_temperature). conditional 1 (2): the given row holds
+ *   exponentials E, and y_i is the Gumbel softmax of log b + G drawn conditionally on D, b the
+ *   probabilities (the midpoint (p + D) / 2): y proportional to w^inverse_temperature (w itself
+ *   where that is negative) with w_k = b_k / (E_k + b_k E_D), w_D = 1 / E_D. h may be NULL
+ *   (zero). Returns 0, or -1 when out of memory.
  */
 #include <math.h>
 #include <stdint.h>
@@ -93,42 +97,61 @@ static inline uint64_t mix64(uint64_t z) {
 #define SMALLEST_f32 1.17549435e-38f
 #define SMALLEST_f64 2.2250738585072014e-308
 
-/* log u for 0 < u <= 1, in operations a compiler vectorises: u = m 2^e with m in
- * [sqrt(1/2), sqrt(2)) from the bits, log m = 2 atanh(z) = 2 (z + z^3/3 + z^5/5 + ...) with
- * z = (m - 1)/(m + 1), |z| <= 0.172, to z^9 (z^19): a remainder below 1e-9 (1e-17) relative. */
-static inline float log_unit_f32(float u) {
+/* log x for x >= 0 (log 0 = -inf), in operations a compiler vectorises: x = m 2^e with m in
+ * [sqrt(1/2), sqrt(2)) from the bits (a subnormal x scaled by 2^64 first), log m = 2 atanh(z) =
+ * 2 (z + z^3/3 + z^5/5 + ...) with z = (m - 1)/(m + 1), |z| <= 0.172, to z^9 (z^19): a remainder
+ * below 1e-9 (1e-17) relative. */
+static inline float log_positive_f32(float x) {
+  const int subnormal = x < 1.17549435e-38f;
+  const float factor = subnormal ? 18446744073709551616.0f : 1.0f;
   union {
     float value;
     int32_t bits;
-  } x = {u};
-  int32_t exponent = ((x.bits >> 23) & 0xff) - 127;
-  x.bits = (x.bits & 0x007fffff) | 0x3f800000;
-  const int halve = x.value > 1.41421356f;
-  const float m = halve ? x.value * 0.5f : x.value;
-  exponent += halve;
+  } v = {x * factor};
+  int32_t exponent = ((v.bits >> 23) & 0xff) - 127;
+  v.bits = (v.bits & 0x007fffff) | 0x3f800000;
+  const int halve = v.value > 1.41421356f;
+  const float m = halve ? v.value * 0.5f : v.value;
+  exponent += halve - 64 * subnormal;
   const float z = (m - 1.0f) / (m + 1.0f), z2 = z * z;
   float series = 1.0f / 9.0f;
   series = series * z2 + 1.0f / 7.0f;
   series = series * z2 + 1.0f / 5.0f;
   series = series * z2 + 1.0f / 3.0f;
   series = series * z2 + 1.0f;
-  return (float)exponent * 0.693147180559945309f + 2.0f * z * series;
+  union {
+    float value;
+    int32_t bits;
+  } out = {(float)exponent * 0.693147180559945309f + 2.0f * z * series},
+    minus_infinity = {-INFINITY};
+  const int32_t keep = -(int32_t)(x > 0); /* all ones where x > 0: a select GCC vectorises */
+  out.bits = (out.bits & keep) | (minus_infinity.bits & ~keep);
+  return out.value;
 }
 
-static inline double log_unit_f64(double u) {
+static inline double log_positive_f64(double x) {
+  const int subnormal = x < 2.2250738585072014e-308;
+  const double factor = subnormal ? 18446744073709551616.0 : 1.0;
   union {
     double value;
     int64_t bits;
-  } x = {u};
-  int64_t exponent = ((x.bits >> 52) & 0x7ff) - 1023;
-  x.bits = (x.bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;
-  const int halve = x.value > 1.4142135623730951;
-  const double m = halve ? x.value * 0.5 : x.value;
-  exponent += halve;
+  } v = {x * factor};
+  int64_t exponent = ((v.bits >> 52) & 0x7ff) - 1023;
+  v.bits = (v.bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;
+  const int halve = v.value > 1.4142135623730951;
+  const double m = halve ? v.value * 0.5 : v.value;
+  exponent += halve - 64 * subnormal;
   const double z = (m - 1.0) / (m + 1.0), z2 = z * z;
   double series = 1.0 / 19.0;
   for (int k = 17; k >= 1; k -= 2) series = series * z2 + 1.0 / k;
-  return (double)exponent * 0.693147180559945309417 + 2.0 * z * series;
+  union {
+    double value;
+    int64_t bits;
+  } out = {(double)exponent * 0.693147180559945309417 + 2.0 * z * series},
+    minus_infinity = {-INFINITY};
+  const int64_t keep = -(int64_t)(x > 0);
+  out.bits = (out.bits & keep) | (minus_infinity.bits & ~keep);
+  return out.value;
 }
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                  \
@@ -258,12 +281,25 @@ static inline double log_unit_f64(double u) {
           _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = b * (p[k] * (g_r[k] - pg));   \
         }                                                                                          \
         for (int64_t i = 0; i < n_anchors; ++i) {                                                  \
-          const double *w = weights + 4 * i;                                                       \
-          const T wy = (T)w[0], wd = (T)w[1], scale = (T)w[2];                                     \
+          const double *w = weights + 5 * i;                                                       \
+          const T wy = (T)w[0], wd = (T)w[1], scale = (T)w[2], inverse = (T)w[3];                  \
           const T *y = anchors[i] + r * K;                                                         \
           T normaliser = 1; /* the anchor is y / normaliser */                                     \
-          if (w[3] >= 0) {                                                                         \
-            normaliser = tempered_exp_##SUFFIX(y, (T)w[3], K, tempered);                           \
+          if (w[4] != 0) { /* y holds exponentials E: the conditional Gumbel weights first */      \
+            const T half = w[4] == 2 ? (T)0.5 : (T)1, e_top = y[d];                                \
+            _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) tempered[k] =                      \
+                (half * p[k]) / (y[k] + (half * p[k]) * e_top);                                    \
+            tempered[d] = 1 / e_top;                                                               \
+            if (inverse >= 0) {                                                                    \
+              _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) tempered[k] =                    \
+                  log_positive_##SUFFIX(tempered[k]);                                              \
+              normaliser = tempered_exp_##SUFFIX(tempered, inverse, K, tempered);                  \
+            } else {                                                                               \
+              normaliser = dot_##SUFFIX(tempered, NULL, K);                                        \
+            }                                                                                      \
+            y = tempered;                                                                          \
+          } else if (inverse >= 0) {                                                               \
+            normaliser = tempered_exp_##SUFFIX(y, inverse, K, tempered);                           \
             y = tempered;                                                                          \
           }                                                                                        \
           const T s = wy * (dot_##SUFFIX(y, g_r, K) / normaliser) + wd * g_d;                      \
@@ -292,7 +328,7 @@ static inline double log_unit_f64(double u) {
     for (int64_t i = 0; i < n; ++i) {                                                              \
       const uint64_t bits = mix64(seed + (uint64_t)(i + 1) * GOLDEN_GAMMA);                        \
       const T u = (T)((bits >> (64 - MANTISSA_BITS_##SUFFIX)) + 1) * UNIT_##SUFFIX;                \
-      const T e = -log_unit_##SUFFIX(u);                                                           \
+      const T e = -log_positive_##SUFFIX(u);                                                       \
       out[i] = e < SMALLEST_##SUFFIX ? SMALLEST_##SUFFIX : e;                                      \
     }                                                                                              \
   }
