@@ -100,7 +100,7 @@ def compare_section(short: bool = False) -> str:
 
 GRID_RATIOS = {  # column title: (numerator, denominator); missing methods are left blank
     "reinmax / floor": ("reinmax", "softmax floor"),
-    "kernels / without": ("reinmax", None),
+    "time with / without kernels": ("reinmax", None),
     "GST / reinmax": ("GST", "reinmax"),
     "GR-MCK S=1 / reinmax": ("GR-MCK S=1", "reinmax"),
     "ST-Gumbel / reinmax": ("ST-Gumbel", "reinmax"),
