@@ -199,8 +199,8 @@ def anchor_terms_vjp(terms: list[AnchorTerm], g: Tensor, index: Tensor, probs: T
         if sample_weight:
             anchor = anchor + one_hot_at(index, g) * sample_weight
         # J(a) g before the scale: a huge scale (tiny temperature) then multiplies exact zeros
-        term = softmax_vjp(anchor, g).sum(0) * scale
-        total = term if total is None else total + term
+        contribution = softmax_vjp(anchor, g).sum(0) * scale
+        total = contribution if total is None else total + contribution
     return total
 
 
