@@ -168,8 +168,3 @@ def _contiguous(tensor: Tensor, dtype: torch.dtype) -> Tensor:
     if tensor.dtype is not dtype:
         tensor = tensor.to(dtype)
     return tensor if tensor.is_contiguous() else tensor.contiguous()
-
-
-if __name__ == "__main__":  # python -m pyro_reinmax.native: build now and say so
-    set_native_kernels(True)
-    print(native_kernels_status())
