@@ -193,13 +193,12 @@ def anchor_terms_vjp(terms: list[AnchorTerm], g: Tensor, index: Tensor, probs: T
     operations."""
     total = None
     for term in terms:
-        _, tempered_weight, sample_weight, scale, _, _ = term
         anchors = _anchors(term, probs, index)
-        anchor = anchors if tempered_weight == 1.0 else anchors * tempered_weight
-        if sample_weight:
-            anchor = anchor + one_hot_at(index, g) * sample_weight
+        anchor = anchors if term.tempered_weight == 1.0 else anchors * term.tempered_weight
+        if term.sample_weight:
+            anchor = anchor + one_hot_at(index, g) * term.sample_weight
         # J(a) g before the scale: a huge scale (tiny temperature) then multiplies exact zeros
-        contribution = softmax_vjp(anchor, g).sum(0) * scale
+        contribution = softmax_vjp(anchor, g).sum(0) * term.scale
         total = contribution if total is None else total + contribution
     return total
 

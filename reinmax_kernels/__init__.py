@@ -84,7 +84,14 @@ def build(
         return _build(name, sources, PORTABLE, compile_flags, link_flags)
 
 
-def _build(name, sources, optimise, compile_flags, link_flags) -> Path:
+def _build(
+    name: str,
+    sources: Sequence[Path],
+    optimise: Sequence[str],
+    compile_flags: Sequence[str],
+    link_flags: Sequence[str],
+) -> Path:
+    """:func:`build` with the optimisation flags ``optimise``."""
     sources = [Path(source) for source in sources]
     steps = [
         _compiler(source.suffix) + [*optimise, *LANGUAGE_FLAGS[source.suffix], *compile_flags]
