@@ -2,7 +2,7 @@
 ``numpyro_reinmax`` (``kernels.c``: the categorical draw and the estimators' backward).
 
 The kernels are compiled on first use with the system compilers (``$CC``, else ``cc``; ``$CXX``,
-else ``c++``, for the XLA handlers; about a second) for this processor (``-march=native``), into a
+else ``c++``, for the XLA handlers) for this processor (``-march=native``), into a
 cache folder (``$REINMAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/reinmax``, else ``~/.cache/reinmax``)
 under a hash of the sources, the compilers, the flags and the processor. A library is written under
 a temporary name and renamed, so processes building at once never load a half-written file.
