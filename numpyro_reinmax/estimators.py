@@ -40,7 +40,8 @@ backward pass, a ``jax.custom_vjp``. With :math:`g = \partial L / \partial \text
   reimplementations transcribe them (the paper's own text was not reachable here).
 
 The single-anchor rules share one backward, :math:`c\, J(a) g + J(\pi_0)(h + b\, g)` with anchor
-:math:`a = w_y y + w_D D`; the averaged rules replace :math:`c\, J(a) g` by their average.
+:math:`a = w_y y + w_D D` (the Gumbel rules average :math:`J(a)` over their conditional draws);
+ReinMax-CV adds its control variate's terms.
 ``-inf`` logits mask categories: they are never drawn and receive a zero (finite) gradient.
 The temperature receives no gradient. The functions work under ``jit``, ``vmap`` and ``grad`` of
 ``grad`` (the derivative of the estimated gradient at the fixed draw).
@@ -89,15 +90,16 @@ class AnchorTerm(NamedTuple):
 
 
 class Rule(NamedTuple):
-    """An estimator's backward.
+    r"""An estimator's backward.
 
     Single-anchor rules: anchor weights ``(w_y, w_D)``, the perturbation of the logits inside
-    :math:`y` (None; ``"gumbel"``: conditional Gumbel noise; ``"gap"``: the GST shift), and the
-    scales ``c = anchor_scale / tau ** inverse_temperature_power`` and ``b = probs_scale``.
-    Averaged rules set ``averaged``, which returns their :class:`AnchorTerm` list (anchors at draws
-    of conditional noise, in place of the single anchor), and ``noise_sets``, how many sets of
-    exponentials beyond ``samples`` they draw. ``options``: the rule's own keyword arguments with
-    their defaults."""
+    :math:`y` (None; ``"gap"``: the GST shift; ``"gumbel"``: Gumbel noise drawn conditionally on
+    the category, at :math:`\pi_0` or, with ``gumbel_at="midpoint"``, at :math:`(\pi_0 + D)/2`,
+    the anchor averaged over the rule's ``samples`` draws of it, one without that option), and
+    the scales ``c = anchor_scale / tau ** inverse_temperature_power`` and ``b = probs_scale``.
+    Rules of several terms set ``averaged``, which returns their :class:`AnchorTerm` list, and
+    ``noise_sets``, how many sets of exponentials beyond ``samples`` they draw. ``options``: the
+    rule's own keyword arguments with their defaults."""
 
     tempered_weight: float = 0.0
     sample_weight: float = 0.0
@@ -105,9 +107,16 @@ class Rule(NamedTuple):
     inverse_temperature_power: int = 0
     probs_scale: float = 0.0
     perturbation: str | None = None
+    gumbel_at: str = "probs"
     averaged: Callable[..., list[AnchorTerm]] | None = None
     noise_sets: int = 0
     options: tuple[tuple[str, float], ...] = ()
+
+    def noise_count(self, options: tuple[tuple[str, float], ...]) -> int:
+        """How many sets of exponentials the forward pass draws (0: none)."""
+        if self.perturbation != "gumbel" and self.averaged is None:
+            return 0
+        return int(dict(options).get("samples", 1)) + self.noise_sets
 
 
 def largest_finite(value, dtype):
@@ -204,18 +213,6 @@ def anchor_terms_vjp(terms, g, index, probs):
     return total
 
 
-def gumbel_rao_terms(logits, index, probs, noise, temperature, options):
-    r""":math:`\tfrac1S \sum_s J(\operatorname{softmax}((\theta + G_s)/\tau))\, g / \tau`."""
-    scale = largest_finite(1.0 / jnp.asarray(temperature), probs.dtype) / len(noise)
-    return [conditional_gumbel_term("probs", noise, temperature, scale)]
-
-
-def reinmax_rao_terms(logits, index, probs, noise, temperature, options):
-    r""":math:`\tfrac2S \sum_s J(\operatorname{softmax}((\theta_D + G_s)/\tau))\, g / \tau`."""
-    scale = largest_finite(2.0 / jnp.asarray(temperature), probs.dtype) / len(noise)
-    return [conditional_gumbel_term("midpoint", noise, temperature, scale)]
-
-
 def reinmax_cv_terms(logits, index, probs, noise, temperature, options):
     r"""ReinMax's :math:`2 J(\pi_1) g` plus
     :math:`\tfrac{\eta}{\tau_2}(\tfrac1S \sum_s J(y_s) - J(y_0))\, g` at :math:`\theta_D`:
@@ -244,8 +241,17 @@ RULES = {
     "gapped_straight_through": Rule(
         1.0, 0.0, 1.0, 1, 0.0, perturbation="gap", options=(("gap", 1.0),)
     ),
-    "gumbel_rao": Rule(averaged=gumbel_rao_terms, options=(("samples", 10),)),
-    "reinmax_rao": Rule(probs_scale=-0.5, averaged=reinmax_rao_terms, options=(("samples", 10),)),
+    "gumbel_rao": Rule(1.0, 0.0, 1.0, 1, 0.0, perturbation="gumbel", options=(("samples", 10),)),
+    "reinmax_rao": Rule(
+        1.0,
+        0.0,
+        2.0,
+        1,
+        -0.5,
+        perturbation="gumbel",
+        gumbel_at="midpoint",
+        options=(("samples", 10),),
+    ),
     "reinmax_cv": Rule(
         probs_scale=-0.5,
         averaged=reinmax_cv_terms,
@@ -288,10 +294,10 @@ def rule_options(rule_name: str, options: dict | None = None) -> tuple[tuple[str
 def _forward(rule_name: str, options, key, logits, temperature):
     rule = RULES[rule_name]
     probs = jax.nn.softmax(logits, -1)
-    if rule.perturbation == "gumbel" or rule.averaged is not None:
+    sets = rule.noise_count(options)
+    if sets:
         key, noise_key = jax.random.split(key)
-        sets = () if rule.averaged is None else (dict(options)["samples"] + rule.noise_sets,)
-        noise = draw_exponentials(noise_key, sets + logits.shape, logits.dtype)
+        noise = draw_exponentials(noise_key, (sets,) + logits.shape, logits.dtype)
     else:
         noise = None
     index = draw_index(key, jax.lax.stop_gradient(probs))
@@ -299,25 +305,36 @@ def _forward(rule_name: str, options, key, logits, temperature):
     return (sample, probs), (logits, noise, index, probs, temperature)
 
 
+def anchor_weights(rule: Rule, temperature, options, dtype) -> AnchorTerm:
+    r"""A single-anchor rule's :class:`AnchorTerm` without its values (None): the weights
+    :math:`(w_y, w_D)`, the scale :math:`c`, split over the Gumbel rule's :math:`S` draws, the
+    temperature of the anchor's softmax (None: the values are the anchor) and where the Gumbel
+    noise is drawn conditionally."""
+    power = rule.inverse_temperature_power
+    scale = largest_finite(rule.anchor_scale / jnp.asarray(temperature) ** power, dtype)
+    if rule.perturbation == "gumbel":
+        tempered = None if _is_one(temperature) else temperature
+        weights = (scale / rule.noise_count(options), tempered, rule.gumbel_at)
+    else:
+        tempered = rule.perturbation is not None or not _is_one(temperature)
+        weights = (scale, temperature if tempered else None, None)
+    return AnchorTerm(None, rule.tempered_weight, rule.sample_weight, *weights)
+
+
 def anchor_terms(rule: Rule, options, logits, noise, index, probs, temperature):
-    """The rule's :class:`AnchorTerm` list: its own for an averaged rule, else the single anchor
-    at the (perturbed) logits, or at ``probs`` for temperature 1 without a perturbation."""
+    """The rule's :class:`AnchorTerm` list: its own for a rule of several terms, else the single
+    anchor: ``probs`` at temperature 1 without a perturbation, else the (shifted) logits, or the
+    exponentials of the conditional Gumbel draws."""
     if rule.averaged is not None:
         return rule.averaged(logits, index, probs, noise, temperature, options)
-    scale = largest_finite(
-        rule.anchor_scale / jnp.asarray(temperature) ** rule.inverse_temperature_power,
-        probs.dtype,
-    )
-    weights = (rule.tempered_weight, rule.sample_weight, scale)
-    if rule.perturbation == "gumbel":  # the softmax of perturbed_logits_given_index
-        return [conditional_gumbel_term("probs", noise[None], temperature, scale)]
-    if rule.perturbation == "gap":
-        values = gapped_logits(logits, index, dict(options)["gap"])
-    elif _is_one(temperature):
-        return [AnchorTerm(probs[None], *weights)]
+    weights = anchor_weights(rule, temperature, options, probs.dtype)
+    if rule.perturbation == "gumbel":
+        values = noise
+    elif rule.perturbation == "gap":
+        values = gapped_logits(logits, index, dict(options)["gap"])[None]
     else:
-        values = logits
-    return [AnchorTerm(values[None], *weights, temperature)]
+        values = (probs if weights.temperature is None else logits)[None]
+    return [weights._replace(values=values)]
 
 
 def _backward(rule_name: str, options, residuals, cotangents):

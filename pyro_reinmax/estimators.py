@@ -39,10 +39,11 @@ temperature:
   :math:`G_0`. The two ReinMax variants follow the paper's equations 17 and 18 as public
   reimplementations transcribe them (the paper's own text was not reachable here).
 
-The single-anchor rules share one backward, :math:`c\, J(a) g + J(\pi_0)(h + b\, g)`, with
-anchor :math:`a` and scales :math:`(c, b)` set by the forward pass; the averaged rules replace
-:math:`c\, J(a) g` by their average. ``-inf`` logits mask categories: they are never drawn
-and receive a zero (finite) gradient. The temperature receives no gradient.
+Every rule but ReinMax-CV shares one backward, :math:`c\, J(a) g + J(\pi_0)(h + b\, g)`, with
+anchor :math:`a` and scales :math:`(c, b)` set by the forward pass (the Gumbel rules average
+:math:`J(a)` over their conditional draws); ReinMax-CV adds its control variate's terms.
+``-inf`` logits mask categories: they are never drawn and receive a zero (finite) gradient.
+The temperature receives no gradient.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ import torch
 from torch import Tensor
 
 from . import native
-from .sampling import draw_exponentials, draw_index, one_hot_at, perturbed_logits_given_index
+from .sampling import draw_exponentials, draw_index, one_hot_at
 from .validation import check_event_tensor, check_temperature, validation_enabled
 
 __all__ = [
@@ -88,15 +89,16 @@ class AnchorTerm(NamedTuple):
 
 
 class Rule(NamedTuple):
-    """An estimator's backward.
+    r"""An estimator's backward.
 
     Single-anchor rules: anchor weights ``(w_y, w_D)``, the perturbation of the logits inside
-    :math:`y` (None; ``"gumbel"``: conditional Gumbel noise; ``"gap"``: the GST shift), and the
-    scales ``c = anchor_scale / tau ** inverse_temperature_power`` and ``b = probs_scale``.
-    Averaged rules set ``averaged``, which returns their :class:`AnchorTerm` list (anchors at draws
-    of conditional noise, in place of the single anchor), and ``noise_sets``, how many sets of
-    exponentials beyond ``samples`` they draw. ``options``: the rule's own keyword arguments with
-    their defaults."""
+    :math:`y` (None; ``"gap"``: the GST shift; ``"gumbel"``: Gumbel noise drawn conditionally on
+    the category, at :math:`\pi_0` or, with ``gumbel_at="midpoint"``, at :math:`(\pi_0 + D)/2`,
+    the anchor averaged over the rule's ``samples`` draws of it, one without that option), and
+    the scales ``c = anchor_scale / tau ** inverse_temperature_power`` and ``b = probs_scale``.
+    Rules of several terms set ``averaged``, which returns their :class:`AnchorTerm` list, and
+    ``noise_sets``, how many sets of exponentials beyond ``samples`` they draw. ``options``: the
+    rule's own keyword arguments with their defaults."""
 
     tempered_weight: float = 0.0
     sample_weight: float = 0.0
@@ -104,9 +106,16 @@ class Rule(NamedTuple):
     inverse_temperature_power: int = 0
     probs_scale: float = 0.0
     perturbation: str | None = None
+    gumbel_at: str = "probs"
     averaged: Callable[..., list[AnchorTerm]] | None = None
     noise_sets: int = 0
     options: tuple[tuple[str, float], ...] = ()
+
+    def noise_count(self, options: tuple[tuple[str, float], ...]) -> int:
+        """How many sets of exponentials the forward pass draws (0: none)."""
+        if self.perturbation != "gumbel" and self.averaged is None:
+            return 0
+        return int(dict(options).get("samples", 1)) + self.noise_sets
 
 
 def largest_finite(value: float, dtype: torch.dtype) -> float:
@@ -203,18 +212,6 @@ def anchor_terms_vjp(terms: list[AnchorTerm], g: Tensor, index: Tensor, probs: T
     return total
 
 
-def gumbel_rao_terms(logits, index, probs, noise, temperature, options) -> list[AnchorTerm]:
-    r""":math:`\tfrac1S \sum_s J(\operatorname{softmax}((\theta + G_s)/\tau))\, g / \tau`."""
-    scale = largest_finite(1.0 / temperature, probs.dtype) / len(noise)
-    return [conditional_gumbel_term("probs", noise, temperature, scale)]
-
-
-def reinmax_rao_terms(logits, index, probs, noise, temperature, options) -> list[AnchorTerm]:
-    r""":math:`\tfrac2S \sum_s J(\operatorname{softmax}((\theta_D + G_s)/\tau))\, g / \tau`."""
-    scale = largest_finite(2.0 / temperature, probs.dtype) / len(noise)
-    return [conditional_gumbel_term("midpoint", noise, temperature, scale)]
-
-
 def reinmax_cv_terms(logits, index, probs, noise, temperature, options) -> list[AnchorTerm]:
     r"""ReinMax's :math:`2 J(\pi_1) g` plus
     :math:`\tfrac{\eta}{\tau_2}(\tfrac1S \sum_s J(y_s) - J(y_0))\, g` at :math:`\theta_D`:
@@ -246,8 +243,17 @@ RULES = {
     "gapped_straight_through": Rule(
         1.0, 0.0, 1.0, 1, 0.0, perturbation="gap", options=(("gap", 1.0),)
     ),
-    "gumbel_rao": Rule(averaged=gumbel_rao_terms, options=(("samples", 10),)),
-    "reinmax_rao": Rule(probs_scale=-0.5, averaged=reinmax_rao_terms, options=(("samples", 10),)),
+    "gumbel_rao": Rule(1.0, 0.0, 1.0, 1, 0.0, perturbation="gumbel", options=(("samples", 10),)),
+    "reinmax_rao": Rule(
+        1.0,
+        0.0,
+        2.0,
+        1,
+        -0.5,
+        perturbation="gumbel",
+        gumbel_at="midpoint",
+        options=(("samples", 10),),
+    ),
     "reinmax_cv": Rule(
         probs_scale=-0.5,
         averaged=reinmax_cv_terms,
@@ -287,13 +293,31 @@ def rule_options(rule_name: str, options: dict | None = None) -> tuple[tuple[str
     return tuple(merged.items())
 
 
+def anchor_weights(
+    rule: Rule, temperature: float, options: tuple[tuple[str, float], ...], dtype: torch.dtype
+) -> AnchorTerm:
+    r"""A single-anchor rule's :class:`AnchorTerm` without its values (None): the weights
+    :math:`(w_y, w_D)`, the scale :math:`c`, split over the Gumbel rule's :math:`S` draws, the
+    temperature of the anchor's softmax (None: the values are the anchor) and where the Gumbel
+    noise is drawn conditionally. Depends on no tensor, so a compiled forward pass can take it."""
+    power = rule.inverse_temperature_power
+    scale = largest_finite(rule.anchor_scale / temperature**power, dtype)
+    if rule.perturbation == "gumbel":
+        tempered = None if temperature == 1.0 else temperature
+        weights = (scale / rule.noise_count(options), tempered, rule.gumbel_at)
+    else:
+        tempered = rule.perturbation is not None or temperature != 1.0
+        weights = (scale, temperature if tempered else None, None)
+    return AnchorTerm(None, rule.tempered_weight, rule.sample_weight, *weights)
+
+
 class OneHotEstimatorFunction(torch.autograd.Function):
     r"""The draw and the shared backward :math:`c J(a) g + J(\pi_0)(h + b g)` of every rule.
 
     The anchor is :math:`a = w_y y + w_D D` with
     :math:`y = \operatorname{softmax}(\tilde\theta/\tau)`, :math:`\tilde\theta` the logits
-    perturbed by the rule (Gumbel noise for ST-Gumbel, the gap for GST); an averaged rule's own
-    term replaces :math:`c J(a) g`. Expanding the products, the backward is
+    perturbed by the rule (conditional Gumbel noise, averaged over its draws, or the gap of GST);
+    ReinMax-CV's own terms replace :math:`c J(a) g`. Expanding the products, the backward is
     :math:`c w_y (y \odot g - y\, s) + c w_D D (g_D - s) + J(\pi_0) w`, with
     :math:`s = \langle a, g \rangle` and :math:`w = h + b g`, computed in a few fused passes.
     Under ``create_graph=True`` the same quantity is computed with differentiable operations, so a
@@ -309,15 +333,14 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         rule = RULES[rule_name]
         probs = logits.softmax(-1)
         index = draw_index(probs, validate)
-        if rule.perturbation == "gumbel":
-            noise = draw_exponentials(logits)
-        elif rule.averaged is not None:
-            sets = dict(options)["samples"] + rule.noise_sets
-            noise = draw_exponentials(logits.expand((sets,) + logits.shape))
-        else:
-            noise = None
+        sets = rule.noise_count(options)
+        noise = draw_exponentials(logits.expand((sets,) + logits.shape)) if sets else None
         ctx.set_materialize_grads(False)
-        need_logits = rule.averaged is not None or rule.perturbation or temperature != 1.0
+        need_logits = (
+            rule.averaged is not None
+            or rule.perturbation == "gap"
+            or (rule.perturbation is None and temperature != 1.0)
+        )
         ctx.save_for_backward(logits if need_logits else None, noise, index, probs)
         ctx.temperature = temperature
         ctx.rule = rule
@@ -325,50 +348,27 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         return one_hot_at(index, probs), probs
 
     @staticmethod
-    def _anchor_logits(ctx, saved: tuple) -> Tensor | None:
-        r"""The logits inside the anchor's :math:`y = \operatorname{softmax}(\cdot / \tau)`,
-        perturbed by the rule; None where :math:`y = \pi_0` (temperature 1, no perturbation)."""
-        logits, noise, index, _ = saved
-        if logits is None:
-            return None
-        if ctx.rule.perturbation == "gumbel":
-            return perturbed_logits_given_index(logits, index, noise)
-        if ctx.rule.perturbation == "gap":
-            return gapped_logits(logits, index, dict(ctx.options)["gap"])
-        return logits
-
-    @staticmethod
-    def _tempered(ctx, saved: tuple) -> Tensor:
-        logits = OneHotEstimatorFunction._anchor_logits(ctx, saved)
-        return saved[3] if logits is None else tempered_softmax(logits, ctx.temperature)
-
-    @staticmethod
-    def _anchor_scale(ctx, dtype: torch.dtype) -> float:
-        scale = ctx.rule.anchor_scale / ctx.temperature**ctx.rule.inverse_temperature_power
-        return largest_finite(scale, dtype)
-
-    @staticmethod
     def _anchor_terms(ctx, saved: tuple) -> list[AnchorTerm]:
-        """The rule's :class:`AnchorTerm` list: its own for an averaged rule, else the single
-        anchor (ST-Gumbel's: the conditional Gumbel softmax of one set of exponentials, the
-        softmax of :func:`~pyro_reinmax.sampling.perturbed_logits_given_index` at the
-        temperature)."""
+        """The rule's :class:`AnchorTerm` list: its own for a rule of several terms, else the
+        single anchor: ``probs`` at temperature 1 without a perturbation, else the (shifted)
+        logits, or the exponentials of the conditional Gumbel draws."""
         logits, noise, index, probs = saved
         rule = ctx.rule
         if rule.averaged is not None:
             return rule.averaged(logits, index, probs, noise, ctx.temperature, ctx.options)
+        weights = anchor_weights(rule, ctx.temperature, ctx.options, probs.dtype)
         if rule.perturbation == "gumbel":
-            scale = OneHotEstimatorFunction._anchor_scale(ctx, probs.dtype)
-            return [conditional_gumbel_term("probs", noise.unsqueeze(0), ctx.temperature, scale)]
-        logits = OneHotEstimatorFunction._anchor_logits(ctx, saved)
-        values, temperature = (probs, None) if logits is None else (logits, ctx.temperature)
-        scale = OneHotEstimatorFunction._anchor_scale(ctx, probs.dtype)
-        weights = (rule.tempered_weight, rule.sample_weight, scale, temperature)
-        return [AnchorTerm(values.unsqueeze(0), *weights)]
+            values = noise
+        elif rule.perturbation == "gap":
+            values = gapped_logits(logits, index, dict(ctx.options)["gap"]).unsqueeze(0)
+        else:
+            values = (probs if weights.temperature is None else logits).unsqueeze(0)
+        return [weights._replace(values=values)]
 
     @staticmethod
     def backward(ctx, grad_sample: Tensor | None, grad_probs: Tensor | None):
         saved = ctx.saved_tensors
+        noise = saved[1]
         if torch.is_grad_enabled():
             grad = OneHotEstimatorFunction._differentiable_backward(
                 ctx, saved, grad_sample, grad_probs
@@ -378,7 +378,7 @@ class OneHotEstimatorFunction(torch.autograd.Function):
             grad = native.combine(
                 terms, saved[3], saved[2], grad_sample, grad_probs, ctx.rule.probs_scale
             )
-        elif ctx.rule.averaged is not None:
+        elif ctx.rule.averaged is not None or (noise is not None and len(noise) > 1):
             grad = OneHotEstimatorFunction._differentiable_backward(
                 ctx, saved, grad_sample, grad_probs
             )
@@ -388,19 +388,22 @@ class OneHotEstimatorFunction(torch.autograd.Function):
 
     @staticmethod
     def _fused_backward(ctx, saved: tuple, g: Tensor | None, h: Tensor | None) -> Tensor | None:
+        """The backward of a rule with one anchor in a few fused passes."""
         _, _, index, probs = saved
-        c, b = OneHotEstimatorFunction._anchor_scale(ctx, probs.dtype), ctx.rule.probs_scale
-        w_y, w_d = ctx.rule.tempered_weight, ctx.rule.sample_weight
         if g is None:
             return None if h is None else softmax_vjp(probs, h)
-        y = OneHotEstimatorFunction._tempered(ctx, saved)
+        (term,) = OneHotEstimatorFunction._anchor_terms(ctx, saved)
+        c, b = term.scale, ctx.rule.probs_scale
+        w_y, w_d = term.tempered_weight, term.sample_weight
+        at_probs = term.temperature is None and term.conditional is None
+        y = probs if at_probs else _anchors(term, probs, index)[0]
         out = g * y
         s_y = out.sum(-1, keepdim=True)
         s_a = s_y * w_y
         if w_d:
             g_d = g.gather(-1, index)
             s_a = s_a + g_d * w_d
-        if y is probs and h is None:  # J(pi_0) b g shares the product g * y
+        if at_probs and h is None:  # J(pi_0) b g shares the product g * y
             out.mul_(c * w_y + b).addcmul_(probs, s_a * (c * w_y) + s_y * b, value=-1.0)
         else:
             # J(y) g before the scale: a huge c (tiny temperature) then multiplies exact zeros

@@ -128,12 +128,10 @@ FAMILY_OPTIONS = {  # non-default options, so that each is seen to reach the bac
 
 def noise_shape(rule, options: dict, shape) -> tuple | None:
     """The shape of the exponentials a rule's forward pass draws after the category, or None:
-    one set like the logits for ST-Gumbel, ``samples`` (+ ``noise_sets``) sets for an averaged
-    rule (``rule`` from either backend's table; ``options`` over its defaults)."""
-    if rule.averaged is not None:
-        samples = {**dict(rule.options), **options}["samples"]
-        return (samples + rule.noise_sets, *shape)
-    return tuple(shape) if rule.perturbation == "gumbel" else None
+    ``samples`` sets (one for ST-Gumbel) plus ``noise_sets`` (``rule`` from either backend's
+    table; ``options`` over its defaults)."""
+    sets = rule.noise_count(tuple({**dict(rule.options), **options}.items()))
+    return (sets, *shape) if sets else None
 
 
 def family_grad(name, logits, sample, noise, g, h, temperature, options):
