@@ -155,6 +155,14 @@ def gapped_logits(logits, index, gap):
     return jnp.where(at_index, top, jnp.minimum(logits, top - gap))
 
 
+def masked_log(x):
+    r""":math:`\log x` for :math:`x \ge 0`, with :math:`\log 0 = -\infty` taken off the
+    derivative's path (through ``log`` at 0 a second derivative would be NaN: a masked category
+    under ``grad`` of ``grad``)."""
+    positive = x > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, x, 1)), -jnp.inf)
+
+
 def midpoint_probs(probs, index):
     r"""ReinMax's midpoint :math:`(\pi_0 + D)/2`, the probabilities at
     :math:`\theta_D = \log((\pi_0 + D)/2)` (a masked category stays at 0)."""
@@ -180,7 +188,7 @@ def conditional_gumbel_anchors(base, index, exponentials, temperature):
     weights = jnp.where(at_index, 1 / e_top, base / (exponentials + base * e_top))
     if temperature is None:
         return weights / weights.sum(-1, keepdims=True)
-    return tempered_softmax(jnp.log(weights), temperature)
+    return tempered_softmax(masked_log(weights), temperature)
 
 
 def conditional_gumbel_term(at: str, exponentials, temperature, scale) -> AnchorTerm:
@@ -226,7 +234,7 @@ def reinmax_cv_terms(logits, index, probs, noise, temperature, options):
     conditional = conditional_gumbel_term(
         "midpoint", noise[1:], cv_temperature, scale / (len(noise) - 1)
     )
-    unconditional = (jnp.log(midpoint) - jnp.log(noise[0]))[None]
+    unconditional = (masked_log(midpoint) - jnp.log(noise[0]))[None]
     return [
         AnchorTerm(logits[None], 0.5, 0.5, 2.0, temperature),
         conditional,

@@ -48,9 +48,11 @@ The temperature receives no gradient.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from numbers import Integral, Real
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import torch
@@ -152,6 +154,14 @@ def gapped_logits(logits: Tensor, index: Tensor, gap: float) -> Tensor:
     return torch.minimum(logits, top - gap).scatter(-1, index, top)
 
 
+def masked_log(x: Tensor) -> Tensor:
+    r""":math:`\log x` for :math:`x \ge 0`, with :math:`\log 0 = -\infty` taken off the
+    derivative's path (through ``log`` at 0 a second derivative would be NaN: a masked category
+    under ``create_graph=True``)."""
+    positive = x > 0
+    return torch.where(positive, x, 1.0).log().masked_fill(~positive, -math.inf)
+
+
 def midpoint_probs(probs: Tensor, index: Tensor) -> Tensor:
     r"""ReinMax's midpoint :math:`(\pi_0 + D)/2`, the probabilities at
     :math:`\theta_D = \log((\pi_0 + D)/2)` (a masked category stays at 0)."""
@@ -175,7 +185,7 @@ def conditional_gumbel_anchors(
     weights = (base / (exponentials + base * e_top)).scatter_(-1, index, e_top.reciprocal())
     if temperature is None:
         return weights / weights.sum(-1, keepdim=True)
-    return tempered_softmax(weights.log(), temperature)
+    return tempered_softmax(masked_log(weights), temperature)
 
 
 def conditional_gumbel_term(
@@ -228,7 +238,7 @@ def reinmax_cv_terms(logits, index, probs, noise, temperature, options) -> list[
     conditional = conditional_gumbel_term(
         "midpoint", noise[1:], cv_temperature, scale / (len(noise) - 1)
     )
-    unconditional = (midpoint.log() - noise[0].log()).unsqueeze(0)
+    unconditional = (masked_log(midpoint) - noise[0].log()).unsqueeze(0)
     return [
         reinmax_term,
         conditional,
@@ -448,10 +458,60 @@ def estimate(
     options: tuple[tuple[str, float], ...] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``(sample, probs)`` with the backward of ``RULES[rule_name]``; ``temperature`` and
-    ``options`` (:func:`rule_options`; None: the defaults) must already be checked."""
+    ``options`` (:func:`rule_options`; None: the defaults) must already be checked. Where the
+    CPU kernels take the logits, a single-anchor rule runs as one C++ operator
+    (:mod:`pyro_reinmax.native`), else as :class:`OneHotEstimatorFunction`."""
     if options is None:
         options = RULES[rule_name].options
+    if RULES[rule_name].averaged is None and native.operator_usable(logits):
+        arguments = operator_arguments(rule_name, temperature, options, logits.dtype)
+        return native.estimate(logits, temperature, rule_name, validate, arguments)
     return OneHotEstimatorFunction.apply(logits, temperature, rule_name, validate, options)
+
+
+PERTURBATIONS = {None: 0, "gap": 1, "gumbel": 2}
+"""Rule.perturbation as ``torch_estimator.cc`` reads it."""
+
+
+@functools.lru_cache(maxsize=1024)
+def operator_arguments(
+    rule_name: str, temperature: float, options: tuple[tuple[str, float], ...], dtype: torch.dtype
+) -> tuple:
+    """A single-anchor rule's arguments to the estimator operator: its option values, the
+    perturbation, the gap, the sets of exponentials, the anchor term's kernel weights
+    :math:`(w_y, w_D, c, 1/\tau \text{ or } -1, \text{conditional kind})` and :math:`b`."""
+    rule = RULES[rule_name]
+    term = anchor_weights(rule, temperature, options, dtype)
+    inverse = -1.0 if term.temperature is None else largest_finite(1.0 / term.temperature, dtype)
+    weights = [term.tempered_weight, term.sample_weight, term.scale, inverse]
+    weights.append(float(native.CONDITIONAL[term.conditional]))
+    option_values = [float(value) for _, value in options]
+    gap = float(dict(options).get("gap", 0.0))
+    perturbation = PERTURBATIONS[rule.perturbation]
+    return option_values, perturbation, gap, rule.noise_count(options), weights, rule.probs_scale
+
+
+def differentiable_backward_operator(
+    logits: Tensor | None,
+    noise: Tensor | None,
+    index: Tensor,
+    probs: Tensor,
+    g: Tensor | None,
+    h: Tensor | None,
+    rule_name: str,
+    temperature: float,
+    option_values: list[float],
+) -> Tensor:
+    """The estimator operator's backward under ``create_graph=True``
+    (:meth:`OneHotEstimatorFunction._differentiable_backward`), for the operator's C++ half."""
+    rule = RULES[rule_name]
+    options = tuple(
+        (name, int(value) if name == "samples" else value)
+        for (name, _), value in zip(rule.options, option_values, strict=True)
+    )
+    ctx = SimpleNamespace(rule=rule, temperature=temperature, options=options)
+    saved = (logits, noise, index, probs)
+    return OneHotEstimatorFunction._differentiable_backward(ctx, saved, g, h)
 
 
 def _estimator(

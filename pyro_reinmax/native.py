@@ -16,11 +16,12 @@ says which path is used.
 from __future__ import annotations
 
 import ctypes
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from reinmax_kernels import KERNELS_SOURCE, NativeKernels, build
+from reinmax_kernels import KERNELS_SOURCE, TORCH_ESTIMATOR_SOURCE, NativeKernels, build
 
 __all__ = ["native_kernels_status", "set_native_kernels"]
 
@@ -44,13 +45,66 @@ def _declare(library: ctypes.CDLL) -> None:
         exponentials.restype = None
 
 
-def _load() -> ctypes.CDLL:
-    """Build (with OpenMP, else without) and load the kernels. Linked against ``libgomp.so.1``,
-    they share the copy PyTorch has loaded, and so its threads."""
+def _torch_flags() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Compile and link flags for a library that uses this PyTorch's C++ API (its headers, its
+    ABI, its libraries; the version enters the build's hash)."""
+    root = Path(torch.__file__).parent
+    compile_flags = (
+        f"-I{root / 'include'}",
+        f"-I{root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
+        f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+        f"-DREINMAX_TORCH_VERSION={torch.__version__}",
+    )
+    lib = root / "lib"
+    return compile_flags, (f"-L{lib}", f"-Wl,-rpath,{lib}", "-ltorch", "-ltorch_cpu", "-lc10")
+
+
+class EstimatorOperator:
+    """``torch.ops.reinmax.estimate`` (``torch_estimator.cc``), the kernels with a C++ autograd
+    function, once loaded: a process loads one such library (a second would register the
+    operators again). ``failure`` says why it is not, where its build failed."""
+
+    operator = None
+    failure = ""
+    registrations: list = []
+
+
+def _load_operator() -> Path | None:
+    """Build and load the kernels with the estimator operator; None (and the reason in
+    :class:`EstimatorOperator`) if that fails. Its Python half, the ``create_graph`` backward, is
+    registered here."""
+    if EstimatorOperator.operator is not None:
+        return None
+    compile_flags, link_flags = _torch_flags()
+    sources = [KERNELS_SOURCE, TORCH_ESTIMATOR_SOURCE]
     try:
-        path = build("reinmax_torch", [KERNELS_SOURCE], OPENMP, OPENMP)
-    except RuntimeError:
-        path = build("reinmax_torch", [KERNELS_SOURCE])
+        flags = (OPENMP + compile_flags, OPENMP + link_flags)
+        path = build("reinmax_torch_estimator", sources, *flags)
+        torch.ops.load_library(str(path))
+    except (OSError, RuntimeError) as error:
+        EstimatorOperator.failure = str(error).splitlines()[0]
+        return None
+    from .estimators import differentiable_backward_operator
+
+    library = torch.library.Library("reinmax", "IMPL")
+    library.impl(
+        "differentiable_backward", differentiable_backward_operator, "CompositeImplicitAutograd"
+    )
+    EstimatorOperator.registrations.append(library)
+    EstimatorOperator.operator = torch.ops.reinmax.estimate.default
+    return path
+
+
+def _load() -> ctypes.CDLL:
+    """Build (with OpenMP, else without) and load the kernels, with the estimator operator where
+    it builds. Linked against ``libgomp.so.1``, they share the copy PyTorch has loaded, and so
+    its threads."""
+    path = _load_operator()
+    if path is None:
+        try:
+            path = build("reinmax_torch", [KERNELS_SOURCE], OPENMP, OPENMP)
+        except RuntimeError:
+            path = build("reinmax_torch", [KERNELS_SOURCE])
     library = ctypes.CDLL(str(path))
     _declare(library)
     return library
@@ -67,7 +121,13 @@ def set_native_kernels(enabled: bool | None) -> None:
 
 def native_kernels_status() -> str:
     """Which path the CPU estimators take, and why."""
-    return KERNELS.status()
+    status = KERNELS.status()
+    if KERNELS.on and EstimatorOperator.operator is None and EstimatorOperator.failure:
+        status += (
+            "; the estimator operator (C++) did not build, so the estimators run as a Python "
+            f"autograd Function on the kernels ({EstimatorOperator.failure})"
+        )
+    return status
 
 
 def usable(tensor: Tensor, contiguous: bool = True) -> bool:
@@ -81,6 +141,36 @@ def usable(tensor: Tensor, contiguous: bool = True) -> bool:
         and type(tensor) is torch.Tensor
         and (not contiguous or tensor.is_contiguous())
         and not torch.compiler.is_compiling()
+    )
+
+
+def operator_usable(logits: Tensor) -> bool:
+    """Whether :func:`estimate` takes these logits: :func:`usable`, with the operator built."""
+    return usable(logits) and EstimatorOperator.operator is not None
+
+
+def estimate(
+    logits: Tensor,
+    temperature: float,
+    rule_name: str,
+    validate: bool,
+    arguments: tuple,
+) -> tuple[Tensor, Tensor]:
+    """``(sample, probs)`` from the estimator operator (:func:`operator_usable` logits);
+    ``arguments`` are the rule's
+    (:func:`~pyro_reinmax.estimators.operator_arguments`)."""
+    option_values, perturbation, gap, noise_sets, term, probs_scale = arguments
+    return EstimatorOperator.operator(
+        logits,
+        temperature,
+        rule_name,
+        option_values,
+        perturbation,
+        gap,
+        noise_sets,
+        term,
+        probs_scale,
+        validate,
     )
 
 

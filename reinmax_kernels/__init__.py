@@ -24,14 +24,23 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["KERNELS_SOURCE", "XLA_HANDLERS_SOURCE", "NativeKernels", "build", "cache_folder"]
+__all__ = [
+    "KERNELS_SOURCE",
+    "TORCH_ESTIMATOR_SOURCE",
+    "XLA_HANDLERS_SOURCE",
+    "NativeKernels",
+    "build",
+    "cache_folder",
+]
 
 KERNELS_SOURCE = Path(__file__).with_name("kernels.c")
 XLA_HANDLERS_SOURCE = Path(__file__).with_name("xla_ffi.cc")
+TORCH_ESTIMATOR_SOURCE = Path(__file__).with_name("torch_estimator.cc")
+HEADERS = (Path(__file__).with_name("kernels.h"),)
 OPTIMISE = ("-O3", "-march=native", "-fPIC", "-fopenmp-simd")
 PORTABLE = ("-O3", "-fPIC")
 """Tried where a compiler refuses :data:`OPTIMISE` (``-march=native`` on some targets)."""
-LANGUAGE_FLAGS = {".c": ("-std=c11",), ".cc": ("-std=c++17",)}
+LANGUAGE_FLAGS = {".c": ("-std=c11",), ".cc": ("-std=c++20",)}
 
 
 def cache_folder() -> Path:
@@ -98,7 +107,7 @@ def _build(
         for source in sources
     ]
     linker = _compiler(".cc" if any(s.suffix == ".cc" for s in sources) else ".c")
-    identity = [source.read_bytes() for source in sources]
+    identity = [source.read_bytes() for source in [*sources, *HEADERS]]
     identity += [shlex.join(step).encode() for step in steps]
     identity += [shlex.join(linker + list(link_flags)).encode(), processor().encode()]
     key = hashlib.sha256(b"\0".join(identity)).hexdigest()[:16]

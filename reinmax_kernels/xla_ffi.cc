@@ -11,18 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "kernels.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
-
-extern "C" {
-int64_t reinmax_draw_f32(const float *probs, const double *uniforms, int64_t rows, int64_t K,
-                         int64_t *index, int threads);
-int64_t reinmax_draw_f64(const double *probs, const double *uniforms, int64_t rows, int64_t K,
-                         int64_t *index, int threads);
-void reinmax_exponentials_f32(float *out, int64_t n, uint64_t seed, int threads);
-void reinmax_exponentials_f64(double *out, int64_t n, uint64_t seed, int threads);
-}
 
 namespace {
 

@@ -109,11 +109,14 @@ def test_huge_finite_logits(name, temperature, key):
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("name", FAMILY)
-def test_grad_of_grad_is_that_of_the_estimated_gradient(name, key):
+def test_grad_of_grad_is_that_of_the_estimated_gradient(name, masked, key):
     """The derivative of the estimate at the fixed draw and noise (the same key), against
-    central differences of the estimate."""
+    central differences of the estimate; finite with a masked category too."""
     logits = jax.random.normal(jax.random.PRNGKey(6), (3, 4))
+    if masked:
+        logits = logits.at[:, 1].set(-jnp.inf)
     g, v = jax.random.normal(jax.random.PRNGKey(7), (3, 4)), jax.random.normal(key, (3, 4))
     estimator = getattr(numpyro_reinmax, name)
 

@@ -102,11 +102,15 @@ def test_huge_finite_logits(name, temperature):
     np.testing.assert_allclose(grad.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("name", [*FAMILY, "gumbel_straight_through"])
-def test_second_derivative_is_that_of_the_estimated_gradient(name):
+def test_second_derivative_is_that_of_the_estimated_gradient(name, masked):
     """create_graph=True differentiates the estimate at the fixed draw and noise: checked
-    against central differences of the estimate (the same seed: the same draw and noise)."""
+    against central differences of the estimate (the same seed: the same draw and noise); finite
+    with a masked category too."""
     logits = torch.randn(3, 4, dtype=torch.float64)
+    if masked:
+        logits[:, 1] = -torch.inf
     v, g = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
 
     def estimated(x, create_graph=False):

@@ -29,9 +29,16 @@ RELATIVE_TOLERANCE = {torch.float32: 2e-5, torch.float64: 1e-12}
 @pytest.fixture(autouse=True)
 def _kernels_as_configured(monkeypatch):
     """Each test leaves the kernels as the environment says (on by default). The two paths draw
-    their Gumbel noise from different generators; the estimators here take PyTorch's on both, so
-    that their gradients can be compared (the kernels' generator is tested on its own below)."""
-    monkeypatch.setattr(estimators, "draw_exponentials", exponentials_by_torch)
+    their Gumbel noise from different generators; the PyTorch path here takes the kernels'
+    (seeded alike, so the same noise as the estimator operator), so that their gradients can be
+    compared (the kernels' generator is tested on its own below)."""
+
+    def kernels_noise(like):
+        if native.KERNELS.library is None:
+            return exponentials_by_torch(like)
+        return native.exponentials(like)
+
+    monkeypatch.setattr(estimators, "draw_exponentials", kernels_noise)
     yield
     native.set_native_kernels(None)
 
@@ -84,6 +91,64 @@ def test_masked_categories_and_extreme_temperatures_on_both_paths(name):
     on = _estimate(name, logits, 1.3, True, 0, True)
     assert on[0][:, [0, 3]].sum() == 0 and on[0][::2, 5].sum() == 0
     assert (on[2][:, [0, 3]] == 0).all()
+
+
+SINGLE_ANCHOR_RULES = [name for name in RULE_NAMES if RULES[name].averaged is None]
+
+
+def _operator_and_function(name, logits, temperature, create_graph):
+    """Sample and gradient (and, with ``create_graph``, a second derivative) from the estimator
+    operator and from the Python autograd Function over the same kernels."""
+    results = []
+    operator = native.EstimatorOperator.operator
+    for use_operator in (True, False):
+        native.EstimatorOperator.operator = operator if use_operator else None
+        try:
+            leaf = logits.detach().clone().requires_grad_()
+            g = torch.linspace(-1, 1, logits.numel(), dtype=logits.dtype).reshape(logits.shape)
+            torch.manual_seed(3)
+            sample, probs = getattr(pyro_reinmax, name)(leaf, temperature)
+            kind = type(sample.grad_fn).__name__
+            loss = (sample * g).sum() + (probs * g.flip(-1)).sum()
+            (grad,) = torch.autograd.grad(loss, leaf, create_graph=create_graph)
+            second = torch.autograd.grad((grad**2).sum(), leaf)[0] if create_graph else None
+            results.append((sample, grad.detach(), second, kind))
+        finally:
+            native.EstimatorOperator.operator = operator
+    return results
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", SINGLE_ANCHOR_RULES)
+def test_the_operator_gives_the_python_functions_draws_and_gradients(name, dtype, create_graph):
+    """The C++ estimator operator against OneHotEstimatorFunction on the same kernels: the same
+    random numbers in the same order (so the same draws and noise), the same backward (so the same
+    gradient, to the bit), and under create_graph the same differentiable backward."""
+    native.set_native_kernels(True)
+    if native.EstimatorOperator.operator is None:
+        pytest.skip(f"the estimator operator did not build: {native.EstimatorOperator.failure}")
+    logits = torch.randn(4, 3, 6, dtype=torch.float64).to(dtype) * 2
+    logits[..., 1] = -torch.inf
+    for temperature in (1.0, 0.6):
+        operator, function = _operator_and_function(name, logits, temperature, create_graph)
+        assert operator[3] == "CppFunction" and function[3] == "OneHotEstimatorFunctionBackward"
+        assert torch.equal(operator[0], function[0])
+        assert torch.equal(operator[1], function[1])
+        if create_graph:
+            assert torch.isfinite(operator[2]).all()
+            torch.testing.assert_close(operator[2], function[2], rtol=1e-12, atol=1e-12)
+
+
+def test_a_failed_operator_build_keeps_the_kernels(monkeypatch):
+    """Without the operator (no C++ compiler, no PyTorch headers) the Python Function runs on the
+    kernels, and the status says why."""
+    native.set_native_kernels(True)
+    monkeypatch.setattr(native.EstimatorOperator, "operator", None)
+    monkeypatch.setattr(native.EstimatorOperator, "failure", "c++: not found")
+    sample, _ = pyro_reinmax.reinmax(torch.randn(5, 4, requires_grad=True), 1.3)
+    assert type(sample.grad_fn).__name__ == "OneHotEstimatorFunctionBackward"
+    assert "c++: not found" in pyro_reinmax.native_kernels_status()
 
 
 @pytest.mark.parametrize("shape", [(0, 4), (3, 1), (2, 0, 5)])

@@ -1,0 +1,29 @@
+/* kernels.c's functions, for the C++ callers (xla_ffi.cc, torch_estimator.cc); see kernels.c. */
+#ifndef REINMAX_KERNELS_H
+#define REINMAX_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+int64_t reinmax_draw_f32(const float *probs, const double *uniforms, int64_t rows, int64_t K,
+                         int64_t *index, int threads);
+int64_t reinmax_draw_f64(const double *probs, const double *uniforms, int64_t rows, int64_t K,
+                         int64_t *index, int threads);
+int reinmax_combine_f32(const float *const *anchors, const double *weights, int64_t n_anchors,
+                        const float *probs, const int64_t *index, const float *g, const float *h,
+                        double probs_scale, int64_t rows, int64_t K, float *out, int threads);
+int reinmax_combine_f64(const double *const *anchors, const double *weights, int64_t n_anchors,
+                        const double *probs, const int64_t *index, const double *g,
+                        const double *h, double probs_scale, int64_t rows, int64_t K, double *out,
+                        int threads);
+void reinmax_exponentials_f32(float *out, int64_t n, uint64_t seed, int threads);
+void reinmax_exponentials_f64(double *out, int64_t n, uint64_t seed, int threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

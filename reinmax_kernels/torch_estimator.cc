@@ -1,0 +1,211 @@
+// pyro_reinmax's estimators as one PyTorch operator with a C++ autograd function: the draw and
+// the backward of kernels.c without the Python of a torch.autograd.Function (which, on small
+// tensors, costs more than the work).
+//
+// reinmax::estimate(logits, temperature, rule, options, perturbation, gap, noise_sets, term,
+//                   probs_scale, validate) -> (sample, probs)
+//   logits: contiguous float32/float64 CPU, (..., K). Forward: probs = softmax(logits), one
+//   float64 uniform per row and the draw (reinmax_draw), then noise_sets sets of exponentials
+//   (reinmax_exponentials, seeded by one int64 of PyTorch's generator), the sample one-hot.
+//   These are the random numbers pyro_reinmax's Python path takes, in the same order.
+//   Backward: reinmax_combine over one anchor term, term = (w_y, w_D, scale, inverse
+//   temperature or -1, conditional kind) applied to each set of the anchor's values: the
+//   exponentials (perturbation 2, Gumbel), the GST-shifted logits (1, gap), else the logits
+//   (an inverse temperature >= 0) or probs.
+//   Under create_graph the backward calls reinmax::differentiable_backward, which
+//   pyro_reinmax implements in Python with differentiable operations (rule and options name
+//   the estimator there).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <limits>
+#include <new>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels.h"
+
+namespace {
+
+using at::Tensor;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+constexpr int64_t kGap = 1, kGumbel = 2;
+constexpr const char *kNanRows =
+    "softmax(logits) is NaN: the logits contain NaN or +inf, or a row is -inf everywhere. "
+    "Logits must be finite, or -inf to mask a category, with one unmasked per row.";
+
+int combine_rows(const float *const *anchors, const double *weights, int64_t n_anchors,
+                 const float *probs, const int64_t *index, const float *g, const float *h,
+                 double probs_scale, int64_t rows, int64_t K, float *out, int threads) {
+  return reinmax_combine_f32(anchors, weights, n_anchors, probs, index, g, h, probs_scale, rows, K,
+                             out, threads);
+}
+
+int combine_rows(const double *const *anchors, const double *weights, int64_t n_anchors,
+                 const double *probs, const int64_t *index, const double *g, const double *h,
+                 double probs_scale, int64_t rows, int64_t K, double *out, int threads) {
+  return reinmax_combine_f64(anchors, weights, n_anchors, probs, index, g, h, probs_scale, rows, K,
+                             out, threads);
+}
+
+int64_t draw(const Tensor &probs, const Tensor &uniforms, Tensor &index) {
+  const int64_t rows = index.numel(), K = probs.size(-1);
+  const int threads = at::get_num_threads();
+  if (probs.scalar_type() == at::kFloat)
+    return reinmax_draw_f32(probs.const_data_ptr<float>(), uniforms.const_data_ptr<double>(),
+                            rows, K, index.data_ptr<int64_t>(), threads);
+  return reinmax_draw_f64(probs.const_data_ptr<double>(), uniforms.const_data_ptr<double>(), rows,
+                          K, index.data_ptr<int64_t>(), threads);
+}
+
+void exponentials(Tensor &out, uint64_t seed) {
+  const int threads = at::get_num_threads();
+  if (out.scalar_type() == at::kFloat)
+    reinmax_exponentials_f32(out.data_ptr<float>(), out.numel(), seed, threads);
+  else
+    reinmax_exponentials_f64(out.data_ptr<double>(), out.numel(), seed, threads);
+}
+
+// sum_s scale J(w_y y_s + w_D D) g + J(p)(h + b g) over the sets s of `values` (see kernels.c).
+template <typename T>
+Tensor combine(const Tensor &values, const std::vector<double> &term, const Tensor &probs,
+               const Tensor &index, const Tensor &g, const Tensor &h, double probs_scale) {
+  const int64_t rows = index.numel(), K = probs.size(-1), size = rows * K;
+  const int64_t sets = size > 0 ? values.numel() / size : 0;
+  std::vector<const T *> anchors;
+  std::vector<double> weights;
+  for (int64_t s = 0; s < sets; ++s) {
+    anchors.push_back(values.const_data_ptr<T>() + s * size);
+    weights.insert(weights.end(), term.begin(), term.end());
+  }
+  Tensor out = at::empty_like(probs);
+  const int status = combine_rows(anchors.data(), weights.data(), sets, probs.const_data_ptr<T>(),
+                                  index.const_data_ptr<int64_t>(), g.const_data_ptr<T>(),
+                                  h.defined() ? h.const_data_ptr<T>() : nullptr, probs_scale, rows,
+                                  K, out.data_ptr<T>(), at::get_num_threads());
+  if (status != 0) throw std::bad_alloc();
+  return out;
+}
+
+struct Estimate : public torch::autograd::Function<Estimate> {
+  static variable_list forward(AutogradContext *ctx, const Tensor &logits, double temperature,
+                               std::string rule, std::vector<double> options, int64_t perturbation,
+                               double gap, int64_t noise_sets, std::vector<double> term,
+                               double probs_scale, bool validate) {
+    const Tensor probs = logits.softmax(-1);
+    std::vector<int64_t> row_shape = logits.sizes().vec();
+    row_shape.back() = 1;
+    const Tensor uniforms = at::rand(row_shape, logits.options().dtype(at::kDouble));
+    Tensor index = at::empty(row_shape, logits.options().dtype(at::kLong));
+    const int64_t nan_rows = draw(probs, uniforms, index);
+    if (nan_rows < 0) throw std::bad_alloc();
+    TORCH_CHECK_VALUE(!(validate && nan_rows > 0), kNanRows);
+    Tensor noise;
+    if (noise_sets > 0) {
+      std::vector<int64_t> shape = logits.sizes().vec();
+      shape.insert(shape.begin(), noise_sets);
+      noise = at::empty(shape, logits.options());
+      const int64_t seed = at::randint(std::numeric_limits<int64_t>::min(),
+                                       std::numeric_limits<int64_t>::max(), {},
+                                       logits.options().dtype(at::kLong))
+                               .item<int64_t>();
+      exponentials(noise, static_cast<uint64_t>(seed));
+    }
+    Tensor sample = at::zeros_like(probs).scatter_(-1, index, 1.0);
+    const bool need_logits = perturbation == kGap || (perturbation == 0 && term[3] >= 0);
+    ctx->save_for_backward({need_logits ? logits : Tensor(), noise, index, probs});
+    ctx->saved_data["temperature"] = temperature;
+    ctx->saved_data["rule"] = rule;
+    ctx->saved_data["options"] = options;
+    ctx->saved_data["perturbation"] = perturbation;
+    ctx->saved_data["gap"] = gap;
+    ctx->saved_data["term"] = term;
+    ctx->saved_data["probs_scale"] = probs_scale;
+    ctx->set_materialize_grads(false);
+    return {sample, probs};
+  }
+
+  static variable_list backward(AutogradContext *ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const Tensor &logits = saved[0], &noise = saved[1], &index = saved[2], &probs = saved[3];
+    const Tensor &g = grads[0], &h = grads[1];
+    variable_list out(10);
+    if (!g.defined() && !h.defined()) return out;
+    if (at::GradMode::is_enabled()) {  // create_graph: differentiable operations, in Python
+      static auto differentiable =
+          c10::Dispatcher::singleton()
+              .findSchemaOrThrow("reinmax::differentiable_backward", "")
+              .typed<Tensor(const std::optional<Tensor> &, const std::optional<Tensor> &,
+                            const Tensor &, const Tensor &, const std::optional<Tensor> &,
+                            const std::optional<Tensor> &, c10::string_view, double,
+                            at::ArrayRef<double>)>();
+      const auto optional = [](const Tensor &t) {
+        return t.defined() ? std::optional<Tensor>(t) : std::nullopt;
+      };
+      const std::vector<double> options = ctx->saved_data["options"].toDoubleVector();
+      out[0] = differentiable.call(optional(logits), optional(noise), index, probs, optional(g),
+                                   optional(h), ctx->saved_data["rule"].toStringRef(),
+                                   ctx->saved_data["temperature"].toDouble(), options);
+      return out;
+    }
+    if (!g.defined()) {  // J(p) h
+      const Tensor ph = probs * h;
+      out[0] = ph - probs * ph.sum(-1, true);
+      return out;
+    }
+    const std::vector<double> term = ctx->saved_data["term"].toDoubleVector();
+    const int64_t perturbation = ctx->saved_data["perturbation"].toInt();
+    Tensor values;
+    if (perturbation == kGumbel) {
+      values = noise;
+    } else if (perturbation == kGap) {
+      const Tensor top = logits.amax(-1, true);
+      values = at::minimum(logits, top - ctx->saved_data["gap"].toDouble()).scatter(-1, index, top);
+    } else {
+      values = term[3] >= 0 ? logits : probs;
+    }
+    const auto dtype = probs.scalar_type();
+    const Tensor g_c = g.to(dtype).contiguous(), values_c = values.contiguous();
+    const Tensor h_c = h.defined() ? h.to(dtype).contiguous() : Tensor();
+    const double probs_scale = ctx->saved_data["probs_scale"].toDouble();
+    out[0] = dtype == at::kFloat
+                 ? combine<float>(values_c, term, probs, index, g_c, h_c, probs_scale)
+                 : combine<double>(values_c, term, probs, index, g_c, h_c, probs_scale);
+    return out;
+  }
+};
+
+std::tuple<Tensor, Tensor> estimate(const Tensor &logits, double temperature,
+                                    c10::string_view rule, at::ArrayRef<double> options,
+                                    int64_t perturbation, double gap, int64_t noise_sets,
+                                    at::ArrayRef<double> term, double probs_scale, bool validate) {
+  TORCH_CHECK(logits.device().is_cpu() && logits.is_contiguous() &&
+                  (logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kDouble) &&
+                  logits.dim() >= 1,
+              "reinmax::estimate takes contiguous float32 or float64 CPU logits (..., K)");
+  TORCH_CHECK(term.size() == 5, "reinmax::estimate: term holds 5 weights");
+  const variable_list result =
+      Estimate::apply(logits, temperature, std::string(rule), options.vec(), perturbation, gap,
+                      noise_sets, term.vec(), probs_scale, validate);
+  return {result[0], result[1]};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(reinmax, m) {
+  m.def(
+      "estimate(Tensor logits, float temperature, str rule, float[] options, int perturbation, "
+      "float gap, int noise_sets, float[] term, float probs_scale, bool validate) "
+      "-> (Tensor, Tensor)");
+  m.def(
+      "differentiable_backward(Tensor? logits, Tensor? noise, Tensor index, Tensor probs, "
+      "Tensor? g, Tensor? h, str rule, float temperature, float[] options) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(reinmax, CompositeImplicitAutograd, m) { m.impl("estimate", estimate); }
