@@ -464,8 +464,8 @@ def estimate(
     if options is None:
         options = RULES[rule_name].options
     if RULES[rule_name].averaged is None and native.operator_usable(logits):
-        arguments = operator_arguments(rule_name, temperature, options, logits.dtype)
-        return native.estimate(logits, temperature, rule_name, validate, arguments)
+        recipe, option_values = operator_arguments(rule_name, temperature, options, logits.dtype)
+        return native.estimate(logits, recipe, rule_name, option_values, validate)
     return OneHotEstimatorFunction.apply(logits, temperature, rule_name, validate, options)
 
 
@@ -476,19 +476,19 @@ PERTURBATIONS = {None: 0, "gap": 1, "gumbel": 2}
 @functools.lru_cache(maxsize=1024)
 def operator_arguments(
     rule_name: str, temperature: float, options: tuple[tuple[str, float], ...], dtype: torch.dtype
-) -> tuple:
-    """A single-anchor rule's arguments to the estimator operator: its option values, the
-    perturbation, the gap, the sets of exponentials, the anchor term's kernel weights
-    :math:`(w_y, w_D, c, 1/\tau \text{ or } -1, \text{conditional kind})` and :math:`b`."""
+) -> tuple[list[float], list[float]]:
+    """A single-anchor rule's recipe for the estimator operator (``torch_estimator.cc``): the
+    temperature, the perturbation, the gap, the sets of exponentials, the anchor term's kernel
+    weights :math:`(w_y, w_D, c, 1/\tau \text{ or } -1, \text{conditional kind})` and
+    :math:`b`; and the option values (for its ``create_graph`` backward)."""
     rule = RULES[rule_name]
     term = anchor_weights(rule, temperature, options, dtype)
     inverse = -1.0 if term.temperature is None else largest_finite(1.0 / term.temperature, dtype)
-    weights = [term.tempered_weight, term.sample_weight, term.scale, inverse]
-    weights.append(float(native.CONDITIONAL[term.conditional]))
-    option_values = [float(value) for _, value in options]
     gap = float(dict(options).get("gap", 0.0))
-    perturbation = PERTURBATIONS[rule.perturbation]
-    return option_values, perturbation, gap, rule.noise_count(options), weights, rule.probs_scale
+    recipe = [temperature, PERTURBATIONS[rule.perturbation], gap, rule.noise_count(options)]
+    recipe += [term.tempered_weight, term.sample_weight, term.scale, inverse]
+    recipe += [native.CONDITIONAL[term.conditional], rule.probs_scale]
+    return [float(value) for value in recipe], [float(value) for _, value in options]
 
 
 def differentiable_backward_operator(

@@ -82,7 +82,8 @@ def _load_operator() -> Path | None:
         path = build("reinmax_torch_estimator", sources, *flags)
         torch.ops.load_library(str(path))
     except (OSError, RuntimeError) as error:
-        EstimatorOperator.failure = str(error).splitlines()[0]
+        lines = str(error).splitlines()  # the command, then the compiler's first error
+        EstimatorOperator.failure = " ".join(lines[:1] + [x for x in lines if "error" in x][:1])
         return None
     from .estimators import differentiable_backward_operator
 
@@ -150,28 +151,11 @@ def operator_usable(logits: Tensor) -> bool:
 
 
 def estimate(
-    logits: Tensor,
-    temperature: float,
-    rule_name: str,
-    validate: bool,
-    arguments: tuple,
+    logits: Tensor, recipe: list[float], rule_name: str, option_values: list[float], validate: bool
 ) -> tuple[Tensor, Tensor]:
-    """``(sample, probs)`` from the estimator operator (:func:`operator_usable` logits);
-    ``arguments`` are the rule's
-    (:func:`~pyro_reinmax.estimators.operator_arguments`)."""
-    option_values, perturbation, gap, noise_sets, term, probs_scale = arguments
-    return EstimatorOperator.operator(
-        logits,
-        temperature,
-        rule_name,
-        option_values,
-        perturbation,
-        gap,
-        noise_sets,
-        term,
-        probs_scale,
-        validate,
-    )
+    """``(sample, probs)`` from the estimator operator for :func:`operator_usable` logits and the
+    rule's :func:`~pyro_reinmax.estimators.operator_arguments`."""
+    return EstimatorOperator.operator(logits, recipe, rule_name, option_values, validate)
 
 
 def exponentials(like: Tensor) -> Tensor:

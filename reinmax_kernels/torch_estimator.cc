@@ -2,19 +2,18 @@
 // the backward of kernels.c without the Python of a torch.autograd.Function (which, on small
 // tensors, costs more than the work).
 //
-// reinmax::estimate(logits, temperature, rule, options, perturbation, gap, noise_sets, term,
-//                   probs_scale, validate) -> (sample, probs)
-//   logits: contiguous float32/float64 CPU, (..., K). Forward: probs = softmax(logits), one
-//   float64 uniform per row and the draw (reinmax_draw), then noise_sets sets of exponentials
-//   (reinmax_exponentials, seeded by one int64 of PyTorch's generator), the sample one-hot.
-//   These are the random numbers pyro_reinmax's Python path takes, in the same order.
-//   Backward: reinmax_combine over one anchor term, term = (w_y, w_D, scale, inverse
-//   temperature or -1, conditional kind) applied to each set of the anchor's values: the
-//   exponentials (perturbation 2, Gumbel), the GST-shifted logits (1, gap), else the logits
-//   (an inverse temperature >= 0) or probs.
-//   Under create_graph the backward calls reinmax::differentiable_backward, which
-//   pyro_reinmax implements in Python with differentiable operations (rule and options name
-//   the estimator there).
+// reinmax::estimate(logits, recipe, rule, options, validate) -> (sample, probs)
+//   logits: contiguous float32/float64 CPU, (..., K). recipe: (temperature, perturbation, gap,
+//   noise_sets, w_y, w_D, scale, inverse temperature or -1, conditional kind, probs_scale).
+//   Forward: probs = softmax(logits), one float64 uniform per row and the draw (reinmax_draw),
+//   then noise_sets sets of exponentials (reinmax_exponentials, seeded by one int64 of
+//   PyTorch's generator), the sample one-hot: the random numbers of pyro_reinmax's Python path,
+//   in the same order. Backward: reinmax_combine over one anchor term (the recipe's five
+//   weights) applied to each set of the anchor's values: the exponentials (perturbation 2,
+//   Gumbel), the GST-shifted logits (1, gap), else the logits (an inverse temperature >= 0) or
+//   probs. Under create_graph the backward calls reinmax::differentiable_backward, which
+//   pyro_reinmax implements in Python with differentiable operations (rule and options name the
+//   estimator there).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -35,7 +34,7 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-constexpr int64_t kGap = 1, kGumbel = 2;
+constexpr int64_t kShiftedByGap = 1, kGumbelNoise = 2;  // the perturbations
 constexpr const char *kNanRows =
     "softmax(logits) is NaN: the logits contain NaN or +inf, or a row is -inf everywhere. "
     "Logits must be finite, or -inf to mask a category, with one unmasked per row.";
@@ -93,11 +92,13 @@ Tensor combine(const Tensor &values, const std::vector<double> &term, const Tens
   return out;
 }
 
+// The recipe's entries.
+enum Recipe { kTemperature, kPerturbation, kGap, kNoiseSets, kTerm, kProbsScale = kTerm + 5, kSize };
+
 struct Estimate : public torch::autograd::Function<Estimate> {
-  static variable_list forward(AutogradContext *ctx, const Tensor &logits, double temperature,
-                               std::string rule, std::vector<double> options, int64_t perturbation,
-                               double gap, int64_t noise_sets, std::vector<double> term,
-                               double probs_scale, bool validate) {
+  static variable_list forward(AutogradContext *ctx, const Tensor &logits,
+                               std::vector<double> recipe, std::string rule,
+                               std::vector<double> options, bool validate) {
     const Tensor probs = logits.softmax(-1);
     std::vector<int64_t> row_shape = logits.sizes().vec();
     row_shape.back() = 1;
@@ -107,6 +108,7 @@ struct Estimate : public torch::autograd::Function<Estimate> {
     if (nan_rows < 0) throw std::bad_alloc();
     TORCH_CHECK_VALUE(!(validate && nan_rows > 0), kNanRows);
     Tensor noise;
+    const auto noise_sets = static_cast<int64_t>(recipe[kNoiseSets]);
     if (noise_sets > 0) {
       std::vector<int64_t> shape = logits.sizes().vec();
       shape.insert(shape.begin(), noise_sets);
@@ -118,15 +120,12 @@ struct Estimate : public torch::autograd::Function<Estimate> {
       exponentials(noise, static_cast<uint64_t>(seed));
     }
     Tensor sample = at::zeros_like(probs).scatter_(-1, index, 1.0);
-    const bool need_logits = perturbation == kGap || (perturbation == 0 && term[3] >= 0);
+    const auto perturbation = static_cast<int64_t>(recipe[kPerturbation]);
+    const bool need_logits = perturbation == kShiftedByGap || (perturbation == 0 && recipe[kTerm + 3] >= 0);
     ctx->save_for_backward({need_logits ? logits : Tensor(), noise, index, probs});
-    ctx->saved_data["temperature"] = temperature;
-    ctx->saved_data["rule"] = rule;
-    ctx->saved_data["options"] = options;
-    ctx->saved_data["perturbation"] = perturbation;
-    ctx->saved_data["gap"] = gap;
-    ctx->saved_data["term"] = term;
-    ctx->saved_data["probs_scale"] = probs_scale;
+    ctx->saved_data["recipe"] = std::move(recipe);
+    ctx->saved_data["rule"] = std::move(rule);
+    ctx->saved_data["options"] = std::move(options);
     ctx->set_materialize_grads(false);
     return {sample, probs};
   }
@@ -135,8 +134,9 @@ struct Estimate : public torch::autograd::Function<Estimate> {
     const variable_list saved = ctx->get_saved_variables();
     const Tensor &logits = saved[0], &noise = saved[1], &index = saved[2], &probs = saved[3];
     const Tensor &g = grads[0], &h = grads[1];
-    variable_list out(10);
+    variable_list out(5);
     if (!g.defined() && !h.defined()) return out;
+    const std::vector<double> recipe = ctx->saved_data["recipe"].toDoubleVector();
     if (at::GradMode::is_enabled()) {  // create_graph: differentiable operations, in Python
       static auto differentiable =
           c10::Dispatcher::singleton()
@@ -151,7 +151,7 @@ struct Estimate : public torch::autograd::Function<Estimate> {
       const std::vector<double> options = ctx->saved_data["options"].toDoubleVector();
       out[0] = differentiable.call(optional(logits), optional(noise), index, probs, optional(g),
                                    optional(h), ctx->saved_data["rule"].toStringRef(),
-                                   ctx->saved_data["temperature"].toDouble(), options);
+                                   recipe[kTemperature], options);
       return out;
     }
     if (!g.defined()) {  // J(p) h
@@ -159,21 +159,21 @@ struct Estimate : public torch::autograd::Function<Estimate> {
       out[0] = ph - probs * ph.sum(-1, true);
       return out;
     }
-    const std::vector<double> term = ctx->saved_data["term"].toDoubleVector();
-    const int64_t perturbation = ctx->saved_data["perturbation"].toInt();
+    const std::vector<double> term(recipe.begin() + kTerm, recipe.begin() + kTerm + 5);
+    const auto perturbation = static_cast<int64_t>(recipe[kPerturbation]);
     Tensor values;
-    if (perturbation == kGumbel) {
+    if (perturbation == kGumbelNoise) {
       values = noise;
-    } else if (perturbation == kGap) {
+    } else if (perturbation == kShiftedByGap) {
       const Tensor top = logits.amax(-1, true);
-      values = at::minimum(logits, top - ctx->saved_data["gap"].toDouble()).scatter(-1, index, top);
+      values = at::minimum(logits, top - recipe[kGap]).scatter(-1, index, top);
     } else {
       values = term[3] >= 0 ? logits : probs;
     }
     const auto dtype = probs.scalar_type();
     const Tensor g_c = g.to(dtype).contiguous(), values_c = values.contiguous();
     const Tensor h_c = h.defined() ? h.to(dtype).contiguous() : Tensor();
-    const double probs_scale = ctx->saved_data["probs_scale"].toDouble();
+    const double probs_scale = recipe[kProbsScale];
     out[0] = dtype == at::kFloat
                  ? combine<float>(values_c, term, probs, index, g_c, h_c, probs_scale)
                  : combine<double>(values_c, term, probs, index, g_c, h_c, probs_scale);
@@ -181,18 +181,16 @@ struct Estimate : public torch::autograd::Function<Estimate> {
   }
 };
 
-std::tuple<Tensor, Tensor> estimate(const Tensor &logits, double temperature,
+std::tuple<Tensor, Tensor> estimate(const Tensor &logits, at::ArrayRef<double> recipe,
                                     c10::string_view rule, at::ArrayRef<double> options,
-                                    int64_t perturbation, double gap, int64_t noise_sets,
-                                    at::ArrayRef<double> term, double probs_scale, bool validate) {
+                                    bool validate) {
   TORCH_CHECK(logits.device().is_cpu() && logits.is_contiguous() &&
                   (logits.scalar_type() == at::kFloat || logits.scalar_type() == at::kDouble) &&
                   logits.dim() >= 1,
               "reinmax::estimate takes contiguous float32 or float64 CPU logits (..., K)");
-  TORCH_CHECK(term.size() == 5, "reinmax::estimate: term holds 5 weights");
+  TORCH_CHECK(recipe.size() == kSize, "reinmax::estimate: the recipe holds ", kSize, " numbers");
   const variable_list result =
-      Estimate::apply(logits, temperature, std::string(rule), options.vec(), perturbation, gap,
-                      noise_sets, term.vec(), probs_scale, validate);
+      Estimate::apply(logits, recipe.vec(), std::string(rule), options.vec(), validate);
   return {result[0], result[1]};
 }
 
@@ -200,8 +198,7 @@ std::tuple<Tensor, Tensor> estimate(const Tensor &logits, double temperature,
 
 TORCH_LIBRARY(reinmax, m) {
   m.def(
-      "estimate(Tensor logits, float temperature, str rule, float[] options, int perturbation, "
-      "float gap, int noise_sets, float[] term, float probs_scale, bool validate) "
+      "estimate(Tensor logits, float[] recipe, str rule, float[] options, bool validate) "
       "-> (Tensor, Tensor)");
   m.def(
       "differentiable_backward(Tensor? logits, Tensor? noise, Tensor index, Tensor probs, "
