@@ -156,44 +156,30 @@ static inline double log_positive_f64(double x) {
 
 #define DEFINE_KERNELS(T, SUFFIX)                                                                  \
   /* sum_k a_k b_k (b NULL: sum_k a_k): short rows in one running sum (a vector reduction costs    \
-   * more there), longer ones in BLOCK independent partial sums folded pairwise. */                \
+   * more there), longer ones as a vector reduction (partial sums in registers, folded once). */   \
   static inline T dot_##SUFFIX(const T *a, const T *b, int64_t K) {                                \
     T sum = 0;                                                                                     \
-    int64_t k = 0;                                                                                 \
-    if (K >= BLOCK) {                                                                              \
-      T partial[BLOCK] = {0};                                                                      \
+    if (K < BLOCK) {                                                                               \
       if (b)                                                                                       \
-        for (; k + BLOCK <= K; k += BLOCK)                                                         \
-          for (int j = 0; j < BLOCK; ++j) partial[j] += a[k + j] * b[k + j];                       \
+        for (int64_t k = 0; k < K; ++k) sum += a[k] * b[k];                                        \
       else                                                                                         \
-        for (; k + BLOCK <= K; k += BLOCK)                                                         \
-          for (int j = 0; j < BLOCK; ++j) partial[j] += a[k + j];                                  \
-      for (int width = BLOCK / 2; width > 0; width /= 2)                                           \
-        for (int j = 0; j < width; ++j) partial[j] += partial[j + width];                          \
-      sum = partial[0];                                                                            \
+        for (int64_t k = 0; k < K; ++k) sum += a[k];                                               \
+    } else if (b) {                                                                                \
+      _Pragma("omp simd reduction(+ : sum)") for (int64_t k = 0; k < K; ++k) sum += a[k] * b[k];   \
+    } else {                                                                                       \
+      _Pragma("omp simd reduction(+ : sum)") for (int64_t k = 0; k < K; ++k) sum += a[k];          \
     }                                                                                              \
-    if (b)                                                                                         \
-      for (; k < K; ++k) sum += a[k] * b[k];                                                       \
-    else                                                                                           \
-      for (; k < K; ++k) sum += a[k];                                                              \
     return sum;                                                                                    \
   }                                                                                                \
                                                                                                    \
   static inline T max_##SUFFIX(const T *x, int64_t K) {                                            \
     T top = -INFINITY;                                                                             \
-    int64_t k = 0;                                                                                 \
-    if (K >= BLOCK) {                                                                              \
-      T partial[BLOCK];                                                                            \
-      for (int j = 0; j < BLOCK; ++j) partial[j] = -INFINITY;                                      \
-      for (; k + BLOCK <= K; k += BLOCK)                                                           \
-        for (int j = 0; j < BLOCK; ++j)                                                            \
-          partial[j] = x[k + j] > partial[j] ? x[k + j] : partial[j];                              \
-      for (int width = BLOCK / 2; width > 0; width /= 2)                                           \
-        for (int j = 0; j < width; ++j)                                                            \
-          partial[j] = partial[j + width] > partial[j] ? partial[j + width] : partial[j];          \
-      top = partial[0];                                                                            \
+    if (K < BLOCK) {                                                                               \
+      for (int64_t k = 0; k < K; ++k) top = x[k] > top ? x[k] : top;                               \
+    } else {                                                                                       \
+      _Pragma("omp simd reduction(max : top)") for (int64_t k = 0; k < K; ++k) top =               \
+          x[k] > top ? x[k] : top;                                                                 \
     }                                                                                              \
-    for (; k < K; ++k) top = x[k] > top ? x[k] : top;                                              \
     return top;                                                                                    \
   }                                                                                                \
                                                                                                    \
@@ -201,9 +187,12 @@ static inline double log_positive_f64(double x) {
    * with exact zeros for -inf and e = 1 at the maximum (so the sum is at least 1). */             \
   static inline T tempered_exp_##SUFFIX(const T *x, T inverse, int64_t K, T *e) {                  \
     const T top = max_##SUFFIX(x, K);                                                              \
-    _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) e[k] =                                     \
-        exp_nonpositive_##SUFFIX((x[k] - top) * inverse);                                          \
-    return dot_##SUFFIX(e, NULL, K);                                                               \
+    T sum = 0;                                                                                     \
+    _Pragma("omp simd reduction(+ : sum)") for (int64_t k = 0; k < K; ++k) {                       \
+      e[k] = exp_nonpositive_##SUFFIX((x[k] - top) * inverse);                                     \
+      sum += e[k];                                                                                 \
+    }                                                                                              \
+    return sum;                                                                                    \
   }                                                                                                \
                                                                                                    \
   int64_t reinmax_draw_##SUFFIX(const T *probs, const double *uniforms, int64_t rows, int64_t K,   \
