@@ -51,13 +51,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from numbers import Integral, Real
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from . import native
 from .sampling import draw_exponentials, draw_index
 from .validation import check_event_array, check_logits, check_temperature, validation_enabled
 
@@ -345,12 +346,71 @@ def anchor_terms(rule: Rule, options, logits, noise, index, probs, temperature):
     return [weights._replace(values=values)]
 
 
+CONDITIONAL = {None: 0, "probs": 1, "midpoint": 2}
+"""AnchorTerm.conditional as the kernels read it."""
+
+
+@lru_cache(maxsize=64)
+def _term_backward(
+    tempered_weight: float,
+    sample_weight: float,
+    tempered: bool,
+    conditional: str | None,
+    probs_scale: float,
+) -> Callable:
+    r"""One anchor term's backward :math:`c \sum_s J(a_s) g + J(\pi_0)(h + b g)` as a function
+    of ``(values, scale, temperature, g, index, probs, h)``: the CPU kernel
+    (:func:`numpyro_reinmax.native.combine`) where it runs, the same in ``jnp`` operations
+    elsewhere. Its JVP is that of the ``jnp`` operations, so ``grad`` of ``grad`` differentiates
+    the estimate."""
+
+    def reference(values, scale, temperature, g, index, probs, h):
+        term = AnchorTerm(
+            values,
+            tempered_weight,
+            sample_weight,
+            scale,
+            temperature if tempered else None,
+            conditional,
+        )
+        return anchor_terms_vjp([term], g, index, probs) + softmax_vjp(probs, h + probs_scale * g)
+
+    @jax.custom_jvp
+    def backward(values, scale, temperature, g, index, probs, h):
+        dtype = probs.dtype
+        inverse = largest_finite(1.0 / jnp.asarray(temperature), dtype) if tempered else -1.0
+        weights = (tempered_weight, sample_weight, scale, inverse)
+        weights += (CONDITIONAL[conditional], probs_scale)
+        weights = jnp.stack([jnp.asarray(w, dtype) for w in weights])
+
+        def fallback(values, weights, probs, index, g, h):
+            return reference(values, scale, temperature, g, index, probs, h)
+
+        return native.combine(values, weights, probs, index, g, h, fallback)
+
+    @backward.defjvp
+    def _jvp(primals, tangents):
+        return jax.jvp(reference, primals, tangents)
+
+    return backward
+
+
 def _backward(rule_name: str, options, residuals, cotangents):
     rule = RULES[rule_name]
     logits, noise, index, probs, temperature = residuals
     g, h = cotangents
     terms = anchor_terms(rule, options, logits, noise, index, probs, temperature)
-    grad = anchor_terms_vjp(terms, g, index, probs) + softmax_vjp(probs, h + rule.probs_scale * g)
+    if rule.averaged is None and native.usable(probs.dtype):  # one pass of the CPU kernel
+        (term,) = terms
+        tempered = term.temperature is not None
+        backward = _term_backward(
+            term.tempered_weight, term.sample_weight, tempered, term.conditional, rule.probs_scale
+        )
+        term_temperature = term.temperature if tempered else 1.0
+        grad = backward(term.values, term.scale, term_temperature, g, index, probs, h)
+    else:
+        grad = anchor_terms_vjp(terms, g, index, probs)
+        grad = grad + softmax_vjp(probs, h + rule.probs_scale * g)
     return None, grad, None
 
 

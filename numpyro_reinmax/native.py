@@ -31,6 +31,7 @@ DRAW_MIN_CATEGORIES = 16
 """Fewer categories take the JAX path: XLA fuses a short ``cumsum`` into one cheap loop. In
 ``benchmarks/speed.py``'s grid the custom call lost to it at 2 categories and won from 64 on."""
 EXPONENTIALS_TARGET = "reinmax_exponentials"
+COMBINE_TARGET = "reinmax_combine"
 
 
 def _load() -> ctypes.CDLL:
@@ -42,6 +43,7 @@ def _load() -> ctypes.CDLL:
     for target, handler in [
         (DRAW_TARGET, library.ReinmaxDraw),
         (EXPONENTIALS_TARGET, library.ReinmaxExponentials),
+        (COMBINE_TARGET, library.ReinmaxCombine),
     ]:
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(handler), platform="cpu")
     return library
@@ -97,4 +99,23 @@ def exponentials(key, shape, dtype, fallback: Callable):
 
     return jax.lax.platform_dependent(
         key, cpu=kernel, default=lambda key: fallback(key, shape, dtype)
+    )
+
+
+def combine(values, weights, probs, index, g, h, fallback: Callable):
+    r"""One anchor term's backward
+    :math:`c \sum_s J(w_y y_s + w_D D)\, g + J(\pi_0)(h + b g)` in one pass over each row on
+    the CPU (``reinmax_combine`` of the kernels), ``fallback(values, weights, probs, index, g,
+    h)`` elsewhere. ``values`` (shape ``(S,) + probs.shape``) give the anchors as
+    :class:`~numpyro_reinmax.estimators.AnchorTerm` says; ``weights`` are
+    :math:`(w_y, w_D, c, 1/\tau \text{ or } -1, \text{conditional kind}, b)` in
+    ``probs.dtype`` (:func:`usable`). Under ``vmap`` each batch element has its own weights."""
+
+    def kernel(values, weights, probs, index, g, h):
+        result = jax.ShapeDtypeStruct(probs.shape, probs.dtype)
+        call = jax.ffi.ffi_call(COMBINE_TARGET, result, vmap_method="broadcast_all")
+        return call(probs, index, g, h, values, weights)
+
+    return jax.lax.platform_dependent(
+        values, weights, probs, index, g, h, cpu=kernel, default=fallback
     )

@@ -7,6 +7,12 @@
 // ReinmaxExponentials(seeds (B, 2) uint32) -> (B, ...) float32 or float64: standard
 //   exponentials, the b-th block of the output from the 64-bit seed (seeds[b, 0], seeds[b, 1])
 //   (B is 1, or the batch of a vmap).
+// ReinmaxCombine(probs (B, ..., K), index (B, ...) int32 or int64, g (B, ..., K),
+//   h (B, ..., K), values (B, S, ..., K), weights (B, 6)) -> (B, ..., K): one anchor term's
+//   backward (reinmax_combine in kernels.c) for each block b with its own weights
+//   (w_y, w_D, scale, inverse temperature or -1, conditional kind, probs_scale), the S sets of
+//   values its anchors. B is 1 (no leading axis), or the batch of a vmap.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -87,6 +93,72 @@ ffi::Error Exponentials(ffi::AnyBuffer seeds, ffi::Result<ffi::AnyBuffer> out) {
   return ffi::Error::Success();
 }
 
+ffi::Error Combine(ffi::AnyBuffer probs, ffi::AnyBuffer index, ffi::AnyBuffer g, ffi::AnyBuffer h,
+                   ffi::AnyBuffer values, ffi::AnyBuffer weights,
+                   ffi::Result<ffi::AnyBuffer> out) {
+  const auto dims = probs.dimensions();
+  const auto type = probs.element_type();
+  const int64_t size = static_cast<int64_t>(probs.element_count());
+  const int64_t blocks = static_cast<int64_t>(weights.element_count()) / 6;
+  const auto index_type = index.element_type();
+  if (dims.size() == 0 || (type != ffi::F32 && type != ffi::F64) || g.element_type() != type ||
+      h.element_type() != type || values.element_type() != type ||
+      weights.element_type() != type || out->element_type() != type ||
+      (index_type != ffi::S32 && index_type != ffi::S64) || blocks == 0 ||
+      static_cast<int64_t>(g.element_count()) != size ||
+      static_cast<int64_t>(h.element_count()) != size ||
+      static_cast<int64_t>(out->element_count()) != size) {
+    return ffi::Error::InvalidArgument(
+        "ReinmaxCombine: float32/float64 probs, g, h, out (..., K), values (S, ..., K), "
+        "weights (B, 6) of that type, int32/int64 index (...)");
+  }
+  const int64_t K = dims.back();
+  const int64_t rows = K > 0 ? size / K : 0;
+  if (rows == 0) return ffi::Error::Success();
+  const int64_t sets = static_cast<int64_t>(values.element_count()) / size;
+  if (rows % blocks != 0 || static_cast<int64_t>(index.element_count()) != rows ||
+      sets * size != static_cast<int64_t>(values.element_count())) {
+    return ffi::Error::InvalidArgument("ReinmaxCombine: shapes of index or values do not match");
+  }
+  std::vector<int64_t> wide(index_type == ffi::S64 ? 0 : rows);
+  if (index_type == ffi::S32) {
+    const int32_t *narrow = index.typed_data<int32_t>();
+    for (int64_t row = 0; row < rows; ++row) wide[row] = narrow[row];
+  }
+  const int64_t *drawn = index_type == ffi::S64 ? index.typed_data<int64_t>() : wide.data();
+  std::vector<double> block_weights(6 * blocks);
+  copy_to(weights, block_weights);
+  const int64_t block_rows = rows / blocks, block_size = block_rows * K;
+  std::vector<double> anchor_weights(5 * sets);
+  int status = 0;
+  for (int64_t b = 0; b < blocks && status == 0; ++b) {
+    const double *w = block_weights.data() + 6 * b;
+    for (int64_t s = 0; s < sets; ++s) std::copy(w, w + 5, anchor_weights.begin() + 5 * s);
+    const int64_t offset = b * block_size;
+    if (type == ffi::F64) {
+      std::vector<const double *> anchors(sets);
+      for (int64_t s = 0; s < sets; ++s)
+        anchors[s] = values.typed_data<double>() + (b * sets + s) * block_size;
+      status = reinmax_combine_f64(anchors.data(), anchor_weights.data(), sets,
+                                   probs.typed_data<double>() + offset, drawn + b * block_rows,
+                                   g.typed_data<double>() + offset, h.typed_data<double>() + offset,
+                                   w[5], block_rows, K, out->typed_data<double>() + offset, 1);
+    } else {
+      std::vector<const float *> anchors(sets);
+      for (int64_t s = 0; s < sets; ++s)
+        anchors[s] = values.typed_data<float>() + (b * sets + s) * block_size;
+      status = reinmax_combine_f32(anchors.data(), anchor_weights.data(), sets,
+                                   probs.typed_data<float>() + offset, drawn + b * block_rows,
+                                   g.typed_data<float>() + offset, h.typed_data<float>() + offset,
+                                   w[5], block_rows, K, out->typed_data<float>() + offset, 1);
+    }
+  }
+  if (status != 0) {
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted, "ReinmaxCombine: out of memory");
+  }
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxExponentials, Exponentials,
@@ -94,6 +166,16 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxExponentials, Exponentials,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxDraw, Draw,
                               ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxCombine, Combine,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>());

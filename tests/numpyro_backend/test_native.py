@@ -87,6 +87,72 @@ def test_estimators_and_gradients_agree_on_both_paths(key, name):
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-14)
 
 
+FAMILY_OPTIONS = {
+    "gumbel_rao": {"samples": 3},
+    "reinmax_rao": {"samples": 2},
+    "gapped_straight_through": {"gap": 0.7},
+}
+
+
+def _backward_on_both_paths(key, name, logits, temperatures, second=False):
+    """The gradient (``second``: the gradient of a projection of the gradient) of rule ``name``
+    at each of ``temperatures`` (traced, under ``vmap``: one set of kernel weights per
+    temperature), with the backward on the kernel and on the JAX path; the same draw and noise."""
+    upstream = jax.random.normal(jax.random.PRNGKey(1), logits.shape).astype(logits.dtype)
+    options = FAMILY_OPTIONS.get(name, {})
+
+    def loss(x, temperature):
+        sample, probs = getattr(numpyro_reinmax, name)(key, x, temperature, **options)
+        return (sample * upstream).sum() + (probs * upstream[..., ::-1]).sum()
+
+    def estimate(x, temperature):
+        grad = jax.grad(loss)(x, temperature)
+        if not second:
+            return grad
+        return jax.grad(lambda y: (jax.grad(loss)(y, temperature) * upstream).sum())(x)
+
+    results = []
+    for use_native in (True, False):
+        native.set_native_kernels(use_native)
+        batched = jax.jit(jax.vmap(estimate, in_axes=(None, 0)))
+        results.append(batched(logits, jnp.asarray(temperatures, logits.dtype)))
+    return results
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_the_backward_kernel_gives_the_jax_paths_gradient(key, name, dtype):
+    """Masked categories, temperatures from 1e-30 to 1e3 batched by vmap (each its own kernel
+    weights), every rule: the same gradient to rounding."""
+    logits = (jax.random.normal(key, (6, 40)) * 2).at[:, [0, 7]].set(-jnp.inf).astype(dtype)
+    temperatures = [1e-30, 0.3, 1.0, 1.7, 1e3]
+    on, off = _backward_on_both_paths(key, name, logits, temperatures)
+    assert jnp.isfinite(on).all() and (on[..., [0, 7]] == 0).all()
+    tolerance = 2e-5 if dtype == jnp.float32 else 1e-12
+    scale = jnp.abs(off).max(axis=(1, 2), keepdims=True) + 1.0
+    np.testing.assert_allclose(on / scale, off / scale, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_grad_of_grad_through_the_backward_kernel_is_the_jax_paths(key, name):
+    """The kernel's custom JVP is the JAX path's: second derivatives agree (masked too)."""
+    logits = (jax.random.normal(key, (3, 20)) * 2).at[:, 3].set(-jnp.inf)
+    on, off = _backward_on_both_paths(key, name, logits, [0.6, 1.0], second=True)
+    assert jnp.isfinite(on).all()
+    np.testing.assert_allclose(on, off, rtol=1e-10, atol=1e-10)
+
+
+def test_the_backward_kernel_is_a_cpu_custom_call(key):
+    native.set_native_kernels(True)
+
+    def grad(x):
+        return jax.grad(lambda y: numpyro_reinmax.reinmax(key, y, 1.3)[0][:, 0].sum())(x)
+
+    traced = jax.jit(grad).trace(jnp.zeros((4, 3)))
+    assert native.COMBINE_TARGET in traced.lower().as_text()
+    assert native.COMBINE_TARGET not in traced.lower(lowering_platforms=("cuda",)).as_text()
+
+
 @pytest.mark.parametrize("shape", [(0, 4), (3, 1), (2, 0, 5)])
 @pytest.mark.parametrize("name", RULE_NAMES)
 def test_empty_batches_and_a_single_category(key, name, shape):
