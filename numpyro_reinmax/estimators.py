@@ -400,7 +400,8 @@ def _backward(rule_name: str, options, residuals, cotangents):
     logits, noise, index, probs, temperature = residuals
     g, h = cotangents
     terms = anchor_terms(rule, options, logits, noise, index, probs, temperature)
-    if rule.averaged is None and native.usable(probs.dtype):  # one pass of the CPU kernel
+    kernel = probs.shape[-1] >= native.MIN_CATEGORIES and native.usable(probs.dtype)
+    if rule.averaged is None and kernel:  # one pass of the CPU kernel
         (term,) = terms
         tempered = term.temperature is not None
         backward = _term_backward(

@@ -27,9 +27,11 @@ from reinmax_kernels import KERNELS_SOURCE, XLA_HANDLERS_SOURCE, NativeKernels, 
 __all__ = ["native_kernels_status", "set_native_kernels"]
 
 DRAW_TARGET = "reinmax_draw"
-DRAW_MIN_CATEGORIES = 16
-"""Fewer categories take the JAX path: XLA fuses a short ``cumsum`` into one cheap loop. In
-``benchmarks/speed.py``'s grid the custom call lost to it at 2 categories and won from 64 on."""
+MIN_CATEGORIES = 16
+"""Rows of fewer categories take the JAX path for the draw and the backward: XLA fuses a short
+``cumsum``, or a short row's backward, across rows into one cheap loop, where the kernels work row
+by row. In ``benchmarks/speed.py``'s grid the draw's custom call lost to it at 2 categories and won
+from 64 on; the backward's lost at 65536 x 2."""
 EXPONENTIALS_TARGET = "reinmax_exponentials"
 COMBINE_TARGET = "reinmax_combine"
 
@@ -75,7 +77,7 @@ def draw_index(probs, uniforms, fallback: Callable):
     """The index of the first float64 prefix sum of each row of ``probs`` above
     ``uniforms * total`` (``uniforms`` of shape ``probs.shape[:-1]``): the kernel on the CPU,
     ``fallback(probs, uniforms)`` elsewhere. ``probs.dtype`` must be :func:`usable`, with at
-    least :data:`DRAW_MIN_CATEGORIES` categories."""
+    least :data:`MIN_CATEGORIES` categories."""
     index_type = jax.dtypes.canonicalize_dtype(jnp.int64)
 
     def kernel(probs, uniforms):

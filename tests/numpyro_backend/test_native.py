@@ -148,9 +148,11 @@ def test_the_backward_kernel_is_a_cpu_custom_call(key):
     def grad(x):
         return jax.grad(lambda y: numpyro_reinmax.reinmax(key, y, 1.3)[0][:, 0].sum())(x)
 
-    traced = jax.jit(grad).trace(jnp.zeros((4, 3)))
+    traced = jax.jit(grad).trace(jnp.zeros((4, 16)))
     assert native.COMBINE_TARGET in traced.lower().as_text()
     assert native.COMBINE_TARGET not in traced.lower(lowering_platforms=("cuda",)).as_text()
+    few = jax.jit(grad).trace(jnp.zeros((4, 15)))
+    assert native.COMBINE_TARGET not in few.lower().as_text()  # few categories: JAX's
 
 
 @pytest.mark.parametrize("shape", [(0, 4), (3, 1), (2, 0, 5)])
