@@ -7,8 +7,9 @@ and its backward (the price of the Python Function itself); a *skeleton*, the fe
 operations that any exact draw with a ReinMax-shaped backward needs (softmax, a float32 cumulative
 sum, one uniform per row, ``searchsorted``, a one-hot scatter; in the backward one :math:`J(a) g`
 with :math:`a = \\pi + D`; not a correct estimator: no float64 sums, no validation, no
-:math:`J(\\pi_0)` term, no temperature); and the package's ``reinmax`` on its C kernels and on
-its PyTorch path (``REINMAX_NATIVE=0``).
+:math:`J(\\pi_0)` term, no temperature); and the package's ``reinmax`` as its C++ estimator
+operator (the default on the CPU), as its Python ``autograd.Function`` calling the same C kernels
+(the operator's fallback), and on its PyTorch path (``REINMAX_NATIVE=0``).
 
     python benchmarks/eager_floor.py        # prints the table, writes results/eager_floor-cpu.json
 """
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 import pyro_reinmax
+from pyro_reinmax import native
 from timing import interleaved_medians
 
 SHAPES = [(1, 2), (1, 64), (64, 64), (1024, 64)]
@@ -79,10 +81,15 @@ def methods(shape: tuple[int, int]) -> dict:
 
         return step
 
-    def on_path(kernels: bool, step):
+    def on_path(kernels: bool, step, operator: bool = True):
         def switched():
             pyro_reinmax.set_native_kernels(kernels)
-            step()
+            built = native.EstimatorOperator.operator
+            native.EstimatorOperator.operator = built if operator else None
+            try:
+                step()
+            finally:
+                native.EstimatorOperator.operator = built
 
         return switched
 
@@ -91,7 +98,8 @@ def methods(shape: tuple[int, int]) -> dict:
         "softmax floor": run(lambda: logits.softmax(-1)),
         "softmax Function": run(lambda: SoftmaxFunction.apply(logits)),
         "skeleton": run(lambda: ReinMaxSkeleton.apply(logits)),
-        "reinmax, C kernels": on_path(True, reinmax),
+        "reinmax, C++ operator": on_path(True, reinmax),
+        "reinmax, Python Function on the kernels": on_path(True, reinmax, operator=False),
         "reinmax, PyTorch path": on_path(False, reinmax),
     }
 

@@ -225,8 +225,9 @@ def eager_floor_section() -> str:
         "the fewest eager operations any exact draw with a ReinMax-shaped backward needs "
         "(softmax, a float32 cumulative sum, one uniform per row, searchsorted, a one-hot "
         "scatter; one J(pi + D) g in the backward) and is not a correct estimator. reinmax runs "
-        "on the package's C kernels (the default on the CPU) and on its PyTorch path "
-        "(REINMAX_NATIVE=0).\n\n"
+        "as the package's C++ estimator operator over its C kernels (the default on the CPU), as "
+        "its Python autograd.Function calling the same kernels (the fallback where the operator "
+        "does not build), and on its PyTorch path (REINMAX_NATIVE=0).\n\n"
         + _table(["rows x categories", *names], table_rows)
         + "\n\nProduced by `python benchmarks/eager_floor.py`."
     )

@@ -1,12 +1,15 @@
-"""Optional CPU kernels for JAX: the categorical draw and the Gumbel noise as XLA FFI custom
-calls (:mod:`reinmax_kernels`).
+"""Optional CPU kernels for JAX: the categorical draw, the Gumbel noise and the backward of the
+single-anchor rules as XLA FFI custom calls (:mod:`reinmax_kernels`).
 
 ``jnp.cumsum`` over the categories is the slowest step of a jitted ReinMax on the CPU (XLA scans
 it in blocks, in several passes); the kernel finds the drawn category in one pass over each row
-with float64 prefix sums. The Gumbel-noise rules' exponentials come from the kernels'
-counter-based generator seeded from the key, several times faster than ``jax.random``'s (so the
-noise, not the draw, differs from the JAX path's for the same key). Both run on float32 and
-float64 arrays on the CPU; on other platforms (``jax.lax.platform_dependent``) and where the
+with float64 prefix sums. The backward kernel computes a rule's anchors (tempered, or from
+conditional Gumbel noise, with a vectorised log and exp) and its Jacobian-vector products in one
+pass per row, with the ``jnp`` path's JVP for ``grad`` of ``grad``. The Gumbel-noise rules'
+exponentials come from the kernels' counter-based generator seeded from the key, several times
+faster than ``jax.random``'s (so the noise, not the draw, differs from the JAX path's for the same
+key). They run on float32 and float64 arrays on the CPU, the draw and the backward on rows of
+:data:`MIN_CATEGORIES` or more; on other platforms (``jax.lax.platform_dependent``) and where the
 kernels are off, the JAX path runs. Under ``vmap`` the batch axes are more rows. The draw is exact
 either way; the two paths can differ in a draw whose uniform falls within rounding of a category
 boundary (the JAX path sums in float32 unless ``jax_enable_x64`` is on). ``REINMAX_NATIVE=0`` or

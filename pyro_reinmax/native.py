@@ -1,16 +1,20 @@
 """Optional CPU kernels for PyTorch: the categorical draw, the estimators' backward and the
-Gumbel noise's exponentials in one C pass each (:mod:`reinmax_kernels`, loaded with
-:mod:`ctypes`).
+Gumbel noise's exponentials in one C pass each (:mod:`reinmax_kernels`), and the estimator
+operator ``torch.ops.reinmax.estimate``: a single-anchor rule's forward and backward as one C++
+autograd function over them.
 
 An eager PyTorch estimator makes a dozen passes over its tensors and, on small ones, spends most of
-its time dispatching them; the kernels do the draw in one pass and the backward in one more. Built
-with OpenMP where the compiler has it, large calls use PyTorch's own OpenMP threads. They give the
+its time dispatching them and running the Python of its ``autograd.Function``; the operator does
+the draw in one kernel pass and the backward in one more, without Python in between. Built with
+OpenMP where the compiler has it, large calls use PyTorch's own OpenMP threads. They give the
 same draws as the PyTorch path (the same uniforms, the same float64 prefix sums) and the same
 gradients up to rounding; the exponentials come from their own generator (seeded from PyTorch's),
 several times faster than ``torch.rand``. They run on contiguous float32 and float64 CPU tensors;
-everything else (CUDA, other dtypes, ``create_graph=True``) takes the PyTorch path.
-``REINMAX_NATIVE=0`` or :func:`set_native_kernels` turns them off; :func:`native_kernels_status`
-says which path is used.
+everything else (CUDA, other dtypes, ``torch.compile``) takes the PyTorch path, and under
+``create_graph=True`` the operator's backward calls the differentiable Python one. The operator
+is compiled against this PyTorch's headers; where that fails, the kernels load alone
+(:mod:`ctypes`) under the Python autograd Function. ``REINMAX_NATIVE=0`` or
+:func:`set_native_kernels` turns them off; :func:`native_kernels_status` says which path is used.
 """
 
 from __future__ import annotations

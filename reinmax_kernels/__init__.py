@@ -1,11 +1,14 @@
 """Build, cache and switch the optional C kernels shared by ``pyro_reinmax`` and
-``numpyro_reinmax`` (``kernels.c``: the categorical draw and the estimators' backward).
+``numpyro_reinmax`` (``kernels.c``: the categorical draw and the estimators' backward; declared
+for C++ in ``kernels.h``), with PyTorch's estimator operator (``torch_estimator.cc``) and JAX's
+XLA FFI handlers (``xla_ffi.cc``).
 
 The kernels are compiled on first use with the system compilers (``$CC``, else ``cc``; ``$CXX``,
-else ``c++``, for the XLA handlers) for this processor (``-march=native``), into a
+else ``c++``, for the C++ sources) for this processor (``-march=native``), into a
 cache folder (``$REINMAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/reinmax``, else ``~/.cache/reinmax``)
-under a hash of the sources, the compilers, the flags and the processor. A library is written under
-a temporary name and renamed, so processes building at once never load a half-written file.
+under a hash of the sources, the headers, the compilers, the flags and the processor. A library
+is written under a temporary name and renamed, so processes building at once never load a
+half-written file.
 
 ``REINMAX_NATIVE=0`` turns the kernels off, ``REINMAX_NATIVE=1`` makes a failed build an error; by
 default a failed build warns once and the backend's own operations are used. Each backend has its
