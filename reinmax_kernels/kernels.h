@@ -24,6 +24,23 @@ void reinmax_exponentials_f64(double *out, int64_t n, uint64_t seed, int threads
 
 #ifdef __cplusplus
 }
+
+/* reinmax_combine for either type, for templates. */
+inline int reinmax_combine(const float *const *anchors, const double *weights, int64_t n_anchors,
+                           const float *probs, const int64_t *index, const float *g,
+                           const float *h, double probs_scale, int64_t rows, int64_t K,
+                           float *out, int threads) {
+  return reinmax_combine_f32(anchors, weights, n_anchors, probs, index, g, h, probs_scale, rows, K,
+                             out, threads);
+}
+
+inline int reinmax_combine(const double *const *anchors, const double *weights, int64_t n_anchors,
+                           const double *probs, const int64_t *index, const double *g,
+                           const double *h, double probs_scale, int64_t rows, int64_t K,
+                           double *out, int threads) {
+  return reinmax_combine_f64(anchors, weights, n_anchors, probs, index, g, h, probs_scale, rows, K,
+                             out, threads);
+}
 #endif
 
 #endif

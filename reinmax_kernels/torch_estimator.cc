@@ -39,20 +39,6 @@ constexpr const char *kNanRows =
     "softmax(logits) is NaN: the logits contain NaN or +inf, or a row is -inf everywhere. "
     "Logits must be finite, or -inf to mask a category, with one unmasked per row.";
 
-int combine_rows(const float *const *anchors, const double *weights, int64_t n_anchors,
-                 const float *probs, const int64_t *index, const float *g, const float *h,
-                 double probs_scale, int64_t rows, int64_t K, float *out, int threads) {
-  return reinmax_combine_f32(anchors, weights, n_anchors, probs, index, g, h, probs_scale, rows, K,
-                             out, threads);
-}
-
-int combine_rows(const double *const *anchors, const double *weights, int64_t n_anchors,
-                 const double *probs, const int64_t *index, const double *g, const double *h,
-                 double probs_scale, int64_t rows, int64_t K, double *out, int threads) {
-  return reinmax_combine_f64(anchors, weights, n_anchors, probs, index, g, h, probs_scale, rows, K,
-                             out, threads);
-}
-
 int64_t draw(const Tensor &probs, const Tensor &uniforms, Tensor &index) {
   const int64_t rows = index.numel(), K = probs.size(-1);
   const int threads = at::get_num_threads();
@@ -84,7 +70,7 @@ Tensor combine(const Tensor &values, const std::vector<double> &term, const Tens
     weights.insert(weights.end(), term.begin(), term.end());
   }
   Tensor out = at::empty_like(probs);
-  const int status = combine_rows(anchors.data(), weights.data(), sets, probs.const_data_ptr<T>(),
+  const int status = reinmax_combine(anchors.data(), weights.data(), sets, probs.const_data_ptr<T>(),
                                   index.const_data_ptr<int64_t>(), g.const_data_ptr<T>(),
                                   h.defined() ? h.const_data_ptr<T>() : nullptr, probs_scale, rows,
                                   K, out.data_ptr<T>(), at::get_num_threads());

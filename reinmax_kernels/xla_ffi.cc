@@ -93,6 +93,32 @@ ffi::Error Exponentials(ffi::AnyBuffer seeds, ffi::Result<ffi::AnyBuffer> out) {
   return ffi::Error::Success();
 }
 
+// reinmax_combine over each block of rows with the block's six weights (see ReinmaxCombine).
+template <typename T>
+int combine_blocks(const ffi::AnyBuffer &values, const std::vector<double> &block_weights,
+                   const ffi::AnyBuffer &probs, const int64_t *drawn, const ffi::AnyBuffer &g,
+                   const ffi::AnyBuffer &h, int64_t rows, int64_t K, int64_t sets,
+                   ffi::AnyBuffer &out) {
+  const int64_t blocks = static_cast<int64_t>(block_weights.size()) / 6;
+  const int64_t block_rows = rows / blocks, block_size = block_rows * K;
+  std::vector<double> anchor_weights(5 * sets);
+  std::vector<const T *> anchors(sets);
+  for (int64_t b = 0; b < blocks; ++b) {
+    const double *w = block_weights.data() + 6 * b;
+    for (int64_t s = 0; s < sets; ++s) {
+      std::copy(w, w + 5, anchor_weights.begin() + 5 * s);
+      anchors[s] = values.typed_data<T>() + (b * sets + s) * block_size;
+    }
+    const int64_t offset = b * block_size;
+    const int status = reinmax_combine(
+        anchors.data(), anchor_weights.data(), sets, probs.typed_data<T>() + offset,
+        drawn + b * block_rows, g.typed_data<T>() + offset, h.typed_data<T>() + offset, w[5],
+        block_rows, K, out.typed_data<T>() + offset, 1);
+    if (status != 0) return status;
+  }
+  return 0;
+}
+
 ffi::Error Combine(ffi::AnyBuffer probs, ffi::AnyBuffer index, ffi::AnyBuffer g, ffi::AnyBuffer h,
                    ffi::AnyBuffer values, ffi::AnyBuffer weights,
                    ffi::Result<ffi::AnyBuffer> out) {
@@ -128,31 +154,10 @@ ffi::Error Combine(ffi::AnyBuffer probs, ffi::AnyBuffer index, ffi::AnyBuffer g,
   const int64_t *drawn = index_type == ffi::S64 ? index.typed_data<int64_t>() : wide.data();
   std::vector<double> block_weights(6 * blocks);
   copy_to(weights, block_weights);
-  const int64_t block_rows = rows / blocks, block_size = block_rows * K;
-  std::vector<double> anchor_weights(5 * sets);
-  int status = 0;
-  for (int64_t b = 0; b < blocks && status == 0; ++b) {
-    const double *w = block_weights.data() + 6 * b;
-    for (int64_t s = 0; s < sets; ++s) std::copy(w, w + 5, anchor_weights.begin() + 5 * s);
-    const int64_t offset = b * block_size;
-    if (type == ffi::F64) {
-      std::vector<const double *> anchors(sets);
-      for (int64_t s = 0; s < sets; ++s)
-        anchors[s] = values.typed_data<double>() + (b * sets + s) * block_size;
-      status = reinmax_combine_f64(anchors.data(), anchor_weights.data(), sets,
-                                   probs.typed_data<double>() + offset, drawn + b * block_rows,
-                                   g.typed_data<double>() + offset, h.typed_data<double>() + offset,
-                                   w[5], block_rows, K, out->typed_data<double>() + offset, 1);
-    } else {
-      std::vector<const float *> anchors(sets);
-      for (int64_t s = 0; s < sets; ++s)
-        anchors[s] = values.typed_data<float>() + (b * sets + s) * block_size;
-      status = reinmax_combine_f32(anchors.data(), anchor_weights.data(), sets,
-                                   probs.typed_data<float>() + offset, drawn + b * block_rows,
-                                   g.typed_data<float>() + offset, h.typed_data<float>() + offset,
-                                   w[5], block_rows, K, out->typed_data<float>() + offset, 1);
-    }
-  }
+  const int status =
+      type == ffi::F64
+          ? combine_blocks<double>(values, block_weights, probs, drawn, g, h, rows, K, sets, *out)
+          : combine_blocks<float>(values, block_weights, probs, drawn, g, h, rows, K, sets, *out);
   if (status != 0) {
     return ffi::Error(ffi::ErrorCode::kResourceExhausted, "ReinmaxCombine: out of memory");
   }
