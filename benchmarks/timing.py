@@ -9,6 +9,10 @@ import statistics
 import time
 from collections.abc import Callable
 
+WARM_UP_SECONDS = 0.05
+"""Each method runs this long before the rounds (after a first call, which may compile): a
+method timed first in a run otherwise meets a cold allocator and a slower clock."""
+
 
 def calls_per_measurement(fn: Callable[[], object], target_seconds: float = 0.005) -> int:
     """How many back-to-back calls make one measurement last about ``target_seconds``."""
@@ -25,9 +29,11 @@ def interleaved_medians(
 
     Each callable must block until its work is done (synchronise CUDA, ``block_until_ready``).
     """
-    for fn in methods.values():  # warm-up: compilation, allocator, caches
+    for fn in methods.values():  # warm-up: compilation, allocator, caches, clock speed
         fn()
-        fn()
+        start = time.perf_counter()
+        while time.perf_counter() - start < WARM_UP_SECONDS:
+            fn()
     repeats = {name: calls_per_measurement(fn) for name, fn in methods.items()}
     samples: dict[str, list[float]] = {name: [] for name in methods}
     order = list(methods)
