@@ -7,8 +7,9 @@ The kernels are compiled on first use with the system compilers (``$CC``, else `
 else ``c++``, for the C++ sources) for this processor (``-march=native``), into a
 cache folder (``$REINMAX_CACHE_DIR``, else ``$XDG_CACHE_HOME/reinmax``, else ``~/.cache/reinmax``)
 under a hash of the sources, the headers, the compilers, the flags and the processor. A library
-is written under a temporary name and renamed, so processes building at once never load a
-half-written file.
+is written under a temporary name and renamed, so no process loads a half-written file, and built
+under a lock file, so processes that need it at once (test workers, data-parallel ranks) compile
+it once.
 
 ``REINMAX_NATIVE=0`` turns the kernels off, ``REINMAX_NATIVE=1`` makes a failed build an error; by
 default a failed build warns once and the backend's own operations are used. Each backend has its
@@ -17,6 +18,7 @@ default a failed build warns once and the backend's own operations are used. Eac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -24,8 +26,13 @@ import shlex
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
 
 __all__ = [
     "KERNELS_SOURCE",
@@ -119,15 +126,34 @@ def _build(
     if library.exists():
         return library
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        objects = []
-        for index, (source, step) in enumerate(zip(sources, steps, strict=True)):
-            objects.append(str(Path(scratch) / f"{index}.o"))
-            _run([*step, "-c", str(source), "-o", objects[-1]])
-        partial = Path(scratch) / library.name
-        _run([*linker, "-shared", *objects, "-o", str(partial), "-lm", *link_flags])
-        os.replace(partial, library)
+    with _exclusive(folder / f"{library.name}.lock"):
+        if library.exists():  # built by another process while this one waited
+            return library
+        with tempfile.TemporaryDirectory(dir=folder) as scratch:
+            objects = []
+            for index, (source, step) in enumerate(zip(sources, steps, strict=True)):
+                objects.append(str(Path(scratch) / f"{index}.o"))
+                _run([*step, "-c", str(source), "-o", objects[-1]])
+            partial = Path(scratch) / library.name
+            _run([*linker, "-shared", *objects, "-o", str(partial), "-lm", *link_flags])
+            os.replace(partial, library)
     return library
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing): processes (or threads)
+    that need the same build at once wait for the first instead of compiling it again. Where
+    ``fcntl`` is missing, no lock: each builds, and the rename keeps that safe."""
+    if fcntl is None:
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _mode(enabled: bool | None) -> str:

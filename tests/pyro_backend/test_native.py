@@ -5,7 +5,9 @@ The formula and goodness-of-fit tests elsewhere run on the kernels (they are on 
 CPU); these tests pin that turning them off changes nothing but the speed."""
 
 import subprocess
+import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -289,7 +291,8 @@ def test_builds_are_cached_by_source_compiler_and_processor(monkeypatch, tmp_pat
     monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
     built = build("reinmax_torch", [KERNELS_SOURCE])
     assert built.parent == tmp_path and built.exists()
-    assert [path.name for path in tmp_path.iterdir()] == [built.name]  # no scratch left behind
+    left = sorted(path.name for path in tmp_path.iterdir())
+    assert left == [built.name, f"{built.name}.lock"]  # no scratch left behind
 
     def no_compiler(*args, **kwargs):
         raise AssertionError("a cached build was compiled again")
@@ -301,11 +304,30 @@ def test_builds_are_cached_by_source_compiler_and_processor(monkeypatch, tmp_pat
         build("reinmax_torch", [KERNELS_SOURCE])
 
 
+def test_builds_needed_at_once_compile_once(monkeypatch, tmp_path):
+    """Two builders of the same library at once: the second waits on the lock, then loads the
+    first one's build instead of compiling it again."""
+    monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
+    commands = []
+    run = subprocess.run
+
+    def slow_run(command, *args, **kwargs):
+        commands.append(command)
+        time.sleep(0.2)  # both builders reach the lock while the first compiles
+        return run(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", slow_run)
+    with ThreadPoolExecutor(2) as pool:
+        built = list(pool.map(lambda _: build("reinmax_torch", [KERNELS_SOURCE]), range(2)))
+    assert built[0] == built[1] and built[0].exists()
+    assert len(commands) == 2  # one compile and one link
+
+
 def test_a_compiler_without_openmp_gets_the_single_threaded_build(monkeypatch, tmp_path):
     monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(native, "OPENMP", ("-fno-such-option",))
     loaded = native._load()
-    assert len(list(tmp_path.iterdir())) == 1  # the build without the failing option
+    assert len(list(tmp_path.glob("*.so"))) == 1  # the build without the failing option
     assert loaded.reinmax_draw_f64 is not None
 
 
