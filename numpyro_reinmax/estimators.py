@@ -346,8 +346,10 @@ def anchor_terms(rule: Rule, options, logits, noise, index, probs, temperature):
     return [weights._replace(values=values)]
 
 
-CONDITIONAL = {None: 0, "probs": 1, "midpoint": 2}
-"""AnchorTerm.conditional as the kernels read it."""
+def terms_backward(terms, probs_scale, g, index, probs, h):
+    r"""The backward :math:`\sum_i c_i \sum_s J(a_{i,s}) g + J(\pi_0)(h + b g)` of a rule's
+    :class:`AnchorTerm` list in ``jnp`` operations (:math:`b` = ``probs_scale``)."""
+    return anchor_terms_vjp(terms, g, index, probs) + softmax_vjp(probs, h + probs_scale * g)
 
 
 @lru_cache(maxsize=64)
@@ -373,14 +375,14 @@ def _term_backward(
             temperature if tempered else None,
             conditional,
         )
-        return anchor_terms_vjp([term], g, index, probs) + softmax_vjp(probs, h + probs_scale * g)
+        return terms_backward([term], probs_scale, g, index, probs, h)
 
     @jax.custom_jvp
     def backward(values, scale, temperature, g, index, probs, h):
         dtype = probs.dtype
         inverse = largest_finite(1.0 / jnp.asarray(temperature), dtype) if tempered else -1.0
         weights = (tempered_weight, sample_weight, scale, inverse)
-        weights += (CONDITIONAL[conditional], probs_scale)
+        weights += (native.CONDITIONAL[conditional], probs_scale)
         weights = jnp.stack([jnp.asarray(w, dtype) for w in weights])
 
         def fallback(values, weights, probs, index, g, h):
@@ -400,8 +402,7 @@ def _backward(rule_name: str, options, residuals, cotangents):
     logits, noise, index, probs, temperature = residuals
     g, h = cotangents
     terms = anchor_terms(rule, options, logits, noise, index, probs, temperature)
-    kernel = probs.shape[-1] >= native.MIN_CATEGORIES and native.usable(probs.dtype)
-    if rule.averaged is None and kernel:  # one pass of the CPU kernel
+    if rule.averaged is None and native.usable_rows(probs):  # one pass of the CPU kernel
         (term,) = terms
         tempered = term.temperature is not None
         backward = _term_backward(
@@ -410,8 +411,7 @@ def _backward(rule_name: str, options, residuals, cotangents):
         term_temperature = term.temperature if tempered else 1.0
         grad = backward(term.values, term.scale, term_temperature, g, index, probs, h)
     else:
-        grad = anchor_terms_vjp(terms, g, index, probs)
-        grad = grad + softmax_vjp(probs, h + rule.probs_scale * g)
+        grad = terms_backward(terms, rule.probs_scale, g, index, probs, h)
     return None, grad, None
 
 

@@ -37,6 +37,8 @@ by row. In ``benchmarks/speed.py``'s grid the draw's custom call lost to it at 2
 from 64 on; the backward's lost at 65536 x 2."""
 EXPONENTIALS_TARGET = "reinmax_exponentials"
 COMBINE_TARGET = "reinmax_combine"
+CONDITIONAL = {None: 0, "probs": 1, "midpoint": 2}
+"""AnchorTerm.conditional as the kernels read it."""
 
 
 def _load() -> ctypes.CDLL:
@@ -76,11 +78,16 @@ def usable(dtype) -> bool:
     return dtype in (jnp.float32, jnp.float64) and KERNELS.active()
 
 
+def usable_rows(probs) -> bool:
+    """Whether the draw and backward kernels take rows like ``probs``': :func:`usable` dtype, at
+    least :data:`MIN_CATEGORIES` categories."""
+    return probs.shape[-1] >= MIN_CATEGORIES and usable(probs.dtype)
+
+
 def draw_index(probs, uniforms, fallback: Callable):
     """The index of the first float64 prefix sum of each row of ``probs`` above
     ``uniforms * total`` (``uniforms`` of shape ``probs.shape[:-1]``): the kernel on the CPU,
-    ``fallback(probs, uniforms)`` elsewhere. ``probs.dtype`` must be :func:`usable`, with at
-    least :data:`MIN_CATEGORIES` categories."""
+    ``fallback(probs, uniforms)`` elsewhere. ``probs`` must be :func:`usable_rows`."""
     index_type = jax.dtypes.canonicalize_dtype(jnp.int64)
 
     def kernel(probs, uniforms):

@@ -32,7 +32,7 @@ def draw_index(key, probs):
     categories on).
     """
     uniforms = jax.random.uniform(key, probs.shape[:-1] + (1,), accumulation_dtype())[..., 0]
-    if probs.shape[-1] >= native.MIN_CATEGORIES and native.usable(probs.dtype):
+    if native.usable_rows(probs):
         return native.draw_index(probs, uniforms, index_by_cumsum)
     return index_by_cumsum(probs, uniforms)
 

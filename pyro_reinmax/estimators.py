@@ -52,7 +52,6 @@ import functools
 import math
 from collections.abc import Callable
 from numbers import Integral, Real
-from types import SimpleNamespace
 from typing import NamedTuple
 
 import torch
@@ -321,6 +320,45 @@ def anchor_weights(
     return AnchorTerm(None, rule.tempered_weight, rule.sample_weight, *weights)
 
 
+def anchor_terms(
+    rule: Rule, options, logits: Tensor | None, noise: Tensor | None, index, probs, temperature
+) -> list[AnchorTerm]:
+    """The rule's :class:`AnchorTerm` list: its own for a rule of several terms, else the single
+    anchor: ``probs`` at temperature 1 without a perturbation, else the (shifted) logits, or the
+    exponentials of the conditional Gumbel draws."""
+    if rule.averaged is not None:
+        return rule.averaged(logits, index, probs, noise, temperature, options)
+    weights = anchor_weights(rule, temperature, options, probs.dtype)
+    if rule.perturbation == "gumbel":
+        values = noise
+    elif rule.perturbation == "gap":
+        values = gapped_logits(logits, index, dict(options)["gap"]).unsqueeze(0)
+    else:
+        values = (probs if weights.temperature is None else logits).unsqueeze(0)
+    return [weights._replace(values=values)]
+
+
+def differentiable_backward(
+    rule: Rule, options, temperature: float, saved: tuple, g: Tensor | None, h: Tensor | None
+) -> Tensor | None:
+    """The backward in differentiable operations, from the forward pass's ``saved`` tensors
+    ``(logits, noise, index, probs)``: under ``create_graph=True`` (a second derivative is that
+    of the estimate at the fixed draw and noise), for ReinMax-CV's terms and for several sets of
+    Gumbel noise."""
+    logits, noise, index, probs = saved
+    grad = None
+    w = h
+    if g is not None:
+        terms = anchor_terms(rule, options, logits, noise, index, probs, temperature)
+        grad = anchor_terms_vjp(terms, g, index, probs)
+        if rule.probs_scale:
+            w = g * rule.probs_scale if h is None else h + g * rule.probs_scale
+    if w is not None:
+        through = softmax_vjp(probs, w)
+        grad = through if grad is None else grad + through
+    return grad
+
+
 class OneHotEstimatorFunction(torch.autograd.Function):
     r"""The draw and the shared backward :math:`c J(a) g + J(\pi_0)(h + b g)` of every rule.
 
@@ -358,39 +396,20 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         return one_hot_at(index, probs), probs
 
     @staticmethod
-    def _anchor_terms(ctx, saved: tuple) -> list[AnchorTerm]:
-        """The rule's :class:`AnchorTerm` list: its own for a rule of several terms, else the
-        single anchor: ``probs`` at temperature 1 without a perturbation, else the (shifted)
-        logits, or the exponentials of the conditional Gumbel draws."""
-        logits, noise, index, probs = saved
-        rule = ctx.rule
-        if rule.averaged is not None:
-            return rule.averaged(logits, index, probs, noise, ctx.temperature, ctx.options)
-        weights = anchor_weights(rule, ctx.temperature, ctx.options, probs.dtype)
-        if rule.perturbation == "gumbel":
-            values = noise
-        elif rule.perturbation == "gap":
-            values = gapped_logits(logits, index, dict(ctx.options)["gap"]).unsqueeze(0)
-        else:
-            values = (probs if weights.temperature is None else logits).unsqueeze(0)
-        return [weights._replace(values=values)]
-
-    @staticmethod
     def backward(ctx, grad_sample: Tensor | None, grad_probs: Tensor | None):
         saved = ctx.saved_tensors
-        noise = saved[1]
+        logits, noise, index, probs = saved
+        rule, options, temperature = ctx.rule, ctx.options, ctx.temperature
         if torch.is_grad_enabled():
-            grad = OneHotEstimatorFunction._differentiable_backward(
-                ctx, saved, grad_sample, grad_probs
+            grad = differentiable_backward(
+                rule, options, temperature, saved, grad_sample, grad_probs
             )
-        elif grad_sample is not None and native.usable(saved[3]):  # the CPU kernel
-            terms = OneHotEstimatorFunction._anchor_terms(ctx, saved)
-            grad = native.combine(
-                terms, saved[3], saved[2], grad_sample, grad_probs, ctx.rule.probs_scale
-            )
-        elif ctx.rule.averaged is not None or (noise is not None and len(noise) > 1):
-            grad = OneHotEstimatorFunction._differentiable_backward(
-                ctx, saved, grad_sample, grad_probs
+        elif grad_sample is not None and native.usable(probs):  # the CPU kernel
+            terms = anchor_terms(rule, options, logits, noise, index, probs, temperature)
+            grad = native.combine(terms, probs, index, grad_sample, grad_probs, rule.probs_scale)
+        elif rule.averaged is not None or (noise is not None and len(noise) > 1):
+            grad = differentiable_backward(
+                rule, options, temperature, saved, grad_sample, grad_probs
             )
         else:
             grad = OneHotEstimatorFunction._fused_backward(ctx, saved, grad_sample, grad_probs)
@@ -402,7 +421,7 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         _, _, index, probs = saved
         if g is None:
             return None if h is None else softmax_vjp(probs, h)
-        (term,) = OneHotEstimatorFunction._anchor_terms(ctx, saved)
+        (term,) = anchor_terms(ctx.rule, ctx.options, *saved, ctx.temperature)
         c, b = term.scale, ctx.rule.probs_scale
         w_y, w_d = term.tempered_weight, term.sample_weight
         at_probs = term.temperature is None and term.conditional is None
@@ -427,27 +446,6 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         if w_d:
             out.scatter_add_(-1, index, (g_d - s_a) * (c * w_d))
         return out
-
-    @staticmethod
-    def _differentiable_backward(
-        ctx, saved: tuple, g: Tensor | None, h: Tensor | None
-    ) -> Tensor | None:
-        """The backward in differentiable operations: under ``create_graph=True`` (a second
-        derivative is that of the estimate at the fixed draw and noise), and for the averaged
-        rules, whose term replaces :math:`c J(a) g`."""
-        _, _, index, probs = saved
-        rule = ctx.rule
-        grad = None
-        w = h
-        if g is not None:
-            terms = OneHotEstimatorFunction._anchor_terms(ctx, saved)
-            grad = anchor_terms_vjp(terms, g, index, probs)
-            if rule.probs_scale:
-                w = g * rule.probs_scale if h is None else h + g * rule.probs_scale
-        if w is not None:
-            through = softmax_vjp(probs, w)
-            grad = through if grad is None else grad + through
-        return grad
 
 
 def estimate(
@@ -482,12 +480,10 @@ def operator_arguments(
     weights :math:`(w_y, w_D, c, 1/\tau \text{ or } -1, \text{conditional kind})` and
     :math:`b`; and the option values (for its ``create_graph`` backward)."""
     rule = RULES[rule_name]
-    term = anchor_weights(rule, temperature, options, dtype)
-    inverse = -1.0 if term.temperature is None else largest_finite(1.0 / term.temperature, dtype)
+    term = native.kernel_weights(anchor_weights(rule, temperature, options, dtype), dtype)
     gap = float(dict(options).get("gap", 0.0))
     recipe = [temperature, PERTURBATIONS[rule.perturbation], gap, rule.noise_count(options)]
-    recipe += [term.tempered_weight, term.sample_weight, term.scale, inverse]
-    recipe += [native.CONDITIONAL[term.conditional], rule.probs_scale]
+    recipe += [*term, rule.probs_scale]
     return [float(value) for value in recipe], [float(value) for _, value in options]
 
 
@@ -503,15 +499,13 @@ def differentiable_backward_operator(
     option_values: list[float],
 ) -> Tensor:
     """The estimator operator's backward under ``create_graph=True``
-    (:meth:`OneHotEstimatorFunction._differentiable_backward`), for the operator's C++ half."""
+    (:func:`differentiable_backward`), for the operator's C++ half."""
     rule = RULES[rule_name]
     options = tuple(
         (name, int(value) if name == "samples" else value)
         for (name, _), value in zip(rule.options, option_values, strict=True)
     )
-    ctx = SimpleNamespace(rule=rule, temperature=temperature, options=options)
-    saved = (logits, noise, index, probs)
-    return OneHotEstimatorFunction._differentiable_backward(ctx, saved, g, h)
+    return differentiable_backward(rule, options, temperature, (logits, noise, index, probs), g, h)
 
 
 def _estimator(

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import ctypes
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from reinmax_kernels import KERNELS_SOURCE, TORCH_ESTIMATOR_SOURCE, NativeKernels, build
+
+if TYPE_CHECKING:
+    from .estimators import AnchorTerm
 
 __all__ = ["native_kernels_status", "set_native_kernels"]
 
@@ -191,8 +195,21 @@ def draw_index(probs: Tensor, uniforms: Tensor) -> tuple[Tensor, int]:
     return index, nan_rows
 
 
+def kernel_weights(
+    term: AnchorTerm, dtype: torch.dtype
+) -> tuple[float, float, float, float, float]:
+    """An :class:`~pyro_reinmax.estimators.AnchorTerm`'s five numbers as ``kernels.c`` reads them:
+    :math:`(w_y, w_D, c)`, the inverse temperature (capped at the largest finite ``dtype``
+    number; -1 where the values are the anchor) and the conditional kind."""
+    inverse = (
+        -1.0 if term.temperature is None else min(1.0 / term.temperature, torch.finfo(dtype).max)
+    )
+    kind = CONDITIONAL[term.conditional]
+    return (term.tempered_weight, term.sample_weight, term.scale, inverse, float(kind))
+
+
 def combine(
-    terms: list[tuple[Tensor, float, float, float, float | None, str | None]],
+    terms: list[AnchorTerm],
     probs: Tensor,
     index: Tensor,
     g: Tensor,
@@ -211,14 +228,12 @@ def combine(
     pointers: list[int] = []
     weights: list[float] = []
     row_bytes = probs.numel() * probs.element_size()
-    for values, tempered_weight, sample_weight, scale, temperature, conditional in terms:
-        values = _contiguous(values, dtype)
+    for term in terms:
+        values = _contiguous(term.values, dtype)
         kept.append(values)
         sets = values.shape[0]
         pointers.extend(values.data_ptr() + s * row_bytes for s in range(sets))
-        inverse = -1.0 if temperature is None else min(1.0 / temperature, torch.finfo(dtype).max)
-        kind = CONDITIONAL[conditional]
-        weights.extend((tempered_weight, sample_weight, scale, inverse, kind) * sets)
+        weights.extend(kernel_weights(term, dtype) * sets)
     g = _contiguous(g, dtype)
     h = None if h is None else _contiguous(h, dtype)
     out = torch.empty_like(probs)
