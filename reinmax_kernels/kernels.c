@@ -187,12 +187,9 @@ static inline double log_positive_f64(double x) {
    * with exact zeros for -inf and e = 1 at the maximum (so the sum is at least 1). */             \
   static inline T tempered_exp_##SUFFIX(const T *x, T inverse, int64_t K, T *e) {                  \
     const T top = max_##SUFFIX(x, K);                                                              \
-    T sum = 0;                                                                                     \
-    _Pragma("omp simd reduction(+ : sum)") for (int64_t k = 0; k < K; ++k) {                       \
-      e[k] = exp_nonpositive_##SUFFIX((x[k] - top) * inverse);                                     \
-      sum += e[k];                                                                                 \
-    }                                                                                              \
-    return sum;                                                                                    \
+    _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) e[k] =                                     \
+        exp_nonpositive_##SUFFIX((x[k] - top) * inverse);                                          \
+    return dot_##SUFFIX(e, NULL, K);                                                               \
   }                                                                                                \
                                                                                                    \
   int64_t reinmax_draw_##SUFFIX(const T *probs, const double *uniforms, int64_t rows, int64_t K,   \
@@ -313,7 +310,8 @@ static inline double log_positive_f64(double x) {
   void reinmax_exponentials_##SUFFIX(T *out, int64_t n, uint64_t seed, int threads) {              \
     const int parallel = n >= PARALLEL_MIN;                                                        \
     (void)parallel, (void)threads; /* unused without OpenMP */                                     \
-    _Pragma("omp parallel for simd if (parallel) num_threads(threads) schedule(static)")           \
+    /* "parallel :": a bare if clause applies to the simd too (OpenMP 5), scalar on one thread */  \
+    _Pragma("omp parallel for simd if (parallel : parallel) num_threads(threads)")                 \
     for (int64_t i = 0; i < n; ++i) {                                                              \
       const uint64_t bits = mix64(seed + (uint64_t)(i + 1) * GOLDEN_GAMMA);                        \
       const T u = (T)((bits >> (64 - MANTISSA_BITS_##SUFFIX)) + 1) * UNIT_##SUFFIX;                \
