@@ -111,22 +111,86 @@ WITHOUT_KERNELS = {"torch": "reinmax, PyTorch path", "jax": "reinmax, JAX path"}
 def _speed_grid(records: list[dict], backend: str) -> str:
     """Every size and dtype of the grid: ReinMax against the floor and against itself without the
     C kernels, and the single-sample rules against ReinMax."""
-    times: dict[tuple, dict[str, float]] = {}
+    medians: dict[tuple, dict[str, float]] = {}
+    fastest: dict[tuple, dict[str, float]] = {}
     for r in records:
         key = (r["dtype"], r["rows"], r["categories"])
-        times.setdefault(key, {})[r["method"]] = r["median_s"]
+        medians.setdefault(key, {})[r["method"]] = r["median_s"]
+        if "min_s" in r:
+            fastest.setdefault(key, {})[r["method"]] = r["min_s"]
     rows = []
-    for (dtype, n, k), by in sorted(times.items()):
+    for key, by in sorted(medians.items()):
+        dtype, n, k = key
         cells = [dtype, f"{n} x {k}"]
         for numerator, denominator in GRID_RATIOS.values():
             denominator = denominator or WITHOUT_KERNELS[backend]
-            ratio = by.get(numerator, 0) / by[denominator] if denominator in by else None
-            cells.append(f"{ratio:.2f}" if ratio else "")
+            cells.append(_ratio(by, numerator, denominator))
+            if cells[-1] and key in fastest:
+                cells[-1] += f" ({_ratio(fastest[key], numerator, denominator)})"
         rows.append(cells)
-    return (
-        f"**{backend}**, every size of the grid (ratios of medians in the same run):\n\n"
-        + _table(["dtype", "rows x K", *GRID_RATIOS], rows)
+    in_parentheses = (
+        "; in parentheses, ratios of the fastest rounds, the steadier measure on a shared machine"
+        if fastest
+        else ""
     )
+    return (
+        f"**{backend}**, every size of the grid (ratios of medians in the same run"
+        f"{in_parentheses}):\n\n"
+        + _table(["dtype", "rows x K", *GRID_RATIOS], rows)
+        + "\n\n"
+        + _grid_summary(records, backend)
+    )
+
+
+GRID_BOUNDS = {"reinmax / floor": 3.0, "GST / reinmax": 1.5}
+"""The speed targets of the grid: ReinMax within 3x the softmax floor, each single-sample rule
+within 1.5x ReinMax (the Gumbel rules share GST's bound)."""
+
+
+def _grid_summary(records: list[dict], backend: str) -> str:
+    """Per ratio of the targets: its range over the grid and the sizes above the bound, by
+    medians and by fastest rounds."""
+    by_statistic: dict[str, dict[tuple, dict[str, float]]] = {"median_s": {}, "min_s": {}}
+    for r in records:
+        key = (r["dtype"], r["rows"], r["categories"])
+        for statistic, table in by_statistic.items():
+            if statistic in r:
+                table.setdefault(key, {})[r["method"]] = r[statistic]
+    sentences = []
+    for title, (numerator, denominator) in GRID_RATIOS.items():
+        if denominator is None:
+            continue
+        bound = GRID_BOUNDS.get(title, GRID_BOUNDS["GST / reinmax"])
+        parts = []
+        for statistic, label in (("median_s", "medians"), ("min_s", "fastest rounds")):
+            ratios = {
+                key: by[numerator] / by[denominator]
+                for key, by in by_statistic[statistic].items()
+                if numerator in by and denominator in by
+            }
+            if not ratios:
+                continue
+            above = sorted(
+                (value, f"{n} x {k} {dtype}")
+                for (dtype, n, k), value in ratios.items()
+                if value > bound
+            )
+            listed = ", ".join(f"{size} {value:.2f}" for value, size in reversed(above))
+            parts.append(
+                f"{label} {min(ratios.values()):.2f} to {max(ratios.values()):.2f} "
+                f"(median {statistics.median(ratios.values()):.2f}), above {bound:g} at "
+                f"{len(above)} of {len(ratios)}" + (f": {listed}" if listed else "")
+            )
+        if parts:
+            sentences.append(f"* {backend} {title}: " + "; ".join(parts) + ".")
+    return "\n".join(sentences)
+
+
+def _ratio(times: dict[str, float], numerator: str, denominator: str) -> str:
+    """``numerator / denominator`` to two decimals, blank where either was not timed."""
+    if numerator not in times or denominator not in times:
+        return ""
+    return f"{times[numerator] / times[denominator]:.2f}"
 
 
 def speed_section(short: bool = False, device: str = "cpu") -> str:
@@ -230,6 +294,29 @@ def eager_floor_section() -> str:
         "does not build), and on its PyTorch path (REINMAX_NATIVE=0).\n\n"
         + _table(["rows x categories", *names], table_rows)
         + "\n\nProduced by `python benchmarks/eager_floor.py`."
+    )
+
+
+def kernels_section() -> str:
+    results = _load(RESULTS / "kernels-cpu.json")
+    if results is None:
+        return _missing("python benchmarks/kernels.py")
+    records = results["records"]
+    kernels = list(dict.fromkeys(r["kernel"] for r in records))
+    cells: dict[tuple, dict[str, float]] = {}
+    for r in records:
+        key = (r["dtype"], f"{r['rows']} x {r['categories']}", str(r["threads"]))
+        cells.setdefault(key, {})[r["kernel"]] = r["ns_per_entry"]
+    rows = [[*key, *(f"{by[k]:.3g}" for k in kernels)] for key, by in cells.items()]
+    return (
+        "Median nanoseconds per entry of each C kernel (`reinmax_kernels/kernels.c`), called "
+        "through `pyro_reinmax.native` on one thread and on all, temperature "
+        f"{results['meta']['temperature']}: the exponentials of the Gumbel rules' noise, the "
+        "draw, and the backward of ReinMax's anchor term and of GR-MCK's conditional Gumbel "
+        "anchor (one draw). A Gumbel rule's extra time over ReinMax is its exponentials plus the "
+        "difference of the two backward columns.\n\n"
+        + _table(["dtype", "rows x K", "threads", *kernels], rows)
+        + f"\n\nProduced by `python benchmarks/kernels.py` (torch {results['meta']['torch']})."
     )
 
 
@@ -482,6 +569,7 @@ def results_page() -> str:
                 + speed_section(device="cuda"),
                 "## Small sizes: the price of a Python autograd.Function\n\n"
                 + eager_floor_section(),
+                "## The CPU kernels, one by one\n\n" + kernels_section(),
                 "## Gradient quality against exact gradients\n\n" + gradient_section(),
                 "## Cost of an SVI step as the problem grows\n\n" + scaling_section(),
                 "## The paper's polynomial programming\n\n" + polynomial_section(),

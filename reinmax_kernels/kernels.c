@@ -32,8 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Calls with fewer elements run on one thread: waking others costs more. */
-#define PARALLEL_MIN 32768
+#include "kernels.h"
+
 /* Rows whose prefix sums the draw advances in lockstep, so the dependent adds overlap. */
 #define LANES 8
 /* Independent partial sums (and maxima) of a row: one running sum would wait on every add. */
@@ -80,9 +80,9 @@ static inline double exp_nonpositive_f64(double x) {
   return x < -708.0 ? 0.0 : p * power.value;
 }
 
-/* SplitMix64's output function (Steele, Lea and Flood, 2014) and its increment, the odd integer
- * nearest 2^64 / golden ratio: consecutive counters give independent-looking 64-bit words. */
-#define GOLDEN_GAMMA 0x9e3779b97f4a7c15ULL
+/* SplitMix64's output function (Steele, Lea and Flood, 2014); its increment, the odd integer
+ * nearest 2^64 / golden ratio, is REINMAX_GOLDEN_GAMMA: consecutive counters give
+ * independent-looking 64-bit words. */
 static inline uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -195,7 +195,7 @@ static inline double log_positive_f64(double x) {
   int64_t reinmax_draw_##SUFFIX(const T *probs, const double *uniforms, int64_t rows, int64_t K,   \
                                 int64_t *index, int threads) {                                     \
     const int64_t blocks = (rows + LANES - 1) / LANES;                                             \
-    const int parallel = rows * K >= PARALLEL_MIN;                                                 \
+    const int parallel = rows * K >= REINMAX_PARALLEL_MIN;                                         \
     (void)parallel, (void)threads; /* unused without OpenMP */                                     \
     int64_t nan_rows = 0, failed = 0;                                                              \
     _Pragma("omp parallel if (parallel) num_threads(threads) reduction(+ : nan_rows, failed)")     \
@@ -244,7 +244,7 @@ static inline double log_positive_f64(double x) {
                                const T *probs, const int64_t *index, const T *g, const T *h,       \
                                double probs_scale, int64_t rows, int64_t K, T *out, int threads) { \
     const T b = (T)probs_scale;                                                                    \
-    const int parallel = rows * K >= PARALLEL_MIN;                                                 \
+    const int parallel = rows * K >= REINMAX_PARALLEL_MIN;                                         \
     (void)parallel, (void)threads; /* unused without OpenMP */                                     \
     int failed = 0;                                                                                \
     _Pragma("omp parallel if (parallel) num_threads(threads) reduction(+ : failed)")               \
@@ -308,12 +308,12 @@ static inline double log_positive_f64(double x) {
    * entries over threads gives the same values), its top 24 (float) or 53 (double) bits as U,     \
    * floored at the smallest normal number so that their logarithm is finite. */                   \
   void reinmax_exponentials_##SUFFIX(T *out, int64_t n, uint64_t seed, int threads) {              \
-    const int parallel = n >= PARALLEL_MIN;                                                        \
+    const int parallel = n >= REINMAX_PARALLEL_MIN;                                                \
     (void)parallel, (void)threads; /* unused without OpenMP */                                     \
     /* "parallel :": a bare if clause applies to the simd too (OpenMP 5), scalar on one thread */  \
     _Pragma("omp parallel for simd if (parallel : parallel) num_threads(threads)")                 \
     for (int64_t i = 0; i < n; ++i) {                                                              \
-      const uint64_t bits = mix64(seed + (uint64_t)(i + 1) * GOLDEN_GAMMA);                        \
+      const uint64_t bits = mix64(seed + (uint64_t)(i + 1) * REINMAX_GOLDEN_GAMMA);                \
       const T u = (T)((bits >> (64 - MANTISSA_BITS_##SUFFIX)) + 1) * UNIT_##SUFFIX;                \
       const T e = -log_positive_##SUFFIX(u);                                                       \
       out[i] = e < SMALLEST_##SUFFIX ? SMALLEST_##SUFFIX : e;                                      \

@@ -4,6 +4,12 @@
 
 #include <stdint.h>
 
+/* Calls with fewer entries run on one thread: waking others costs more. */
+#define REINMAX_PARALLEL_MIN 32768
+/* The exponentials' counter step: entry i of a call seeded s equals entry i - j of a call seeded
+ * s + j * REINMAX_GOLDEN_GAMMA, so one call's entries can be generated in parts. */
+#define REINMAX_GOLDEN_GAMMA 0x9e3779b97f4a7c15ULL
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -1,5 +1,8 @@
-// XLA FFI handlers of numpyro_reinmax: kernels.c's draw and exponentials as CPU custom calls.
-// XLA runs them on one of its own threads, so the kernels get one thread.
+// XLA FFI handlers of numpyro_reinmax: kernels.c's draw, exponentials and backward as CPU custom
+// calls. A call of REINMAX_PARALLEL_MIN entries or more splits its rows into parts that the
+// calling thread and XLA's intra-op thread pool run (each part a one-thread kernel call; the
+// exponentials' counter makes the parts' values those of one call); smaller ones run on the
+// calling thread.
 //
 // ReinmaxDraw(probs (..., K) float32 or float64, uniforms (...) float32 or float64)
 //   -> index (...) int32 or int64: for each row, the first k whose float64 prefix sum of probs
@@ -13,7 +16,11 @@
 //   (w_y, w_D, scale, inverse temperature or -1, conditional kind, probs_scale), the S sets of
 //   values its anchors. B is 1 (no leading axis), or the batch of a vmap.
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -23,6 +30,42 @@
 namespace ffi = xla::ffi;
 
 namespace {
+
+// work(begin, end) over the rows [0, rows) of `row_size` entries each, in parts taken in turn by
+// the calling thread and by tasks on XLA's intra-op thread pool. The caller takes parts too and
+// waits only for parts already taken, so a pool too busy to start the tasks costs time, never a
+// deadlock; a task that starts after every part is taken returns at once (it shares only the
+// counters, kept alive by the tasks that hold them).
+template <typename Work>
+void parallel_rows(ffi::ThreadPool &pool, int64_t rows, int64_t row_size, const Work &work) {
+  const int64_t threads = pool.num_threads();
+  if (threads < 1 || rows < 2 || rows * row_size < REINMAX_PARALLEL_MIN) {
+    work(0, rows);
+    return;
+  }
+  struct Progress {
+    std::atomic<int64_t> next{0};
+    int64_t done = 0;
+    std::mutex mutex;
+    std::condition_variable finished;
+  };
+  const int64_t parts = std::min(rows, 4 * (threads + 1));
+  auto progress = std::make_shared<Progress>();
+  auto take_parts = [progress, parts, rows, work_pointer = &work] {
+    for (int64_t part; (part = progress->next.fetch_add(1)) < parts;) {
+      (*work_pointer)(part * rows / parts, (part + 1) * rows / parts);
+      std::lock_guard<std::mutex> lock(progress->mutex);
+      if (++progress->done == parts) progress->finished.notify_one();
+    }
+  };
+  for (int64_t t = 0; t < std::min(threads, parts - 1); ++t) {
+    auto task = take_parts;  // Schedule moves its own copy to the heap
+    pool.Schedule(std::move(task));
+  }
+  take_parts();
+  std::unique_lock<std::mutex> lock(progress->mutex);
+  progress->finished.wait(lock, [&] { return progress->done == parts; });
+}
 
 template <typename T>
 void copy_to(const ffi::AnyBuffer &buffer, std::vector<T> &values) {
@@ -35,7 +78,8 @@ void copy_to(const ffi::AnyBuffer &buffer, std::vector<T> &values) {
   }
 }
 
-ffi::Error Draw(ffi::AnyBuffer probs, ffi::AnyBuffer uniforms, ffi::Result<ffi::AnyBuffer> index) {
+ffi::Error Draw(ffi::ThreadPool pool, ffi::AnyBuffer probs, ffi::AnyBuffer uniforms,
+                ffi::Result<ffi::AnyBuffer> index) {
   const auto dims = probs.dimensions();
   const auto type = probs.element_type();
   if (dims.size() == 0 || (type != ffi::F32 && type != ffi::F64)) {
@@ -58,11 +102,18 @@ ffi::Error Draw(ffi::AnyBuffer probs, ffi::AnyBuffer uniforms, ffi::Result<ffi::
   copy_to(uniforms, targets);
   std::vector<int64_t> drawn(index_type == ffi::S64 ? 0 : rows);
   int64_t *out = index_type == ffi::S64 ? index->typed_data<int64_t>() : drawn.data();
-  const int64_t status =
-      type == ffi::F64
-          ? reinmax_draw_f64(probs.typed_data<double>(), targets.data(), rows, categories, out, 1)
-          : reinmax_draw_f32(probs.typed_data<float>(), targets.data(), rows, categories, out, 1);
-  if (status < 0) {
+  std::atomic<bool> failed{false};
+  parallel_rows(pool, rows, categories, [&](int64_t begin, int64_t end) {
+    const int64_t offset = begin * categories, count = end - begin;
+    const int64_t status =
+        type == ffi::F64
+            ? reinmax_draw_f64(probs.typed_data<double>() + offset, targets.data() + begin, count,
+                               categories, out + begin, 1)
+            : reinmax_draw_f32(probs.typed_data<float>() + offset, targets.data() + begin, count,
+                               categories, out + begin, 1);
+    if (status < 0) failed = true;
+  });
+  if (failed) {
     return ffi::Error(ffi::ErrorCode::kResourceExhausted, "ReinmaxDraw: out of memory");
   }
   if (index_type == ffi::S32) {
@@ -72,7 +123,8 @@ ffi::Error Draw(ffi::AnyBuffer probs, ffi::AnyBuffer uniforms, ffi::Result<ffi::
   return ffi::Error::Success();
 }
 
-ffi::Error Exponentials(ffi::AnyBuffer seeds, ffi::Result<ffi::AnyBuffer> out) {
+ffi::Error Exponentials(ffi::ThreadPool pool, ffi::AnyBuffer seeds,
+                        ffi::Result<ffi::AnyBuffer> out) {
   const int64_t blocks = static_cast<int64_t>(seeds.element_count()) / 2;
   const auto type = out->element_type();
   if (seeds.element_type() != ffi::U32 || blocks == 0 ||
@@ -85,43 +137,50 @@ ffi::Error Exponentials(ffi::AnyBuffer seeds, ffi::Result<ffi::AnyBuffer> out) {
   const uint32_t *words = seeds.typed_data<uint32_t>();
   for (int64_t b = 0; b < blocks; ++b) {
     const uint64_t seed = (static_cast<uint64_t>(words[2 * b]) << 32) | words[2 * b + 1];
-    if (type == ffi::F64)
-      reinmax_exponentials_f64(out->typed_data<double>() + b * block, block, seed, 1);
-    else
-      reinmax_exponentials_f32(out->typed_data<float>() + b * block, block, seed, 1);
+    parallel_rows(pool, block, 1, [&](int64_t begin, int64_t end) {
+      const uint64_t part_seed = seed + static_cast<uint64_t>(begin) * REINMAX_GOLDEN_GAMMA;
+      const int64_t offset = b * block + begin;
+      if (type == ffi::F64)
+        reinmax_exponentials_f64(out->typed_data<double>() + offset, end - begin, part_seed, 1);
+      else
+        reinmax_exponentials_f32(out->typed_data<float>() + offset, end - begin, part_seed, 1);
+    });
   }
   return ffi::Error::Success();
 }
 
 // reinmax_combine over each block of rows with the block's six weights (see ReinmaxCombine).
 template <typename T>
-int combine_blocks(const ffi::AnyBuffer &values, const std::vector<double> &block_weights,
-                   const ffi::AnyBuffer &probs, const int64_t *drawn, const ffi::AnyBuffer &g,
-                   const ffi::AnyBuffer &h, int64_t rows, int64_t K, int64_t sets,
-                   ffi::AnyBuffer &out) {
+int combine_blocks(ffi::ThreadPool &pool, const ffi::AnyBuffer &values,
+                   const std::vector<double> &block_weights, const ffi::AnyBuffer &probs,
+                   const int64_t *drawn, const ffi::AnyBuffer &g, const ffi::AnyBuffer &h,
+                   int64_t rows, int64_t K, int64_t sets, ffi::AnyBuffer &out) {
   const int64_t blocks = static_cast<int64_t>(block_weights.size()) / 6;
   const int64_t block_rows = rows / blocks, block_size = block_rows * K;
   std::vector<double> anchor_weights(5 * sets);
-  std::vector<const T *> anchors(sets);
+  std::atomic<bool> failed{false};
   for (int64_t b = 0; b < blocks; ++b) {
     const double *w = block_weights.data() + 6 * b;
-    for (int64_t s = 0; s < sets; ++s) {
-      std::copy(w, w + 5, anchor_weights.begin() + 5 * s);
-      anchors[s] = values.typed_data<T>() + (b * sets + s) * block_size;
-    }
-    const int64_t offset = b * block_size;
-    const int status = reinmax_combine(
-        anchors.data(), anchor_weights.data(), sets, probs.typed_data<T>() + offset,
-        drawn + b * block_rows, g.typed_data<T>() + offset, h.typed_data<T>() + offset, w[5],
-        block_rows, K, out.typed_data<T>() + offset, 1);
-    if (status != 0) return status;
+    for (int64_t s = 0; s < sets; ++s) std::copy(w, w + 5, anchor_weights.begin() + 5 * s);
+    parallel_rows(pool, block_rows, K, [&](int64_t begin, int64_t end) {
+      const int64_t offset = b * block_size + begin * K;
+      std::vector<const T *> anchors(sets);
+      for (int64_t s = 0; s < sets; ++s)
+        anchors[s] = values.typed_data<T>() + (b * sets + s) * block_size + begin * K;
+      const int status = reinmax_combine(
+          anchors.data(), anchor_weights.data(), sets, probs.typed_data<T>() + offset,
+          drawn + b * block_rows + begin, g.typed_data<T>() + offset,
+          h.typed_data<T>() + offset, w[5], end - begin, K, out.typed_data<T>() + offset, 1);
+      if (status != 0) failed = true;
+    });
+    if (failed) return -1;
   }
   return 0;
 }
 
-ffi::Error Combine(ffi::AnyBuffer probs, ffi::AnyBuffer index, ffi::AnyBuffer g, ffi::AnyBuffer h,
-                   ffi::AnyBuffer values, ffi::AnyBuffer weights,
-                   ffi::Result<ffi::AnyBuffer> out) {
+ffi::Error Combine(ffi::ThreadPool pool, ffi::AnyBuffer probs, ffi::AnyBuffer index,
+                   ffi::AnyBuffer g, ffi::AnyBuffer h, ffi::AnyBuffer values,
+                   ffi::AnyBuffer weights, ffi::Result<ffi::AnyBuffer> out) {
   const auto dims = probs.dimensions();
   const auto type = probs.element_type();
   const int64_t size = static_cast<int64_t>(probs.element_count());
@@ -156,8 +215,10 @@ ffi::Error Combine(ffi::AnyBuffer probs, ffi::AnyBuffer index, ffi::AnyBuffer g,
   copy_to(weights, block_weights);
   const int status =
       type == ffi::F64
-          ? combine_blocks<double>(values, block_weights, probs, drawn, g, h, rows, K, sets, *out)
-          : combine_blocks<float>(values, block_weights, probs, drawn, g, h, rows, K, sets, *out);
+          ? combine_blocks<double>(pool, values, block_weights, probs, drawn, g, h, rows, K,
+                                   sets, *out)
+          : combine_blocks<float>(pool, values, block_weights, probs, drawn, g, h, rows, K, sets,
+                                  *out);
   if (status != 0) {
     return ffi::Error(ffi::ErrorCode::kResourceExhausted, "ReinmaxCombine: out of memory");
   }
@@ -167,16 +228,21 @@ ffi::Error Combine(ffi::AnyBuffer probs, ffi::AnyBuffer index, ffi::AnyBuffer g,
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxExponentials, Exponentials,
-                              ffi::Ffi::Bind().Arg<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>());
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Ret<ffi::AnyBuffer>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxDraw, Draw,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Ret<ffi::AnyBuffer>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxCombine, Combine,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::AnyBuffer>()

@@ -11,6 +11,7 @@ from scipy import stats
 
 import numpyro_reinmax
 from numpyro_reinmax import estimators, native, sampling
+from reference import splitmix_exponentials
 
 RULE_NAMES = list(numpyro_reinmax.estimators.RULES)
 
@@ -205,6 +206,26 @@ def test_the_kernels_exponentials_follow_the_key_and_vmap_draws_blocks_per_key(k
     )
     assert native.EXPONENTIALS_TARGET in lowered.lower().as_text()
     assert native.EXPONENTIALS_TARGET not in lowered.lower(lowering_platforms=("cuda",)).as_text()
+
+
+def test_calls_split_over_xlas_threads_give_the_values_of_one_call(key):
+    """From 32768 entries up (REINMAX_PARALLEL_MIN) the handlers split their rows over XLA's
+    intra-op threads: a large call's exponentials are SplitMix64's for the key's seed, each
+    computed here (and begin with a small call's), and the backward on 64 x 1024 logits is the
+    JAX path's (the draw is compared at 3000 x 20 above)."""
+    native.set_native_kernels(True)
+    draw = jax.jit(sampling.draw_exponentials, static_argnums=(1, 2))
+    for dtype in (jnp.float32, jnp.float64):
+        large = np.asarray(draw(key, (70001,), dtype))
+        np.testing.assert_array_equal(large[:1000], draw(key, (1000,), dtype))
+        high, low = np.asarray(jax.random.bits(key, (1, 2), jnp.uint32), np.uint64)[0]
+        expected = splitmix_exponentials((high << np.uint64(32)) | low, 70001, dtype)
+        np.testing.assert_allclose(large, expected, rtol=4 * np.finfo(dtype).eps)
+    logits = jax.random.normal(key, (64, 1024)) * 2
+    for name in ("reinmax", "gumbel_rao"):
+        on, off = _backward_on_both_paths(key, name, logits, [1.0, 1.7])
+        scale = jnp.abs(off).max() + 1.0
+        np.testing.assert_allclose(on / scale, off / scale, rtol=1e-12, atol=1e-12)
 
 
 def test_off_by_environment(monkeypatch, key):

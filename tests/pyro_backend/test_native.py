@@ -21,7 +21,7 @@ import pyro_reinmax
 from pyro_reinmax import estimators, native
 from pyro_reinmax.estimators import RULES
 from pyro_reinmax.sampling import draw_exponentials, draw_index, exponentials_by_torch
-from reference import FAMILY_OPTIONS
+from reference import FAMILY_OPTIONS, splitmix_exponentials
 from reinmax_kernels import KERNELS_SOURCE, build
 
 RULE_NAMES = list(RULES)
@@ -204,12 +204,16 @@ def test_the_kernels_exponentials_are_standard_exponentials(dtype):
     assert stats.binomtest(int((flat > 7).sum()), flat.size, np.exp(-7)).pvalue > 1e-3
 
 
-def test_the_kernels_generator_follows_torch_manual_seed_and_threads_do_not_change_it():
+def test_the_kernels_generator_is_splitmix64_follows_torch_manual_seed_and_any_threads():
     native.set_native_kernels(True)
     like = torch.empty(300, 200)  # over the kernels' threshold for threads
     torch.manual_seed(5)
+    seed = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)) % 2**64
+    torch.manual_seed(5)
     first, second = draw_exponentials(like), draw_exponentials(like)
     assert not torch.equal(first, second)
+    expected = splitmix_exponentials(np.uint64(seed), like.numel(), np.float32)
+    np.testing.assert_allclose(first.flatten().numpy(), expected, rtol=4 * np.finfo(np.float32).eps)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
