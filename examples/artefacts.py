@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from reinmax_examples.methods import ConfigurationError
+
 MANIFEST = "results.json"  # lists the files of its run under "files"
 KNOWN_FILES = (
     "results.json",
@@ -65,9 +67,23 @@ def save_figure(figure, path: Path, **options) -> Path:
     )
 
 
-def prepare_output(out: Path) -> None:
+def load_results(out: Path) -> dict:
+    """The ``results.json`` of the run in ``out``; a :class:`ConfigurationError` where there is
+    none to read."""
+    manifest = Path(out) / MANIFEST
+    try:
+        results = json.loads(manifest.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"--add: no run to add to in {out} ({error})") from error
+    if not isinstance(results, dict) or not isinstance(results.get("methods"), dict):
+        raise ConfigurationError(f"--add: {manifest} is not a reinmax-compare results file")
+    return results
+
+
+def prepare_output(out: Path, keep: bool = False) -> None:
     """Create ``out``, check that files can be written there, and remove the files of an older
-    run (those its ``results.json`` lists, and the command's known file names)."""
+    run (those its ``results.json`` lists, and the command's known file names) unless ``keep``
+    (``--add``: the run goes on there)."""
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +91,8 @@ def prepare_output(out: Path) -> None:
         (out / ".write-check").unlink()
     except OSError as error:
         raise OSError(f"--out {out}: cannot write there ({error.strerror or error}).") from error
+    if keep:
+        return
     stale = set(KNOWN_FILES)
     manifest = out / MANIFEST
     if manifest.exists():

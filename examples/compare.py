@@ -4,7 +4,7 @@
                           [--methods reinmax,reinmax-local,hybrid,enum,reinforce,st,st-gumbel]
                           (also gst, gumbel-rao, reinmax-rao, reinmax-cv, rloo, disarm)
                           [--steps N] [--seeds S] [--lr LR] [--temperature T] [--device cpu|cuda]
-                          [--processes N (pyro) | --devices N (numpyro)] [--out DIR]
+                          [--processes N (pyro) | --devices N (numpyro)] [--out DIR [--add]]
 
 MODEL is ``gmm`` (Gaussian mixture on iris), ``lda`` (topic model on the Lee corpus), ``vae``
 (categorical VAE on MNIST digits), ``fhmm`` (factorial HMM on a documented synthetic set) or
@@ -12,7 +12,9 @@ MODEL is ``gmm`` (Gaussian mixture on iris), ``lda`` (topic model on the Lee cor
 Every method trains the same model from the same start for each seed; the metric is computed
 identically for every method and is exact, never the training objective. Writes ``results.json``
 and ``elbo.png`` (and the model's own reports) into ``--out`` (default a new folder under
-``./runs/``). Ctrl-C keeps what was measured so far.
+``./runs/``). Ctrl-C keeps what was measured so far. ``--add`` trains only ``--methods`` and adds
+them to the run already in ``--out`` (same model and settings), so a comparison grows without
+training its other methods again.
 
 ``vae`` and ``lda`` also train on several processes (Pyro: ``--processes N``, DDP, or under
 ``torchrun``) or devices (NumPyro: ``--devices N``, the data sharded under ``jit``), with the same
@@ -35,7 +37,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from reinmax_examples.artefacts import KNOWN_FILES, prepare_output, save_figure, write_json
+from reinmax_examples.artefacts import (
+    KNOWN_FILES,
+    load_results,
+    prepare_output,
+    save_figure,
+    write_json,
+)
 from reinmax_examples.defaults import defaults_help
 from reinmax_examples.methods import (
     CHECKPOINTS,
@@ -120,6 +128,12 @@ def parser() -> argparse.ArgumentParser:
         "host devices) (default 1)",
     )
     p.add_argument("--out", type=Path, help="output folder (default runs/MODEL-BACKEND-TIME)")
+    p.add_argument(
+        "--add",
+        action="store_true",
+        help="add --methods to the run already in --out: train only those (a method it has is "
+        "trained again) with the same settings, keep its other methods and its model report",
+    )
     p.add_argument(
         "--dataset", help="gmm: iris or wine; vae: mnist or digits; sbn: digits or mnist"
     )
@@ -400,8 +414,6 @@ def run(args: argparse.Namespace, console: Console, parallel: DataParallel = SIN
     module = _load(args.model, args.backend)
     config = module.configure(args)
     out = args.out or Path("runs") / f"{args.model}-{args.backend}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if parallel.leader:
-        prepare_output(out)
     results = {
         "model": args.model,
         "backend": args.backend,
@@ -419,6 +431,10 @@ def run(args: argparse.Namespace, console: Console, parallel: DataParallel = SIN
         "methods": {},
         "interrupted": False,
     }
+    if args.add:
+        results = _added_to(load_results(out), results)
+    if parallel.leader:
+        prepare_output(out, keep=args.add)
     runs: dict[str, list[dict]] = {m: [] for m in args.methods}
     parallel_option = {"parallel": parallel} if args.model in PARALLEL_MODELS else {}
     device = args.device
@@ -506,7 +522,8 @@ def run(args: argparse.Namespace, console: Console, parallel: DataParallel = SIN
                     curve["seconds"].append(run_record["seconds"][-1])
                     curve["metric"].append(float(run_record["metric"]))
                     _record_method(results, method, runs[method], failures)
-        if hasattr(module, "report") and fitted and problem is not None and parallel.leader:
+        report = hasattr(module, "report") and not args.add
+        if report and fitted and problem is not None and parallel.leader:
             try:
                 results["reports"] = module.report(problem, fitted, out)
             except Exception as error:  # the measurements are kept
@@ -521,6 +538,30 @@ def run(args: argparse.Namespace, console: Console, parallel: DataParallel = SIN
     if parallel.leader:
         _write(results, out, console)
     return results
+
+
+def _added_to(previous: dict, results: dict) -> dict:
+    """``previous`` (a ``results.json``) ready for ``results``' methods (``--add``): the same
+    model, backend and settings, or a :class:`ConfigurationError` naming what differs."""
+    theirs = {**previous.get("config", {}), **{k: previous.get(k) for k in ("model", "backend")}}
+    ours = {**results["config"], **{k: results[k] for k in ("model", "backend")}}
+    added = ours.pop("methods")
+    kept = theirs.pop("methods", [])
+    differ = [
+        f"{key} {theirs.get(key)!r} there, {ours.get(key)!r} here"
+        for key in sorted(set(ours) | set(theirs))
+        if ours.get(key) != theirs.get(key)
+    ]
+    if differ:
+        raise ConfigurationError(
+            f"--add: the run in --out has other settings ({'; '.join(differ)}); give the same "
+            "options, or another --out"
+        )
+    merged = {**previous, "interrupted": False}
+    merged.pop("report_error", None)
+    merged["config"] = {**previous["config"], "methods": list(dict.fromkeys(kept + added))}
+    merged["methods"] = {m: r for m, r in previous["methods"].items() if m not in added}
+    return merged
 
 
 def _record_method(results: dict, method: str, method_runs: list[dict], failures: dict) -> None:
@@ -619,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if foreign:
         command.error(f"--{foreign[0]} does not apply to {args.model}")
+    if args.add and args.out is None:
+        command.error("--add needs --out, the folder of the run to add to")
     _check_parallel(command, args)
     _check_device(args.device, args.backend)
     try:

@@ -306,6 +306,50 @@ def test_a_reused_output_folder_holds_only_the_new_run(tmp_path):
     assert set(results["files"]) == {p.name for p in out.iterdir()} - {"notes.txt"}
 
 
+def test_add_trains_only_the_new_methods_and_keeps_the_run(tmp_path, monkeypatch):
+    from reinmax_examples import gmm_pyro
+
+    first, out = _run(tmp_path, "gmm", "pyro", "reinmax,st", [], steps=2)
+    trained = []
+    real_fit = gmm_pyro.fit
+
+    def counted_fit(problem, method, **options):
+        trained.append(method)
+        return real_fit(problem, method, **options)
+
+    monkeypatch.setattr(gmm_pyro, "fit", counted_fit)
+    results, _ = _run(tmp_path, "gmm", "pyro", "gst,st", ["--add"], steps=2)
+    assert trained == ["gst", "st"]
+    assert results["config"]["methods"] == ["reinmax", "st", "gst"]
+    assert results["methods"]["reinmax"] == first["methods"]["reinmax"]
+    assert np.isfinite(results["methods"]["gst"]["metric"])
+    assert "gst" in results["verdict"] or "reinmax" in results["verdict"]
+    assert (out / "forest.png").exists() and "forest.png" in results["files"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--steps", "3"], "steps 2 there, 3 here"),
+        (["--backend", "numpyro", "--steps", "2"], "backend 'pyro' there, 'numpyro' here"),
+    ],
+)
+def test_add_refuses_a_run_with_other_settings(tmp_path, argv, message, capsys):
+    _, out = _run(tmp_path, "gmm", "pyro", "reinmax", [], steps=2)
+    before = (out / "results.json").read_text()
+    assert compare.main(["gmm", "--methods", "st", "--out", str(out), "--add", *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert (out / "results.json").read_text() == before
+
+
+def test_add_needs_a_run_to_add_to(tmp_path, capsys):
+    assert compare.main(["gmm", "--steps", "2", "--out", str(tmp_path), "--add"]) == 2
+    assert "no run to add to" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare.main(["gmm", "--add"])
+    assert "--add needs --out" in capsys.readouterr().err
+
+
 def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
