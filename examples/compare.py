@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import functools
 import importlib
+import json
 import math
 import statistics
 import sys
@@ -542,15 +543,18 @@ def run(args: argparse.Namespace, console: Console, parallel: DataParallel = SIN
 
 def _added_to(previous: dict, results: dict) -> dict:
     """``previous`` (a ``results.json``) ready for ``results``' methods (``--add``): the same
-    model, backend and settings, or a :class:`ConfigurationError` naming what differs."""
+    model, backend and settings, or a :class:`ConfigurationError` naming what differs. Settings
+    that ``previous`` did not record (an older version wrote it) cannot differ; they are listed
+    under ``"additions"`` with the methods added."""
     theirs = {**previous.get("config", {}), **{k: previous.get(k) for k in ("model", "backend")}}
     ours = {**results["config"], **{k: results[k] for k in ("model", "backend")}}
+    ours = json.loads(json.dumps(ours))  # as results.json holds it (tuples as lists)
     added = ours.pop("methods")
     kept = theirs.pop("methods", [])
     differ = [
-        f"{key} {theirs.get(key)!r} there, {ours.get(key)!r} here"
-        for key in sorted(set(ours) | set(theirs))
-        if ours.get(key) != theirs.get(key)
+        f"{key} {theirs[key]!r} there, {ours.get(key)!r} here"
+        for key in sorted(theirs)
+        if ours.get(key) != theirs[key]
     ]
     if differ:
         raise ConfigurationError(
@@ -561,6 +565,11 @@ def _added_to(previous: dict, results: dict) -> dict:
     merged.pop("report_error", None)
     merged["config"] = {**previous["config"], "methods": list(dict.fromkeys(kept + added))}
     merged["methods"] = {m: r for m, r in previous["methods"].items() if m not in added}
+    unrecorded = {key: ours[key] for key in sorted(set(ours) - set(theirs))}
+    merged["additions"] = [
+        *previous.get("additions", []),
+        {"methods": added, "settings_the_run_did_not_record": unrecorded},
+    ]
     return merged
 
 

@@ -318,8 +318,14 @@ def test_add_trains_only_the_new_methods_and_keeps_the_run(tmp_path, monkeypatch
         return real_fit(problem, method, **options)
 
     monkeypatch.setattr(gmm_pyro, "fit", counted_fit)
+    older = json.loads((out / "results.json").read_text())
+    del older["config"]["devices"]  # as a version before --devices wrote it
+    (out / "results.json").write_text(json.dumps(older))
     results, _ = _run(tmp_path, "gmm", "pyro", "gst,st", ["--add"], steps=2)
     assert trained == ["gst", "st"]
+    assert results["additions"] == [
+        {"methods": ["gst", "st"], "settings_the_run_did_not_record": {"devices": 1}}
+    ]
     assert results["config"]["methods"] == ["reinmax", "st", "gst"]
     assert results["methods"]["reinmax"] == first["methods"]["reinmax"]
     assert np.isfinite(results["methods"]["gst"]["metric"])
