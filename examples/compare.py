@@ -561,7 +561,13 @@ def _added_to(previous: dict, results: dict) -> dict:
             f"--add: the run in --out has other settings ({'; '.join(differ)}); give the same "
             "options, or another --out"
         )
-    merged = {**previous, "interrupted": False}
+    if previous.get("metric_name", results["metric_name"]) != results["metric_name"]:
+        raise ConfigurationError(
+            f"--add: the run in --out measured {previous['metric_name']!r}, this version "
+            f"{results['metric_name']!r}; add to a run of this version, or another --out"
+        )
+    descriptive = {k: results[k] for k in ("metric_name", "metric_unit", "tie")}
+    merged = {**previous, **descriptive, "interrupted": False}
     merged.pop("report_error", None)
     merged["config"] = {**previous["config"], "methods": list(dict.fromkeys(kept + added))}
     merged["methods"] = {m: r for m, r in previous["methods"].items() if m not in added}

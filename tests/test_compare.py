@@ -319,7 +319,7 @@ def test_add_trains_only_the_new_methods_and_keeps_the_run(tmp_path, monkeypatch
 
     monkeypatch.setattr(gmm_pyro, "fit", counted_fit)
     older = json.loads((out / "results.json").read_text())
-    del older["config"]["devices"]  # as a version before --devices wrote it
+    del older["config"]["devices"], older["metric_unit"]  # as an older version wrote it
     (out / "results.json").write_text(json.dumps(older))
     results, _ = _run(tmp_path, "gmm", "pyro", "gst,st", ["--add"], steps=2)
     assert trained == ["gst", "st"]
