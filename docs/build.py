@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from reinmax_examples.compare import verdict
-from reinmax_examples.methods import CHECKPOINTS, METHODS
+from reinmax_examples.methods import CHECKPOINTS, DEFAULT_METHODS, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -58,9 +58,13 @@ def _compare_command(folder: str, results: dict) -> str:
         command += f" --chains {config['chains']}"
     if config.get("checkpoints", CHECKPOINTS) != CHECKPOINTS:
         command += f" --checkpoints {config['checkpoints']}"
-    if list(config["methods"]) != list(METHODS):
+    if list(config["methods"]) != list(DEFAULT_METHODS):
         command += f" --methods {','.join(config['methods'])}"
-    return f"{command} --out docs/results/{folder}"
+    command = f"`{command} --out docs/results/{folder}`"
+    added = [m for addition in results.get("additions", []) for m in addition["methods"]]
+    if added:
+        command += f" ({', '.join(dict.fromkeys(added))} added to the run with `--add`)"
+    return command
 
 
 def compare_section(short: bool = False) -> str:
@@ -91,7 +95,7 @@ def compare_section(short: bool = False) -> str:
             model += f" (M = {results['config']['chains']})"
         rows.append([model, results["backend"], results["metric_name"], str(seeds), *cells])
         # the verdict recomputed from the recorded curves, so it follows the current definition
-        notes.append(f"* `{_compare_command(folder, results)}`: {verdict(results)}")
+        notes.append(f"* {_compare_command(folder, results)}: {verdict(results)}")
     if not rows:
         return _missing("reinmax-compare gmm --out docs/results/gmm-pyro")
     table = _table(["model", "backend", "metric (higher is better)", "seeds", *METHODS], rows)
