@@ -1,20 +1,20 @@
 """Optional CPU kernels for JAX: the categorical draw, the Gumbel noise and the backward of the
 single-anchor rules as XLA FFI custom calls (:mod:`reinmax_kernels`).
 
-``jnp.cumsum`` over the categories is the slowest step of a jitted ReinMax on the CPU (XLA scans
-it in blocks, in several passes); the kernel finds the drawn category in one pass over each row
-with float64 prefix sums. The backward kernel computes a rule's anchors (tempered, or from
-conditional Gumbel noise, with a vectorised log and exp) and its Jacobian-vector products in one
-pass per row, with the ``jnp`` path's JVP for ``grad`` of ``grad``. The Gumbel-noise rules'
-exponentials come from the kernels' counter-based generator seeded from the key, several times
-faster than ``jax.random``'s (so the noise, not the draw, differs from the JAX path's for the same
-key). They run on float32 and float64 arrays on the CPU, the draw and the backward on rows of
-:data:`MIN_CATEGORIES` or more; on other platforms (``jax.lax.platform_dependent``) and where the
-kernels are off, the JAX path runs. Under ``vmap`` the batch axes are more rows. The draw is exact
-either way; the two paths can differ in a draw whose uniform falls within rounding of a category
-boundary (the JAX path sums in float32 unless ``jax_enable_x64`` is on). ``REINMAX_NATIVE=0`` or
-:func:`set_native_kernels` turns the kernels off; :func:`native_kernels_status` says which path is
-used.
+``jnp.cumsum`` over the categories is the slowest step of a jitted ReinMax on the CPU (XLA scans it
+in blocks, in several passes); the kernel finds the drawn category in one pass over each row with
+float64 prefix sums. The backward kernel computes a rule's anchors (tempered, or from conditional
+Gumbel noise, with a vectorised log and exp) and its Jacobian-vector products in one pass per row,
+with the ``jnp`` path's JVP for ``grad`` of ``grad``. The Gumbel-noise rules' exponentials come
+from the kernels' counter-based generator seeded from the key, several times faster than
+``jax.random``'s (so the noise, not the draw, differs from the JAX path's for the same key). They
+run on float32 and float64 arrays on the CPU, the draw and the backward on rows of
+:data:`MIN_CATEGORIES` or more (shorter ones in large arrays); on other platforms
+(``jax.lax.platform_dependent``) and where the kernels are off, the JAX path runs. Under ``vmap``
+the batch axes are more rows. The draw is exact either way; the two paths can differ in a draw
+whose uniform falls within rounding of a category boundary (the JAX path sums in float32 unless
+``jax_enable_x64`` is on). ``REINMAX_NATIVE=0`` or :func:`set_native_kernels` turns the kernels
+off; :func:`native_kernels_status` says which path is used.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ __all__ = ["native_kernels_status", "set_native_kernels"]
 
 DRAW_TARGET = "reinmax_draw"
 MIN_CATEGORIES = 16
-"""Rows of fewer categories take the JAX path for the draw and the backward: XLA fuses a short
-``cumsum``, or a short row's backward, across rows into one cheap loop, where the kernels work row
-by row. In ``benchmarks/speed.py``'s grid the draw's custom call lost to it at 2 categories and won
-from 64 on; the backward's lost at 65536 x 2."""
+MIN_SHORT_ROW_ENTRIES = 8192
+"""Rows of fewer than :data:`MIN_CATEGORIES` categories take the JAX path for the draw and the
+backward in arrays of fewer than :data:`MIN_SHORT_ROW_ENTRIES` entries: XLA fuses a short row's
+``cumsum`` and backward across rows into one cheap loop, and a custom call's fixed cost dominates
+small arrays. Larger arrays of short rows go to the kernels, which split them over XLA's threads
+(``benchmarks/speed.py``'s "time with / without kernels" column at 2 categories)."""
 EXPONENTIALS_TARGET = "reinmax_exponentials"
 COMBINE_TARGET = "reinmax_combine"
 CONDITIONAL = {None: 0, "probs": 1, "midpoint": 2}
@@ -80,8 +82,9 @@ def usable(dtype) -> bool:
 
 def usable_rows(probs) -> bool:
     """Whether the draw and backward kernels take rows like ``probs``': :func:`usable` dtype, at
-    least :data:`MIN_CATEGORIES` categories."""
-    return probs.shape[-1] >= MIN_CATEGORIES and usable(probs.dtype)
+    least :data:`MIN_CATEGORIES` categories or :data:`MIN_SHORT_ROW_ENTRIES` entries."""
+    large = probs.shape[-1] >= MIN_CATEGORIES or probs.size >= MIN_SHORT_ROW_ENTRIES
+    return large and usable(probs.dtype)
 
 
 def draw_index(probs, uniforms, fallback: Callable):

@@ -154,6 +154,28 @@ def test_the_backward_kernel_is_a_cpu_custom_call(key):
     assert native.COMBINE_TARGET not in traced.lower(lowering_platforms=("cuda",)).as_text()
     few = jax.jit(grad).trace(jnp.zeros((4, 15)))
     assert native.COMBINE_TARGET not in few.lower().as_text()  # few categories: JAX's
+    many_rows = jax.jit(grad).trace(jnp.zeros((native.MIN_SHORT_ROW_ENTRIES // 2, 2)))
+    assert native.COMBINE_TARGET in many_rows.lower().as_text()  # ... unless the array is large
+
+
+@pytest.mark.parametrize("categories", [2, 3, 7])
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_short_rows_in_large_arrays_take_the_kernels_with_the_jax_paths_results(
+    key, name, categories
+):
+    """Rows of fewer than 16 categories in an array of 8192 entries or more: the kernels' draw
+    and backward (masked categories included), the same draws and gradients as the JAX path."""
+    rows = -(-native.MIN_SHORT_ROW_ENTRIES // categories)
+    logits = jax.random.normal(key, (rows, categories)) * 2
+    logits = logits.at[::3, 0].set(-jnp.inf)
+    probs = jax.nn.softmax(logits, -1)
+    np.testing.assert_array_equal(_draw(key, probs, True), _draw(key, probs, False))
+    native.set_native_kernels(True)
+    assert native.DRAW_TARGET in _lowered(key, probs)
+    on, off = _backward_on_both_paths(key, name, logits, [0.6, 1.0])
+    assert jnp.isfinite(on).all()
+    scale = jnp.abs(off).max() + 1.0
+    np.testing.assert_allclose(on / scale, off / scale, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(0, 4), (3, 1), (2, 0, 5)])
@@ -176,6 +198,7 @@ def test_the_kernel_is_a_cpu_custom_call_and_other_platforms_keep_the_jax_path(k
     assert native.DRAW_TARGET in _lowered(key, probs)
     assert native.DRAW_TARGET not in _lowered(key, probs, ("cuda",))
     assert native.DRAW_TARGET not in _lowered(key, probs[:, :15])  # few categories: JAX's
+    assert native.DRAW_TARGET in _lowered(key, jnp.ones((4096, 2)) / 2)  # unless the array is large
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
