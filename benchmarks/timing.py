@@ -1,8 +1,9 @@
 """Interleaved timing: every method runs once per round, in a shuffled order, and each method's
 time is the median over rounds. Machine noise then hits all methods alike, and ratios between
 methods measured in one run are meaningful. The fastest round is kept as well: noise only ever
-adds time, so on a shared machine (whose medians move by half between runs at large sizes) the
-ratio of the fastest rounds is the steadier measure of the work itself, as ``timeit`` reasons."""
+adds time, so it is the closest measure of the work itself (``timeit``'s reasoning). On a shared
+machine neither is steady at large sizes (both moved by up to half between runs on the 2-core
+machine here), so the docs show both."""
 
 from __future__ import annotations
 
