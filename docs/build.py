@@ -133,9 +133,7 @@ def _speed_grid(records: list[dict], backend: str) -> str:
                 cells[-1] += f" ({_ratio(fastest[key], numerator, denominator)})"
         rows.append(cells)
     in_parentheses = (
-        "; in parentheses, ratios of the fastest rounds (noise only adds time)"
-        if fastest
-        else ""
+        "; in parentheses, ratios of the fastest rounds (noise only adds time)" if fastest else ""
     )
     return (
         f"**{backend}**, every size of the grid (ratios of medians in the same run"
