@@ -115,13 +115,7 @@ WITHOUT_KERNELS = {"torch": "reinmax, PyTorch path", "jax": "reinmax, JAX path"}
 def _speed_grid(records: list[dict], backend: str) -> str:
     """Every size and dtype of the grid: ReinMax against the floor and against itself without the
     C kernels, and the single-sample rules against ReinMax."""
-    medians: dict[tuple, dict[str, float]] = {}
-    fastest: dict[tuple, dict[str, float]] = {}
-    for r in records:
-        key = (r["dtype"], r["rows"], r["categories"])
-        medians.setdefault(key, {})[r["method"]] = r["median_s"]
-        if "min_s" in r:
-            fastest.setdefault(key, {})[r["method"]] = r["min_s"]
+    medians, fastest = _times_by_size(records, "median_s"), _times_by_size(records, "min_s")
     rows = []
     for key, by in sorted(medians.items()):
         dtype, n, k = key
@@ -140,34 +134,42 @@ def _speed_grid(records: list[dict], backend: str) -> str:
         f"{in_parentheses}):\n\n"
         + _table(["dtype", "rows x K", *GRID_RATIOS], rows)
         + "\n\n"
-        + _grid_summary(records, backend)
+        + _grid_summary({"medians": medians, "fastest rounds": fastest}, backend)
     )
 
 
-GRID_BOUNDS = {"reinmax / floor": 3.0, "GST / reinmax": 1.5}
-"""The speed targets of the grid: ReinMax within 3x the softmax floor, each single-sample rule
-within 1.5x ReinMax (the Gumbel rules share GST's bound)."""
-
-
-def _grid_summary(records: list[dict], backend: str) -> str:
-    """Per ratio of the targets: its range over the grid and the sizes above the bound, by
-    medians and by fastest rounds."""
-    by_statistic: dict[str, dict[tuple, dict[str, float]]] = {"median_s": {}, "min_s": {}}
+def _times_by_size(records: list[dict], statistic: str) -> dict[tuple, dict[str, float]]:
+    """``statistic`` (``"median_s"``, ``"min_s"``) of each method, by (dtype, rows, categories);
+    records without it are left out."""
+    times: dict[tuple, dict[str, float]] = {}
     for r in records:
-        key = (r["dtype"], r["rows"], r["categories"])
-        for statistic, table in by_statistic.items():
-            if statistic in r:
-                table.setdefault(key, {})[r["method"]] = r[statistic]
+        if statistic in r:
+            key = (r["dtype"], r["rows"], r["categories"])
+            times.setdefault(key, {})[r["method"]] = r[statistic]
+    return times
+
+
+GRID_BOUNDS = {
+    "reinmax / floor": 3.0,
+    "GST / reinmax": 1.5,
+    "GR-MCK S=1 / reinmax": 1.5,
+    "ST-Gumbel / reinmax": 1.5,
+}
+"""The speed targets of the grid: ReinMax within 3x the softmax floor, each single-sample rule
+within 1.5x ReinMax."""
+
+
+def _grid_summary(times: dict[str, dict[tuple, dict[str, float]]], backend: str) -> str:
+    """Per ratio of the targets: its range over the grid and the sizes above the bound, for each
+    statistic's times (:func:`_times_by_size`, by the statistic's name)."""
     sentences = []
-    for title, (numerator, denominator) in GRID_RATIOS.items():
-        if denominator is None:
-            continue
-        bound = GRID_BOUNDS.get(title, GRID_BOUNDS["GST / reinmax"])
+    for title, bound in GRID_BOUNDS.items():
+        numerator, denominator = GRID_RATIOS[title]
         parts = []
-        for statistic, label in (("median_s", "medians"), ("min_s", "fastest rounds")):
+        for label, by_size in times.items():
             ratios = {
                 key: by[numerator] / by[denominator]
-                for key, by in by_statistic[statistic].items()
+                for key, by in by_size.items()
                 if numerator in by and denominator in by
             }
             if not ratios:

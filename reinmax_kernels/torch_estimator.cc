@@ -70,16 +70,25 @@ Tensor combine(const Tensor &values, const std::vector<double> &term, const Tens
     weights.insert(weights.end(), term.begin(), term.end());
   }
   Tensor out = at::empty_like(probs);
-  const int status = reinmax_combine(anchors.data(), weights.data(), sets, probs.const_data_ptr<T>(),
-                                  index.const_data_ptr<int64_t>(), g.const_data_ptr<T>(),
-                                  h.defined() ? h.const_data_ptr<T>() : nullptr, probs_scale, rows,
-                                  K, out.data_ptr<T>(), at::get_num_threads());
+  const int status =
+      reinmax_combine(anchors.data(), weights.data(), sets, probs.const_data_ptr<T>(),
+                      index.const_data_ptr<int64_t>(), g.const_data_ptr<T>(),
+                      h.defined() ? h.const_data_ptr<T>() : nullptr, probs_scale, rows, K,
+                      out.data_ptr<T>(), at::get_num_threads());
   if (status != 0) throw std::bad_alloc();
   return out;
 }
 
 // The recipe's entries.
-enum Recipe { kTemperature, kPerturbation, kGap, kNoiseSets, kTerm, kProbsScale = kTerm + 5, kSize };
+enum Recipe {
+  kTemperature,
+  kPerturbation,
+  kGap,
+  kNoiseSets,
+  kTerm,
+  kProbsScale = kTerm + 5,
+  kSize
+};
 
 struct Estimate : public torch::autograd::Function<Estimate> {
   static variable_list forward(AutogradContext *ctx, const Tensor &logits,
@@ -107,7 +116,8 @@ struct Estimate : public torch::autograd::Function<Estimate> {
     }
     Tensor sample = at::zeros_like(probs).scatter_(-1, index, 1.0);
     const auto perturbation = static_cast<int64_t>(recipe[kPerturbation]);
-    const bool need_logits = perturbation == kShiftedByGap || (perturbation == 0 && recipe[kTerm + 3] >= 0);
+    const bool need_logits =
+        perturbation == kShiftedByGap || (perturbation == 0 && recipe[kTerm + 3] >= 0);
     ctx->save_for_backward({need_logits ? logits : Tensor(), noise, index, probs});
     ctx->saved_data["recipe"] = std::move(recipe);
     ctx->saved_data["rule"] = std::move(rule);
