@@ -38,6 +38,10 @@
 #define LANES 8
 /* Independent partial sums (and maxima) of a row: one running sum would wait on every add. */
 #define BLOCK 16
+/* The backward takes rows of fewer than SHORT_ROWS categories SHORT_CHUNK entries (whole rows) at
+ * a time (combine_short), longer ones row by row. */
+#define SHORT_ROWS 64
+#define SHORT_CHUNK 256
 
 /* exp(x) for x <= 0 (0 below the smallest normal result, so -inf gives 0), in operations a
  * compiler vectorises: x = n ln2 + r with |r| <= ln2 / 2, n rounded by adding and subtracting
@@ -192,6 +196,89 @@ static inline double log_positive_f64(double x) {
     return dot_##SUFFIX(e, NULL, K);                                                               \
   }                                                                                                \
                                                                                                    \
+  /* Rows of fewer than SHORT_ROWS categories go through the backward a chunk of rows at a         \
+   * time: the exponentials, logarithms and divisions run over the chunk's n K entries as one      \
+   * vector loop (row by row they would be latency chains of a few entries), the sums and maxima   \
+   * of each row in scalar loops, and a value per row is spread over the row's entries to enter    \
+   * a vector loop. Every entry gets the expression the row-by-row path computes, in the same      \
+   * order. */                                                                                     \
+  static inline void spread_##SUFFIX(const T *per_row, int64_t n, int64_t K, T *out) {             \
+    for (int64_t j = 0; j < n; ++j)                                                                \
+      for (int64_t k = 0; k < K; ++k) out[j * K + k] = per_row[j];                                 \
+  }                                                                                                \
+                                                                                                   \
+  /* tempered_exp on each of the n rows of x: e, and the sum of e per row (top: scratch) */        \
+  static inline void tempered_exp_rows_##SUFFIX(const T *x, T inverse, int64_t n, int64_t K, T *e, \
+                                               T *sums, T *top, T *spread) {                       \
+    for (int64_t j = 0; j < n; ++j) top[j] = max_##SUFFIX(x + j * K, K);                           \
+    spread_##SUFFIX(top, n, K, spread);                                                            \
+    _Pragma("omp simd") for (int64_t i = 0; i < n * K; ++i) e[i] =                                 \
+        exp_nonpositive_##SUFFIX((x[i] - spread[i]) * inverse);                                    \
+    for (int64_t j = 0; j < n; ++j) sums[j] = dot_##SUFFIX(e + j * K, NULL, K);                    \
+  }                                                                                                \
+                                                                                                   \
+  /* reinmax_combine on n rows of fewer than SHORT_ROWS categories (n K <= SHORT_CHUNK); the       \
+   * anchors start at row `first` */                                                               \
+  static void combine_short_##SUFFIX(const T *const *anchors, const double *weights,               \
+                                     int64_t n_anchors, const T *p, const int64_t *index,          \
+                                     const T *g, const T *h, T b, int64_t first, int64_t n,        \
+                                     int64_t K, T *o) {                                            \
+    const int64_t N = n * K;                                                                       \
+    T work[SHORT_CHUNK], spread[SHORT_CHUNK], spread2[SHORT_CHUNK];                                \
+    T top[SHORT_CHUNK], norm[SHORT_CHUNK], s[SHORT_CHUNK], coefficient[SHORT_CHUNK];               \
+    if (h) {                                                                                       \
+      _Pragma("omp simd") for (int64_t i = 0; i < N; ++i) o[i] = h[i] + b * g[i];                  \
+      for (int64_t j = 0; j < n; ++j) s[j] = dot_##SUFFIX(p + j * K, o + j * K, K);                \
+      spread_##SUFFIX(s, n, K, spread);                                                            \
+      _Pragma("omp simd") for (int64_t i = 0; i < N; ++i) o[i] = p[i] * (o[i] - spread[i]);        \
+    } else {                                                                                       \
+      for (int64_t j = 0; j < n; ++j) s[j] = dot_##SUFFIX(p + j * K, g + j * K, K);                \
+      spread_##SUFFIX(s, n, K, spread);                                                            \
+      _Pragma("omp simd") for (int64_t i = 0; i < N; ++i) o[i] =                                   \
+          b * (p[i] * (g[i] - spread[i]));                                                         \
+    }                                                                                              \
+    for (int64_t a = 0; a < n_anchors; ++a) {                                                      \
+      const double *w = weights + 5 * a;                                                           \
+      const T wy = (T)w[0], wd = (T)w[1], scale = (T)w[2], inverse = (T)w[3];                      \
+      const T *y = anchors[a] + first * K;                                                         \
+      for (int64_t j = 0; j < n; ++j) norm[j] = 1;                                                 \
+      if (w[4] != 0) {                                                                             \
+        const T half = w[4] == 2 ? (T)0.5 : (T)1;                                                  \
+        for (int64_t j = 0; j < n; ++j) top[j] = y[j * K + index[j]];                              \
+        spread_##SUFFIX(top, n, K, spread);                                                        \
+        _Pragma("omp simd") for (int64_t i = 0; i < N; ++i) work[i] =                              \
+            (half * p[i]) / (y[i] + (half * p[i]) * spread[i]);                                    \
+        for (int64_t j = 0; j < n; ++j) work[j * K + index[j]] = 1 / top[j];                       \
+        if (inverse >= 0) {                                                                        \
+          _Pragma("omp simd") for (int64_t i = 0; i < N; ++i) work[i] =                            \
+              log_positive_##SUFFIX(work[i]);                                                      \
+          tempered_exp_rows_##SUFFIX(work, inverse, n, K, work, norm, top, spread);                \
+        } else {                                                                                   \
+          for (int64_t j = 0; j < n; ++j) norm[j] = dot_##SUFFIX(work + j * K, NULL, K);           \
+        }                                                                                          \
+        y = work;                                                                                  \
+      } else if (inverse >= 0) {                                                                   \
+        tempered_exp_rows_##SUFFIX(y, inverse, n, K, work, norm, top, spread);                     \
+        y = work;                                                                                  \
+      }                                                                                            \
+      for (int64_t j = 0; j < n; ++j) {                                                            \
+        s[j] = wy * (dot_##SUFFIX(y + j * K, g + j * K, K) / norm[j]) + wd * g[j * K + index[j]];  \
+        coefficient[j] = wy / norm[j];                                                             \
+      }                                                                                            \
+      if (wy != 0) {                                                                               \
+        spread_##SUFFIX(s, n, K, spread);                                                          \
+        spread_##SUFFIX(coefficient, n, K, spread2);                                               \
+        _Pragma("omp simd") for (int64_t i = 0; i < N; ++i) o[i] +=                                \
+            (spread2[i] * (y[i] * (g[i] - spread[i]))) * scale;                                    \
+      }                                                                                            \
+      if (wd != 0)                                                                                 \
+        for (int64_t j = 0; j < n; ++j) {                                                          \
+          const int64_t d = j * K + index[j];                                                      \
+          o[d] += (wd * (g[d] - s[j])) * scale;                                                    \
+        }                                                                                          \
+    }                                                                                              \
+  }                                                                                                \
+                                                                                                   \
   int64_t reinmax_draw_##SUFFIX(const T *probs, const double *uniforms, int64_t rows, int64_t K,   \
                                 int64_t *index, int threads) {                                     \
     const int64_t blocks = (rows + LANES - 1) / LANES;                                             \
@@ -249,53 +336,66 @@ static inline double log_positive_f64(double x) {
     int failed = 0;                                                                                \
     _Pragma("omp parallel if (parallel) num_threads(threads) reduction(+ : failed)")               \
     {                                                                                              \
-      T *tempered = malloc(sizeof(T) * K); /* the tempered anchor's exponentials */                \
-      failed += !tempered;                                                                         \
-      _Pragma("omp for schedule(static)")                                                          \
-      for (int64_t r = 0; r < rows; ++r) {                                                         \
-        if (!tempered) continue;                                                                   \
-        const T *p = probs + r * K, *g_r = g + r * K, *h_r = h ? h + r * K : NULL;                 \
-        T *o = out + r * K;                                                                        \
-        const int64_t d = index[r];                                                                \
-        const T g_d = g_r[d];                                                                      \
-        if (h_r) {                                                                                 \
-          _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = h_r[k] + b * g_r[k];          \
-          const T pw = dot_##SUFFIX(p, o, K); /* <p, h + b g> */                                   \
-          _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = p[k] * (o[k] - pw);           \
-        } else {                                                                                   \
-          const T pg = dot_##SUFFIX(p, g_r, K);                                                    \
-          _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = b * (p[k] * (g_r[k] - pg));   \
+      const int short_rows = K < SHORT_ROWS;                                                       \
+      /* the tempered anchor's exponentials, row by row */                                         \
+      T *tempered = short_rows ? NULL : malloc(sizeof(T) * K);                                     \
+      failed += !short_rows && !tempered;                                                          \
+      if (short_rows) {                                                                            \
+        const int64_t chunk_rows = SHORT_CHUNK / K, chunks = (rows + chunk_rows - 1) / chunk_rows; \
+        _Pragma("omp for schedule(static)")                                                        \
+        for (int64_t chunk = 0; chunk < chunks; ++chunk) {                                         \
+          const int64_t r = chunk * chunk_rows;                                                    \
+          const int64_t n = rows - r < chunk_rows ? rows - r : chunk_rows;                         \
+          combine_short_##SUFFIX(anchors, weights, n_anchors, probs + r * K, index + r, g + r * K, \
+                                 h ? h + r * K : NULL, b, r, n, K, out + r * K);                   \
         }                                                                                          \
-        for (int64_t i = 0; i < n_anchors; ++i) {                                                  \
-          const double *w = weights + 5 * i;                                                       \
-          const T wy = (T)w[0], wd = (T)w[1], scale = (T)w[2], inverse = (T)w[3];                  \
-          const T *y = anchors[i] + r * K;                                                         \
-          T normaliser = 1; /* the anchor is y / normaliser */                                     \
-          if (w[4] != 0) { /* y holds exponentials E: the conditional Gumbel weights first */      \
-            const T half = w[4] == 2 ? (T)0.5 : (T)1, e_top = y[d];                                \
-            _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) tempered[k] =                      \
-                (half * p[k]) / (y[k] + (half * p[k]) * e_top);                                    \
-            tempered[d] = 1 / e_top;                                                               \
-            if (inverse >= 0) {                                                                    \
+      } else {                                                                                     \
+        _Pragma("omp for schedule(static)")                                                        \
+        for (int64_t r = 0; r < rows; ++r) {                                                       \
+          if (!tempered) continue;                                                                 \
+          const T *p = probs + r * K, *g_r = g + r * K, *h_r = h ? h + r * K : NULL;               \
+          T *o = out + r * K;                                                                      \
+          const int64_t d = index[r];                                                              \
+          const T g_d = g_r[d];                                                                    \
+          if (h_r) {                                                                               \
+            _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = h_r[k] + b * g_r[k];        \
+            const T pw = dot_##SUFFIX(p, o, K); /* <p, h + b g> */                                 \
+            _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = p[k] * (o[k] - pw);         \
+          } else {                                                                                 \
+            const T pg = dot_##SUFFIX(p, g_r, K);                                                  \
+            _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = b * (p[k] * (g_r[k] - pg)); \
+          }                                                                                        \
+          for (int64_t i = 0; i < n_anchors; ++i) {                                                \
+            const double *w = weights + 5 * i;                                                     \
+            const T wy = (T)w[0], wd = (T)w[1], scale = (T)w[2], inverse = (T)w[3];                \
+            const T *y = anchors[i] + r * K;                                                       \
+            T normaliser = 1; /* the anchor is y / normaliser */                                   \
+            if (w[4] != 0) { /* y holds exponentials E: the conditional Gumbel weights first */    \
+              const T half = w[4] == 2 ? (T)0.5 : (T)1, e_top = y[d];                              \
               _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) tempered[k] =                    \
-                  log_positive_##SUFFIX(tempered[k]);                                              \
-              normaliser = tempered_exp_##SUFFIX(tempered, inverse, K, tempered);                  \
-            } else {                                                                               \
-              normaliser = dot_##SUFFIX(tempered, NULL, K);                                        \
+                  (half * p[k]) / (y[k] + (half * p[k]) * e_top);                                  \
+              tempered[d] = 1 / e_top;                                                             \
+              if (inverse >= 0) {                                                                  \
+                _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) tempered[k] =                  \
+                    log_positive_##SUFFIX(tempered[k]);                                            \
+                normaliser = tempered_exp_##SUFFIX(tempered, inverse, K, tempered);                \
+              } else {                                                                             \
+                normaliser = dot_##SUFFIX(tempered, NULL, K);                                      \
+              }                                                                                    \
+              y = tempered;                                                                        \
+            } else if (inverse >= 0) {                                                             \
+              normaliser = tempered_exp_##SUFFIX(y, inverse, K, tempered);                         \
+              y = tempered;                                                                        \
             }                                                                                      \
-            y = tempered;                                                                          \
-          } else if (inverse >= 0) {                                                               \
-            normaliser = tempered_exp_##SUFFIX(y, inverse, K, tempered);                           \
-            y = tempered;                                                                          \
+            const T s = wy * (dot_##SUFFIX(y, g_r, K) / normaliser) + wd * g_d;                    \
+            /* J(a) g before the scale: a huge scale (tiny temperature) multiplies exact zeros */  \
+            if (wy != 0) {                                                                         \
+              const T coefficient = wy / normaliser;                                               \
+              _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] +=                          \
+                  (coefficient * (y[k] * (g_r[k] - s))) * scale;                                   \
+            }                                                                                      \
+            if (wd != 0) o[d] += (wd * (g_d - s)) * scale;                                         \
           }                                                                                        \
-          const T s = wy * (dot_##SUFFIX(y, g_r, K) / normaliser) + wd * g_d;                      \
-          /* J(a) g before the scale: a huge scale (tiny temperature) multiplies exact zeros */    \
-          if (wy != 0) {                                                                           \
-            const T coefficient = wy / normaliser;                                                 \
-            _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] +=                            \
-                (coefficient * (y[k] * (g_r[k] - s))) * scale;                                     \
-          }                                                                                        \
-          if (wd != 0) o[d] += (wd * (g_d - s)) * scale;                                           \
         }                                                                                          \
       }                                                                                            \
       free(tempered);                                                                              \

@@ -4,6 +4,7 @@ seed, the same gradients for every rule, and how the build is chosen, cached and
 The formula and goodness-of-fit tests elsewhere run on the kernels (they are on by default on the
 CPU); these tests pin that turning them off changes nothing but the speed."""
 
+import math
 import subprocess
 import time
 import warnings
@@ -171,6 +172,22 @@ def test_large_calls_split_over_threads_agree(name):
     try:
         logits = torch.randn(1200, 33, dtype=torch.float64) * 3
         _assert_same_on_both_paths(name, logits, 0.8)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 1.3])
+@pytest.mark.parametrize("shape", [(300, 2), (101, 7), (40, 63), (12000, 3)])
+@pytest.mark.parametrize("name", ["reinmax", "gumbel_rao", "reinmax_cv"])
+def test_short_rows_taken_a_chunk_at_a_time_agree(name, shape, temperature):
+    """Rows of fewer than 64 categories go through the backward 256 entries (whole rows) at a
+    time: several chunks and a partial last one, and (12000 x 3) chunks over threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        logits = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+        logits[::5, 0] = -math.inf  # masked categories
+        _assert_same_on_both_paths(name, logits * 2, temperature)
     finally:
         torch.set_num_threads(threads)
 
