@@ -17,6 +17,7 @@ operator (the default on the CPU), as its Python ``autograd.Function`` calling t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 from pathlib import Path
@@ -27,7 +28,7 @@ from rich.table import Table
 
 import pyro_reinmax
 from pyro_reinmax import native
-from timing import interleaved_medians
+from timing import InSetting, interleaved_medians
 
 SHAPES = [(1, 2), (1, 64), (64, 64), (1024, 64)]
 TEMPERATURE = 1.3
@@ -81,17 +82,19 @@ def methods(shape: tuple[int, int]) -> dict:
 
         return step
 
-    def on_path(kernels: bool, step, operator: bool = True):
-        def switched():
+    def on_path(kernels: bool, step, operator: bool = True) -> InSetting:
+        @contextlib.contextmanager
+        def path():
             pyro_reinmax.set_native_kernels(kernels)
             built = native.EstimatorOperator.operator
             native.EstimatorOperator.operator = built if operator else None
             try:
-                step()
+                yield
             finally:
                 native.EstimatorOperator.operator = built
+                pyro_reinmax.set_native_kernels(None)
 
-        return switched
+        return InSetting(step, path)
 
     reinmax = run(lambda: pyro_reinmax.reinmax(logits, TEMPERATURE)[0])
     return {

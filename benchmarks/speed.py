@@ -14,6 +14,7 @@ gradient (XLA would otherwise drop a draw that the gradient does not need).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 from pathlib import Path
@@ -28,7 +29,7 @@ from rich.table import Table
 
 import numpyro_reinmax
 import pyro_reinmax
-from timing import interleaved_medians
+from timing import InSetting, interleaved_medians
 
 HEADLINE = (8192, 64)
 GRID_ROWS = [1, 64, 1024, 8192, 65536]
@@ -65,19 +66,19 @@ def torch_methods(rows: int, categories: int, dtype: str, device: str) -> dict:
             logits=logits, temperature=TEMPERATURE
         ).rsample()
 
-    def without_kernels(step):
-        def switched():
-            pyro_reinmax.set_native_kernels(False)
-            step()
+    @contextlib.contextmanager
+    def kernels_off():
+        pyro_reinmax.set_native_kernels(False)
+        try:
+            yield
+        finally:
             pyro_reinmax.set_native_kernels(None)
-
-        return switched
 
     reinmax = run(lambda: pyro_reinmax.reinmax(logits, TEMPERATURE)[0])
     return {
         "softmax floor": run(lambda: logits.softmax(-1)),
         "reinmax": reinmax,
-        "reinmax, PyTorch path": without_kernels(reinmax),
+        "reinmax, PyTorch path": InSetting(reinmax, kernels_off),
         "ReinMax rsample": run(distribution_rsample),
         "reference 0.1.0": run(lambda: reference_package.reinmax(logits, TEMPERATURE)[0]),
         "ST": run(lambda: pyro_reinmax.straight_through(logits, TEMPERATURE)[0]),

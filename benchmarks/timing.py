@@ -7,14 +7,27 @@ machine here), so the docs show both."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 WARM_UP_SECONDS = 0.05
 """Each method runs this long before the rounds (after a first call, which may compile): a
 method timed first in a run otherwise meets a cold allocator and a slower clock."""
+
+
+@dataclass(frozen=True)
+class InSetting:
+    """A method timed in a setting (the kernels switched off, say): ``setting()`` is entered
+    around its warm-up and around each of its measurements, so that switching costs no time in
+    the measured calls."""
+
+    call: Callable[[], object]
+    setting: Callable[[], AbstractContextManager]
 
 
 def calls_per_measurement(fn: Callable[[], object], target_seconds: float = 0.005) -> int:
@@ -26,30 +39,36 @@ def calls_per_measurement(fn: Callable[[], object], target_seconds: float = 0.00
 
 
 def interleaved_medians(
-    methods: dict[str, Callable[[], object]], rounds: int = 9, seed: int = 0
+    methods: dict[str, Callable[[], object] | InSetting], rounds: int = 9, seed: int = 0
 ) -> dict[str, dict[str, float]]:
     """Median, quartiles and fastest round (seconds per call) of each method over interleaved
     rounds.
 
-    Each callable must block until its work is done (synchronise CUDA, ``block_until_ready``).
+    Each callable must block until its work is done (synchronise CUDA, ``block_until_ready``);
+    an :class:`InSetting` method runs in its setting.
     """
-    for fn in methods.values():  # warm-up: compilation, allocator, caches, clock speed
-        fn()
-        start = time.perf_counter()
-        while time.perf_counter() - start < WARM_UP_SECONDS:
+    calls = {name: getattr(m, "call", m) for name, m in methods.items()}
+    settings = {name: getattr(m, "setting", contextlib.nullcontext) for name, m in methods.items()}
+    repeats = {}
+    for name, fn in calls.items():  # warm-up: compilation, allocator, caches, clock speed
+        with settings[name]():
             fn()
-    repeats = {name: calls_per_measurement(fn) for name, fn in methods.items()}
+            start = time.perf_counter()
+            while time.perf_counter() - start < WARM_UP_SECONDS:
+                fn()
+            repeats[name] = calls_per_measurement(fn)
     samples: dict[str, list[float]] = {name: [] for name in methods}
     order = list(methods)
     rng = random.Random(seed)
     for _ in range(rounds):
         rng.shuffle(order)
         for name in order:
-            fn, n = methods[name], repeats[name]
-            start = time.perf_counter()
-            for _ in range(n):
-                fn()
-            samples[name].append((time.perf_counter() - start) / n)
+            fn, n = calls[name], repeats[name]
+            with settings[name]():
+                start = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                samples[name].append((time.perf_counter() - start) / n)
     result = {}
     for name, values in samples.items():
         q1, median, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
