@@ -4,9 +4,10 @@ plot). NumPy only, so both backends compute exactly the same thing."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
 
-import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -15,6 +16,17 @@ from scipy.stats import norm
 
 from reinmax_examples.artefacts import save_figure, write_atomically
 from reinmax_examples.methods import METHOD_COLOURS
+
+
+def arviz() -> ModuleType:
+    """ArviZ, imported on first use. Its first import of a day writes a stamp file through a
+    temporary file of a fixed name (arviz 0.23), so processes importing it at once (test workers,
+    data-parallel ranks) can fail with FileNotFoundError; by then another has written the stamp,
+    and importing again succeeds."""
+    try:
+        return importlib.import_module("arviz")
+    except FileNotFoundError:
+        return importlib.import_module("arviz")
 
 
 def log_predictive_density(x: np.ndarray, draws: dict[str, np.ndarray]) -> float:
@@ -32,6 +44,7 @@ def log_predictive_density(x: np.ndarray, draws: dict[str, np.ndarray]) -> float
 def compare_posteriors(draws_by_method: dict[str, dict[str, np.ndarray]], out: Path) -> list[str]:
     """``draws_by_method[method][variable]``: draws with the sample axis first. Writes
     ``posterior_summary.csv`` and ``forest.png``; returns lines to print."""
+    az = arviz()
     datasets = {
         method: az.from_dict(posterior={k: v[None] for k, v in draws.items()})
         for method, draws in draws_by_method.items()

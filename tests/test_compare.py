@@ -9,7 +9,7 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
-from reinmax_examples import compare
+from reinmax_examples import compare, posteriors
 from reinmax_examples.data import Corpus
 from reinmax_examples.posteriors import log_predictive_density
 from reinmax_examples.topics import document_completion
@@ -104,6 +104,24 @@ def test_an_interrupted_run_keeps_what_it_measured(tmp_path, monkeypatch):
     assert results["interrupted"] is True
     assert np.isfinite(results["methods"]["reinmax"]["metric"])
     assert results["methods"]["st"]["elbo"] == [-500.0]
+
+
+def test_arviz_imported_again_after_the_daily_stamp_race(monkeypatch):
+    """ArviZ's first import of a day can fail with FileNotFoundError when another process
+    writes its stamp file at the same moment; the second import finds the stamp."""
+    imported = importlib.import_module
+    calls = []
+
+    def racing(name, package=None):
+        if name == "arviz":
+            calls.append(name)
+            if len(calls) == 1:
+                raise FileNotFoundError("daily_warning.tmp -> daily_warning")
+        return imported(name, package)
+
+    monkeypatch.setattr(posteriors.importlib, "import_module", racing)
+    assert posteriors.arviz().__name__ == "arviz"
+    assert calls[:2] == ["arviz", "arviz"]  # the first raised
 
 
 def test_log_predictive_density_on_a_three_point_mixture_by_hand():
