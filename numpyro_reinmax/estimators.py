@@ -88,6 +88,7 @@ class AnchorTerm(NamedTuple):
     scale: jax.Array | float
     temperature: jax.Array | float | None = None
     conditional: str | None = None
+    gap: float | None = None
 
 
 class Rule(NamedTuple):
@@ -206,6 +207,8 @@ def _anchors(term: AnchorTerm, probs, index):
         return conditional_gumbel_anchors(base, index, term.values, term.temperature)
     if term.temperature is None:
         return term.values
+    if term.gap is not None:
+        return tempered_softmax(gapped_logits(term.values, index, term.gap), term.temperature)
     return tempered_softmax(term.values, term.temperature)
 
 
@@ -317,8 +320,8 @@ def _forward(rule_name: str, options, key, logits, temperature):
 def anchor_weights(rule: Rule, temperature, options, dtype) -> AnchorTerm:
     r"""A single-anchor rule's :class:`AnchorTerm` without its values (None): the weights
     :math:`(w_y, w_D)`, the scale :math:`c`, split over the Gumbel rule's :math:`S` draws, the
-    temperature of the anchor's softmax (None: the values are the anchor) and where the Gumbel
-    noise is drawn conditionally."""
+    temperature of the anchor's softmax (None: the values are the anchor), where the Gumbel
+    noise is drawn conditionally, and GST's gap."""
     power = rule.inverse_temperature_power
     scale = largest_finite(rule.anchor_scale / jnp.asarray(temperature) ** power, dtype)
     if rule.perturbation == "gumbel":
@@ -327,20 +330,19 @@ def anchor_weights(rule: Rule, temperature, options, dtype) -> AnchorTerm:
     else:
         tempered = rule.perturbation is not None or not _is_one(temperature)
         weights = (scale, temperature if tempered else None, None)
-    return AnchorTerm(None, rule.tempered_weight, rule.sample_weight, *weights)
+    gap = dict(options)["gap"] if rule.perturbation == "gap" else None
+    return AnchorTerm(None, rule.tempered_weight, rule.sample_weight, *weights, gap=gap)
 
 
 def anchor_terms(rule: Rule, options, logits, noise, index, probs, temperature):
     """The rule's :class:`AnchorTerm` list: its own for a rule of several terms, else the single
-    anchor: ``probs`` at temperature 1 without a perturbation, else the (shifted) logits, or the
-    exponentials of the conditional Gumbel draws."""
+    anchor: ``probs`` at temperature 1 without a perturbation, else the logits (GST's gap shifts
+    them where the anchor is computed), or the exponentials of the conditional Gumbel draws."""
     if rule.averaged is not None:
         return rule.averaged(logits, index, probs, noise, temperature, options)
     weights = anchor_weights(rule, temperature, options, probs.dtype)
     if rule.perturbation == "gumbel":
         values = noise
-    elif rule.perturbation == "gap":
-        values = gapped_logits(logits, index, dict(options)["gap"])[None]
     else:
         values = (probs if weights.temperature is None else logits)[None]
     return [weights._replace(values=values)]
@@ -358,6 +360,7 @@ def _term_backward(
     sample_weight: float,
     tempered: bool,
     conditional: str | None,
+    gap: float | None,
     probs_scale: float,
 ) -> Callable:
     r"""One anchor term's backward :math:`c \sum_s J(a_s) g + J(\pi_0)(h + b g)` as a function
@@ -374,6 +377,7 @@ def _term_backward(
             scale,
             temperature if tempered else None,
             conditional,
+            gap,
         )
         return terms_backward([term], probs_scale, g, index, probs, h)
 
@@ -381,8 +385,8 @@ def _term_backward(
     def backward(values, scale, temperature, g, index, probs, h):
         dtype = probs.dtype
         inverse = largest_finite(1.0 / jnp.asarray(temperature), dtype) if tempered else -1.0
-        weights = (tempered_weight, sample_weight, scale, inverse)
-        weights += (native.CONDITIONAL[conditional], probs_scale)
+        kind = native.KINDS["gap" if gap is not None else conditional]
+        weights = (tempered_weight, sample_weight, scale, inverse, kind, gap or 0.0, probs_scale)
         weights = jnp.stack([jnp.asarray(w, dtype) for w in weights])
 
         def fallback(values, weights, probs, index, g, h):
@@ -406,7 +410,12 @@ def _backward(rule_name: str, options, residuals, cotangents):
         (term,) = terms
         tempered = term.temperature is not None
         backward = _term_backward(
-            term.tempered_weight, term.sample_weight, tempered, term.conditional, rule.probs_scale
+            term.tempered_weight,
+            term.sample_weight,
+            tempered,
+            term.conditional,
+            term.gap,
+            rule.probs_scale,
         )
         term_temperature = term.temperature if tempered else 1.0
         grad = backward(term.values, term.scale, term_temperature, g, index, probs, h)

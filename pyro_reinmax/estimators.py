@@ -79,7 +79,9 @@ class AnchorTerm(NamedTuple):
     :math:`y_s = \operatorname{softmax}(x_s / \tau)`. With ``conditional`` (``"probs"`` or
     ``"midpoint"``) they are exponentials :math:`E_s` instead, and :math:`y_s` the Gumbel softmax
     drawn conditionally on :math:`D` at :math:`\pi_0` or at :math:`(\pi_0 + D)/2`
-    (:func:`conditional_gumbel_anchors`). The CPU kernels compute the anchors in the same pass."""
+    (:func:`conditional_gumbel_anchors`). With ``gap`` they are logits shifted by GST's gap
+    (:func:`gapped_logits`) before the softmax. The CPU kernels compute the anchors in the same
+    pass."""
 
     values: Tensor
     tempered_weight: float
@@ -87,6 +89,7 @@ class AnchorTerm(NamedTuple):
     scale: float
     temperature: float | None = None
     conditional: str | None = None
+    gap: float | None = None
 
 
 class Rule(NamedTuple):
@@ -203,6 +206,9 @@ def _anchors(term: AnchorTerm, probs: Tensor, index: Tensor) -> Tensor:
         return conditional_gumbel_anchors(base, index, term.values, term.temperature)
     if term.temperature is None:
         return term.values
+    if term.gap is not None:
+        at = index.expand(term.values.shape[:-1] + (1,))
+        return tempered_softmax(gapped_logits(term.values, at, term.gap), term.temperature)
     return tempered_softmax(term.values, term.temperature)
 
 
@@ -307,8 +313,9 @@ def anchor_weights(
 ) -> AnchorTerm:
     r"""A single-anchor rule's :class:`AnchorTerm` without its values (None): the weights
     :math:`(w_y, w_D)`, the scale :math:`c`, split over the Gumbel rule's :math:`S` draws, the
-    temperature of the anchor's softmax (None: the values are the anchor) and where the Gumbel
-    noise is drawn conditionally. Depends on no tensor, so a compiled forward pass can take it."""
+    temperature of the anchor's softmax (None: the values are the anchor), where the Gumbel
+    noise is drawn conditionally, and GST's gap. Depends on no tensor, so a compiled forward
+    pass can take it."""
     power = rule.inverse_temperature_power
     scale = largest_finite(rule.anchor_scale / temperature**power, dtype)
     if rule.perturbation == "gumbel":
@@ -317,22 +324,21 @@ def anchor_weights(
     else:
         tempered = rule.perturbation is not None or temperature != 1.0
         weights = (scale, temperature if tempered else None, None)
-    return AnchorTerm(None, rule.tempered_weight, rule.sample_weight, *weights)
+    gap = dict(options)["gap"] if rule.perturbation == "gap" else None
+    return AnchorTerm(None, rule.tempered_weight, rule.sample_weight, *weights, gap=gap)
 
 
 def anchor_terms(
     rule: Rule, options, logits: Tensor | None, noise: Tensor | None, index, probs, temperature
 ) -> list[AnchorTerm]:
     """The rule's :class:`AnchorTerm` list: its own for a rule of several terms, else the single
-    anchor: ``probs`` at temperature 1 without a perturbation, else the (shifted) logits, or the
-    exponentials of the conditional Gumbel draws."""
+    anchor: ``probs`` at temperature 1 without a perturbation, else the logits (GST's gap shifts
+    them where the anchor is computed), or the exponentials of the conditional Gumbel draws."""
     if rule.averaged is not None:
         return rule.averaged(logits, index, probs, noise, temperature, options)
     weights = anchor_weights(rule, temperature, options, probs.dtype)
     if rule.perturbation == "gumbel":
         values = noise
-    elif rule.perturbation == "gap":
-        values = gapped_logits(logits, index, dict(options)["gap"]).unsqueeze(0)
     else:
         values = (probs if weights.temperature is None else logits).unsqueeze(0)
     return [weights._replace(values=values)]
@@ -476,13 +482,13 @@ def operator_arguments(
     rule_name: str, temperature: float, options: tuple[tuple[str, float], ...], dtype: torch.dtype
 ) -> tuple[list[float], list[float]]:
     """A single-anchor rule's recipe for the estimator operator (``torch_estimator.cc``): the
-    temperature, the perturbation, the gap, the sets of exponentials, the anchor term's kernel
-    weights :math:`(w_y, w_D, c, 1/\tau \text{ or } -1, \text{conditional kind})` and
-    :math:`b`; and the option values (for its ``create_graph`` backward)."""
+    temperature, the perturbation, the sets of exponentials, the anchor term's kernel weights
+    :math:`(w_y, w_D, c, 1/\tau \text{ or } -1, \text{kind}, \text{gap})`
+    (:func:`~pyro_reinmax.native.kernel_weights`) and :math:`b`; and the option values (for its
+    ``create_graph`` backward)."""
     rule = RULES[rule_name]
     term = native.kernel_weights(anchor_weights(rule, temperature, options, dtype), dtype)
-    gap = float(dict(options).get("gap", 0.0))
-    recipe = [temperature, PERTURBATIONS[rule.perturbation], gap, rule.noise_count(options)]
+    recipe = [temperature, PERTURBATIONS[rule.perturbation], rule.noise_count(options)]
     recipe += [*term, rule.probs_scale]
     return [float(value) for value in recipe], [float(value) for _, value in options]
 

@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 __all__ = ["native_kernels_status", "set_native_kernels"]
 
 SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
-CONDITIONAL = {None: 0, "probs": 1, "midpoint": 2}  # AnchorTerm.conditional, as kernels.c reads it
+KINDS = {None: 0, "probs": 1, "midpoint": 2, "gap": 3}
+"""An AnchorTerm's kind as kernels.c reads it: its conditional Gumbel noise, or GST's gap."""
+ANCHOR_WEIGHTS = 6  # REINMAX_ANCHOR_WEIGHTS: kernels.c's numbers per anchor
 OPENMP = ("-fopenmp",)
 
 
@@ -195,17 +197,17 @@ def draw_index(probs: Tensor, uniforms: Tensor) -> tuple[Tensor, int]:
     return index, nan_rows
 
 
-def kernel_weights(
-    term: AnchorTerm, dtype: torch.dtype
-) -> tuple[float, float, float, float, float]:
-    """An :class:`~pyro_reinmax.estimators.AnchorTerm`'s five numbers as ``kernels.c`` reads them:
-    :math:`(w_y, w_D, c)`, the inverse temperature (capped at the largest finite ``dtype``
-    number; -1 where the values are the anchor) and the conditional kind."""
+def kernel_weights(term: AnchorTerm, dtype: torch.dtype) -> tuple[float, ...]:
+    """An :class:`~pyro_reinmax.estimators.AnchorTerm`'s :data:`ANCHOR_WEIGHTS` numbers as
+    ``kernels.c`` reads them: :math:`(w_y, w_D, c)`, the inverse temperature (capped at the
+    largest finite ``dtype`` number; -1 where the values are the anchor), the kind
+    (:data:`KINDS`) and the gap (0 without)."""
     inverse = (
         -1.0 if term.temperature is None else min(1.0 / term.temperature, torch.finfo(dtype).max)
     )
-    kind = CONDITIONAL[term.conditional]
-    return (term.tempered_weight, term.sample_weight, term.scale, inverse, float(kind))
+    kind = KINDS["gap" if term.gap is not None else term.conditional]
+    gap = term.gap or 0.0
+    return (term.tempered_weight, term.sample_weight, term.scale, inverse, float(kind), gap)
 
 
 def combine(
@@ -240,7 +242,7 @@ def combine(
     count = len(pointers)
     status = getattr(KERNELS.library, f"reinmax_combine_{SUFFIXES[dtype]}")(
         (ctypes.c_void_p * count)(*pointers),
-        (ctypes.c_double * (5 * count))(*weights),
+        (ctypes.c_double * (ANCHOR_WEIGHTS * count))(*weights),
         count,
         probs.data_ptr(),
         index.data_ptr(),

@@ -19,13 +19,15 @@
  * reinmax_combine: out = sum_i scale_i J(a_i) g + J(p)(h + b g), J(a) v = a * (v - <a, v>), over
  *   anchors a_i = wy_i y_i + wd_i D (D the one-hot draw), expanded as
  *   J(a) g = wy y * (g - s) + wd D (g_D - s), s = <a, g> = wy <y, g> + wd g_D. weights holds
- *   (wy_i, wd_i, scale_i, inverse_temperature_i, conditional_i) for each anchor. conditional 0:
- *   y_i is the given row x where the inverse temperature is negative, else
- *   softmax((x - max x) * inverse_temperature). conditional 1 (2): the given row holds
+ *   REINMAX_ANCHOR_WEIGHTS numbers (wy_i, wd_i, scale_i, inverse_temperature_i, kind_i, gap_i)
+ *   for each anchor. kind 0: y_i is the given row x where the inverse temperature is negative,
+ *   else softmax((x - max x) * inverse_temperature). kind 1 (2): the given row holds
  *   exponentials E, and y_i is the Gumbel softmax of log b + G drawn conditionally on D, b the
  *   probabilities (the midpoint (p + D) / 2): y proportional to w^inverse_temperature (w itself
- *   where that is negative) with w_k = b_k / (E_k + b_k E_D), w_D = 1 / E_D. h may be NULL
- *   (zero). Returns 0, or -1 when out of memory.
+ *   where that is negative) with w_k = b_k / (E_k + b_k E_D), w_D = 1 / E_D. kind 3
+ *   (REINMAX_GAPPED): the given row holds logits x, and y_i is the tempered softmax of GST's
+ *   shifted logits, max x at D and min(x_k, max x - gap_i) elsewhere (an inverse temperature
+ *   >= 0). h may be NULL (zero). Returns 0, or -1 when out of memory.
  */
 #include <math.h>
 #include <stdint.h>
@@ -238,11 +240,22 @@ static inline double log_positive_f64(double x) {
           b * (p[i] * (g[i] - spread[i]));                                                         \
     }                                                                                              \
     for (int64_t a = 0; a < n_anchors; ++a) {                                                      \
-      const double *w = weights + 5 * a;                                                           \
+      const double *w = weights + REINMAX_ANCHOR_WEIGHTS * a;                                      \
       const T wy = (T)w[0], wd = (T)w[1], scale = (T)w[2], inverse = (T)w[3];                      \
       const T *y = anchors[a] + first * K;                                                         \
       for (int64_t j = 0; j < n; ++j) norm[j] = 1;                                                 \
-      if (w[4] != 0) {                                                                             \
+      if (w[4] == REINMAX_GAPPED) {                                                                \
+        const T gap = (T)w[5];                                                                     \
+        for (int64_t j = 0; j < n; ++j) top[j] = max_##SUFFIX(y + j * K, K);                       \
+        spread_##SUFFIX(top, n, K, spread);                                                        \
+        _Pragma("omp simd") for (int64_t i = 0; i < N; ++i) {                                      \
+          const T cap = spread[i] - gap;                                                           \
+          work[i] = y[i] < cap ? y[i] : cap;                                                       \
+        }                                                                                          \
+        for (int64_t j = 0; j < n; ++j) work[j * K + index[j]] = top[j];                           \
+        tempered_exp_rows_##SUFFIX(work, inverse, n, K, work, norm, top, spread);                  \
+        y = work;                                                                                  \
+      } else if (w[4] != 0) {                                                                      \
         const T half = w[4] == 2 ? (T)0.5 : (T)1;                                                  \
         for (int64_t j = 0; j < n; ++j) top[j] = y[j * K + index[j]];                              \
         spread_##SUFFIX(top, n, K, spread);                                                        \
@@ -366,11 +379,18 @@ static inline double log_positive_f64(double x) {
             _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) o[k] = b * (p[k] * (g_r[k] - pg)); \
           }                                                                                        \
           for (int64_t i = 0; i < n_anchors; ++i) {                                                \
-            const double *w = weights + 5 * i;                                                     \
+            const double *w = weights + REINMAX_ANCHOR_WEIGHTS * i;                                \
             const T wy = (T)w[0], wd = (T)w[1], scale = (T)w[2], inverse = (T)w[3];                \
             const T *y = anchors[i] + r * K;                                                       \
             T normaliser = 1; /* the anchor is y / normaliser */                                   \
-            if (w[4] != 0) { /* y holds exponentials E: the conditional Gumbel weights first */    \
+            if (w[4] == REINMAX_GAPPED) { /* y holds logits: GST's shift first */                  \
+              const T top = max_##SUFFIX(y, K), cap = top - (T)w[5];                               \
+              _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) tempered[k] =                    \
+                  y[k] < cap ? y[k] : cap;                                                         \
+              tempered[d] = top;                                                                   \
+              normaliser = tempered_exp_##SUFFIX(tempered, inverse, K, tempered);                  \
+              y = tempered;                                                                        \
+            } else if (w[4] != 0) { /* y holds exponentials E: the conditional Gumbel weights */   \
               const T half = w[4] == 2 ? (T)0.5 : (T)1, e_top = y[d];                              \
               _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) tempered[k] =                    \
                   (half * p[k]) / (y[k] + (half * p[k]) * e_top);                                  \

@@ -9,6 +9,10 @@
 /* The exponentials' counter step: entry i of a call seeded s equals entry i - j of a call seeded
  * s + j * REINMAX_GOLDEN_GAMMA, so one call's entries can be generated in parts. */
 #define REINMAX_GOLDEN_GAMMA 0x9e3779b97f4a7c15ULL
+/* reinmax_combine's numbers per anchor: (w_y, w_D, scale, inverse temperature, kind, gap). */
+#define REINMAX_ANCHOR_WEIGHTS 6
+/* The anchor kind whose values are logits shifted as gapped straight-through (GST) does. */
+#define REINMAX_GAPPED 3
 
 #ifdef __cplusplus
 extern "C" {

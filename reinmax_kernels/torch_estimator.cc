@@ -3,14 +3,15 @@
 // tensors, costs more than the work).
 //
 // reinmax::estimate(logits, recipe, rule, options, validate) -> (sample, probs)
-//   logits: contiguous float32/float64 CPU, (..., K). recipe: (temperature, perturbation, gap,
-//   noise_sets, w_y, w_D, scale, inverse temperature or -1, conditional kind, probs_scale).
+//   logits: contiguous float32/float64 CPU, (..., K). recipe: (temperature, perturbation,
+//   noise_sets, the anchor term's REINMAX_ANCHOR_WEIGHTS weights (w_y, w_D, scale, inverse
+//   temperature or -1, kind, gap), probs_scale).
 //   Forward: probs = softmax(logits), one float64 uniform per row and the draw (reinmax_draw),
 //   then noise_sets sets of exponentials (reinmax_exponentials, seeded by one int64 of
 //   PyTorch's generator), the sample one-hot: the random numbers of pyro_reinmax's Python path,
-//   in the same order. Backward: reinmax_combine over one anchor term (the recipe's five
-//   weights) applied to each set of the anchor's values: the exponentials (perturbation 2,
-//   Gumbel), the GST-shifted logits (1, gap), else the logits (an inverse temperature >= 0) or
+//   in the same order. Backward: reinmax_combine over one anchor term (the recipe's weights)
+//   applied to each set of the anchor's values: the exponentials (perturbation 2, Gumbel), the
+//   logits (1, GST's gap, which the kernel applies; or an inverse temperature >= 0), else
 //   probs. Under create_graph the backward calls reinmax::differentiable_backward, which
 //   pyro_reinmax implements in Python with differentiable operations (rule and options name the
 //   estimator there).
@@ -83,10 +84,9 @@ Tensor combine(const Tensor &values, const std::vector<double> &term, const Tens
 enum Recipe {
   kTemperature,
   kPerturbation,
-  kGap,
   kNoiseSets,
   kTerm,
-  kProbsScale = kTerm + 5,
+  kProbsScale = kTerm + REINMAX_ANCHOR_WEIGHTS,
   kSize
 };
 
@@ -155,17 +155,10 @@ struct Estimate : public torch::autograd::Function<Estimate> {
       out[0] = ph - probs * ph.sum(-1, true);
       return out;
     }
-    const std::vector<double> term(recipe.begin() + kTerm, recipe.begin() + kTerm + 5);
+    const std::vector<double> term(recipe.begin() + kTerm, recipe.begin() + kProbsScale);
     const auto perturbation = static_cast<int64_t>(recipe[kPerturbation]);
-    Tensor values;
-    if (perturbation == kGumbelNoise) {
-      values = noise;
-    } else if (perturbation == kShiftedByGap) {
-      const Tensor top = logits.amax(-1, true);
-      values = at::minimum(logits, top - recipe[kGap]).scatter(-1, index, top);
-    } else {
-      values = term[3] >= 0 ? logits : probs;
-    }
+    const bool on_logits = perturbation == kShiftedByGap || term[3] >= 0;
+    const Tensor &values = perturbation == kGumbelNoise ? noise : on_logits ? logits : probs;
     const auto dtype = probs.scalar_type();
     const Tensor g_c = g.to(dtype).contiguous(), values_c = values.contiguous();
     const Tensor h_c = h.defined() ? h.to(dtype).contiguous() : Tensor();

@@ -11,10 +11,10 @@
 //   exponentials, the b-th block of the output from the 64-bit seed (seeds[b, 0], seeds[b, 1])
 //   (B is 1, or the batch of a vmap).
 // ReinmaxCombine(probs (B, ..., K), index (B, ...) int32 or int64, g (B, ..., K),
-//   h (B, ..., K), values (B, S, ..., K), weights (B, 6)) -> (B, ..., K): one anchor term's
+//   h (B, ..., K), values (B, S, ..., K), weights (B, 7)) -> (B, ..., K): one anchor term's
 //   backward (reinmax_combine in kernels.c) for each block b with its own weights
-//   (w_y, w_D, scale, inverse temperature or -1, conditional kind, probs_scale), the S sets of
-//   values its anchors. B is 1 (no leading axis), or the batch of a vmap.
+//   (w_y, w_D, scale, inverse temperature or -1, kind, gap, probs_scale), the S sets of values
+//   its anchors. B is 1 (no leading axis), or the batch of a vmap.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -28,6 +28,9 @@
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+
+// ReinmaxCombine's weights per block: an anchor's, then probs_scale.
+constexpr int64_t kBlockWeights = REINMAX_ANCHOR_WEIGHTS + 1;
 
 namespace {
 
@@ -149,19 +152,20 @@ ffi::Error Exponentials(ffi::ThreadPool pool, ffi::AnyBuffer seeds,
   return ffi::Error::Success();
 }
 
-// reinmax_combine over each block of rows with the block's six weights (see ReinmaxCombine).
+// reinmax_combine over each block of rows with the block's weights (see ReinmaxCombine).
 template <typename T>
 int combine_blocks(ffi::ThreadPool &pool, const ffi::AnyBuffer &values,
                    const std::vector<double> &block_weights, const ffi::AnyBuffer &probs,
                    const int64_t *drawn, const ffi::AnyBuffer &g, const ffi::AnyBuffer &h,
                    int64_t rows, int64_t K, int64_t sets, ffi::AnyBuffer &out) {
-  const int64_t blocks = static_cast<int64_t>(block_weights.size()) / 6;
+  const int64_t blocks = static_cast<int64_t>(block_weights.size()) / kBlockWeights;
   const int64_t block_rows = rows / blocks, block_size = block_rows * K;
-  std::vector<double> anchor_weights(5 * sets);
+  std::vector<double> anchor_weights(REINMAX_ANCHOR_WEIGHTS * sets);
   std::atomic<bool> failed{false};
   for (int64_t b = 0; b < blocks; ++b) {
-    const double *w = block_weights.data() + 6 * b;
-    for (int64_t s = 0; s < sets; ++s) std::copy(w, w + 5, anchor_weights.begin() + 5 * s);
+    const double *w = block_weights.data() + kBlockWeights * b;
+    for (int64_t s = 0; s < sets; ++s)
+      std::copy(w, w + REINMAX_ANCHOR_WEIGHTS, anchor_weights.begin() + REINMAX_ANCHOR_WEIGHTS * s);
     parallel_rows(pool, block_rows, K, [&](int64_t begin, int64_t end) {
       const int64_t offset = b * block_size + begin * K;
       std::vector<const T *> anchors(sets);
@@ -170,7 +174,8 @@ int combine_blocks(ffi::ThreadPool &pool, const ffi::AnyBuffer &values,
       const int status = reinmax_combine(
           anchors.data(), anchor_weights.data(), sets, probs.typed_data<T>() + offset,
           drawn + b * block_rows + begin, g.typed_data<T>() + offset,
-          h.typed_data<T>() + offset, w[5], end - begin, K, out.typed_data<T>() + offset, 1);
+          h.typed_data<T>() + offset, w[REINMAX_ANCHOR_WEIGHTS], end - begin, K,
+          out.typed_data<T>() + offset, 1);
       if (status != 0) failed = true;
     });
     if (failed) return -1;
@@ -184,18 +189,19 @@ ffi::Error Combine(ffi::ThreadPool pool, ffi::AnyBuffer probs, ffi::AnyBuffer in
   const auto dims = probs.dimensions();
   const auto type = probs.element_type();
   const int64_t size = static_cast<int64_t>(probs.element_count());
-  const int64_t blocks = static_cast<int64_t>(weights.element_count()) / 6;
+  const int64_t blocks = static_cast<int64_t>(weights.element_count()) / kBlockWeights;
   const auto index_type = index.element_type();
   if (dims.size() == 0 || (type != ffi::F32 && type != ffi::F64) || g.element_type() != type ||
       h.element_type() != type || values.element_type() != type ||
       weights.element_type() != type || out->element_type() != type ||
       (index_type != ffi::S32 && index_type != ffi::S64) || blocks == 0 ||
+      static_cast<int64_t>(weights.element_count()) != blocks * kBlockWeights ||
       static_cast<int64_t>(g.element_count()) != size ||
       static_cast<int64_t>(h.element_count()) != size ||
       static_cast<int64_t>(out->element_count()) != size) {
     return ffi::Error::InvalidArgument(
         "ReinmaxCombine: float32/float64 probs, g, h, out (..., K), values (S, ..., K), "
-        "weights (B, 6) of that type, int32/int64 index (...)");
+        "weights (B, 7) of that type, int32/int64 index (...)");
   }
   const int64_t K = dims.back();
   const int64_t rows = K > 0 ? size / K : 0;
@@ -211,7 +217,7 @@ ffi::Error Combine(ffi::ThreadPool pool, ffi::AnyBuffer probs, ffi::AnyBuffer in
     for (int64_t row = 0; row < rows; ++row) wide[row] = narrow[row];
   }
   const int64_t *drawn = index_type == ffi::S64 ? index.typed_data<int64_t>() : wide.data();
-  std::vector<double> block_weights(6 * blocks);
+  std::vector<double> block_weights(kBlockWeights * blocks);
   copy_to(weights, block_weights);
   const int status =
       type == ffi::F64
