@@ -31,16 +31,18 @@ __all__ = ["native_kernels_status", "set_native_kernels"]
 
 DRAW_TARGET = "reinmax_draw"
 MIN_CATEGORIES = 16
-MIN_SHORT_ROW_ENTRIES = 8192
+MIN_SHORT_ROW_ENTRIES = 512
 """Rows of fewer than :data:`MIN_CATEGORIES` categories take the JAX path for the draw and the
 backward in arrays of fewer than :data:`MIN_SHORT_ROW_ENTRIES` entries: XLA fuses a short row's
 ``cumsum`` and backward across rows into one cheap loop, and a custom call's fixed cost dominates
-small arrays. Larger arrays of short rows go to the kernels, which split them over XLA's threads
-(``benchmarks/speed.py``'s "time with / without kernels" column at 2 categories)."""
+small arrays. Larger arrays of short rows go to the kernels, whose backward takes short rows a
+chunk at a time (jitted GR-MCK at 256 x 2 float32: 0.64 times the JAX path's time, at 128 x 2
+about even, in a scratch timing; ``benchmarks/speed.py``'s "time with / without kernels"
+column at 2 categories)."""
 EXPONENTIALS_TARGET = "reinmax_exponentials"
 COMBINE_TARGET = "reinmax_combine"
-CONDITIONAL = {None: 0, "probs": 1, "midpoint": 2}
-"""AnchorTerm.conditional as the kernels read it."""
+KINDS = {None: 0, "probs": 1, "midpoint": 2, "gap": 3}
+"""An AnchorTerm's kind as the kernels read it: its conditional Gumbel noise, or GST's gap."""
 
 
 def _load() -> ctypes.CDLL:
@@ -123,7 +125,7 @@ def combine(values, weights, probs, index, g, h, fallback: Callable):
     the CPU (``reinmax_combine`` of the kernels), ``fallback(values, weights, probs, index, g,
     h)`` elsewhere. ``values`` (shape ``(S,) + probs.shape``) give the anchors as
     :class:`~numpyro_reinmax.estimators.AnchorTerm` says; ``weights`` are
-    :math:`(w_y, w_D, c, 1/\tau \text{ or } -1, \text{conditional kind}, b)` in
+    :math:`(w_y, w_D, c, 1/\tau \text{ or } -1, \text{kind}, \text{gap}, b)` in
     ``probs.dtype`` (:func:`usable`). Under ``vmap`` each batch element has its own weights."""
 
     def kernel(values, weights, probs, index, g, h):

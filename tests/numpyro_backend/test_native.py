@@ -163,8 +163,9 @@ def test_the_backward_kernel_is_a_cpu_custom_call(key):
 def test_short_rows_in_large_arrays_take_the_kernels_with_the_jax_paths_results(
     key, name, categories
 ):
-    """Rows of fewer than 16 categories in an array of 8192 entries or more: the kernels' draw
-    and backward (masked categories included), the same draws and gradients as the JAX path."""
+    """Rows of fewer than 16 categories in an array of MIN_SHORT_ROW_ENTRIES entries or more: the
+    kernels' draw and backward (masked categories included), the same draws and gradients as the
+    JAX path."""
     rows = -(-native.MIN_SHORT_ROW_ENTRIES // categories)
     logits = jax.random.normal(key, (rows, categories)) * 2
     logits = logits.at[::3, 0].set(-jnp.inf)
