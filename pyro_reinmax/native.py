@@ -44,7 +44,7 @@ def _declare(library: ctypes.CDLL) -> None:
     pointer, integer, real = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
     for suffix in SUFFIXES.values():
         draw = getattr(library, f"reinmax_draw_{suffix}")
-        draw.argtypes = [pointer, pointer, integer, integer, pointer, ctypes.c_int]
+        draw.argtypes = [pointer, pointer, integer, integer, pointer, pointer, ctypes.c_int]
         draw.restype = integer
         combine = getattr(library, f"reinmax_combine_{suffix}")
         combine.argtypes = [pointer, pointer, integer] + [pointer] * 4 + [real, integer, integer]
@@ -190,6 +190,7 @@ def draw_index(probs: Tensor, uniforms: Tensor) -> tuple[Tensor, int]:
         index.numel(),
         probs.shape[-1],
         index.data_ptr(),
+        None,  # the one-hot sample: the operator has the kernel write it, this path scatters
         torch.get_num_threads(),
     )
     if nan_rows < 0:

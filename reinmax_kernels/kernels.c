@@ -12,7 +12,8 @@
  *   (the sums of torch.cumsum in float64), a target t = u * c_{K-1} kept strictly below c_{K-1},
  *   and the first k with c_k > t (searchsorted, right). A zero-probability category k has
  *   c_k = c_{k-1}, so it is never that first k. Returns the number of rows whose total is NaN
- *   (they get index K - 1), or -1 when out of memory.
+ *   (they get index K - 1), or -1 when out of memory. sample, where not NULL, gets the one-hot
+ *   rows of the draw.
  *
  * reinmax_exponentials: standard exponentials from a counter-based generator seeded by the caller.
  *
@@ -293,7 +294,7 @@ static inline double log_positive_f64(double x) {
   }                                                                                                \
                                                                                                    \
   int64_t reinmax_draw_##SUFFIX(const T *probs, const double *uniforms, int64_t rows, int64_t K,   \
-                                int64_t *index, int threads) {                                     \
+                                int64_t *index, T *sample, int threads) {                          \
     const int64_t blocks = (rows + LANES - 1) / LANES;                                             \
     const int parallel = rows * K >= REINMAX_PARALLEL_MIN;                                         \
     (void)parallel, (void)threads; /* unused without OpenMP */                                     \
@@ -334,6 +335,12 @@ static inline double log_positive_f64(double x) {
           }                                                                                        \
           index[r + j] = low < K ? low : K - 1;                                                    \
         }                                                                                          \
+        if (sample)                                                                                \
+          for (int j = 0; j < lanes; ++j) {                                                        \
+            T *row = sample + (r + j) * K;                                                         \
+            memset(row, 0, sizeof(T) * K);                                                         \
+            row[index[r + j]] = 1;                                                                 \
+          }                                                                                        \
       }                                                                                            \
       free(sums);                                                                                  \
     }                                                                                              \

@@ -19,9 +19,9 @@ extern "C" {
 #endif
 
 int64_t reinmax_draw_f32(const float *probs, const double *uniforms, int64_t rows, int64_t K,
-                         int64_t *index, int threads);
+                         int64_t *index, float *sample, int threads);
 int64_t reinmax_draw_f64(const double *probs, const double *uniforms, int64_t rows, int64_t K,
-                         int64_t *index, int threads);
+                         int64_t *index, double *sample, int threads);
 int reinmax_combine_f32(const float *const *anchors, const double *weights, int64_t n_anchors,
                         const float *probs, const int64_t *index, const float *g, const float *h,
                         double probs_scale, int64_t rows, int64_t K, float *out, int threads);

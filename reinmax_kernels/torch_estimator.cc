@@ -6,10 +6,10 @@
 //   logits: contiguous float32/float64 CPU, (..., K). recipe: (temperature, perturbation,
 //   noise_sets, the anchor term's REINMAX_ANCHOR_WEIGHTS weights (w_y, w_D, scale, inverse
 //   temperature or -1, kind, gap), probs_scale).
-//   Forward: probs = softmax(logits), one float64 uniform per row and the draw (reinmax_draw),
-//   then noise_sets sets of exponentials (reinmax_exponentials, seeded by one int64 of
-//   PyTorch's generator), the sample one-hot: the random numbers of pyro_reinmax's Python path,
-//   in the same order. Backward: reinmax_combine over one anchor term (the recipe's weights)
+//   Forward: probs = softmax(logits), one float64 uniform per row and the draw (reinmax_draw,
+//   which writes the one-hot sample too), then noise_sets sets of exponentials
+//   (reinmax_exponentials, seeded by one int64 of PyTorch's generator): the random numbers of
+//   pyro_reinmax's Python path, in the same order. Backward: reinmax_combine over one anchor term (the recipe's weights)
 //   applied to each set of the anchor's values: the exponentials (perturbation 2, Gumbel), the
 //   logits (1, GST's gap, which the kernel applies; or an inverse temperature >= 0), else
 //   probs. Under create_graph the backward calls reinmax::differentiable_backward, which
@@ -40,14 +40,16 @@ constexpr const char *kNanRows =
     "softmax(logits) is NaN: the logits contain NaN or +inf, or a row is -inf everywhere. "
     "Logits must be finite, or -inf to mask a category, with one unmasked per row.";
 
-int64_t draw(const Tensor &probs, const Tensor &uniforms, Tensor &index) {
+// The draw's index and one-hot sample (reinmax_draw).
+int64_t draw(const Tensor &probs, const Tensor &uniforms, Tensor &index, Tensor &sample) {
   const int64_t rows = index.numel(), K = probs.size(-1);
   const int threads = at::get_num_threads();
   if (probs.scalar_type() == at::kFloat)
     return reinmax_draw_f32(probs.const_data_ptr<float>(), uniforms.const_data_ptr<double>(),
-                            rows, K, index.data_ptr<int64_t>(), threads);
+                            rows, K, index.data_ptr<int64_t>(), sample.data_ptr<float>(),
+                            threads);
   return reinmax_draw_f64(probs.const_data_ptr<double>(), uniforms.const_data_ptr<double>(), rows,
-                          K, index.data_ptr<int64_t>(), threads);
+                          K, index.data_ptr<int64_t>(), sample.data_ptr<double>(), threads);
 }
 
 void exponentials(Tensor &out, uint64_t seed) {
@@ -99,7 +101,8 @@ struct Estimate : public torch::autograd::Function<Estimate> {
     row_shape.back() = 1;
     const Tensor uniforms = at::rand(row_shape, logits.options().dtype(at::kDouble));
     Tensor index = at::empty(row_shape, logits.options().dtype(at::kLong));
-    const int64_t nan_rows = draw(probs, uniforms, index);
+    Tensor sample = at::empty_like(probs);
+    const int64_t nan_rows = draw(probs, uniforms, index, sample);
     if (nan_rows < 0) throw std::bad_alloc();
     TORCH_CHECK_VALUE(!(validate && nan_rows > 0), kNanRows);
     Tensor noise;
@@ -114,7 +117,6 @@ struct Estimate : public torch::autograd::Function<Estimate> {
                                .item<int64_t>();
       exponentials(noise, static_cast<uint64_t>(seed));
     }
-    Tensor sample = at::zeros_like(probs).scatter_(-1, index, 1.0);
     const auto perturbation = static_cast<int64_t>(recipe[kPerturbation]);
     const bool need_logits =
         perturbation == kShiftedByGap || (perturbation == 0 && recipe[kTerm + 3] >= 0);

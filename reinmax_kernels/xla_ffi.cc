@@ -111,9 +111,9 @@ ffi::Error Draw(ffi::ThreadPool pool, ffi::AnyBuffer probs, ffi::AnyBuffer unifo
     const int64_t status =
         type == ffi::F64
             ? reinmax_draw_f64(probs.typed_data<double>() + offset, targets.data() + begin, count,
-                               categories, out + begin, 1)
+                               categories, out + begin, nullptr, 1)
             : reinmax_draw_f32(probs.typed_data<float>() + offset, targets.data() + begin, count,
-                               categories, out + begin, 1);
+                               categories, out + begin, nullptr, 1);
     if (status < 0) failed = true;
   });
   if (failed) {
