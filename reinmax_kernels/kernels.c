@@ -41,7 +41,7 @@
 #define LANES 8
 /* Independent partial sums (and maxima) of a row: one running sum would wait on every add. */
 #define BLOCK 16
-/* The backward takes rows of fewer than SHORT_ROWS categories SHORT_CHUNK entries (whole rows) at
+/* The backward takes rows of at most SHORT_ROWS categories SHORT_CHUNK entries (whole rows) at
  * a time (combine_short), longer ones row by row. */
 #define SHORT_ROWS 64
 #define SHORT_CHUNK 256
@@ -199,7 +199,7 @@ static inline double log_positive_f64(double x) {
     return dot_##SUFFIX(e, NULL, K);                                                               \
   }                                                                                                \
                                                                                                    \
-  /* Rows of fewer than SHORT_ROWS categories go through the backward a chunk of rows at a         \
+  /* Rows of at most SHORT_ROWS categories go through the backward a chunk of rows at a            \
    * time: the exponentials, logarithms and divisions run over the chunk's n K entries as one      \
    * vector loop (row by row they would be latency chains of a few entries), the sums and maxima   \
    * of each row in scalar loops, and a value per row is spread over the row's entries to enter    \
@@ -220,7 +220,7 @@ static inline double log_positive_f64(double x) {
     for (int64_t j = 0; j < n; ++j) sums[j] = dot_##SUFFIX(e + j * K, NULL, K);                    \
   }                                                                                                \
                                                                                                    \
-  /* reinmax_combine on n rows of fewer than SHORT_ROWS categories (n K <= SHORT_CHUNK); the       \
+  /* reinmax_combine on n rows of at most SHORT_ROWS categories (n K <= SHORT_CHUNK); the          \
    * anchors start at row `first` */                                                               \
   static void combine_short_##SUFFIX(const T *const *anchors, const double *weights,               \
                                      int64_t n_anchors, const T *p, const int64_t *index,          \
@@ -356,7 +356,7 @@ static inline double log_positive_f64(double x) {
     int failed = 0;                                                                                \
     _Pragma("omp parallel if (parallel) num_threads(threads) reduction(+ : failed)")               \
     {                                                                                              \
-      const int short_rows = K < SHORT_ROWS;                                                       \
+      const int short_rows = K <= SHORT_ROWS;                                                      \
       /* the tempered anchor's exponentials, row by row */                                         \
       T *tempered = short_rows ? NULL : malloc(sizeof(T) * K);                                     \
       failed += !short_rows && !tempered;                                                          \
