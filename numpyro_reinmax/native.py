@@ -31,14 +31,15 @@ __all__ = ["native_kernels_status", "set_native_kernels"]
 
 DRAW_TARGET = "reinmax_draw"
 MIN_CATEGORIES = 16
-MIN_SHORT_ROW_ENTRIES = 512
+MIN_SHORT_ROW_ENTRIES = 4096
 """Rows of fewer than :data:`MIN_CATEGORIES` categories take the JAX path for the draw and the
 backward in arrays of fewer than :data:`MIN_SHORT_ROW_ENTRIES` entries: XLA fuses a short row's
 ``cumsum`` and backward across rows into one cheap loop, and a custom call's fixed cost dominates
 small arrays. Larger arrays of short rows go to the kernels, whose backward takes short rows a
-chunk at a time (jitted GR-MCK at 256 x 2 float32: 0.64 times the JAX path's time, at 128 x 2
-about even, in a scratch timing; ``benchmarks/speed.py``'s "time with / without kernels"
-column at 2 categories)."""
+chunk at a time (``benchmarks/speed.py``'s "time with / without kernels" column at 2
+categories: with the rule at 512 entries, jitted ReinMax at 1024 x 2 took 1.10 times the JAX
+path's time, at 8192 x 2 0.50; jitted GR-MCK, whose backward does more arithmetic per entry,
+gained from 512 entries on in a scratch timing)."""
 EXPONENTIALS_TARGET = "reinmax_exponentials"
 COMBINE_TARGET = "reinmax_combine"
 KINDS = {None: 0, "probs": 1, "midpoint": 2, "gap": 3}
