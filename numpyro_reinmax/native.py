@@ -37,9 +37,9 @@ backward in arrays of fewer than :data:`MIN_SHORT_ROW_ENTRIES` entries: XLA fuse
 ``cumsum`` and backward across rows into one cheap loop, and a custom call's fixed cost dominates
 small arrays. Larger arrays of short rows go to the kernels, whose backward takes short rows a
 chunk at a time (``benchmarks/speed.py``'s "time with / without kernels" column at 2
-categories: with the rule at 512 entries, jitted ReinMax at 1024 x 2 took 1.10 times the JAX
-path's time, at 8192 x 2 0.50; jitted GR-MCK, whose backward does more arithmetic per entry,
-gained from 512 entries on in a scratch timing)."""
+categories: with the rule at 512 entries, in the grid run at 520ad61, jitted ReinMax at
+1024 x 2 took 1.10 times the JAX path's time, at 8192 x 2 0.50; jitted GR-MCK, whose backward
+does more arithmetic per entry, gained from 512 entries on in a scratch timing)."""
 EXPONENTIALS_TARGET = "reinmax_exponentials"
 COMBINE_TARGET = "reinmax_combine"
 KINDS = {None: 0, "probs": 1, "midpoint": 2, "gap": 3}
