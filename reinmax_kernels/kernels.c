@@ -335,7 +335,7 @@ static inline double log_positive_f64(double x) {
           }                                                                                        \
           index[r + j] = low < K ? low : K - 1;                                                    \
         }                                                                                          \
-        if (sample)                                                                                \
+        if (sample && K > 0)                                                                       \
           for (int j = 0; j < lanes; ++j) {                                                        \
             T *row = sample + (r + j) * K;                                                         \
             memset(row, 0, sizeof(T) * K);                                                         \
@@ -360,7 +360,7 @@ static inline double log_positive_f64(double x) {
       /* the tempered anchor's exponentials, row by row */                                         \
       T *tempered = short_rows ? NULL : malloc(sizeof(T) * K);                                     \
       failed += !short_rows && !tempered;                                                          \
-      if (short_rows) {                                                                            \
+      if (short_rows && K > 0) { /* K = 0: nothing to write */                                     \
         const int64_t chunk_rows = SHORT_CHUNK / K, chunks = (rows + chunk_rows - 1) / chunk_rows; \
         _Pragma("omp for schedule(static)")                                                        \
         for (int64_t chunk = 0; chunk < chunks; ++chunk) {                                         \
