@@ -28,6 +28,8 @@ from torch import Tensor
 
 from reinmax_kernels import KERNELS_SOURCE, TORCH_ESTIMATOR_SOURCE, NativeKernels, build
 
+from .validation import raise_nan_rows
+
 if TYPE_CHECKING:
     from .estimators import AnchorTerm
 
@@ -160,12 +162,22 @@ def operator_usable(logits: Tensor) -> bool:
     return usable(logits) and EstimatorOperator.operator is not None
 
 
+NAN_ROWS = "reinmax::estimate: a row of softmax(logits) is NaN"
+"""The operator's error for a NaN row (``kNanRows`` in ``torch_estimator.cc``)."""
+
+
 def estimate(
     logits: Tensor, recipe: list[float], rule_name: str, option_values: list[float], validate: bool
 ) -> tuple[Tensor, Tensor]:
     """``(sample, probs)`` from the estimator operator for :func:`operator_usable` logits and the
-    rule's :func:`~pyro_reinmax.estimators.operator_arguments`."""
-    return EstimatorOperator.operator(logits, recipe, rule_name, option_values, validate)
+    rule's :func:`~pyro_reinmax.estimators.operator_arguments`; a NaN row of ``softmax(logits)``
+    raises :func:`~pyro_reinmax.validation.raise_nan_rows`'s error where ``validate``."""
+    try:
+        return EstimatorOperator.operator(logits, recipe, rule_name, option_values, validate)
+    except ValueError as error:
+        if NAN_ROWS not in str(error):
+            raise
+    raise_nan_rows()
 
 
 def exponentials(like: Tensor) -> Tensor:

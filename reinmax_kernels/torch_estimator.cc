@@ -36,9 +36,9 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 constexpr int64_t kShiftedByGap = 1, kGumbelNoise = 2;  // the perturbations
-constexpr const char *kNanRows =
-    "softmax(logits) is NaN: the logits contain NaN or +inf, or a row is -inf everywhere. "
-    "Logits must be finite, or -inf to mask a category, with one unmasked per row.";
+// The error for a NaN row of softmax(logits) (with validate): pyro_reinmax.native.estimate raises
+// pyro_reinmax's own message in its place.
+constexpr const char *kNanRows = "reinmax::estimate: a row of softmax(logits) is NaN";
 
 // The draw's index and one-hot sample (reinmax_draw).
 int64_t draw(const Tensor &probs, const Tensor &uniforms, Tensor &index, Tensor &sample) {

@@ -22,6 +22,7 @@ import pyro_reinmax
 from pyro_reinmax import estimators, native
 from pyro_reinmax.estimators import RULES
 from pyro_reinmax.sampling import draw_exponentials, draw_index, exponentials_by_torch
+from pyro_reinmax.validation import raise_nan_rows
 from reference import FAMILY_OPTIONS, splitmix_exponentials
 from reinmax_kernels import KERNELS_SOURCE, build
 
@@ -270,6 +271,23 @@ def test_nan_rows_are_a_clear_error_on_the_kernel_path():
     native.set_native_kernels(True)
     with pytest.raises(ValueError, match="softmax\\(logits\\) is NaN"):
         draw_index(torch.tensor([[0.5, float("nan")], [0.5, 0.5]]), validate=True)
+
+
+def test_nan_rows_through_the_operator_raise_the_packages_message():
+    """The C++ operator's error for a NaN row becomes pyro_reinmax's own message (one wording)."""
+    native.set_native_kernels(True)
+    if native.EstimatorOperator.operator is None:
+        pytest.skip(f"the estimator operator did not build: {native.EstimatorOperator.failure}")
+    logits = torch.tensor([[0.5, float("nan")], [0.5, 0.5]])
+    recipe, options = estimators.operator_arguments("reinmax", 1.3, (), logits.dtype)
+    with pytest.raises(ValueError) as raised:
+        native.estimate(logits, recipe, "reinmax", options, True)
+    with pytest.raises(ValueError) as expected:
+        raise_nan_rows()
+    assert str(raised.value) == str(expected.value)
+    assert raised.value.__context__ is None  # not chained to the operator's error
+    sample, _ = native.estimate(logits, recipe, "reinmax", options, False)  # unvalidated: no error
+    assert sample.shape == logits.shape
 
 
 def test_off_by_environment(monkeypatch):
