@@ -9,12 +9,12 @@
 //   Forward: probs = softmax(logits), one float64 uniform per row and the draw (reinmax_draw,
 //   which writes the one-hot sample too), then noise_sets sets of exponentials
 //   (reinmax_exponentials, seeded by one int64 of PyTorch's generator): the random numbers of
-//   pyro_reinmax's Python path, in the same order. Backward: reinmax_combine over one anchor term (the recipe's weights)
-//   applied to each set of the anchor's values: the exponentials (perturbation 2, Gumbel), the
-//   logits (1, GST's gap, which the kernel applies; or an inverse temperature >= 0), else
-//   probs. Under create_graph the backward calls reinmax::differentiable_backward, which
-//   pyro_reinmax implements in Python with differentiable operations (rule and options name the
-//   estimator there).
+//   pyro_reinmax's Python path, in the same order. Backward: reinmax_combine over one anchor
+//   term (the recipe's weights) applied to each set of the anchor's values: the exponentials
+//   (perturbation 2, Gumbel), the logits (1, GST's gap, which the kernel applies; or an inverse
+//   temperature >= 0), else probs. Under create_graph the backward calls
+//   reinmax::differentiable_backward, which pyro_reinmax implements in Python with
+//   differentiable operations (rule and options name the estimator there).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -92,6 +92,14 @@ enum Recipe {
   kSize
 };
 
+// Whether the anchor term's values are the logits (GST's, which the kernel shifts, or logits to
+// temper) rather than the noise or probs: what the forward keeps and the backward passes on.
+bool values_are_logits(const std::vector<double> &recipe) {
+  const auto perturbation = static_cast<int64_t>(recipe[kPerturbation]);
+  const double inverse_temperature = recipe[kTerm + 3];
+  return perturbation == kShiftedByGap || (perturbation == 0 && inverse_temperature >= 0);
+}
+
 struct Estimate : public torch::autograd::Function<Estimate> {
   static variable_list forward(AutogradContext *ctx, const Tensor &logits,
                                std::vector<double> recipe, std::string rule,
@@ -117,10 +125,7 @@ struct Estimate : public torch::autograd::Function<Estimate> {
                                .item<int64_t>();
       exponentials(noise, static_cast<uint64_t>(seed));
     }
-    const auto perturbation = static_cast<int64_t>(recipe[kPerturbation]);
-    const bool need_logits =
-        perturbation == kShiftedByGap || (perturbation == 0 && recipe[kTerm + 3] >= 0);
-    ctx->save_for_backward({need_logits ? logits : Tensor(), noise, index, probs});
+    ctx->save_for_backward({values_are_logits(recipe) ? logits : Tensor(), noise, index, probs});
     ctx->saved_data["recipe"] = std::move(recipe);
     ctx->saved_data["rule"] = std::move(rule);
     ctx->saved_data["options"] = std::move(options);
@@ -158,9 +163,8 @@ struct Estimate : public torch::autograd::Function<Estimate> {
       return out;
     }
     const std::vector<double> term(recipe.begin() + kTerm, recipe.begin() + kProbsScale);
-    const auto perturbation = static_cast<int64_t>(recipe[kPerturbation]);
-    const bool on_logits = perturbation == kShiftedByGap || term[3] >= 0;
-    const Tensor &values = perturbation == kGumbelNoise ? noise : on_logits ? logits : probs;
+    const bool gumbel = static_cast<int64_t>(recipe[kPerturbation]) == kGumbelNoise;
+    const Tensor &values = gumbel ? noise : values_are_logits(recipe) ? logits : probs;
     const auto dtype = probs.scalar_type();
     const Tensor g_c = g.to(dtype).contiguous(), values_c = values.contiguous();
     const Tensor h_c = h.defined() ? h.to(dtype).contiguous() : Tensor();
