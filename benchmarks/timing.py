@@ -47,11 +47,14 @@ def interleaved_medians(
     Each callable must block until its work is done (synchronise CUDA, ``block_until_ready``);
     an :class:`InSetting` method runs in its setting.
     """
-    calls = {name: getattr(m, "call", m) for name, m in methods.items()}
-    settings = {name: getattr(m, "setting", contextlib.nullcontext) for name, m in methods.items()}
+    timed = {
+        name: m if isinstance(m, InSetting) else InSetting(m, contextlib.nullcontext)
+        for name, m in methods.items()
+    }
     repeats = {}
-    for name, fn in calls.items():  # warm-up: compilation, allocator, caches, clock speed
-        with settings[name]():
+    for name, method in timed.items():  # warm-up: compilation, allocator, caches, clock speed
+        fn = method.call
+        with method.setting():
             fn()
             start = time.perf_counter()
             while time.perf_counter() - start < WARM_UP_SECONDS:
@@ -63,8 +66,8 @@ def interleaved_medians(
     for _ in range(rounds):
         rng.shuffle(order)
         for name in order:
-            fn, n = calls[name], repeats[name]
-            with settings[name]():
+            fn, n = timed[name].call, repeats[name]
+            with timed[name].setting():
                 start = time.perf_counter()
                 for _ in range(n):
                     fn()
