@@ -199,7 +199,9 @@ def test_the_kernel_is_a_cpu_custom_call_and_other_platforms_keep_the_jax_path(k
     assert native.DRAW_TARGET in _lowered(key, probs)
     assert native.DRAW_TARGET not in _lowered(key, probs, ("cuda",))
     assert native.DRAW_TARGET not in _lowered(key, probs[:, :15])  # few categories: JAX's
-    assert native.DRAW_TARGET in _lowered(key, jnp.ones((4096, 2)) / 2)  # unless the array is large
+    rows = native.MIN_SHORT_ROW_ENTRIES // 2  # unless the array is large
+    assert native.DRAW_TARGET in _lowered(key, jnp.ones((rows, 2)) / 2)
+    assert native.DRAW_TARGET not in _lowered(key, jnp.ones((rows - 1, 2)) / 2)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
