@@ -18,6 +18,15 @@ from .bernoulli import (
     ReinMaxRaoBernoulli,
     StraightThroughBernoulli,
 )
+from .categorical import (
+    GappedStraightThroughCategorical,
+    GumbelRaoCategorical,
+    GumbelStraightThroughCategorical,
+    ReinMaxCategorical,
+    ReinMaxCVCategorical,
+    ReinMaxRaoCategorical,
+    StraightThroughCategorical,
+)
 from .constraints import one_hot
 from .enumeration import enum_onehot
 from .estimators import (
@@ -47,21 +56,28 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GappedStraightThroughBernoulli",
+    "GappedStraightThroughCategorical",
     "GappedStraightThroughOneHotCategorical",
     "GumbelRaoBernoulli",
+    "GumbelRaoCategorical",
     "GumbelRaoOneHotCategorical",
     "GumbelStraightThroughBernoulli",
+    "GumbelStraightThroughCategorical",
     "GumbelStraightThroughOneHotCategorical",
     "OneHotCategorical",
     "OneHotMixture",
     "ReinMaxBernoulli",
     "ReinMaxCVBernoulli",
+    "ReinMaxCVCategorical",
     "ReinMaxCVOneHotCategorical",
+    "ReinMaxCategorical",
     "ReinMaxOneHotCategorical",
     "ReinMaxRaoBernoulli",
+    "ReinMaxRaoCategorical",
     "ReinMaxRaoOneHotCategorical",
     "RelaxedOneHotCategorical",
     "StraightThroughBernoulli",
+    "StraightThroughCategorical",
     "StraightThroughOneHotCategorical",
     "__version__",
     "enum_onehot",

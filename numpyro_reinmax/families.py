@@ -1,11 +1,12 @@
-"""The reparameterized counterpart of a one-hot categorical or Bernoulli distribution, by estimator
-(NumPyro).
+"""The reparameterized counterpart of a discrete distribution, by estimator (NumPyro).
 
-``ESTIMATORS`` names the one-hot and Bernoulli classes of every estimator rule of
+``ESTIMATORS`` names the one-hot, Bernoulli and integer categorical classes of every estimator
+rule of
 :data:`~numpyro_reinmax.estimators.RULES` (``"reinmax"``, ``"straight_through"``,
 ``"gumbel_straight_through"``, ``"gapped_straight_through"``, ``"gumbel_rao"``, ``"reinmax_rao"``,
 ``"reinmax_cv"``) and of ``"score_function"`` (the plain, non-reparameterized classes, for
-REINFORCE with ``TraceGraph_ELBO``); :func:`site_distribution` builds a guide site of a family;
+REINFORCE with ``TraceGraph_ELBO``); :func:`site_distribution` builds a guide site of a kind
+(``"one_hot"``, ``"bernoulli"`` or ``"categorical"``, :func:`support_kind`);
 :func:`reparameterized` rebuilds a model's distribution as the
 chosen estimator's class on the same parameters, through ``Independent``, ``Masked`` and
 ``Expanded`` wrappers, so gradients reach the model's own parameters.
@@ -13,10 +14,12 @@ chosen estimator's class on the same parameters, through ``Independent``, ``Mask
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 from numpyro.distributions import (
     Bernoulli,
     BernoulliLogits,
     BernoulliProbs,
+    Categorical,
     ExpandedDistribution,
     Independent,
     MaskedDistribution,
@@ -33,6 +36,15 @@ from .bernoulli import (
     StraightThroughBernoulli,
     _BernoulliReparameterized,
 )
+from .categorical import (
+    GappedStraightThroughCategorical,
+    GumbelRaoCategorical,
+    GumbelStraightThroughCategorical,
+    ReinMaxCategorical,
+    ReinMaxCVCategorical,
+    ReinMaxRaoCategorical,
+    StraightThroughCategorical,
+)
 from .constraints import one_hot
 from .estimators import RULES
 from .one_hot import (
@@ -47,21 +59,28 @@ from .one_hot import (
 )
 
 ESTIMATORS = {
-    "reinmax": (ReinMaxOneHotCategorical, ReinMaxBernoulli),
-    "straight_through": (StraightThroughOneHotCategorical, StraightThroughBernoulli),
+    "reinmax": (ReinMaxOneHotCategorical, ReinMaxBernoulli, ReinMaxCategorical),
+    "straight_through": (
+        StraightThroughOneHotCategorical,
+        StraightThroughBernoulli,
+        StraightThroughCategorical,
+    ),
     "gumbel_straight_through": (
         GumbelStraightThroughOneHotCategorical,
         GumbelStraightThroughBernoulli,
+        GumbelStraightThroughCategorical,
     ),
     "gapped_straight_through": (
         GappedStraightThroughOneHotCategorical,
         GappedStraightThroughBernoulli,
+        GappedStraightThroughCategorical,
     ),
-    "gumbel_rao": (GumbelRaoOneHotCategorical, GumbelRaoBernoulli),
-    "reinmax_rao": (ReinMaxRaoOneHotCategorical, ReinMaxRaoBernoulli),
-    "reinmax_cv": (ReinMaxCVOneHotCategorical, ReinMaxCVBernoulli),
-    "score_function": (OneHotCategorical, Bernoulli),
+    "gumbel_rao": (GumbelRaoOneHotCategorical, GumbelRaoBernoulli, GumbelRaoCategorical),
+    "reinmax_rao": (ReinMaxRaoOneHotCategorical, ReinMaxRaoBernoulli, ReinMaxRaoCategorical),
+    "reinmax_cv": (ReinMaxCVOneHotCategorical, ReinMaxCVBernoulli, ReinMaxCVCategorical),
+    "score_function": (OneHotCategorical, Bernoulli, Categorical),
 }
+KINDS = ("one_hot", "bernoulli", "categorical")
 REPARAMETERIZED = tuple(RULES)
 
 
@@ -73,8 +92,9 @@ def check_estimator(estimator: str, *, reparameterized_only: bool = False) -> st
 
 
 def site_distribution(kind: str, estimator: str, temperature: float, **parameter):
-    """The ``kind`` (``"one_hot"`` or ``"bernoulli"``) distribution of the estimator's family."""
-    cls = ESTIMATORS[estimator][kind == "bernoulli"]
+    """The ``kind`` (``"one_hot"``, ``"bernoulli"`` or ``"categorical"``) distribution of the
+    estimator's family."""
+    cls = ESTIMATORS[estimator][KINDS.index(kind)]
     if estimator in REPARAMETERIZED:
         return cls(**parameter, temperature=temperature)
     return cls(**parameter)
@@ -88,14 +108,33 @@ def unwrap(fn):
 
 
 def support_kind(support) -> str | None:
-    """``"one_hot"``, ``"bernoulli"`` or None for a (possibly ``independent``) support."""
+    """``"one_hot"``, ``"bernoulli"``, ``"categorical"`` (the integers ``0..K-1``) or None for a
+    (possibly ``independent``) support."""
     while isinstance(support, constraints.independent):
         support = support.base_constraint
     if support is one_hot:
         return "one_hot"
     if support is constraints.boolean:
         return "bernoulli"
+    if isinstance(support, constraints.integer_interval) and _is_zero(support.lower_bound):
+        return "categorical" if jnp.size(support.upper_bound) == 1 else None
     return None
+
+
+def _is_zero(bound) -> bool:
+    return jnp.size(bound) == 1 and float(jnp.reshape(bound, ())) == 0
+
+
+def categories(fn, kind: str) -> int:
+    """The number of values of each discrete variable of ``fn``, a distribution of ``kind``."""
+    if kind == "one_hot":
+        return fn.event_shape[-1]
+    if kind == "bernoulli":
+        return 2
+    support = fn.support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return int(jnp.reshape(support.upper_bound, ())) + 1
 
 
 def reparameterized(fn, estimator: str = "reinmax", temperature: float = 1.0):
@@ -108,7 +147,7 @@ def reparameterized(fn, estimator: str = "reinmax", temperature: float = 1.0):
         return reparameterized(fn.base_dist, estimator, temperature).mask(fn._mask)
     if isinstance(fn, ExpandedDistribution):
         return reparameterized(fn.base_dist, estimator, temperature).expand(fn.batch_shape)
-    one_hot_class, bernoulli_class = ESTIMATORS[estimator]
+    one_hot_class, bernoulli_class, _ = ESTIMATORS[estimator]
     if isinstance(fn, OneHotCategorical | _BernoulliReparameterized):
         cls = one_hot_class if isinstance(fn, OneHotCategorical) else bernoulli_class
         parameter = {"logits": fn.logits} if fn._from_logits else {"probs": fn.probs}

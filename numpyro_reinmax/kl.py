@@ -10,18 +10,23 @@ fallback. Masked (zero-probability) categories give finite gradients. Importing
 from __future__ import annotations
 
 import jax
-from numpyro.distributions import BernoulliLogits, BernoulliProbs
+from numpyro.distributions import (
+    BernoulliLogits,
+    BernoulliProbs,
+    CategoricalLogits,
+    CategoricalProbs,
+)
 from numpyro.distributions.kl import kl_divergence  # NumPyro's multipledispatch dispatcher
 
 from .bernoulli import _BernoulliReparameterized, bernoulli_log_probs
 from .masking import categorical_kl
-from .one_hot import OneHotCategorical
+from .one_hot import CategoricalParameters, OneHotCategorical
 
 
 def discrete_log_probs(distribution):
-    """The table of normalised log-probabilities ``(..., K)`` of a one-hot categorical or a
-    Bernoulli (as two categories), or ``None`` for any other distribution."""
-    if isinstance(distribution, OneHotCategorical):
+    """The table of normalised log-probabilities ``(..., K)`` of a one-hot or integer categorical
+    or a Bernoulli (as two categories), or ``None`` for any other distribution."""
+    if isinstance(distribution, CategoricalParameters | CategoricalLogits | CategoricalProbs):
         return jax.nn.log_softmax(distribution.logits, -1)
     if isinstance(distribution, (_BernoulliReparameterized, BernoulliLogits, BernoulliProbs)):
         return bernoulli_log_probs(distribution)

@@ -16,6 +16,15 @@ from .bernoulli import (
     ReinMaxRaoBernoulli,
     StraightThroughBernoulli,
 )
+from .categorical import (
+    GappedStraightThroughCategorical,
+    GumbelRaoCategorical,
+    GumbelStraightThroughCategorical,
+    ReinMaxCategorical,
+    ReinMaxCVCategorical,
+    ReinMaxRaoCategorical,
+    StraightThroughCategorical,
+)
 from .estimators import (
     gapped_straight_through,
     gumbel_rao,
@@ -42,20 +51,27 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GappedStraightThroughBernoulli",
+    "GappedStraightThroughCategorical",
     "GappedStraightThroughOneHotCategorical",
     "GumbelRaoBernoulli",
+    "GumbelRaoCategorical",
     "GumbelRaoOneHotCategorical",
     "GumbelStraightThroughBernoulli",
+    "GumbelStraightThroughCategorical",
     "GumbelStraightThroughOneHotCategorical",
     "OneHotCategorical",
     "OneHotMixture",
     "ReinMaxBernoulli",
     "ReinMaxCVBernoulli",
+    "ReinMaxCVCategorical",
     "ReinMaxCVOneHotCategorical",
+    "ReinMaxCategorical",
     "ReinMaxOneHotCategorical",
     "ReinMaxRaoBernoulli",
+    "ReinMaxRaoCategorical",
     "ReinMaxRaoOneHotCategorical",
     "StraightThroughBernoulli",
+    "StraightThroughCategorical",
     "StraightThroughOneHotCategorical",
     "__version__",
     "gapped_straight_through",

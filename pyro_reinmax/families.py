@@ -1,10 +1,12 @@
-"""The reparameterized counterpart of a one-hot categorical or Bernoulli distribution, by estimator.
+"""The reparameterized counterpart of a discrete distribution, by estimator.
 
-``ESTIMATORS`` names the one-hot and Bernoulli classes of every estimator rule of
+``ESTIMATORS`` names the one-hot, Bernoulli and integer categorical classes of every estimator
+rule of
 :data:`~pyro_reinmax.estimators.RULES` (``"reinmax"``, ``"straight_through"``,
 ``"gumbel_straight_through"``, ``"gapped_straight_through"``, ``"gumbel_rao"``, ``"reinmax_rao"``,
 ``"reinmax_cv"``) and of ``"score_function"`` (the plain, non-reparameterized classes, for
-REINFORCE with ``TraceGraph_ELBO``); :func:`site_distribution` builds a guide site of a family;
+REINFORCE with ``TraceGraph_ELBO``); :func:`site_distribution` builds a guide site of a kind
+(``"one_hot"``, ``"bernoulli"`` or ``"categorical"``, :func:`support_kind`);
 :func:`reparameterized` rebuilds a model's distribution as the
 chosen estimator's class on the same parameters, through ``Independent``, ``Masked`` and
 ``Expanded`` wrappers, so gradients reach the model's own parameters.
@@ -13,7 +15,7 @@ chosen estimator's class on the same parameters, through ``Independent``, ``Mask
 from __future__ import annotations
 
 import torch
-from pyro.distributions import Bernoulli, Independent, MaskedDistribution
+from pyro.distributions import Bernoulli, Categorical, Independent, MaskedDistribution
 from pyro.distributions.torch_distribution import ExpandedDistribution
 from torch.distributions import constraints
 
@@ -25,6 +27,15 @@ from .bernoulli import (
     ReinMaxCVBernoulli,
     ReinMaxRaoBernoulli,
     StraightThroughBernoulli,
+)
+from .categorical import (
+    GappedStraightThroughCategorical,
+    GumbelRaoCategorical,
+    GumbelStraightThroughCategorical,
+    ReinMaxCategorical,
+    ReinMaxCVCategorical,
+    ReinMaxRaoCategorical,
+    StraightThroughCategorical,
 )
 from .estimators import RULES
 from .one_hot import (
@@ -39,21 +50,28 @@ from .one_hot import (
 )
 
 ESTIMATORS = {
-    "reinmax": (ReinMaxOneHotCategorical, ReinMaxBernoulli),
-    "straight_through": (StraightThroughOneHotCategorical, StraightThroughBernoulli),
+    "reinmax": (ReinMaxOneHotCategorical, ReinMaxBernoulli, ReinMaxCategorical),
+    "straight_through": (
+        StraightThroughOneHotCategorical,
+        StraightThroughBernoulli,
+        StraightThroughCategorical,
+    ),
     "gumbel_straight_through": (
         GumbelStraightThroughOneHotCategorical,
         GumbelStraightThroughBernoulli,
+        GumbelStraightThroughCategorical,
     ),
     "gapped_straight_through": (
         GappedStraightThroughOneHotCategorical,
         GappedStraightThroughBernoulli,
+        GappedStraightThroughCategorical,
     ),
-    "gumbel_rao": (GumbelRaoOneHotCategorical, GumbelRaoBernoulli),
-    "reinmax_rao": (ReinMaxRaoOneHotCategorical, ReinMaxRaoBernoulli),
-    "reinmax_cv": (ReinMaxCVOneHotCategorical, ReinMaxCVBernoulli),
-    "score_function": (OneHotCategorical, Bernoulli),
+    "gumbel_rao": (GumbelRaoOneHotCategorical, GumbelRaoBernoulli, GumbelRaoCategorical),
+    "reinmax_rao": (ReinMaxRaoOneHotCategorical, ReinMaxRaoBernoulli, ReinMaxRaoCategorical),
+    "reinmax_cv": (ReinMaxCVOneHotCategorical, ReinMaxCVBernoulli, ReinMaxCVCategorical),
+    "score_function": (OneHotCategorical, Bernoulli, Categorical),
 }
+KINDS = ("one_hot", "bernoulli", "categorical")
 REPARAMETERIZED = tuple(RULES)
 
 
@@ -65,8 +83,9 @@ def check_estimator(estimator: str, *, reparameterized_only: bool = False) -> st
 
 
 def site_distribution(kind: str, estimator: str, temperature: float, **parameter):
-    """The ``kind`` (``"one_hot"`` or ``"bernoulli"``) distribution of the estimator's family."""
-    cls = ESTIMATORS[estimator][kind == "bernoulli"]
+    """The ``kind`` (``"one_hot"``, ``"bernoulli"`` or ``"categorical"``) distribution of the
+    estimator's family."""
+    cls = ESTIMATORS[estimator][KINDS.index(kind)]
     if estimator in REPARAMETERIZED:
         return cls(**parameter, temperature=temperature)
     return cls(**parameter)
@@ -80,14 +99,37 @@ def unwrap(fn):
 
 
 def support_kind(support) -> str | None:
-    """``"one_hot"``, ``"bernoulli"`` or None for a (possibly ``independent``) support."""
+    """``"one_hot"``, ``"bernoulli"``, ``"categorical"`` (the integers ``0..K-1``) or None for a
+    (possibly ``independent``) support."""
     while isinstance(support, constraints.independent):
         support = support.base_constraint
     if support is constraints.one_hot or type(support).__name__ == "_OneHot":
         return "one_hot"
     if support is constraints.boolean:
         return "bernoulli"
+    if isinstance(support, constraints.integer_interval) and _is_zero(support.lower_bound):
+        return "categorical" if _single_number(support.upper_bound) else None
     return None
+
+
+def _is_zero(bound) -> bool:
+    return _single_number(bound) and float(bound) == 0
+
+
+def _single_number(bound) -> bool:
+    return not isinstance(bound, torch.Tensor) or bound.numel() == 1
+
+
+def categories(fn, kind: str) -> int:
+    """The number of values of each discrete variable of ``fn``, a distribution of ``kind``."""
+    if kind == "one_hot":
+        return fn.event_shape[-1]
+    if kind == "bernoulli":
+        return 2
+    support = fn.support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    return int(support.upper_bound) + 1
 
 
 def _parameter(fn) -> dict:
@@ -110,7 +152,7 @@ def reparameterized(fn, estimator: str = "reinmax", temperature: float = 1.0):
         return reparameterized(fn.base_dist, estimator, temperature).mask(fn._mask)
     if isinstance(fn, ExpandedDistribution):
         return reparameterized(fn.base_dist, estimator, temperature).expand(fn.batch_shape)
-    one_hot_class, bernoulli_class = ESTIMATORS[estimator]
+    one_hot_class, bernoulli_class, _ = ESTIMATORS[estimator]
     if isinstance(fn, torch.distributions.OneHotCategorical):
         return one_hot_class(**_parameter(fn), temperature=temperature)
     if isinstance(fn, torch.distributions.Bernoulli):

@@ -11,7 +11,7 @@ gradients. Importing :mod:`pyro_reinmax` registers them.
 from __future__ import annotations
 
 from torch import Tensor
-from torch.distributions import Bernoulli, OneHotCategorical, register_kl
+from torch.distributions import Bernoulli, Categorical, OneHotCategorical, register_kl
 
 from .bernoulli import _BernoulliReparameterized, bernoulli_log_probs, built_from_logits
 from .masking import categorical_kl, safe_log
@@ -31,12 +31,16 @@ def one_hot_log_probs(distribution: OneHotCategorical) -> Tensor:
 
 
 def discrete_log_probs(distribution) -> Tensor | None:
-    """The table of normalised log-probabilities ``(..., K)`` of a one-hot categorical or a
-    Bernoulli (as two categories), or ``None`` for any other distribution."""
+    """The table of normalised log-probabilities ``(..., K)`` of a one-hot or integer
+    categorical or a Bernoulli (as two categories), or ``None`` for any other distribution."""
     if isinstance(distribution, OneHotCategorical):
         return one_hot_log_probs(distribution)
     if isinstance(distribution, Bernoulli):
         return bernoulli_log_probs(distribution)
+    if isinstance(distribution, Categorical):
+        if built_from_logits(distribution):
+            return distribution.logits
+        return safe_log(distribution.probs)
     return None
 
 

@@ -21,33 +21,16 @@ import numpyro
 from numpyro import handlers
 from numpyro.infer.autoguide import AutoGuide, AutoNormal
 
-from ..families import check_estimator, site_distribution, support_kind, unwrap
+from ..families import categories, check_estimator, site_distribution, support_kind, unwrap
 from ..validation import check_temperature
-from .local_enum import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
+from .enumeration_budget import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
+from .structure import structure_key
 
 __all__ = ["AutoReinMax"]
 
 Encoders = Callable | dict[str, Callable] | None
 Enumerate = str | list[str] | tuple[str, ...] | None
 logger = logging.getLogger("numpyro_reinmax")
-
-
-def structure_key(args, kwargs) -> tuple:
-    """What of a model's arguments can change its set of sites: array shapes, container lengths
-    and integer, string and boolean values (not float or array values)."""
-
-    def key(value):
-        if hasattr(value, "shape") and hasattr(value, "dtype"):
-            return ("array", tuple(value.shape))
-        if isinstance(value, (list, tuple)):
-            return (type(value).__name__, tuple(key(item) for item in value))
-        if isinstance(value, dict):
-            return ("dict", tuple((name, key(item)) for name, item in sorted(value.items())))
-        if value is None or isinstance(value, (bool, int, str)):
-            return value
-        return type(value).__name__
-
-    return key(args), key(kwargs)
 
 
 class AutoReinMax(AutoGuide):
@@ -180,9 +163,10 @@ class AutoReinMax(AutoGuide):
                 kind = type(unwrap(site["fn"])).__name__
                 raise ValueError(
                     f"site {name!r} is discrete with support {site['fn'].support} ({kind}): "
-                    "AutoReinMax covers one-hot and Bernoulli sites. Write a Categorical site as "
-                    "numpyro_reinmax.OneHotCategorical (z.argmax(-1) recovers the index), or sum "
-                    "it out with TraceEnum_ELBO and hide it from the guide with handlers.block."
+                    "AutoReinMax covers sites with a finite support of categories (Categorical "
+                    "and Binomial integers 0..K-1, one-hot, Bernoulli). Give the site a finite "
+                    "support (e.g. truncate it to a Categorical), or hide it from the guide with "
+                    "handlers.block and sample it with a guide of your own."
                 )
             else:
                 self._discrete[name] = site
@@ -209,6 +193,10 @@ class AutoReinMax(AutoGuide):
         event_dim = site["fn"].event_dim
         for frame in site["cond_indep_stack"]:
             shape[frame.dim - event_dim] = self._prototype_frame_full_sizes[frame.name]
+        kind = support_kind(site["fn"].support)
+        if kind == "categorical":  # integer values: logits get a category axis
+            shape.append(categories(site["fn"], kind))
+            event_dim += 1
         init = jnp.zeros(shape, jnp.result_type(float))
         return numpyro.param(f"{self.prefix}_{name}_logits", init, event_dim=event_dim)
 
@@ -258,9 +246,12 @@ class AutoReinMax(AutoGuide):
                     "sample_posterior(key, params, *args) instead."
                 )
             fn = unwrap(self._site_distribution(site, params[f"{self.prefix}_{name}_logits"]))
-            if support_kind(site["fn"].support) == "one_hot":
+            kind = support_kind(site["fn"].support)
+            if kind == "one_hot":
                 k = fn.event_shape[-1]
                 medians[name] = jax.nn.one_hot(jnp.argmax(fn.logits, -1), k, dtype=fn.logits.dtype)
+            elif kind == "categorical":
+                medians[name] = jnp.argmax(fn.logits, -1)
             else:
                 medians[name] = (fn.logits > 0).astype(jnp.result_type(float))
         return medians

@@ -1,300 +1,309 @@
 r"""``TraceLocalEnum_ELBO``: every factor of the model gets the gradient of its multilinear
-extension in the sampled discrete values (NumPyro).
+extension in the sampled discrete values, one variable at a time (NumPyro).
 
 Straight-through estimators (ReinMax included) differentiate the model's code at the sampled
-one-hot corner. A factor that *selects parameters* with a one-hot (``Normal(z @ locs, 1)``,
-``Bernoulli(probs=(z * phi).sum(-1))``, a transition row ``z_prev @ trans``, ``locs[z.argmax(-1)]``)
-is then an arbitrary, often very non-linear, continuous extension of the model, and the guide
-follows a useless or harmful gradient. This ELBO samples the guide's reparameterized discrete sites
-as usual, but runs the model with those sites *enumerated in parallel* (the model's code unchanged,
-as under ``TraceEnum_ELBO``; one-hot sites receive one-hot values), and contracts each factor along
-the enumeration dimensions of its discrete parents with their sampled one-hot values:
+corner. A factor that *selects parameters* with a discrete value (``locs[z]``, ``Normal(z @ locs,
+1)``, ``Bernoulli(probs=(z * phi).sum(-1))``, a transition row ``trans[z_prev]``) is then an
+arbitrary, often very non-linear, continuous extension of the model, and the guide follows a
+useless or harmful gradient; an integer value has no gradient at all. This ELBO samples the
+guide's discrete sites as usual and scores every factor :math:`\log f(x \mid z_1, \dots, z_m)`
+by its multilinear extension :math:`\sum_c (\prod_i z_{i, c_i}) \log f(x \mid c)` in the sampled
+one-hot values :math:`z_i`. At the sample :math:`D` the extension is :math:`\log f(D)`, so the
+loss is ``Trace_ELBO``'s; its gradient in :math:`z_i[k]` is the factor with :math:`z_i` set to
+:math:`k` and every other parent at its draw, so the model runs once, batched along one
+*perturbation dimension* shared by all sites (:mod:`reinmax_core.perturbation`): no
+enumeration dimension per site, no cap on a factor's parents, a cost linear in the number of
+sites and in the largest parent set.
 
-.. math:: \log f(x \mid z_1, \dots, z_m) \;\to\;
-    \sum_c \Big(\prod_i z_{i, c_i}\Big) \log f(x \mid c).
-
-At the sample the loss is exactly ``Trace_ELBO``'s; the gradient in :math:`z_i` no longer depends
-on :math:`z_i`, so with a guide that draws the sites independently, straight-through at
-temperature 1 and ReinMax are unbiased for every factor. A factor costs one evaluation per
-configuration of its *own* discrete parents: what parallel enumeration computes.
-
-Discrete model sites that the guide does not sample are summed out exactly (funsor's plated
-sum-product, as ``TraceEnum_ELBO``), so one model mixes exact enumeration with ReinMax.
+With a guide that draws the sites independently, straight-through at temperature 1 is then the
+local expectation gradient (Titsias and Lázaro-Gredilla, 2015) and ReinMax is unbiased too, for
+every factor. Discrete model sites that the guide does not sample are summed out exactly
+(funsor's plated sum-product, as ``TraceEnum_ELBO``), so one model mixes exact enumeration with
+ReinMax.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections import OrderedDict
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.handlers import block, replay, seed, substitute, trace
 from numpyro.infer.elbo import ELBO, guess_max_plate_nesting
+from numpyro.ops.provenance import eval_provenance
+from numpyro.primitives import Messenger
 
-from ..contraction import contract_dim, weights_on_dim
-from ..enumeration import _is_one_hot, restore_one_hot, show_as_index
-from ..families import support_kind, unwrap
+from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
+
+from ..categorical import _CategoricalReparameterized
+from ..enumeration import _is_one_hot
+from ..families import categories, support_kind, unwrap
+from ..linearisation import (
+    category_log_probs,
+    linearise,
+    perturbed_index,
+    shifted_differences,
+)
+from ..masking import select
 from ..reparameterized import ProbsOrLogits
-from ..scan_body import ScanAwareMessenger, base_name, steps_back
+from ..scan_body import base_name, steps_back
+from .enumeration_budget import OneHotEnumeration
 from .site_context import NameFailingSite
+from .structure import structure_key
 
 __all__ = ["TraceLocalEnum_ELBO"]
 
-DEFAULT_MAX_CONFIGURATIONS = 4096
-_LOCAL = "_numpyro_reinmax_local"
+
+class LocalDraw(NamedTuple):
+    """A guide site that the ELBO linearises: its kind, its one-hot view (differentiable: the
+    estimator's backward reaches the guide through it), the drawn categories, the guide's
+    normalised log-probabilities, its event axes beyond the category's, its number of
+    categories, and its plates."""
+
+    kind: str
+    one_hot: jax.Array
+    index: jax.Array
+    log_q: jax.Array
+    event_dims: int
+    categories: int
+    plates: frozenset
+
+    def variables(self) -> SiteVariables:
+        event = jnp.shape(self.index)[jnp.ndim(self.index) - self.event_dims :]
+        return SiteVariables(count=math.prod(event), categories=self.categories)
 
 
-def _one_hot_view(kind: str, value):
-    """The value of a one-hot (or 0/1) site as weights over its enumerated support."""
-    return value if kind == "one_hot" else jnp.stack([1 - value, value], -1)
+class _Scan(NamedTuple):
+    """A ``scan`` whose body samples linearised sites: its history and length, and the steps
+    NumPyro's enumeration unrolls before it scans."""
+
+    history: int
+    length: int
+    unrolled: int
 
 
-def _is_local_candidate(site) -> bool:
-    """A guide site drawn by one of this package's reparameterized discrete distributions."""
-    return (
-        site["type"] == "sample"
-        and not site["is_observed"]
-        and isinstance(unwrap(site["fn"]), ProbsOrLogits)
-        and site["fn"].has_rsample
-        and support_kind(site["fn"].support) is not None
-    )
+def _plates(site) -> frozenset:
+    return frozenset(frame.name for frame in site["cond_indep_stack"])
 
 
-def _enumerable(fn, kind: str) -> bool:
-    """Whether NumPyro can enumerate ``fn`` site-wise (no extra event dims over the base)."""
-    return fn.event_dim == (1 if kind == "one_hot" else 0) and (
-        kind == "one_hot" or fn.has_enumerate_support
-    )
+class _DrawThroughOneHot(Messenger):
+    """Draw the guide's integer sites (this package's categorical classes) through their one-hot
+    estimator: the trace holds the index, :attr:`one_hots` the differentiable one-hot draw."""
 
-
-def factor_parents(site, names) -> dict:
-    """The enumerated sites among ``names`` (guide site names) that a site's factor depends on:
-    dim -> name of the dim (inside ``scan``, ``_PREV_`` names are the same site's earlier steps)."""
-    return {
-        dim: name
-        for dim, name in site["infer"].get("dim_to_name", {}).items()
-        if base_name(name) in names
-    }
-
-
-def _factor_shape(site) -> tuple:
-    """The batch shape of a site's log-density (its distribution's and value's, broadcast)."""
-    value_shape = jnp.shape(site["value"])
-    return jnp.broadcast_shapes(
-        site["fn"].batch_shape, value_shape[: len(value_shape) - site["fn"].event_dim]
-    )
-
-
-def over_budget(model_trace, names: list[str], max_configurations: int) -> set:
-    """The sites among ``names`` (enumerated, in trace order) to take out of enumeration so that
-    no factor's enumerated parents exceed ``max_configurations`` joint configurations: for each
-    factor over the budget, its parents from the last one backwards."""
-    demote = set()
-    for site in model_trace.values():
-        if site["type"] != "sample":
-            continue
-        shape = _factor_shape(site)
-        sizes = {
-            dim_name: shape[dim] if -dim <= len(shape) else 1
-            for dim, dim_name in factor_parents(site, names).items()
-        }
-        order = sorted(sizes, key=lambda n: (names.index(base_name(n)), -steps_back(n)))
-        while math.prod(sizes[n] for n in order) > max_configurations:
-            demote.add(base_name(order.pop()))
-    return demote
-
-
-class _OneHotEnumeration(ScanAwareMessenger):
-    """Marks sites for parallel enumeration (inside ``scan`` too); one-hot sites are shown to the
-    enumeration handler as their index, and the model's code receives one-hot values."""
-
-    @staticmethod
-    def _enumerate(msg) -> None:
-        msg["infer"]["enumerate"] = "parallel"
-        if _is_one_hot(msg["fn"]):
-            show_as_index(msg)
-
-    def postprocess_sample(self, msg) -> None:
-        restore_one_hot(msg)
-
-
-class _EnumerateLocally(_OneHotEnumeration):
-    """Mark the guide's reparameterized discrete sites for parallel enumeration in the model (when
-    NumPyro can enumerate them and they are not scored at the sample; those take the guide's value)
-    and the discrete model sites that the guide does not sample (summed out). One-hot sites are
-    shown to the enumeration handler as their index; the model's code receives one-hot values.
-
-    Inside ``scan``, the guide's value of a site carries the steps on its first axis (as the
-    guide of a ``scan`` model records it); :attr:`scan_lengths` maps each enumerated site of a
-    ``scan`` body to (steps unrolled by NumPyro's enumeration, number of steps)."""
-
-    def __init__(self, fn, guide_trace, candidates: dict, scored_at_sample: set) -> None:
+    def __init__(self, fn) -> None:
         super().__init__(fn)
-        self.guide_trace = guide_trace
-        self.candidates = candidates
-        self.scored_at_sample = scored_at_sample
-        self.not_enumerable: dict[str, str] = {}
-        self.scan_lengths: dict[str, tuple[int, int]] = {}
-        self._scan: tuple[int, int] | None = None
+        self.one_hots: dict = {}
+
+    def process_message(self, msg) -> None:
+        if msg["type"] != "sample" or msg["is_observed"] or msg["value"] is not None:
+            return
+        base = unwrap(msg["fn"])
+        if not isinstance(base, _CategoricalReparameterized):
+            return
+        one_hot = base.one_hot_sample(msg["kwargs"]["rng_key"], msg["fn"].shape())
+        self.one_hots[msg["name"]] = one_hot
+        msg["value"] = jnp.argmax(one_hot, -1)
+
+
+def _local_draw(site, one_hots: dict) -> LocalDraw | None:
+    """The site as a :class:`LocalDraw` if the ELBO linearises it (a guide site drawn by one of
+    this package's estimator classes), else None."""
+    if site["type"] != "sample" or site["is_observed"]:
+        return None
+    fn = site["fn"]
+    base = unwrap(fn)
+    if not (isinstance(base, ProbsOrLogits) and base.rule_name is not None):
+        return None
+    kind = support_kind(fn.support)
+    value = site["value"]
+    if kind == "categorical":
+        one_hot, index, event_dims = one_hots[site["name"]], value, fn.event_dim
+    elif kind == "bernoulli":
+        one_hot = jnp.stack([1 - value, value], -1)
+        index, event_dims = jax.lax.stop_gradient(value).astype(jnp.int32), fn.event_dim
+    else:
+        one_hot, event_dims = value, fn.event_dim - 1
+        index = jnp.argmax(jax.lax.stop_gradient(value), -1)
+    log_q = jax.nn.log_softmax(base._one_hot_logits(), -1)
+    log_q = jnp.broadcast_to(log_q, jnp.shape(index) + jnp.shape(log_q)[-1:])
+    return LocalDraw(kind, one_hot, index, log_q, event_dims, jnp.shape(one_hot)[-1], _plates(site))
+
+
+class _Perturb(OneHotEnumeration):
+    """Run the model with every linearised site's value from ``index_of(name, step)`` (``step``:
+    the ``scan`` step, or None outside ``scan``) in the model's representation, the other guide
+    sites replayed, and the discrete model sites that the guide does not sample marked for
+    parallel enumeration (``placeholders``: given their first value instead)."""
+
+    def __init__(self, fn, guide_trace, draws: dict, index_of, placeholders: bool) -> None:
+        super().__init__(fn)
+        self.guide_trace, self.draws, self.index_of = guide_trace, draws, index_of
+        self.placeholders = placeholders
+        self.scans: dict[str, _Scan] = {}  # every site sampled in a scan
+        self._scan: _Scan | None = None
+        self._step = None
 
     def enter_scan(self, msg) -> None:
-        _, _, xs, length, reverse = msg["args"]
+        body, init, xs, length, reverse = msg["args"]
         history = msg["kwargs"].get("history", 1)
         if reverse or history < 1:
             raise NotImplementedError(
                 "TraceLocalEnum_ELBO supports scan(..., reverse=False, history>=1) only, got "
                 f"reverse={reverse}, history={history}: write the loop forwards, or as a Python "
-                "loop with numpyro.contrib.funsor.markov."
+                "loop."
             )
         if length is None:
             length = jnp.shape(jax.tree.leaves(xs)[0])[0]
-        self._scan = (min(2 * history - 1, length), length)
+        self._scan = _Scan(history, length, min(2 * min(history, length) - 1, length))
+
+        def indexed_body(carry, x_and_step):  # the step reaches the sites through xs
+            x, self._step = x_and_step
+            return body(carry, x)
+
+        msg["args"] = (indexed_body, init, (xs, jnp.arange(length)), length, reverse)
         # NumPyro's scan ignores replay while it enumerates: hand it the guide's values of the
         # other sites (continuous ones) through substitute
         drawn = {
             name: site["value"]
             for name, site in self.guide_trace.items()
-            if site["type"] == "sample" and name not in self.candidates
+            if site["type"] == "sample" and name not in self.draws
         }
         msg["kwargs"]["substitute_stack"].append(("substitute", drawn))
 
     def process_sample(self, msg) -> None:
         if msg["is_observed"]:
+            if msg["infer"].get(self.seen_key, False):
+                self.scans[msg["name"]] = self._scan
             return
         name, fn = msg["name"], msg["fn"]
         in_scan = msg["infer"].get(self.seen_key, False)
-        if name not in self.guide_trace:
-            if fn.support.is_discrete:
-                if not (_is_one_hot(fn) or fn.has_enumerate_support):
-                    raise ValueError(
-                        f"model site {name!r} is discrete, the guide does not sample it, and it "
-                        f"cannot be enumerated ({type(unwrap(fn)).__name__}): sample it in the "
-                        "guide (e.g. with numpyro_reinmax.infer.AutoReinMax) or write it as a "
-                        "one-hot or Bernoulli site."
-                    )
-                self._enumerate(msg)
-            return
-        kind = self.candidates.get(name)
-        if kind is None:
-            return  # replayed from the guide
-        if name not in self.scored_at_sample and _enumerable(fn, kind):
-            msg["infer"][_LOCAL] = True
-            if in_scan:
-                self.scan_lengths[name] = self._scan
-            self._enumerate(msg)
-            return
         if in_scan:
-            raise NotImplementedError(
-                f"site {name!r} inside scan cannot be enumerated here ("
-                + (
-                    "over max_configurations"
-                    if name in self.scored_at_sample
-                    else f"{type(unwrap(fn)).__name__} with extra event dims"
+            self.scans[name] = self._scan
+        if name in self.draws:
+            if in_scan and self.draws[name].event_dims:
+                raise NotImplementedError(
+                    f"site {name!r} inside scan has extra event dims (event shape "
+                    f"{fn.event_shape}): TraceLocalEnum_ELBO linearises such sites outside scan "
+                    "only. Put its event dims in a plate, or write the loop as a Python loop."
                 )
-                + "), and TraceLocalEnum_ELBO cannot score a site inside scan at the sample: "
-                "put its event dims in a plate, raise max_configurations, or write the loop as "
-                "a Python loop with numpyro.contrib.funsor.markov."
+            if in_scan and jnp.shape(self.draws[name].index)[:1] != (self._scan.length,):
+                raise ValueError(
+                    f"guide site {name!r}: the model draws it in a scan of {self._scan.length} "
+                    f"steps, but the guide's value has shape {jnp.shape(self.draws[name].index)}"
+                    " (without a one-hot's categories): give it the steps on its first axis (as "
+                    "a guide written with scan, or AutoReinMax, does)."
+                )
+            msg["value"] = self._value(name, fn, self._step if in_scan else None)
+            msg["infer"]["enumerate"] = None
+            return
+        if name in self.guide_trace:
+            return  # replayed (outside scan) or substituted (inside)
+        if not fn.support.is_discrete:
+            return
+        if not (_is_one_hot(fn) or fn.has_enumerate_support):
+            raise ValueError(
+                f"model site {name!r} is discrete, the guide does not sample it, and it cannot "
+                f"be enumerated ({type(unwrap(fn)).__name__}): sample it in the guide (e.g. with "
+                "numpyro_reinmax.infer.AutoReinMax) or write it with a finite support "
+                "(Categorical, Bernoulli, one-hot)."
             )
-        if name not in self.scored_at_sample:
-            self.not_enumerable[name] = type(unwrap(fn)).__name__
-            self.scored_at_sample.add(name)
-        msg["value"] = self.guide_trace[name]["value"]
+        if self.placeholders:
+            msg["value"] = _first_value(fn)
+            msg["infer"]["enumerate"] = None
+        else:
+            self._enumerate(msg)
+
+    def _value(self, name: str, fn, step):
+        draw = self.draws[name]
+        kind = support_kind(fn.support)
+        event_dims = fn.event_dim - (kind == "one_hot")
+        if kind is None or event_dims != draw.event_dims or categories(fn, kind) != draw.categories:
+            raise ValueError(
+                f"site {name!r}: the guide draws {draw.categories} categories per variable with "
+                f"{draw.event_dims} event dims beyond them, but the model's site is "
+                f"{type(unwrap(fn)).__name__} with support {fn.support} and event shape "
+                f"{fn.event_shape}: give the guide site the model's support and shape "
+                "(AutoReinMax does)."
+            )
+        index = self.index_of(name, step) % draw.categories
+        if kind == "categorical":
+            return index
+        dtype = draw.one_hot.dtype
+        if kind == "one_hot":
+            return jax.nn.one_hot(index, draw.categories, dtype=dtype)
+        return index.astype(dtype)
 
 
-class _AdmitForEnumeration(_OneHotEnumeration):
-    """Mark candidate sites for parallel enumeration, in trace order, while the configurations
-    visible at each (its enumerated parents' times its own categories) fit the budget."""
+def _first_value(fn):
+    """A constant value of a discrete site (its first category), for provenance tracking."""
+    if _is_one_hot(fn):
+        k = fn.event_shape[-1]
+        return jnp.broadcast_to(jax.nn.one_hot(0, k), fn.shape())
+    return jnp.zeros(fn.shape(), jnp.result_type(fn.enumerate_support(expand=False)))
 
-    def __init__(self, fn, candidates: dict, refused: set, budget: int, nesting: int) -> None:
-        super().__init__(fn)
-        self.candidates, self.refused, self.budget, self.nesting = (
-            candidates,
-            refused,
-            budget,
-            nesting,
+
+class _Structure(NamedTuple):
+    """A model structure's factor parents, the ``scan`` of every site sampled in one, and the
+    slots. A linearised site sampled in a ``scan`` of history :math:`h` takes :math:`h + 1`
+    slots (``name@p``: its steps :math:`t \\equiv p \\bmod (h+1)`), so a factor of one step
+    sees each of its steps in a slot of its own."""
+
+    parents: dict
+    scans: dict
+    plan: SlotPlan
+
+    def elements(self, site: str, phase: int | None = None) -> np.ndarray:
+        """The elements that move ``site``'s variables (at steps of phase ``phase``)."""
+        key = site if phase is None else f"{site}@{phase}"
+        return np.array([e for variable in self.plan.elements[key] for e in variable], np.int32)
+
+    def shifts(self, site: str) -> np.ndarray:
+        """``(E, variables)`` shifts of a site; ``(phases, E, variables)`` in a ``scan``."""
+        if site not in self.scans:
+            return np.array(self.plan.shifts(site), np.int32)
+        phases = self.scans[site].history + 1
+        return np.stack(
+            [np.array(self.plan.shifts(f"{site}@{p}"), np.int32) for p in range(phases)]
         )
-
-    def process_sample(self, msg) -> None:
-        if msg["is_observed"]:
-            return
-        name, fn = msg["name"], msg["fn"]
-        kind = self.candidates.get(name)
-        if kind is None or name in self.refused:
-            return
-        shape = fn.batch_shape
-        visible = math.prod(shape[: max(0, len(shape) - self.nesting)])
-        categories = fn.event_shape[-1] if kind == "one_hot" else 2
-        if not _enumerable(fn, kind) or visible * categories > self.budget:
-            self.refused.add(name)
-            return
-        self._enumerate(msg)
-
-
-def choose_enumerated(
-    model, args, kwargs, candidates: dict, max_configurations: int, max_plate_nesting: int
-) -> list[str]:
-    """The candidate sites (name -> ``"one_hot"`` or ``"bernoulli"``) that exact enumeration can
-    sum out with no factor over ``max_configurations`` joint configurations of enumerated
-    parents: admitted greedily in trace order by tracing the (seeded) model once (more if a
-    factor downstream goes over the budget, which takes its last enumerated parent out)."""
-    from numpyro.contrib.funsor import enum, plate_to_enum_plate
-    from numpyro.contrib.funsor import trace as packed_trace
-
-    refused: set = set()
-    while True:
-        admit = _AdmitForEnumeration(
-            model, candidates, refused, max_configurations, max_plate_nesting
-        )
-        enumerated_model = enum(admit, first_available_dim=-1 - max_plate_nesting)
-        with block(), plate_to_enum_plate():
-            model_trace = packed_trace(enumerated_model).get_trace(*args, **kwargs)
-        enumerated = _in_trace_order(
-            name
-            for name, site in model_trace.items()
-            if base_name(name) in candidates
-            and base_name(name) not in refused
-            and site["infer"].get("enumerate") == "parallel"
-        )
-        demote = over_budget(model_trace, enumerated, max_configurations)
-        if not demote:
-            return enumerated
-        refused |= demote
-
-
-def _in_trace_order(names) -> list[str]:
-    """Distinct site names without their ``_PREV_`` prefixes, in order of first appearance."""
-    return list(dict.fromkeys(base_name(name) for name in names))
 
 
 class TraceLocalEnum_ELBO(ELBO):
-    r"""ELBO whose model factors are contracted with the guide's sampled one-hot values along their
-    parallel-enumeration dimensions: the gradient of each factor is that of its multilinear
-    extension :math:`\sum_c (\prod_i z_{i, c_i}) \log f(c)` (see the module docstring).
+    r"""ELBO whose model factors are scored by their multilinear extension in the guide's sampled
+    discrete values, one variable at a time (see the module docstring).
 
-    Use it like ``TraceMeanField_ELBO``: a guide that samples the discrete sites with this
-    package's reparameterized distributions (``AutoReinMax``, ``ReinMaxOneHotCategorical``,
-    ``ReinMaxBernoulli``, ...), the model unchanged. Discrete model sites the guide does not sample
-    are summed out exactly. ``numpyro.plate``, subsampling, ``numpyro.contrib.funsor.markov`` (a
-    Python loop), ``numpyro.contrib.control_flow.scan`` (forwards; the guide's value of a site in
-    the scan body carries the steps on its first axis, as NumPyro records it), ``handlers.mask``
-    and ``handlers.scale`` work.
+    Use it like ``TraceMeanField_ELBO``, with a guide that samples the discrete sites with this
+    package's estimator classes (``AutoReinMax``; one-hot ``ReinMaxOneHotCategorical``, 0/1
+    ``ReinMaxBernoulli``, integer ``ReinMaxCategorical``, or another estimator's), and the model
+    as written for ``TraceEnum_ELBO``: integer ``dist.Categorical`` sites with indexing
+    (``locs[z]``, ``Vindex``), ``dist.Bernoulli``, one-hot sites, ``numpyro.plate``,
+    subsampling, ``numpyro.contrib.funsor.markov`` (a Python loop),
+    ``numpyro.contrib.control_flow.scan`` (forwards; the guide's value of a site in the scan body
+    carries the steps on its first axis, as NumPyro records it), ``handlers.mask`` and
+    ``handlers.scale``. Discrete model sites the guide does not sample are summed out exactly.
+
+    Each step runs the model once, every linearised site batched along one perturbation
+    dimension of :math:`1 + \sum_s (K_s - 1)` elements (slots: sites that share no factor share
+    a slot; a site in a ``scan`` of history :math:`h` takes :math:`h + 1`). Which factor depends
+    on which site is read by provenance tracking (``numpyro.ops.provenance``) once per structure
+    of the model's arguments, at trace time. A factor that depends on several instances of a
+    plated site (it lies outside the site's plate) is refused with an error: put it inside the
+    plate, or give the site's plate dims to its event (``to_event``) so each instance becomes a
+    variable of its own.
 
     Args:
         num_particles: the number of particles (vectorized with ``vmap``).
         max_plate_nesting: as ``TraceEnum_ELBO`` (guessed when not given).
-        max_configurations: the largest number of configurations of sampled discrete parents that
-            one factor may be evaluated at (per plate element). A factor over the budget has its
-            parents scored at the sample (as ``Trace_ELBO`` would) from the last enumerated one
-            backwards until it fits, with one warning naming the sites. Default 4096.
         analytic_kl: score each sampled site's own prior factor and its guide term by the exact
             expectation under the guide, :math:`\sum_k q_k (\log q_k - \log p(k \mid \ldots))`
-            (its parents contracted with their samples), as ``TraceMeanField_ELBO`` does. With
-            ``False``, the loss on a given sample equals ``Trace_ELBO``'s. Default ``True``.
+            (its parents linearised in turn), as ``TraceMeanField_ELBO`` does. With ``False``,
+            the loss on a given sample equals ``Trace_ELBO``'s. Default ``True``.
+        vectorize_particles: as NumPyro's ELBOs.
 
-    Which guide sites were enumerated, and which are scored at the sample, is in
-    :attr:`enumerated_sites` and :attr:`scored_at_sample` after the first step.
+    After a step, :attr:`local_sites` lists the linearised sites and :attr:`perturbation` (a
+    :class:`~reinmax_core.perturbation.SlotPlan`) their slots and the dimension's size.
     """
 
     can_infer_discrete = True
@@ -304,19 +313,32 @@ class TraceLocalEnum_ELBO(ELBO):
         num_particles: int = 1,
         max_plate_nesting: int | None = None,
         *,
-        max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
         analytic_kl: bool = True,
         vectorize_particles: bool = True,
+        **kwargs,
     ) -> None:
-        if not (isinstance(max_configurations, int) and max_configurations >= 1):
-            raise ValueError(f"max_configurations must be an int >= 1, got {max_configurations!r}.")
+        if "max_configurations" in kwargs:
+            raise TypeError(
+                "TraceLocalEnum_ELBO takes no max_configurations: it scores every factor one "
+                "sampled site at a time, with no cap on a factor's parents. To choose which "
+                'sites to sum out exactly, use AutoReinMax(model, enumerate="auto", '
+                "max_configurations=...)."
+            )
+        if kwargs:
+            raise TypeError(f"TraceLocalEnum_ELBO got unexpected arguments {sorted(kwargs)}.")
+        if not isinstance(analytic_kl, bool):
+            raise TypeError(f"analytic_kl must be True or False, got {analytic_kl!r}.")
         super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
         self.max_plate_nesting = max_plate_nesting
-        self.max_configurations = max_configurations
         self.analytic_kl = analytic_kl
-        self.enumerated_sites: list[str] = []
-        self.scored_at_sample: set[str] = set()
-        self._scan_lengths: dict[str, tuple[int, int]] = {}
+        self.local_sites: list[str] = []
+        self.perturbation: SlotPlan | None = None
+        self._structures: dict = {}
+
+    @property
+    def _dim(self) -> int:
+        """The perturbation dimension: left of every plate; enumeration starts left of it."""
+        return -1 - self.max_plate_nesting
 
     def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
         def particle_elbo(key):
@@ -333,110 +355,167 @@ class TraceLocalEnum_ELBO(ELBO):
         model = seed(substitute(NameFailingSite(model, "model"), data=param_map), model_key)
         if self.max_plate_nesting is None:
             self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs, param_map)
-        guide_trace = trace(guide).get_trace(*args, **kwargs)
-        candidates = {}
+        drawing = _DrawThroughOneHot(guide)
+        guide_trace = trace(drawing).get_trace(*args, **kwargs)
+        draws = {}
         for name, site in guide_trace.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue
-            if _is_local_candidate(site):
-                candidates[name] = support_kind(site["fn"].support)
+            draw = _local_draw(site, drawing.one_hots)
+            if draw is not None:
+                draws[name] = draw
             elif site["fn"].support.is_discrete and not site["fn"].has_rsample:
                 raise ValueError(
                     f"guide site {name!r} is discrete and not reparameterized "
                     f"({type(unwrap(site['fn'])).__name__}): TraceLocalEnum_ELBO would give it "
-                    "zero gradient. Use a reparameterized distribution "
-                    "(numpyro_reinmax.ReinMaxOneHotCategorical, ReinMaxBernoulli, ...), or leave "
-                    "the site out of the guide to sum it out."
+                    "zero gradient. Use one of this package's estimator classes "
+                    "(numpyro_reinmax.ReinMaxCategorical, ReinMaxOneHotCategorical, "
+                    "ReinMaxBernoulli, ...), or leave the site out of the guide to sum it out."
                 )
-        replayed = {n: s for n, s in guide_trace.items() if n not in candidates}
-        while True:
-            model_trace = self._model_trace(model, guide_trace, replayed, candidates, args, kwargs)
-            over_budget = self._over_budget(model_trace)
-            if not over_budget:
-                break
-            self.scored_at_sample.update(over_budget)
-            warnings.warn(
-                f"TraceLocalEnum_ELBO: a factor's sampled discrete parents have more than "
-                f"max_configurations={self.max_configurations} joint configurations; sites "
-                f"{sorted(over_budget)} are scored at the sample from now on (their factors are "
-                "not linearised in them). Raise max_configurations to enumerate them.",
-                stacklevel=2,
-            )
-        model_log_joint = self._model_log_joint(model_trace, guide_trace)
-        guide_log_density = self._guide_log_density(guide_trace)
-        return model_log_joint - guide_log_density
+        self.local_sites = list(draws)
+        structure = self._structure(model, guide_trace, draws, args, kwargs)
+        model_trace = self._model_trace(model, guide_trace, draws, structure, args, kwargs)
+        model_log_joint = self._model_log_joint(model_trace, draws, structure)
+        return model_log_joint - self._guide_log_density(guide_trace, draws)
 
-    def _model_trace(self, model, guide_trace, replayed, candidates, args, kwargs):
+    def _structure(self, model, guide_trace, draws, args, kwargs) -> _Structure:
+        """Factor parents, ``scan``s and slots: read once per structure (the arguments' shapes,
+        the draws' kinds and shapes)."""
+        key = (
+            structure_key(args, kwargs, floats=True),
+            self.max_plate_nesting,
+            tuple(
+                (n, d.kind, jnp.shape(d.index), d.categories, d.event_dims)
+                for n, d in draws.items()
+            ),
+        )
+        if key not in self._structures:
+            parents, scans = self._factor_parents(model, guide_trace, draws, args, kwargs)
+            variables = {}
+            for name, draw in draws.items():
+                if name in scans:  # a site of a scan body
+                    for phase in range(scans[name].history + 1):
+                        variables[f"{name}@{phase}"] = draw.variables()
+                else:
+                    variables[name] = draw.variables()
+            plan = plan_slots(variables, [_planned(p, scans) for p in parents.values()])
+            self._structures[key] = _Structure(parents, scans, plan)
+        structure = self._structures[key]
+        self.perturbation = structure.plan
+        return structure
+
+    def _factor_parents(self, model, guide_trace, draws, args, kwargs):
+        """Every factor's linearised parents, by provenance tracking, and the ``scan`` of each
+        linearised site sampled in one; a factor outside the plate of a parent, or outside the
+        ``scan`` of a parent, is refused."""
+        found = {}
+
+        def log_densities(**indices):
+            def index_of(name, step):
+                return indices[name] if step is None else indices[name][step]
+
+            tracked = _Perturb(model, guide_trace, draws, index_of, placeholders=True)
+            with block():
+                model_trace = trace(_replay_others(tracked, guide_trace, draws)).get_trace(
+                    *args, **kwargs
+                )
+            found["trace"], found["scans"] = model_trace, tracked.scans
+            return {
+                name: site["fn"].log_prob(site["value"])
+                for name, site in model_trace.items()
+                if site["type"] == "sample"
+            }
+
+        provenance = eval_provenance(log_densities, **{n: d.index for n, d in draws.items()})
+        model_trace, scans = found["trace"], found["scans"]
+        parents = {}
+        for name, depends_on in provenance.items():
+            site = model_trace[name]
+            own = [n for n in draws if n in depends_on]
+            for parent in own:
+                outside = draws[parent].plates - _plates(site) - {"_time"}
+                if parent in scans:
+                    outside = set()
+                    if name not in scans and not _in_scan(site):
+                        raise NotImplementedError(
+                            f"factor {name!r}, outside the scan, depends on site {parent!r}, "
+                            "sampled inside it: TraceLocalEnum_ELBO cannot tell which steps it "
+                            "reads. Return what it needs from the scan body and score it there."
+                        )
+                if outside:
+                    raise ValueError(
+                        f"factor {name!r} depends on site {parent!r} but lies outside its "
+                        f"plate(s) {sorted(outside)}: it depends on several instances of "
+                        f"{parent!r} at once, which one slot cannot perturb one at a time. Put "
+                        f"{name!r} inside the plate, or declare the plate's dim an event dim "
+                        f"of {parent!r} (.to_event) so that each instance is a variable of its "
+                        "own."
+                    )
+            parents[name] = tuple(own)
+        return parents, scans
+
+    def _model_trace(self, model, guide_trace, draws, structure, args, kwargs):
         from numpyro.contrib.funsor import enum, plate_to_enum_plate
         from numpyro.contrib.funsor import trace as packed_trace
 
-        local = _EnumerateLocally(
-            replay(model, trace=replayed), guide_trace, candidates, self.scored_at_sample
+        perturbed = {}
+        for name, draw in draws.items():
+            shifts = jnp.asarray(structure.shifts(name))
+            if name in structure.scans:
+                scan = structure.scans[name]
+                shifts = shifts[jnp.arange(scan.length) % (scan.history + 1)]
+            perturbed[name] = perturbed_index(
+                draw.index, draw.event_dims, shifts, self._dim, time=name in structure.scans
+            )
+
+        def index_of(name, step):
+            return perturbed[name] if step is None else perturbed[name][step]
+
+        perturb = _Perturb(model, guide_trace, draws, index_of, placeholders=False)
+        enumerated = enum(
+            _replay_others(perturb, guide_trace, draws), first_available_dim=self._dim - 1
         )
-        enumerated = enum(local, first_available_dim=-1 - self.max_plate_nesting)
         with plate_to_enum_plate():
-            model_trace = packed_trace(enumerated).get_trace(*args, **kwargs)
-        if local.not_enumerable:
-            warnings.warn(
-                "TraceLocalEnum_ELBO: model sites "
-                + ", ".join(f"{n!r} ({c})" for n, c in sorted(local.not_enumerable.items()))
-                + " cannot be enumerated site-wise (extra event dims); they are scored at the "
-                "sample. Put their event dims in a plate to linearise their factors.",
-                stacklevel=2,
-            )
-        self.enumerated_sites = _in_trace_order(
-            name
-            for name, site in model_trace.items()
-            if site["type"] == "sample" and site["infer"].get(_LOCAL)
-        )
-        self._scan_lengths = local.scan_lengths
-        return model_trace
+            return packed_trace(enumerated).get_trace(*args, **kwargs)
 
-    def _over_budget(self, model_trace) -> set:
-        return over_budget(model_trace, self.enumerated_sites, self.max_configurations)
-
-    def _guide_weights(self, guide_trace, dim_name: str, site, log_prob, analytic: bool):
-        """The sampled one-hot values (the guide's probabilities where ``analytic``) of the
-        enumerated site named ``dim_name`` in a factor, as ``batch_shape + (K,)``; inside
-        ``scan``, the steps that the factor's dim refers to, the steps on the factor's time dim."""
-        guide_site = guide_trace[base_name(dim_name)]
-        if analytic:
-            weights = _guide_probs(guide_site)
+    def _log_factor(self, site, draws, structure):
+        """The site's log-density, linearised in its sampled parents, and the names of its
+        remaining dims (the perturbation dimension gone)."""
+        dim = self._dim
+        name = base_name(site["name"])
+        steps = _steps(site, structure.scans.get(name))
+        own = name in draws and self.analytic_kl
+        if own:
+            log_prob = _expectation_under_guide(site, draws[name], steps)
         else:
-            weights = _one_hot_view(support_kind(guide_site["fn"].support), guide_site["value"])
-        if base_name(dim_name) not in self._scan_lengths:
-            return weights, None
-        unrolled, length = self._scan_lengths[base_name(dim_name)]
-        if jnp.shape(weights)[0] != length:
-            raise ValueError(
-                f"guide site {base_name(dim_name)!r}: the model draws it in a scan of {length} "
-                f"steps, but the guide's value has shape {jnp.shape(weights)}: give it the steps "
-                "on its first axis (as a guide written with scan, or AutoReinMax, does)."
-            )
-        step = unrolled - steps_back(dim_name)  # the dim's step (the first, in the scanned part)
-        time = _time_dim(site["infer"]["dim_to_name"])
-        if time is None:
-            return weights[step], None
-        time_dim, _ = time
-        return weights[step : step + jnp.shape(log_prob)[time_dim]], time_dim
-
-    def _log_factor(self, site, guide_trace):
-        """The site's log-density, contracted with its sampled-and-enumerated parents, and the
-        names of its remaining dims."""
-        # enumerated one-hot sites are recorded as their index (``OneHotAsIndex``)
-        log_prob = site["fn"].log_prob(site["value"])
-        dim_to_name = OrderedDict(site["infer"].get("dim_to_name", {}))
-        for dim, parent in factor_parents(site, self.enumerated_sites).items():
-            if jnp.ndim(log_prob) < -dim or jnp.shape(log_prob)[dim] == 1:
-                del dim_to_name[dim]
+            log_prob = site["fn"].log_prob(site["value"])
+        terms = []
+        for parent in structure.parents.get(name, ()):
+            draw = draws[parent]
+            scan = structure.scans.get(parent)
+            time = scan is not None
+            differences = shifted_differences(draw.one_hot, draw.index, draw.event_dims, dim, time)
+            if not time:
+                if not (own and parent == name):
+                    terms.append((jnp.asarray(structure.elements(parent)), differences))
                 continue
-            analytic = self.analytic_kl and parent == site["name"]
-            weights, time_dim = self._guide_weights(guide_trace, parent, site, log_prob, analytic)
-            log_prob = contract_dim(log_prob, weights_on_dim(weights, dim, time_dim), dim)
-            del dim_to_name[dim]
+            for offset in range(scan.history + 1):
+                if own and parent == name and offset == 0:
+                    continue
+                term = _scan_term(structure, parent, scan, offset, steps, differences, log_prob)
+                if term is not None:
+                    terms.append(term)
+        time = _time_dim(site["infer"].get("dim_to_name", {}))
+        if time is None or time[0] < dim:  # else the steps' axis lies where the elements would
+            log_prob = linearise(log_prob, dim, terms)
+        dim_to_name = OrderedDict(
+            (d, n)
+            for d, n in site["infer"].get("dim_to_name", {}).items()
+            if d != dim or n.startswith("_time")
+        )
         return log_prob, dim_to_name
 
-    def _model_log_joint(self, model_trace, guide_trace):
+    def _model_log_joint(self, model_trace, draws, structure):
         import funsor
         from numpyro.contrib.funsor.infer_util import compute_markov_factors
 
@@ -445,7 +524,7 @@ class TraceLocalEnum_ELBO(ELBO):
             for name, site in model_trace.items()
             if site["type"] == "sample"
             and not site["is_observed"]
-            and base_name(name) not in self.enumerated_sites
+            and base_name(name) not in draws
             and site["infer"].get("enumerate") == "parallel"
         )
         total = 0.0
@@ -457,7 +536,7 @@ class TraceLocalEnum_ELBO(ELBO):
         for site in model_trace.values():
             if site["type"] != "sample":
                 continue
-            log_prob, dim_to_name = self._log_factor(site, guide_trace)
+            log_prob, dim_to_name = self._log_factor(site, draws, structure)
             names_of_site[site["name"]] = frozenset(dim_to_name.values())
             scale = 1.0 if site["scale"] is None else site["scale"]
             if sum_vars.isdisjoint(dim_to_name.values()):
@@ -522,13 +601,25 @@ class TraceLocalEnum_ELBO(ELBO):
             total = total + scales.pop() * funsor.to_data(marginal)
         return total
 
-    def _guide_log_density(self, guide_trace):
+    def _guide_log_density(self, guide_trace, draws):
+        r"""The guide's terms: for linearised sites the negative entropy under ``analytic_kl``,
+        else :math:`\log q` at the draw, linear in the one-hot draw."""
         total = 0.0
         for name, site in guide_trace.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue
-            if self.analytic_kl and name in self.enumerated_sites:
-                log_prob = _negative_entropy(site)
+            if name in draws:
+                draw = draws[name]
+                if self.analytic_kl:
+                    probs = jnp.exp(draw.log_q)
+                    log_prob = (probs * jnp.where(probs > 0, draw.log_q, 0.0)).sum(-1)
+                else:
+                    log_prob = select(draw.one_hot, draw.log_q)
+                if draw.event_dims:
+                    log_prob = log_prob.sum(tuple(range(-draw.event_dims, 0)))
+                mask = _mask_of(site["fn"])
+                if mask is not None:
+                    log_prob = jnp.where(mask, log_prob, 0.0)
             else:
                 log_prob = site["fn"].log_prob(site["value"])
             scale = 1.0 if site["scale"] is None else site["scale"]
@@ -536,29 +627,90 @@ class TraceLocalEnum_ELBO(ELBO):
         return total
 
 
+def _replay_others(fn, guide_trace, draws):
+    """``fn`` with the guide's values of every site but the linearised ones replayed (its
+    subsample indices included)."""
+    return replay(fn, trace={n: s for n, s in guide_trace.items() if n not in draws})
+
+
+def _planned(parents: tuple, scans: dict) -> list[str]:
+    """A factor's parents as slot-plan sites (every phase of a ``scan`` site)."""
+    planned = []
+    for parent in parents:
+        if parent in scans:
+            planned += [f"{parent}@{p}" for p in range(scans[parent].history + 1)]
+        else:
+            planned.append(parent)
+    return planned
+
+
+def _in_scan(site) -> bool:
+    return site["name"].startswith("_PREV_") or any(
+        name.startswith("_time") for name in site["infer"].get("dim_to_name", {}).values()
+    )
+
+
+def _steps(site, scan: _Scan | None):
+    """The ``scan`` steps a site's log-density covers: one step (an int) for a site NumPyro
+    unrolled (``_PREV_`` names), a range for the scanned steps, None outside ``scan``."""
+    if scan is None or not _in_scan(site):
+        return None
+    back = steps_back(site["name"])
+    if back:
+        return scan.unrolled - back
+    return range(scan.unrolled, scan.length)
+
+
+def _scan_term(structure, parent, scan, offset, steps, differences, log_prob):
+    """The term of a ``scan`` site ``offset`` steps back from a factor's step(s)."""
+    phases = scan.history + 1
+    if steps is None:
+        return None
+    if isinstance(steps, int):
+        step = steps - offset
+        if step < 0:
+            return None
+        return jnp.asarray(structure.elements(parent, step % phases)), differences[step]
+    start = steps.start - offset
+    if start < 0:
+        return None
+    rows = np.arange(start, steps.stop - offset)
+    table = np.stack([structure.elements(parent, p) for p in range(phases)])
+    elements = jnp.asarray(table[rows % phases])
+    rows_differences = differences[start : steps.stop - offset]
+    padding = jnp.ndim(log_prob) - jnp.ndim(rows_differences)
+    shape = jnp.shape(rows_differences)
+    return elements, rows_differences.reshape(shape[:1] + (1,) * padding + shape[1:])
+
+
+def _expectation_under_guide(site, draw: LocalDraw, steps):
+    r"""A linearised site's own prior factor as its expectation under the guide,
+    :math:`\sum_k q_k \log p(k \mid \ldots)`, at every element of the perturbation dimension
+    (the model's distribution there carries its parents' moves)."""
+    log_q = draw.log_q
+    log_p = category_log_probs(site["fn"])
+    if isinstance(steps, int):
+        log_q = log_q[steps]
+    elif steps is not None:
+        log_q = log_q[steps.start : steps.stop]
+        shape = jnp.shape(log_q)
+        log_q = log_q.reshape(shape[:1] + (1,) * (jnp.ndim(log_p) - len(shape)) + shape[1:])
+    probs = jnp.exp(log_q)
+    term = (probs * jnp.where(probs > 0, log_p, 0.0)).sum(-1)
+    if draw.event_dims:
+        term = term.sum(tuple(range(-draw.event_dims, 0)))
+    return term
+
+
 def _time_dim(dim_to_name) -> tuple[int, str] | None:
     """The time dim of a factor of ``scan``'s scanned steps, and its name (``_time_...``)."""
     return next(((d, n) for d, n in dim_to_name.items() if n.startswith("_time")), None)
 
 
-def _guide_log_probs(guide_site):
-    fn = guide_site["fn"]
-    return jax.nn.log_softmax(unwrap(fn)._one_hot_logits(), -1)
-
-
-def _guide_probs(guide_site):
-    """The guide's category probabilities at a site, ``batch_shape + (K,)``."""
-    log_probs = _guide_log_probs(guide_site)
-    return jnp.broadcast_to(jnp.exp(log_probs), guide_site["fn"].batch_shape + log_probs.shape[-1:])
-
-
-def _negative_entropy(guide_site):
-    r""":math:`\sum_k q_k \log q_k` at a guide site (masked where the guide site is masked)."""
-    fn = guide_site["fn"]
-    log_probs = _guide_log_probs(guide_site)
-    probs = jnp.exp(log_probs)
-    negative_entropy = jnp.broadcast_to(
-        (probs * jnp.where(probs > 0, log_probs, 0.0)).sum(-1), fn.batch_shape
-    )
-    mask = getattr(fn, "_mask", None)
-    return negative_entropy if mask is None else jnp.where(mask, negative_entropy, 0.0)
+def _mask_of(fn):
+    mask = None
+    while hasattr(fn, "base_dist"):
+        if getattr(fn, "_mask", None) is not None:
+            mask = fn._mask if mask is None else mask & fn._mask
+        fn = fn.base_dist
+    return mask

@@ -50,6 +50,6 @@ class ReinMaxStrategy:
         self.estimator = check_estimator(estimator, reparameterized_only=True)
 
     def __call__(self, site: dict) -> ReinMaxReparam | None:
-        if site["is_observed"] or support_kind(site["fn"].support) is None:
+        if site["is_observed"] or support_kind(site["fn"].support) not in ("one_hot", "bernoulli"):
             return None
         return ReinMaxReparam(self.temperature, self.estimator)

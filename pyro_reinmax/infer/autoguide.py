@@ -25,11 +25,12 @@ from pyro.nn.module import PyroModule, PyroParam
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch.distributions import constraints
 
-from ..families import check_estimator, site_distribution, support_kind, unwrap
+from ..families import categories, check_estimator, site_distribution, support_kind, unwrap
 from ..one_hot import OneHotCategorical
 from ..validation import check_temperature
-from .local_enum import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
+from .enumeration_budget import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
 from .scoring import priors_scored_exactly
+from .structure import structure_key
 
 __all__ = ["AutoReinMax"]
 
@@ -39,7 +40,8 @@ logger = logging.getLogger("pyro_reinmax")
 
 
 def _discrete_latent_sites(trace) -> dict:
-    """The latent sites with a discrete support, checked: one-hot or boolean only."""
+    """The latent sites with a discrete support, checked: a finite support of categories only
+    (integers ``0..K-1``, one-hot, Bernoulli)."""
     sites = {}
     for name, site in trace.iter_stochastic_nodes():
         fn = site["fn"]
@@ -49,30 +51,13 @@ def _discrete_latent_sites(trace) -> dict:
             kind = type(unwrap(fn)).__name__
             raise ValueError(
                 f"site {name!r} is discrete with support {fn.support} ({kind}): AutoReinMax "
-                "covers one-hot and Bernoulli sites. Write a Categorical site as "
-                "pyro_reinmax.OneHotCategorical (z.argmax(-1) recovers the index), or sum it out "
-                "with TraceEnum_ELBO and hide it from the guide with poutine.block."
+                "covers sites with a finite support of categories (Categorical and Binomial "
+                "integers 0..K-1, one-hot, Bernoulli). Give the site a finite support (e.g. "
+                "truncate it to a Categorical), or hide it from the guide with "
+                "poutine.block and sample it with a guide of your own."
             )
         sites[name] = site
     return sites
-
-
-def structure_key(args, kwargs) -> tuple:
-    """What of a model's arguments can change its set of sites: tensor shapes, container lengths
-    and integer, string and boolean values (not float or tensor values)."""
-
-    def key(value):
-        if isinstance(value, torch.Tensor):
-            return ("tensor", tuple(value.shape))
-        if isinstance(value, (list, tuple)):
-            return (type(value).__name__, tuple(key(item) for item in value))
-        if isinstance(value, dict):
-            return ("dict", tuple((name, key(item)) for name, item in sorted(value.items())))
-        if value is None or isinstance(value, (bool, int, str)):
-            return value
-        return type(value).__name__
-
-    return key(args), key(kwargs)
 
 
 def _warn_about_stock_one_hot_priors(sites: dict) -> None:
@@ -93,6 +78,16 @@ def _warn_about_stock_one_hot_priors(sites: dict) -> None:
                 "poutine.reparam(model, config=pyro_reinmax.infer.ReinMaxStrategy()).",
                 stacklevel=5,
             )
+
+
+def _parameter_dtype(fn) -> torch.dtype:
+    """The floating dtype of an integer-valued distribution's parameters."""
+    base = unwrap(fn)
+    for name in ("logits", "probs"):
+        value = base.__dict__.get(name)
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.dtype
+    return torch.get_default_dtype()
 
 
 class _DiscreteGuide(AutoGuide):
@@ -124,7 +119,13 @@ class _DiscreteGuide(AutoGuide):
         event_dim = site["fn"].event_dim
         for frame in site["cond_indep_stack"]:
             shape[frame.dim - event_dim] = frame.full_size or frame.size
-        init = torch.zeros(shape, dtype=site["value"].dtype, device=site["value"].device)
+        dtype = site["value"].dtype
+        kind = support_kind(site["fn"].support)
+        if kind == "categorical":  # integer values: logits get a category axis
+            shape.append(categories(site["fn"], kind))
+            event_dim += 1
+            dtype = _parameter_dtype(site["fn"])
+        init = torch.zeros(shape, dtype=dtype, device=site["value"].device)
         deep_setattr(self.logits, name, PyroParam(init, constraints.real, event_dim))
 
     def _current_sites(self, args, kwargs) -> list[str]:

@@ -1,124 +1,160 @@
 r"""``TraceLocalEnum_ELBO``: every factor of the model gets the gradient of its multilinear
-extension in the sampled discrete values (Pyro).
+extension in the sampled discrete values, one variable at a time (Pyro).
 
 Straight-through estimators (ReinMax included) differentiate the model's code at the sampled
-one-hot corner. A factor that *selects parameters* with a one-hot (``Normal(z @ locs, 1)``,
-``Bernoulli(probs=(z * phi).sum(-1))``, a transition row ``z_prev @ trans``, ``locs[z.argmax(-1)]``)
-is then an arbitrary, often very non-linear, continuous extension of the model, and the guide
-follows a useless or harmful gradient. This ELBO samples the guide's reparameterized discrete sites
-as usual, but runs the model with those sites *enumerated in parallel* (the model's code unchanged,
-as under ``TraceEnum_ELBO``), and contracts each factor along the enumeration dimensions of its
-discrete parents with their sampled one-hot values:
+corner. A factor that *selects parameters* with a discrete value (``locs[z]``, ``Normal(z @ locs,
+1)``, ``Bernoulli(probs=(z * phi).sum(-1))``, a transition row ``trans[z_prev]``) is then an
+arbitrary, often very non-linear, continuous extension of the model, and the guide follows a
+useless or harmful gradient; an integer value has no gradient at all. This ELBO samples the
+guide's discrete sites as usual and scores every factor :math:`\log f(x \mid z_1, \dots, z_m)`
+by its multilinear extension :math:`\sum_c (\prod_i z_{i, c_i}) \log f(x \mid c)` in the sampled
+one-hot values :math:`z_i`. At the sample :math:`D` the extension is :math:`\log f(D)`, so the
+loss is ``Trace_ELBO``'s; its gradient in :math:`z_i[k]` is the factor with :math:`z_i` set to
+:math:`k` and every other parent at its draw, so the model runs once, batched along one
+*perturbation dimension* shared by all sites (:mod:`reinmax_core.perturbation`): no
+enumeration dimension per site, no cap on a factor's parents, a cost linear in the number of
+sites and in the largest parent set.
 
-.. math:: \log f(x \mid z_1, \dots, z_m) \;\to\;
-    \sum_c \Big(\prod_i z_{i, c_i}\Big) \log f(x \mid c).
-
-At the sample the loss is exactly ``Trace_ELBO``'s; the gradient in :math:`z_i` no longer depends
-on :math:`z_i`, so with a guide that draws the sites independently, straight-through at
-temperature 1 and ReinMax are unbiased for every factor. A factor costs one evaluation per
-configuration of its *own* discrete parents: what parallel enumeration computes.
-
-Discrete model sites that the guide does not sample are summed out exactly, as ``TraceEnum_ELBO``
-does, so one model mixes exact enumeration (cheap sites) with ReinMax (the rest).
+With a guide that draws the sites independently, straight-through at temperature 1 is then the
+local expectation gradient (Titsias and Lázaro-Gredilla, 2015) and ReinMax is unbiased too, for
+every factor. Discrete model sites that the guide does not sample are summed out exactly, as
+``TraceEnum_ELBO`` does, so one model mixes exact enumeration with ReinMax.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from pyro import poutine
 from pyro.distributions.score_parts import ScoreParts
-from pyro.distributions.util import broadcast_shape, scale_and_mask
+from pyro.distributions.util import scale_and_mask
 from pyro.infer import TraceEnum_ELBO
+from pyro.ops.provenance import ProvenanceTensor, get_provenance
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
+from torch import Tensor
 
-from ..contraction import contract_dim, weights_on_dim
-from ..families import support_kind, unwrap
+from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
+
+from ..categorical import _CategoricalReparameterized
+from ..families import categories, support_kind, unwrap
+from ..linearisation import (
+    category_log_probs,
+    linearise,
+    perturbed_index,
+    shifted_differences,
+)
+from ..masking import select
 from ..reparameterized import Reparameterized
 from .scoring import scoring_priors_exactly
 from .site_context import NameFailingSite
+from .structure import structure_key
 
 __all__ = ["TraceLocalEnum_ELBO"]
 
-DEFAULT_MAX_CONFIGURATIONS = 4096
+
+class LocalDraw(NamedTuple):
+    """A guide site that the ELBO linearises: its kind, its one-hot view (differentiable: the
+    estimator's backward reaches the guide through it), the drawn categories, the guide's
+    normalised log-probabilities, its event axes beyond the category's, its number of
+    categories, and its vectorized plates."""
+
+    kind: str
+    one_hot: Tensor
+    index: Tensor
+    log_q: Tensor
+    event_dims: int
+    categories: int
+    plates: frozenset
+
+    def batch_shape(self) -> torch.Size:
+        return self.index.shape[: self.index.dim() - self.event_dims]
+
+    def variables(self) -> SiteVariables:
+        count = math.prod(self.index.shape[self.index.dim() - self.event_dims :])
+        return SiteVariables(count=count, categories=self.categories)
 
 
-def _one_hot_view(kind: str, value: torch.Tensor) -> torch.Tensor:
-    """The value of a one-hot (or 0/1) site as weights over its enumerated support."""
-    return value if kind == "one_hot" else torch.stack([1 - value, value], -1)
+def _plates(site) -> frozenset:
+    return frozenset(frame.name for frame in site["cond_indep_stack"] if frame.vectorized)
 
 
-def _is_local_candidate(site) -> bool:
-    """A guide site drawn by one of this package's reparameterized discrete distributions."""
-    return (
-        site["type"] == "sample"
-        and not site["is_observed"]
-        and isinstance(unwrap(site["fn"]), Reparameterized)
-        and support_kind(site["fn"].support) is not None
-    )
+class _DrawThroughOneHot(Messenger):
+    """Draw the guide's integer sites (this package's categorical classes) through their one-hot
+    estimator: the trace holds the index, :attr:`one_hots` the differentiable one-hot draw."""
 
-
-def _enumerable(fn, kind: str) -> bool:
-    """Whether Pyro can enumerate ``fn`` site-wise (no extra event dims over the base)."""
-    return fn.has_enumerate_support and fn.event_dim == (1 if kind == "one_hot" else 0)
-
-
-def enumeration_ids(model_trace, names: list[str]) -> dict:
-    """Enumeration id of each named, enumerated site of ``model_trace`` -> its name."""
-    ids = {}
-    for name in names:
-        infer = model_trace.nodes[name]["infer"]
-        ids[infer["_dim_to_id"][infer["_enumerate_dim"]]] = name
-    return ids
-
-
-def factor_parents(site, ids: dict) -> dict:
-    """The enumerated sites (of ``ids``) that a site's factor depends on: dim -> name."""
-    value, fn = site["value"], site["fn"]
-    shape = broadcast_shape(fn.batch_shape, value.shape[: value.dim() - fn.event_dim])
-    return {
-        dim: ids[id_]
-        for dim, id_ in site["infer"].get("_dim_to_id", {}).items()
-        if id_ in ids and len(shape) >= -dim and shape[dim] > 1
-    }
-
-
-def over_budget(model_trace, names: list[str], max_configurations: int) -> set:
-    """The named enumerated sites to take out of enumeration so that no factor's enumerated
-    parents (among ``names``, in trace order) exceed ``max_configurations`` joint configurations:
-    for each factor over the budget, its parents from the last one backwards."""
-    ids = enumeration_ids(model_trace, names)
-    demote = set()
-    for site in model_trace.nodes.values():
-        if site["type"] != "sample":
-            continue
-        parents = factor_parents(site, ids)
-        sizes = {name: model_trace.nodes[name]["value"].shape[0] for name in parents.values()}
-        order = sorted(sizes, key=names.index)
-        while math.prod(sizes[n] for n in order) > max_configurations:
-            demote.add(order.pop())
-    return demote
-
-
-class _ReplayOrEnumerate(Messenger):
-    """Replay the guide's values, except at the guide's reparameterized discrete sites, which are
-    marked for parallel enumeration (when Pyro can enumerate them and they are not scored at the
-    sample). Discrete model sites that the guide does not sample are marked too (summed out)."""
-
-    def __init__(self, guide_trace, candidates: dict, scored_at_sample: set) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.guide_trace = guide_trace
-        self.candidates = candidates
-        self.scored_at_sample = scored_at_sample
-        self.not_enumerable: dict[str, str] = {}
+        self.one_hots: dict[str, Tensor] = {}
 
     def _pyro_sample(self, msg) -> None:
+        base = unwrap(msg["fn"])
+        if msg["is_observed"] or msg["done"] or not isinstance(base, _CategoricalReparameterized):
+            return
+        one_hot = base.one_hot_rsample(msg["fn"].shape())
+        self.one_hots[msg["name"]] = one_hot
+        msg["value"] = one_hot.argmax(-1)
+        msg["done"] = True
+
+
+def _local_draw(site, one_hots: dict) -> LocalDraw | None:
+    """The site as a :class:`LocalDraw` if the ELBO linearises it (a guide site drawn by one of
+    this package's estimator classes), else None."""
+    if site["type"] != "sample" or site["is_observed"]:
+        return None
+    fn = site["fn"]
+    if not isinstance(unwrap(fn), Reparameterized):
+        return None
+    kind = support_kind(fn.support)
+    value = site["value"]
+    if kind == "categorical":
+        one_hot = one_hots[site["name"]]
+        event_dims = fn.event_dim
+        index = value
+    elif kind == "bernoulli":
+        one_hot = torch.stack([1 - value, value], -1)
+        event_dims = fn.event_dim
+        index = value.detach().long()
+    else:
+        one_hot = value
+        event_dims = fn.event_dim - 1
+        index = value.detach().argmax(-1)
+    log_q = unwrap(fn)._one_hot_logits().log_softmax(-1)
+    log_q = log_q.expand(index.shape + log_q.shape[-1:])
+    return LocalDraw(kind, one_hot, index, log_q, event_dims, one_hot.shape[-1], _plates(site))
+
+
+def _squeezed(shape) -> tuple:
+    """A batch shape without its leading 1s."""
+    shape = tuple(shape)
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+class _Perturb(Messenger):
+    """Run the model with every linearised site batched along the perturbation dimension (values
+    from :meth:`value`), the other guide sites replayed, and the discrete model sites that the
+    guide does not sample marked for parallel enumeration (summed out). With ``tag``, the
+    linearised sites' values carry their names as provenance instead (one element)."""
+
+    def __init__(self, guide_trace, draws: dict, plan: SlotPlan | None, dim: int) -> None:
+        super().__init__()
+        self.guide_trace, self.draws, self.plan, self.dim = guide_trace, draws, plan, dim
+
+    def _pyro_sample(self, msg) -> None:
+        # values are set without ``done``: the enumeration handler must still see every site
+        # (pyro.markov's scopes name them all), and leaves a site with a value as it is
         name = msg["name"]
         if msg["is_observed"]:
+            return
+        if name in self.draws:
+            msg["value"] = self.value(name, msg["fn"])
+            msg["infer"] = {**msg["infer"], "enumerate": None}
             return
         if name not in self.guide_trace:
             if site_is_subsample(msg):
@@ -129,116 +165,127 @@ class _ReplayOrEnumerate(Messenger):
                     raise ValueError(
                         f"model site {name!r} is discrete, the guide does not sample it, and it "
                         f"cannot be enumerated ({type(unwrap(fn)).__name__}): sample it in the "
-                        "guide (e.g. with pyro_reinmax.infer.AutoReinMax) or write it as a "
-                        "one-hot or Bernoulli site."
+                        "guide (e.g. with pyro_reinmax.infer.AutoReinMax) or write it with a "
+                        "finite support (Categorical, Bernoulli, one-hot)."
                     )
                 msg["infer"].setdefault("enumerate", "parallel")
             return
         guide_site = self.guide_trace.nodes[name]
-        kind = self.candidates.get(name)
-        if kind is not None and name not in self.scored_at_sample:
-            if _enumerable(msg["fn"], kind):
-                msg["infer"]["enumerate"] = "parallel"
-                msg["infer"]["_pyro_reinmax_local"] = True
-                return
-            self.not_enumerable[name] = type(unwrap(msg["fn"])).__name__
-            self.scored_at_sample.add(name)
         msg["value"] = guide_site["value"]
         msg["infer"] = guide_site["infer"]
-        msg["done"] = True
+
+    def value(self, name: str, fn) -> Tensor:
+        """The model site's values: the guide's draw, moved at every element of the perturbation
+        dimension, in the model's representation (one-hot, 0/1 or integer)."""
+        draw = self.draws[name]
+        kind = support_kind(fn.support)
+        event_dims = fn.event_dim - (kind == "one_hot")
+        if kind is None or event_dims != draw.event_dims or categories(fn, kind) != draw.categories:
+            raise ValueError(
+                f"site {name!r}: the guide draws {draw.categories} categories per variable with "
+                f"event shape {tuple(draw.index.shape[draw.index.dim() - draw.event_dims :])}, "
+                f"but the model's site is {type(unwrap(fn)).__name__} with support {fn.support} "
+                f"and event shape {tuple(fn.event_shape)}: give the guide site the model's "
+                "support and shape (AutoReinMax does)."
+            )
+        model_batch = fn.batch_shape[max(0, len(fn.batch_shape) + self.dim + 1) :]
+        if _squeezed(model_batch) != _squeezed(draw.batch_shape()):
+            raise ValueError(
+                f"site {name!r}: the guide's value has batch shape {tuple(draw.batch_shape())}, "
+                f"the model's distribution {tuple(model_batch)}: sample the guide site inside "
+                "the same plates as the model's (with the same sizes)."
+            )
+        if self.plan is None:
+            shifts = torch.zeros((1, draw.variables().count), dtype=torch.long)
+        else:
+            shifts = torch.tensor(self.plan.shifts(name), dtype=torch.long)
+        index = perturbed_index(draw.index, draw.event_dims, shifts.to(draw.index.device), self.dim)
+        index = index % draw.categories
+        if self.plan is None:
+            index = ProvenanceTensor(index, frozenset({name}))
+        if kind == "categorical":
+            return index
+        dtype = draw.one_hot.dtype
+        return F.one_hot(index, draw.categories).to(dtype) if kind == "one_hot" else index.to(dtype)
 
 
-class _AdmitForEnumeration(Messenger):
-    """Mark candidate sites for parallel enumeration, in trace order, while the configurations
-    visible at each (its enumerated parents' times its own categories) fit the budget."""
+class _Structure:
+    """A model structure's factor parents and slots, with the element indices derived from them
+    (cached per device)."""
 
-    def __init__(self, candidates: dict, refused: set, budget: int, max_plate_nesting: int) -> None:
-        super().__init__()
-        self.candidates, self.refused = candidates, refused
-        self.budget, self.max_plate_nesting = budget, max_plate_nesting
+    def __init__(self, parents: dict, plan: SlotPlan) -> None:
+        self.parents, self.plan = parents, plan
+        self._elements: dict = {}
+        self._unmoved: dict = {}
 
-    def _pyro_sample(self, msg) -> None:
-        name, fn = msg["name"], msg["fn"]
-        kind = self.candidates.get(name)
-        if msg["is_observed"] or kind is None or name in self.refused:
-            return
-        shape = fn.batch_shape
-        visible = math.prod(shape[: max(0, len(shape) - self.max_plate_nesting)])
-        categories = fn.event_shape[-1] if kind == "one_hot" else 2
-        if not _enumerable(fn, kind) or visible * categories > self.budget:
-            self.refused.add(name)
-            return
-        msg["infer"]["enumerate"] = "parallel"
+    def elements(self, site: str, device) -> Tensor:
+        """The elements that move ``site``'s variables, variable-major."""
+        key = (site, device)
+        if key not in self._elements:
+            flat = [e for variable in self.plan.elements[site] for e in variable]
+            self._elements[key] = torch.tensor(flat, dtype=torch.long, device=device)
+        return self._elements[key]
 
-
-def choose_enumerated(
-    model, args, kwargs, candidates: dict, max_configurations: int, max_plate_nesting: int
-) -> list[str]:
-    """The candidate sites (name -> ``"one_hot"`` or ``"bernoulli"``) that exact enumeration can
-    sum out with no factor over ``max_configurations`` joint configurations of enumerated
-    parents: admitted greedily in trace order by tracing the model once (more if a factor
-    downstream goes over the budget, which takes its last enumerated parent out)."""
-    refused: set = set()
-    while True:
-        admit = _AdmitForEnumeration(candidates, refused, max_configurations, max_plate_nesting)
-        enumerate_ = EnumMessenger(first_available_dim=-1 - max_plate_nesting)
-        with poutine.block():
-            trace = poutine.trace(enumerate_(admit(model))).get_trace(*args, **kwargs)
-        trace = prune_subsample_sites(trace)
-        enumerated = [
-            name
-            for name, site in trace.nodes.items()
-            if name in candidates and site["infer"].get("_enumerate_dim") is not None
-        ]
-        demote = over_budget(trace, enumerated, max_configurations)
-        if not demote:
-            return enumerated
-        refused |= demote
+    def unmoved(self, parents: tuple, device) -> Tensor | None:
+        """The elements that move none of ``parents`` (None if every element moves one)."""
+        key = (parents, device)
+        if key not in self._unmoved:
+            moved = {e for p in parents for variable in self.plan.elements[p] for e in variable}
+            rest = [e for e in range(1, self.plan.size) if e not in moved]
+            self._unmoved[key] = (
+                torch.tensor(rest, dtype=torch.long, device=device) if rest else None
+            )
+        return self._unmoved[key]
 
 
 class TraceLocalEnum_ELBO(TraceEnum_ELBO):
-    r"""ELBO whose model factors are contracted with the guide's sampled one-hot values along their
-    parallel-enumeration dimensions: the gradient of each factor is that of its multilinear
-    extension :math:`\sum_c (\prod_i z_{i, c_i}) \log f(c)` (see the module docstring).
+    r"""ELBO whose model factors are scored by their multilinear extension in the guide's sampled
+    discrete values, one variable at a time (see the module docstring).
 
-    Use it like ``TraceMeanField_ELBO``: a guide that samples the discrete sites with this
-    package's reparameterized distributions (``AutoReinMax``, ``ReinMaxOneHotCategorical``,
-    ``ReinMaxBernoulli``, ...), the model unchanged. Discrete model sites the guide does not sample
-    are summed out exactly (they are marked for parallel enumeration; mark them yourself to choose
-    otherwise). ``pyro.plate``, subsampling, ``pyro.markov``, ``poutine.mask`` and ``poutine.scale``
-    work as under ``TraceEnum_ELBO``.
+    Use it like ``TraceMeanField_ELBO``, with a guide that samples the discrete sites with this
+    package's estimator classes (``AutoReinMax``; one-hot ``ReinMaxOneHotCategorical``, 0/1
+    ``ReinMaxBernoulli``, integer ``ReinMaxCategorical``, or another estimator's), and the model
+    as written for ``TraceEnum_ELBO``: integer ``dist.Categorical`` sites with indexing
+    (``locs[z]``, ``Vindex``), ``dist.Bernoulli``, one-hot sites, ``pyro.plate``,
+    subsampling, ``pyro.markov``, ``poutine.mask`` and ``poutine.scale``. Discrete model sites the
+    guide does not sample are summed out exactly (marked for parallel enumeration).
+
+    Each step runs the model once, every linearised site batched along one perturbation
+    dimension of :math:`1 + \sum_s (K_s - 1)` elements (slots: sites that share no factor share
+    a slot). Which factor depends on which site is read once per structure of the model's
+    arguments, by provenance tracking, and checked at every step. A factor that depends on
+    several instances of a plated site (it lies outside the site's plate) is refused with an
+    error: put it inside the plate, or give the site's plate dims to its event (``to_event``)
+    so each instance becomes a variable of its own.
 
     Args:
-        max_configurations: the largest number of configurations of sampled discrete parents that
-            one factor may be evaluated at (per plate element). A factor over the budget has its
-            parents scored at the sample (as ``Trace_ELBO`` would) from the last enumerated one
-            backwards until it fits, with one warning naming the sites. Default 4096.
         analytic_kl: score each sampled site's own prior factor and its guide term by the exact
             expectation under the guide, :math:`\sum_k q_k (\log q_k - \log p(k \mid \ldots))`
-            (its parents contracted with their samples), as ``TraceMeanField_ELBO`` does. With
-            ``False``, the loss on a given sample equals ``Trace_ELBO``'s. Default ``True``.
+            (its parents linearised in turn), as ``TraceMeanField_ELBO`` does. With ``False``,
+            the loss on a given sample equals ``Trace_ELBO``'s. Default ``True``.
         max_plate_nesting, num_particles, vectorize_particles: as ``TraceEnum_ELBO``; other
             keyword arguments go to it too.
 
-    Which guide sites were enumerated, and which are scored at the sample, is in
-    :attr:`enumerated_sites` and :attr:`scored_at_sample` after the first step.
+    After a step, :attr:`local_sites` lists the linearised sites and :attr:`perturbation` (a
+    :class:`~reinmax_core.perturbation.SlotPlan`) their slots and the dimension's size.
     """
 
-    def __init__(
-        self,
-        *,
-        max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
-        analytic_kl: bool = True,
-        **kwargs,
-    ) -> None:
-        if not (isinstance(max_configurations, int) and max_configurations >= 1):
-            raise ValueError(f"max_configurations must be an int >= 1, got {max_configurations!r}.")
+    def __init__(self, *, analytic_kl: bool = True, **kwargs) -> None:
+        if "max_configurations" in kwargs:
+            raise TypeError(
+                "TraceLocalEnum_ELBO takes no max_configurations: it scores every factor one "
+                "sampled site at a time, with no cap on a factor's parents. To choose which "
+                'sites to sum out exactly, use AutoReinMax(model, enumerate="auto", '
+                "max_configurations=...)."
+            )
+        if not isinstance(analytic_kl, bool):
+            raise TypeError(f"analytic_kl must be True or False, got {analytic_kl!r}.")
         kwargs.setdefault("strict_enumeration_warning", False)
         super().__init__(**kwargs)
-        self.max_configurations = max_configurations
         self.analytic_kl = analytic_kl
-        self.enumerated_sites: list[str] = []
-        self.scored_at_sample: set[str] = set()
+        self.local_sites: list[str] = []
+        self.perturbation: SlotPlan | None = None
+        self._structures: dict = {}
 
     def _get_traces(self, model, guide, args, kwargs):
         if isinstance(poutine.unwrap(guide), Messenger):
@@ -256,8 +303,15 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         with scoring_priors_exactly():
             return self._get_trace_scored_exactly(model, guide, args, kwargs)
 
+    @property
+    def _dim(self) -> int:
+        """The perturbation dimension: left of every plate; enumeration starts left of it."""
+        return -1 - self.max_plate_nesting
+
     def _get_trace_scored_exactly(self, model, guide, args, kwargs):
-        guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
+        drawing = _DrawThroughOneHot()
+        guide_trace = poutine.trace(drawing(guide), graph_type="flat").get_trace(*args, **kwargs)
+        draws = {}
         for name, site in guide_trace.nodes.items():
             if site["type"] == "sample" and site["infer"].get("enumerate"):
                 raise NotImplementedError(
@@ -265,96 +319,164 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
                     "the guide's discrete sites. Sum it out in the model instead (leave it out of "
                     "the guide), or use pyro.infer.TraceEnum_ELBO."
                 )
-        candidates = {
-            name: support_kind(site["fn"].support)
-            for name, site in guide_trace.nodes.items()
-            if _is_local_candidate(site)
-        }
-        while True:
-            model_trace = self._model_trace(model, guide_trace, candidates, args, kwargs)
-            over_budget = self._over_budget(model_trace)
-            if not over_budget:
+            draw = _local_draw(site, drawing.one_hots)
+            if draw is not None:
+                draws[name] = draw
+        self.local_sites = list(draws)
+        for refresh in (False, True):
+            structure = self._plan(model, guide_trace, draws, args, kwargs, refresh)
+            model_trace = self._model_trace(model, guide_trace, draws, structure.plan, args, kwargs)
+            model_trace.compute_log_prob()
+            stale = self._linearise(model_trace, draws, structure)
+            if not stale:
                 break
-            self.scored_at_sample.update(over_budget)
-            warnings.warn(
-                f"TraceLocalEnum_ELBO: a factor's sampled discrete parents have more than "
-                f"max_configurations={self.max_configurations} joint configurations; sites "
-                f"{sorted(over_budget)} are scored at the sample from now on (their factors are "
-                "not linearised in them). Raise max_configurations to enumerate them.",
-                stacklevel=4,
+        else:
+            raise RuntimeError(
+                f"TraceLocalEnum_ELBO: factor {stale!r} changes with a sampled site that "
+                "provenance tracking did not see it read (a value taken out of torch, e.g. "
+                "with .item() or numpy?). Keep the discrete values in torch operations."
             )
         guide_trace = prune_subsample_sites(guide_trace)
-        model_trace.compute_log_prob()
-        guide_trace.compute_score_parts()
-        self._contract(model_trace, guide_trace)
+        self._score_guide(guide_trace, draws)
+        guide_trace.compute_score_parts()  # the other sites
         guide_trace.pack_tensors()
         model_trace.pack_tensors(guide_trace.plate_to_symbol)
         return model_trace, guide_trace
 
-    def _model_trace(self, model, guide_trace, candidates, args, kwargs):
-        replay = _ReplayOrEnumerate(guide_trace, candidates, self.scored_at_sample)
-        enumerated = EnumMessenger(first_available_dim=-1 - self.max_plate_nesting)
-        model_trace = poutine.trace(enumerated(replay(model)), graph_type="flat").get_trace(
+    def _plan(self, model, guide_trace, draws, args, kwargs, refresh: bool) -> _Structure:
+        """Which linearised sites each factor depends on, and the slots: read once per structure
+        (the arguments' shapes and the draws' kinds and shapes), again when ``refresh``."""
+        key = (
+            structure_key(args, kwargs, floats=True),
+            self.max_plate_nesting,
+            tuple((n, d.kind, tuple(d.index.shape), d.categories) for n, d in draws.items()),
+        )
+        if refresh or key not in self._structures:
+            parents = self._factor_parents(model, guide_trace, draws, args, kwargs)
+            plan = plan_slots({n: d.variables() for n, d in draws.items()}, parents.values())
+            self._structures[key] = _Structure(parents, plan)
+        structure = self._structures[key]
+        self.perturbation = structure.plan
+        return structure
+
+    def _factor_parents(self, model, guide_trace, draws, args, kwargs) -> dict:
+        """Every factor's linearised parents, by provenance tracking; a factor outside the plate
+        of a parent is refused."""
+        tag = _Perturb(guide_trace, draws, None, self._dim)
+        enumerate_ = EnumMessenger(first_available_dim=self._dim - 1)
+        with torch.no_grad():
+            trace = poutine.trace(enumerate_(tag(model)), graph_type="flat").get_trace(
+                *args, **kwargs
+            )
+        trace = prune_subsample_sites(trace)
+        trace.compute_log_prob()
+        parents = {}
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or "log_prob" not in site:
+                continue
+            found = [n for n in draws if n in get_provenance(site["log_prob"])]
+            for parent in found:
+                outside = draws[parent].plates - _plates(site)
+                if outside:
+                    raise ValueError(
+                        f"factor {name!r} depends on site {parent!r} but lies outside its "
+                        f"plate(s) {sorted(outside)}: it depends on several instances of "
+                        f"{parent!r} at once, which one slot cannot perturb one at a time. Put "
+                        f"{name!r} inside the plate, or declare the plate's dim an event dim of "
+                        f"{parent!r} (.to_event) so that each instance is a variable of its own."
+                    )
+            parents[name] = tuple(found)
+        return parents
+
+    def _model_trace(self, model, guide_trace, draws, plan, args, kwargs):
+        perturb = _Perturb(guide_trace, draws, plan, self._dim)
+        enumerate_ = EnumMessenger(first_available_dim=self._dim - 1)
+        model_trace = poutine.trace(enumerate_(perturb(model)), graph_type="flat").get_trace(
             *args, **kwargs
         )
-        model_trace = prune_subsample_sites(model_trace)
-        if replay.not_enumerable:
-            warnings.warn(
-                "TraceLocalEnum_ELBO: model sites "
-                + ", ".join(f"{n!r} ({c})" for n, c in sorted(replay.not_enumerable.items()))
-                + " cannot be enumerated site-wise (extra event dims); they are scored at the "
-                "sample. Put their event dims in a plate to linearise their factors.",
-                stacklevel=5,
-            )
-        self.enumerated_sites = [
-            name
-            for name, site in model_trace.nodes.items()
-            if site["type"] == "sample" and site["infer"].get("_pyro_reinmax_local")
-        ]
-        return model_trace
+        return prune_subsample_sites(model_trace)
 
-    def _over_budget(self, model_trace) -> set:
-        return over_budget(model_trace, self.enumerated_sites, self.max_configurations)
-
-    def _contract(self, model_trace, guide_trace) -> None:
-        """Contract every factor with the sampled one-hots of its enumerated parents (with the
-        guide's probabilities along a site's own dimension under ``analytic_kl``)."""
-        local_ids = enumeration_ids(model_trace, self.enumerated_sites)
-        weights, own_weights = {}, {}
-        for name in self.enumerated_sites:
-            guide_site = guide_trace.nodes[name]
-            kind = support_kind(guide_site["fn"].support)
-            weights[name] = own_weights[name] = _one_hot_view(kind, guide_site["value"])
-            if self.analytic_kl:
-                own_weights[name] = _score_by_expectation(guide_site)
+    def _linearise(self, model_trace, draws, structure: _Structure) -> str | None:
+        """Replace every factor by its linearisation; return the name of a factor that changes
+        at an element none of its known parents moves (dependencies went stale), else None."""
+        dim = self._dim
+        differences = {
+            name: shifted_differences(draw.one_hot, draw.index, draw.event_dims, dim)
+            for name, draw in draws.items()
+        }
+        checks = []
         for name, site in model_trace.nodes.items():
             if site["type"] != "sample" or "log_prob" not in site:
                 continue
-            parents = factor_parents(site, local_ids)
+            own = name in draws and self.analytic_kl
+            if own:
+                _expect_under_guide(site, draws[name])
+            parents = structure.parents.get(name, ())
+            device = site["log_prob"].device
+            terms = [
+                (structure.elements(p, device), differences[p])
+                for p in parents
+                if not (own and p == name)
+            ]
             log_prob, unscaled = site["log_prob"], site["unscaled_log_prob"]
-            for dim, parent in parents.items():
-                w = weights_on_dim((own_weights if parent == name else weights)[parent], dim)
-                log_prob = contract_dim(log_prob, w, dim)
-                unscaled = contract_dim(unscaled, w, dim)
-                del site["infer"]["_dim_to_id"][dim]
-            site["log_prob"], site["unscaled_log_prob"] = log_prob, unscaled
-            site["log_prob_sum"] = log_prob.sum()
-            if name in weights:
-                del site["infer"]["_enumerate_dim"]
-                site["value"] = guide_trace.nodes[name]["value"]
+            if log_prob.dim() >= -dim and log_prob.shape[dim] > 1:
+                unmoved = structure.unmoved(parents, device)
+                if unmoved is not None:
+                    checks.append((name, log_prob, unmoved))
+            site["log_prob"] = linearise(log_prob, dim, terms)
+            site["unscaled_log_prob"] = (
+                site["log_prob"] if unscaled is log_prob else linearise(unscaled, dim, terms)
+            )
+            site["log_prob_sum"] = site["log_prob"].sum()
+            if name in draws:
+                site["value"] = draws[name].index
+        return _stale_factor(checks, dim)
+
+    def _score_guide(self, guide_trace, draws) -> None:
+        r"""The guide terms of linearised sites: the negative entropy under ``analytic_kl``, else
+        :math:`\log q` at the draw, linear in the one-hot draw (pathwise, no score function)."""
+        for name, draw in draws.items():
+            site = guide_trace.nodes[name]
+            log_q = draw.log_q
+            if self.analytic_kl:
+                probs = log_q.exp()
+                term = (probs * torch.where(probs > 0, log_q, 0.0)).sum(-1)
+            else:
+                term = select(draw.one_hot, log_q)
+            term = term.sum(tuple(range(-draw.event_dims, 0))) if draw.event_dims else term
+            site["unscaled_log_prob"] = term
+            site["log_prob"] = scale_and_mask(term, site["scale"], site["mask"])
+            site["log_prob_sum"] = site["log_prob"].sum()
+            site["score_parts"] = ScoreParts(
+                log_prob=site["log_prob"], score_function=0, entropy_term=0
+            )
 
 
-def _score_by_expectation(guide_site) -> torch.Tensor:
-    r"""Replace the guide term :math:`\log q(z)` by its expectation :math:`\sum_k q_k \log q_k`;
-    return the guide's probabilities ``batch_shape + (K,)``."""
-    fn = guide_site["fn"]
-    log_probs = torch.log_softmax(unwrap(fn)._one_hot_logits(), -1)
-    probs = log_probs.exp()
-    negative_entropy = (probs * torch.where(probs > 0, log_probs, 0.0)).sum(-1)
-    negative_entropy = negative_entropy.expand(fn.batch_shape)
-    log_prob = scale_and_mask(negative_entropy, guide_site["scale"], guide_site["mask"])
-    guide_site["unscaled_log_prob"] = negative_entropy
-    guide_site["log_prob"] = log_prob
-    guide_site["log_prob_sum"] = log_prob.sum()
-    guide_site["score_parts"] = ScoreParts(log_prob=log_prob, score_function=0, entropy_term=0)
-    return probs.expand(fn.batch_shape + probs.shape[-1:])
+def _expect_under_guide(site, draw: LocalDraw) -> None:
+    r"""A linearised site's own prior factor as its expectation under the guide,
+    :math:`\sum_k q_k \log p(k \mid \ldots)`, at every element of the perturbation dimension
+    (the model's distribution there carries its parents' moves)."""
+    probs = draw.log_q.exp()
+    log_p = category_log_probs(site["fn"])
+    term = (probs * torch.where(probs > 0, log_p, 0.0)).sum(-1)
+    if draw.event_dims:
+        term = term.sum(tuple(range(-draw.event_dims, 0)))
+    site["unscaled_log_prob"] = term
+    site["log_prob"] = scale_and_mask(term, site["scale"], site["mask"])
+
+
+def _stale_factor(checks, dim) -> str | None:
+    """The first factor whose log-density differs from its value at the sample at an element
+    that none of its parents moves (one synchronisation for all factors)."""
+    flags = []
+    for name, log_prob, unmoved in checks:
+        base = log_prob.detach().narrow(dim, 0, 1)
+        other = log_prob.detach().index_select(dim, unmoved)
+        differs = (other != base) & ~(other.isnan() & base.isnan())
+        flags.append((name, differs.any()))
+    if not flags:
+        return None
+    stacked = torch.stack([flag for _, flag in flags])
+    if not bool(stacked.any()):
+        return None
+    return flags[int(stacked.nonzero()[0, 0])][0]

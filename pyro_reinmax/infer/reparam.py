@@ -55,6 +55,6 @@ class ReinMaxStrategy(Strategy):
         self.estimator = check_estimator(estimator, reparameterized_only=True)
 
     def configure(self, msg: dict) -> ReinMaxReparam | None:
-        if msg["is_observed"] or support_kind(msg["fn"].support) is None:
-            return None
+        if msg["is_observed"] or support_kind(msg["fn"].support) not in ("one_hot", "bernoulli"):
+            return None  # integer sites have no reparameterized counterpart
         return ReinMaxReparam(self.temperature, self.estimator)

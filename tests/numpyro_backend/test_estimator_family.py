@@ -176,8 +176,9 @@ def test_an_option_the_rule_does_not_take_is_refused():
 @pytest.mark.parametrize("name", FAMILY)
 def test_distributions_pass_their_options_to_the_backward(name, key):
     """``sample`` of the one-hot class, of an expanded one and of one passed through ``jit`` as a
-    pytree equals the functional op with the same options and key."""
-    one_hot_class, _ = ESTIMATORS[name]
+    pytree, and the integer class's one-hot draw, equal the functional op with the same options
+    and key."""
+    one_hot_class, _, integer_class = ESTIMATORS[name]
     logits = jax.random.normal(key, (4,))
     options = FAMILY_OPTIONS[name]
     weights = jax.random.normal(jax.random.PRNGKey(9), (3, 4))
@@ -189,10 +190,11 @@ def test_distributions_pass_their_options_to_the_backward(name, key):
     makers = (
         lambda x: one_hot_class(logits=x, temperature=0.9, **options).expand((3,)).sample(key),
         through_jit,
+        lambda x: integer_class(logits=x, temperature=0.9, **options).one_hot_sample(key, (3,)),
         lambda x: getattr(numpyro_reinmax, name)(key, jnp.broadcast_to(x, (3, 4)), 0.9, **options)[
             0
         ],
     )
     grads = [jax.grad(lambda x, make=make: (make(x) * weights).sum())(logits) for make in makers]
-    np.testing.assert_allclose(grads[0], grads[2], rtol=1e-12)
-    np.testing.assert_allclose(grads[1], grads[2], rtol=1e-12)
+    for grad in grads[:-1]:
+        np.testing.assert_allclose(grad, grads[-1], rtol=1e-12)

@@ -106,7 +106,7 @@ def test_strategy_reparameterizes_every_discrete_latent_site_and_nothing_else(es
 
     reparameterized = handlers.reparam(model, config=ReinMaxStrategy(estimator=estimator))
     trace = handlers.trace(handlers.seed(reparameterized, key)).get_trace()
-    one_hot_class, bernoulli_class = nr.families.ESTIMATORS[estimator]
+    one_hot_class, bernoulli_class, _ = nr.families.ESTIMATORS[estimator]
     assert isinstance(trace["z"]["fn"], one_hot_class)
     assert isinstance(trace["b"]["fn"].base_dist, bernoulli_class)
     assert type(trace["loc"]["fn"]) is dist.Normal
@@ -223,12 +223,23 @@ def test_continuous_sites_go_to_the_companion_and_median_quantiles_predictive_wo
     }
 
 
-def test_integer_categorical_sites_are_refused_with_what_to_do(key):
+def test_integer_sites_get_integer_guide_sites_and_others_a_clear_error(key):
     def model():
         numpyro.sample("z", dist.Categorical(logits=jnp.zeros(3)))
+        numpyro.sample("n", dist.Binomial(4, 0.3))
 
-    with pytest.raises(ValueError, match=r"numpyro_reinmax\.OneHotCategorical"):
-        handlers.seed(AutoReinMax(model), key)()
+    guide = AutoReinMax(model)
+    trace = handlers.trace(handlers.seed(guide, key)).get_trace()
+    assert type(trace["z"]["fn"]).__name__ == "ReinMaxCategorical"
+    assert jnp.issubdtype(trace["z"]["value"].dtype, jnp.integer)
+    params = {n: s["value"] for n, s in trace.items() if s["type"] == "param"}
+    assert jnp.issubdtype(guide.median(params)["n"].dtype, jnp.integer)
+
+    def counts():
+        numpyro.sample("k", dist.Poisson(3.0))
+
+    with pytest.raises(ValueError, match=r"finite support"):
+        handlers.seed(AutoReinMax(counts), key)()
 
 
 def test_bad_arguments():

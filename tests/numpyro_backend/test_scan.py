@@ -188,7 +188,7 @@ def test_scan_factors_get_the_gradient_of_the_hand_written_multilinear_model(key
     elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1)
     loss, grads = _value_and_grad(elbo, hmm, key)
     expected, expected_grads = _value_and_grad(Trace_ELBO(), hmm_multilinear, key)
-    assert elbo.enumerated_sites == ["z"]
+    assert elbo.local_sites == ["z"]
     assert float(loss) == pytest.approx(float(expected) - T * N * np.log(K), abs=1e-9)
     for name in PARAMS:
         np.testing.assert_allclose(grads[name], expected_grads[name], rtol=1e-9, atol=1e-9)
@@ -262,7 +262,7 @@ def test_scan_hybrid_sums_out_the_other_chain_exactly(key):
     elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1)
     loss, grads = jit_value_and_grad(elbo_loss, PARAMS, jax.random.PRNGKey(key))
     expected, expected_grads = jit_value_and_grad(reference, PARAMS, jax.random.PRNGKey(key))
-    assert elbo.enumerated_sites == ["z"]
+    assert elbo.local_sites == ["z"]
     assert float(loss) == pytest.approx(float(expected), abs=1e-9)
     for name in PARAMS:
         np.testing.assert_allclose(grads[name], expected_grads[name], rtol=1e-8, atol=1e-9)
@@ -273,7 +273,7 @@ def test_scan_sites_the_guide_leaves_out_are_summed_out_exactly():
     loss = jax.jit(lambda p: elbo.loss(jax.random.PRNGKey(0), p, factorial_hmm, no_guide, X))(
         PARAMS
     )
-    assert elbo.enumerated_sites == []
+    assert elbo.local_sites == []
     expected = exact_log_likelihood(nr.enum_onehot(factorial_hmm), PARAMS)
     assert float(loss) == pytest.approx(-float(expected), abs=1e-9)
 
@@ -345,7 +345,7 @@ def test_scan_loss_at_the_sample_equals_trace_elbo(key):
     loss is Trace_ELBO's (NumPyro replays the guide's values into the scan body there)."""
     elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1)
     loss = elbo.loss(jax.random.PRNGKey(key), PARAMS, factorial_hmm, both_chains_guide, X)
-    assert elbo.enumerated_sites == ["z", "w"]
+    assert elbo.local_sites == ["z", "w"]
     expected = Trace_ELBO().loss(
         jax.random.PRNGKey(key), PARAMS, factorial_hmm, both_chains_guide, X
     )
@@ -360,9 +360,10 @@ def test_infer_discrete_refuses_scan_with_what_works():
         trace(sampler).get_trace(X)
 
 
-def test_a_scan_site_that_cannot_be_enumerated_is_refused_with_what_to_do():
-    """A guide-sampled site with an extra event dim inside scan cannot be enumerated, and NumPyro's
-    scan cannot take it at the sample while it enumerates the rest: a clear error."""
+def test_a_scan_site_with_extra_event_dims_is_refused_with_what_to_do():
+    """A guide-sampled site with an extra event dim inside scan: NumPyro's scan cannot stack its
+    values along the perturbation dimension (outside scan such sites are linearised per
+    variable): a clear error."""
 
     def pairs(x):
         def step(carry, x_t):

@@ -156,9 +156,9 @@ def test_an_option_the_rule_does_not_take_is_refused():
 
 @pytest.mark.parametrize("name", FAMILY)
 def test_distributions_pass_their_options_to_the_backward(name):
-    """``rsample`` of the one-hot class, and of an expanded one, equals the functional op with
-    the same options and the same seed."""
-    one_hot_class, _ = ESTIMATORS[name]
+    """``rsample`` of the one-hot class, and of an expanded one, and the integer class's one-hot
+    draw, equal the functional op with the same options and the same seed."""
+    one_hot_class, _, integer_class = ESTIMATORS[name]
     logits = torch.randn(4, dtype=torch.float64)
     options = FAMILY_OPTIONS[name]
     weights = torch.randn(3, 4, dtype=torch.float64)
@@ -166,11 +166,12 @@ def test_distributions_pass_their_options_to_the_backward(name):
     for make in (
         lambda x: one_hot_class(logits=x.expand(3, 4), temperature=0.9, **options).rsample(),
         lambda x: one_hot_class(logits=x, temperature=0.9, **options).expand((3,)).rsample(),
+        lambda x: integer_class(logits=x, temperature=0.9, **options).one_hot_rsample((3,)),
         lambda x: getattr(pyro_reinmax, name)(x.expand(3, 4), 0.9, **options)[0],
     ):
         leaf = logits.clone().requires_grad_()
         torch.manual_seed(2)
         (make(leaf) * weights).sum().backward()
         grads.append(leaf.grad)
-    torch.testing.assert_close(grads[0], grads[2], rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(grads[1], grads[2], rtol=1e-12, atol=1e-14)
+    for grad in grads[:-1]:
+        torch.testing.assert_close(grad, grads[-1], rtol=1e-12, atol=1e-14)

@@ -105,7 +105,7 @@ def test_strategy_reparameterizes_every_discrete_latent_site_and_nothing_else(es
     trace = poutine.trace(
         poutine.reparam(model, config=ReinMaxStrategy(estimator=estimator))
     ).get_trace()
-    one_hot_class, bernoulli_class = pr.families.ESTIMATORS[estimator]
+    one_hot_class, bernoulli_class, _ = pr.families.ESTIMATORS[estimator]
     assert isinstance(trace.nodes["z"]["fn"], one_hot_class)
     assert isinstance(trace.nodes["b"]["fn"].base_dist, bernoulli_class)
     assert type(trace.nodes["loc"]["fn"]) is dist.Normal
@@ -225,12 +225,22 @@ def test_continuous_sites_go_to_the_companion_and_median_quantiles_predictive_wo
     assert set(map_guide.median(X)) == {"spread", "z", "b"}
 
 
-def test_integer_categorical_sites_are_refused_with_what_to_do():
+def test_integer_sites_get_integer_guide_sites_and_others_a_clear_error():
     def model():
         pyro.sample("z", dist.Categorical(logits=torch.zeros(3)))
+        pyro.sample("n", dist.Binomial(4, 0.3))
 
-    with pytest.raises(ValueError, match=r"pyro_reinmax\.OneHotCategorical"):
-        AutoReinMax(model)()
+    guide = AutoReinMax(model)
+    trace = pyro.poutine.trace(guide).get_trace()
+    assert type(trace.nodes["z"]["fn"]).__name__ == "ReinMaxCategorical"
+    assert trace.nodes["z"]["value"].dtype == torch.long
+    assert guide.median()["n"].dtype == torch.long
+
+    def counts():
+        pyro.sample("k", dist.Poisson(3.0))
+
+    with pytest.raises(ValueError, match=r"finite support"):
+        AutoReinMax(counts)()
 
 
 def test_torch_one_hot_prior_warns_about_trace_elbo_once():

@@ -1,0 +1,1 @@
+"""What both backends share and neither needs an array library for."""
