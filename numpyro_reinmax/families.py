@@ -14,7 +14,8 @@ chosen estimator's class on the same parameters, through ``Independent``, ``Mask
 
 from __future__ import annotations
 
-import jax.numpy as jnp
+import jax
+import numpy as np
 from numpyro.distributions import (
     Bernoulli,
     BernoulliLogits,
@@ -116,13 +117,21 @@ def support_kind(support) -> str | None:
         return "one_hot"
     if support is constraints.boolean:
         return "bernoulli"
-    if isinstance(support, constraints.integer_interval) and _is_zero(support.lower_bound):
-        return "categorical" if jnp.size(support.upper_bound) == 1 else None
+    if (
+        isinstance(support, constraints.integer_interval)
+        and _single_number(support.lower_bound) == 0
+    ):
+        return "categorical" if _single_number(support.upper_bound) is not None else None
     return None
 
 
-def _is_zero(bound) -> bool:
-    return jnp.size(bound) == 1 and float(jnp.reshape(bound, ())) == 0
+def _single_number(bound) -> float | None:
+    """A bound's value if it is one concrete number (not an array of them, not traced)."""
+    try:
+        value = np.asarray(bound)
+    except (TypeError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        return None
+    return float(value.reshape(())) if value.size == 1 else None
 
 
 def categories(fn, kind: str) -> int:
@@ -134,7 +143,7 @@ def categories(fn, kind: str) -> int:
     support = fn.support
     while isinstance(support, constraints.independent):
         support = support.base_constraint
-    return int(jnp.reshape(support.upper_bound, ())) + 1
+    return int(_single_number(support.upper_bound)) + 1
 
 
 def reparameterized(fn, estimator: str = "reinmax", temperature: float = 1.0):

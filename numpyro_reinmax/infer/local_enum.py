@@ -478,8 +478,9 @@ class TraceLocalEnum_ELBO(ELBO):
         with plate_to_enum_plate():
             return packed_trace(enumerated).get_trace(*args, **kwargs)
 
-    def _log_factor(self, site, draws, structure):
-        """The site's log-density, linearised in its sampled parents, and the names of its
+    def _log_factor(self, site, draws, structure, differences):
+        """The site's log-density, linearised in its sampled parents (``differences``: each
+        one's :func:`~numpyro_reinmax.linearisation.shifted_differences`), and the names of its
         remaining dims (the perturbation dimension gone)."""
         dim = self._dim
         name = base_name(site["name"])
@@ -491,18 +492,17 @@ class TraceLocalEnum_ELBO(ELBO):
             log_prob = site["fn"].log_prob(site["value"])
         terms = []
         for parent in structure.parents.get(name, ()):
-            draw = draws[parent]
             scan = structure.scans.get(parent)
-            time = scan is not None
-            differences = shifted_differences(draw.one_hot, draw.index, draw.event_dims, dim, time)
-            if not time:
+            if scan is None:
                 if not (own and parent == name):
-                    terms.append((jnp.asarray(structure.elements(parent)), differences))
+                    terms.append((structure.elements(parent), differences[parent]))
                 continue
             for offset in range(scan.history + 1):
                 if own and parent == name and offset == 0:
                     continue
-                term = _scan_term(structure, parent, scan, offset, steps, differences, log_prob)
+                term = _scan_term(
+                    structure, parent, scan, offset, steps, differences[parent], log_prob
+                )
                 if term is not None:
                     terms.append(term)
         time = _time_dim(site["infer"].get("dim_to_name", {}))
@@ -527,6 +527,12 @@ class TraceLocalEnum_ELBO(ELBO):
             and base_name(name) not in draws
             and site["infer"].get("enumerate") == "parallel"
         )
+        differences = {
+            name: shifted_differences(
+                draw.one_hot, draw.index, draw.event_dims, self._dim, name in structure.scans
+            )
+            for name, draw in draws.items()
+        }
         total = 0.0
         factors, scales, plates = [], set(), set()
         # inside scan: the factors of each time dim, their earlier-step variables, and the
@@ -536,7 +542,7 @@ class TraceLocalEnum_ELBO(ELBO):
         for site in model_trace.values():
             if site["type"] != "sample":
                 continue
-            log_prob, dim_to_name = self._log_factor(site, draws, structure)
+            log_prob, dim_to_name = self._log_factor(site, draws, structure, differences)
             names_of_site[site["name"]] = frozenset(dim_to_name.values())
             scale = 1.0 if site["scale"] is None else site["scale"]
             if sum_vars.isdisjoint(dim_to_name.values()):
@@ -670,7 +676,7 @@ def _scan_term(structure, parent, scan, offset, steps, differences, log_prob):
         step = steps - offset
         if step < 0:
             return None
-        return jnp.asarray(structure.elements(parent, step % phases)), differences[step]
+        return structure.elements(parent, step % phases), differences[step]
     start = steps.start - offset
     if start < 0:
         return None
