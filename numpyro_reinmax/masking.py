@@ -8,6 +8,8 @@ probability of the category).
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
 
 
@@ -27,13 +29,21 @@ def select(one_hot, values):
     component log-densities. Shapes broadcast (enumerated values included).
     """
     masked = jnp.isneginf(values)
-    # a contraction, not a broadcast product: enumerated one-hots (K, 1, ..., K) against
-    # (..., N, K) values would otherwise build a (K, ..., N, K) intermediate
-    total = jnp.einsum("...k,...k->...", one_hot, jnp.where(masked, 0.0, values))
     indicator = jnp.result_type(float)
-    hits = jnp.einsum("...k,...k->...", (one_hot != 0).astype(indicator), masked.astype(indicator))
-    hits_masked = hits > 0
-    return jnp.where(hits_masked, -jnp.inf, total)
+    total = _contract(one_hot, jnp.where(masked, 0.0, values))
+    hits = _contract((one_hot != 0).astype(indicator), masked.astype(indicator))
+    return jnp.where(hits > 0, -jnp.inf, total)
+
+
+def _contract(one_hot, values):
+    """``(one_hot * values).sum(-1)``, as a contraction where the one-hots broadcast against
+    larger values (enumerated one-hots ``(K, 1, ..., K)`` against ``(..., N, K)`` would build a
+    ``(K, ..., N, K)`` product), else as a fused product and sum (a batched contraction of
+    one-hots as large as the product, ``(E, N, K)`` against ``(N, K)``, transposes them)."""
+    shape = jnp.broadcast_shapes(jnp.shape(one_hot), jnp.shape(values))
+    if math.prod(shape) <= jnp.size(one_hot):
+        return (one_hot * values).sum(-1)
+    return jnp.einsum("...k,...k->...", one_hot, values)
 
 
 def categorical_kl(p_logits, q_logits):

@@ -4,16 +4,16 @@ A factor :math:`\log f(z_1, \dots, z_m)` of one-hot variables has the *multiline
 :math:`F(z) = \sum_c (\prod_i z_{i, c_i}) \log f(c)`. At a one-hot sample :math:`D` it equals
 :math:`\log f(D)`, and its gradient in :math:`z_i[k]` is :math:`\log f(z_i = k, z_{-i} = D_{-i})`.
 The factor is evaluated along one *perturbation dimension* (:mod:`reinmax_core.perturbation`):
-element 0 at :math:`D`, element :math:`(s, j)` with the variables of slot :math:`s` moved from
-:math:`d` to :math:`(d + j) \bmod K`. :func:`linearise` then returns
+element :math:`(s, k)` sets the variables of slot :math:`s` to :math:`k`, the others at their
+draw. With :math:`L_{(s, k)}` the factor there and :math:`L_D` its value at the sample,
+:func:`linearise` returns
 
-.. math:: L_0 + \sum_i \sum_{j=1}^{K_i - 1} \big(z_i[d_i + j] - \operatorname{sg}(z_i[d_i + j])\big)
-    \big(L_{(s_i, j)} - L_0\big),
+.. math:: L_D + \sum_i \sum_k \big(z_i[k] - \operatorname{sg}(z_i[k])\big) L_{(s_i, k)},
 
-whose value is :math:`\log f(D)` and whose gradient in :math:`z_i` is :math:`F`'s, up to a shift
-common to every category (which every estimator's backward :math:`J(p)\,g` removes; with it, a
-factor that does not depend on :math:`z_i` gives it exactly zero). A change the model forbids
-(:math:`L = -\infty`) contributes no gradient.
+whose value is :math:`\log f(D)` and whose gradient is :math:`F`'s: in :math:`z_i[k]`,
+:math:`L_{(s_i, k)}`; in the model's parameters, :math:`\log f(D)`'s. A setting the model
+forbids (:math:`L = -\infty`) contributes no gradient, as in
+:func:`~pyro_reinmax.masking.select`.
 """
 
 from __future__ import annotations
@@ -26,49 +26,49 @@ from torch import Tensor
 from .kl import discrete_log_probs
 
 
-def shifted_differences(one_hot: Tensor, index: Tensor, event_dims: int, dim: int) -> Tensor:
-    r""":math:`z[d + j] - \operatorname{sg}(z[d + j])` for :math:`j = 1, \dots, K - 1` and every
-    variable of a site, zero-valued, on axis ``dim`` (negative) in the order of the site's
-    elements (variable-major), its batch axes aligned on the right.
-
-    ``one_hot``: ``batch + event + (K,)``, differentiable; ``index``: the drawn categories,
-    ``batch + event``; ``event_dims``: the number of event axes before the categories.
-    """
-    categories = one_hot.shape[-1]
-    shifts = torch.arange(1, categories, device=index.device)
-    shifted = one_hot.gather(-1, (index.unsqueeze(-1) + shifts) % categories)
-    shifted = shifted - shifted.detach()
-    batch = shifted.shape[: shifted.dim() - event_dims - 1]
-    flat = shifted.reshape(batch + (-1,)).movedim(-1, 0)
+def on_elements(per_category: Tensor, event_dims: int, dim: int) -> Tensor:
+    """A site's ``batch + event + (K,)`` tensor with its variables' categories moved to axis
+    ``dim`` (negative), variable-major as the site's elements, batch axes aligned on the right."""
+    batch = per_category.shape[: per_category.dim() - event_dims - 1]
+    flat = per_category.reshape(batch + (-1,)).movedim(-1, 0)
     padding = (1,) * (-dim - 1 - len(batch))
     return flat.reshape(flat.shape[:1] + padding + batch)
 
 
-def perturbed_index(index: Tensor, event_dims: int, shifts: Tensor, dim: int) -> Tensor:
-    """The categories of a site at every element of the perturbation dimension: ``index`` moved by
-    ``shifts`` (``(E, variables)``, :meth:`~reinmax_core.perturbation.SlotPlan.shifts`), with
-    the elements on axis ``dim`` (negative) and the batch axes aligned on the right; values
-    modulo the number of categories are left to the caller."""
+def site_values(index: Tensor, event_dims: int, settings: Tensor, dim: int, covers: bool) -> Tensor:
+    """A site's categories at every element of the perturbation dimension (axis ``dim``):
+    ``settings`` (``(E, variables)``, :meth:`~reinmax_core.perturbation.SlotPlan.settings`)
+    where it sets them, the drawn ``index`` elsewhere. With ``covers`` (every element sets every
+    variable) the values do not depend on the draw: their batch axes are left at size 1, so
+    the model broadcasts them as it would enumerated values."""
     batch = index.shape[: index.dim() - event_dims]
     event = index.shape[index.dim() - event_dims :]
-    moves = shifts.reshape(shifts.shape[:1] + (1,) * len(batch) + event)
-    moved = index.unsqueeze(0) + moves
     padding = (1,) * (-dim - 1 - len(batch))
-    return moved.reshape(moved.shape[:1] + padding + moved.shape[1:])
+    settings = settings.reshape(settings.shape[:1] + padding + (1,) * len(batch) + event)
+    if covers:
+        return settings
+    return torch.where(settings >= 0, settings, index)
 
 
-def linearise(log_factor: Tensor, dim: int, terms: list[tuple[Tensor, Tensor]]) -> Tensor:
-    """The factor's value at element 0 of axis ``dim`` (kept as a size-1 axis) plus, for each
-    parent, its :func:`shifted_differences` times the factor's change at the parent's elements
-    (``terms``: ``(elements, differences)`` pairs)."""
-    if log_factor.dim() < -dim or log_factor.shape[dim] == 1:
-        return log_factor  # no element changes it
-    base = log_factor.narrow(dim, 0, 1)
-    total = base
+def linearise(
+    log_factor: Tensor, dim: int, base: tuple[Tensor, Tensor], terms: list[tuple[Tensor, Tensor]]
+) -> Tensor:
+    """The linearised factor, with the perturbation dimension ``dim`` kept as a size-1 axis.
+
+    Args:
+        log_factor: the factor at every element (axis ``dim``).
+        base: ``(elements, drawn)`` of one parent variable: its elements and its drawn one-hot
+            on axis ``dim`` (:func:`on_elements`); the factor at the sample is read there.
+        terms: ``(elements, differences)`` of every parent: its elements and its one-hot draw
+            minus the same, detached, on axis ``dim``.
+    """
+    elements, drawn = base
+    at_base = log_factor.index_select(dim, elements)
+    total = torch.where(drawn, at_base, 0.0).sum(dim, keepdim=True)
     for elements, differences in terms:
-        change = log_factor.index_select(dim, elements) - base
-        change = torch.where(torch.isfinite(change), change, 0.0)
-        total = total + (change * differences).sum(dim, keepdim=True)
+        settings = log_factor.index_select(dim, elements)
+        settings = torch.where(torch.isfinite(settings), settings, 0.0)
+        total = total + (settings * differences).sum(dim, keepdim=True)
     return total
 
 

@@ -8,6 +8,8 @@ probability of the category).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -30,13 +32,20 @@ def select(one_hot: Tensor, values: Tensor) -> Tensor:
     dtype = torch.result_type(one_hot, values)
     one_hot, values = one_hot.to(dtype), values.to(dtype)
     masked = torch.isneginf(values)
-    # a contraction, not a broadcast product: enumerated one-hots (K, 1, ..., K) against
-    # (..., N, K) values would otherwise build a (K, ..., N, K) intermediate
-    total = torch.einsum("...k,...k->...", one_hot, values.masked_fill(masked, 0.0))
-    hits_masked = torch.einsum(
-        "...k,...k->...", (one_hot != 0).to(values.dtype), masked.to(values.dtype)
-    )
-    return total.masked_fill(hits_masked > 0, -torch.inf)
+    total = _contract(one_hot, values.masked_fill(masked, 0.0))
+    hits = _contract((one_hot != 0).to(values.dtype), masked.to(values.dtype))
+    return total.masked_fill(hits > 0, -torch.inf)
+
+
+def _contract(one_hot: Tensor, values: Tensor) -> Tensor:
+    """``(one_hot * values).sum(-1)``, as a contraction where the one-hots broadcast against
+    larger values (enumerated one-hots ``(K, 1, ..., K)`` against ``(..., N, K)`` would build a
+    ``(K, ..., N, K)`` product), else as a product and sum (a batched contraction of one-hots as
+    large as the product, ``(E, N, K)`` against ``(N, K)``, transposes them)."""
+    shape = torch.broadcast_shapes(one_hot.shape, values.shape)
+    if math.prod(shape) <= one_hot.numel():
+        return (one_hot * values).sum(-1)
+    return torch.einsum("...k,...k->...", one_hot, values)
 
 
 def categorical_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:

@@ -3,17 +3,20 @@ r"""One perturbation dimension for a whole model: which element sets which sampl
 ``TraceLocalEnum_ELBO`` scores every factor :math:`\log f(z_1, \dots, z_m)` of a model by its
 multilinear extension in the one-hot values of its sampled discrete parents. At a sampled one-hot
 configuration :math:`D` the extension's value is :math:`\log f(D)` and its gradient in
-:math:`z_i[k]` is :math:`\log f(z_i = k, z_{-i} = D_{-i})`: the factor with one parent changed.
-So every factor is evaluated at the sample and at each single-variable change of it, all in one
-batch dimension shared by the whole model (the *perturbation dimension*): element 0 is the
-sample; element :math:`(s, j)`, for :math:`j = 1, \dots, K_s - 1`, moves every variable of *slot*
-:math:`s` from its drawn category :math:`d` to :math:`(d + j) \bmod K`.
+:math:`z_i[k]` is :math:`\log f(z_i = k, z_{-i} = D_{-i})`: the factor with one parent set to
+:math:`k`, the others at their draw. So every factor is evaluated at those configurations only,
+all in one batch dimension shared by the whole model (the *perturbation dimension*): element
+:math:`(s, k)` sets every variable of *slot* :math:`s` to category :math:`k` and leaves every
+other variable at its draw. A factor's value at the sample is its element :math:`(s, d)` for the
+drawn category :math:`d` of any parent in slot :math:`s`.
 
-Variables that share a factor must lie in different slots (a factor then sees at most one changed
+Variables that share a factor must lie in different slots (a factor then sees at most one set
 parent per element); variables that never share a factor may share one. :func:`plan_slots`
 colours the variables greedily, in the order given, so a chain of any length needs 2 slots, a
 factor of ten parents 10, and every instance of a plated site shares the site's slot. The
-dimension has :math:`1 + \sum_s (K_s - 1)` elements.
+dimension has :math:`\sum_s K_s` elements. A model whose sampled variables all share one slot
+(a mixture, a topic model: one plated site) sets every instance to the same category at each
+element, so the values broadcast along the plate as under enumeration.
 
 This module is backend-neutral: it knows names and counts, not arrays.
 """
@@ -23,7 +26,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["SiteVariables", "SlotPlan", "plan_slots"]
+__all__ = ["AT_DRAW", "SiteVariables", "SlotPlan", "plan_slots"]
+
+AT_DRAW = -1
+"""In :meth:`SlotPlan.settings`: the variable keeps its drawn category at that element."""
 
 
 @dataclass(frozen=True)
@@ -41,24 +47,29 @@ class SlotPlan:
     r"""The perturbation dimension of a model.
 
     Attributes:
-        size: the number of elements, :math:`1 + \sum_s (K_s - 1)`.
+        size: the number of elements, :math:`\sum_s K_s`.
         slots: site -> the slot of each of its variables.
-        elements: site -> for each of its variables, the elements that shift it by
-            :math:`j = 1, \dots, K - 1` (in that order).
+        elements: site -> for each of its variables, the elements that set it to category
+            :math:`k = 0, \dots, K - 1` (in that order).
     """
 
     size: int
     slots: Mapping[str, tuple[int, ...]]
     elements: Mapping[str, tuple[tuple[int, ...], ...]]
 
-    def shifts(self, site: str) -> list[list[int]]:
-        """``size x count`` shifts of a site's variables: ``shifts[e][m] = j`` where element
-        ``e`` moves variable ``m`` by ``j``, else 0."""
-        table = [[0] * len(self.elements[site]) for _ in range(self.size)]
+    def settings(self, site: str) -> list[list[int]]:
+        """``size x count`` categories of a site's variables: ``settings[e][m] = k`` where element
+        ``e`` sets variable ``m`` to ``k``, else :data:`AT_DRAW`."""
+        table = [[AT_DRAW] * len(self.elements[site]) for _ in range(self.size)]
         for m, elements in enumerate(self.elements[site]):
-            for j, element in enumerate(elements, start=1):
-                table[element][m] = j
+            for k, element in enumerate(elements):
+                table[element][m] = k
         return table
+
+    def covers(self, site: str) -> bool:
+        """Whether every element sets every variable of ``site`` (one slot for the whole model,
+        and the site's categories fill it): its values are then the same for every instance."""
+        return all(len(elements) == self.size for elements in self.elements[site])
 
 
 def plan_slots(
@@ -95,13 +106,13 @@ def plan_slots(
             taken.add(slot)
             own.append(slot)
         slots[name] = tuple(own)
-    starts, size = [], 1
+    starts, size = [], 0
     for categories in slot_categories:
         starts.append(size)
-        size += categories - 1
+        size += categories
     elements = {
         name: tuple(
-            tuple(range(starts[slot], starts[slot] + sites[name].categories - 1)) for slot in own
+            tuple(range(starts[slot], starts[slot] + sites[name].categories)) for slot in own
         )
         for name, own in slots.items()
     }
@@ -111,7 +122,7 @@ def plan_slots(
 def _cheapest_free_slot(slot_categories: list[int], taken: set[int], categories: int) -> int:
     """The free slot needing the fewest new elements for a variable of ``categories`` values
     (the first of equals); ``len(slot_categories)`` for a new slot."""
-    best, best_cost = len(slot_categories), categories - 1
+    best, best_cost = len(slot_categories), categories
     for slot, size in enumerate(slot_categories):
         if slot in taken:
             continue

@@ -41,12 +41,7 @@ from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
 from ..categorical import _CategoricalReparameterized
 from ..enumeration import _is_one_hot
 from ..families import categories, support_kind, unwrap
-from ..linearisation import (
-    category_log_probs,
-    linearise,
-    perturbed_index,
-    shifted_differences,
-)
+from ..linearisation import category_log_probs, linearise, on_elements, site_values
 from ..masking import select
 from ..reparameterized import ProbsOrLogits
 from ..scan_body import base_name, steps_back
@@ -255,18 +250,19 @@ class _Structure(NamedTuple):
     scans: dict
     plan: SlotPlan
 
-    def elements(self, site: str, phase: int | None = None) -> np.ndarray:
-        """The elements that move ``site``'s variables (at steps of phase ``phase``)."""
-        key = site if phase is None else f"{site}@{phase}"
-        return np.array([e for variable in self.plan.elements[key] for e in variable], np.int32)
+    def elements(self, site: str, phase: int | None = None, first: bool = False) -> np.ndarray:
+        """The elements that set ``site``'s variables (at steps of phase ``phase``; only its
+        first variable with ``first``), variable-major."""
+        variables = self.plan.elements[site if phase is None else f"{site}@{phase}"]
+        return np.array([e for v in variables[: 1 if first else None] for e in v], np.int32)
 
-    def shifts(self, site: str) -> np.ndarray:
-        """``(E, variables)`` shifts of a site; ``(phases, E, variables)`` in a ``scan``."""
+    def settings(self, site: str) -> np.ndarray:
+        """``(E, variables)`` settings of a site; ``(phases, E, variables)`` in a ``scan``."""
         if site not in self.scans:
-            return np.array(self.plan.shifts(site), np.int32)
+            return np.array(self.plan.settings(site), np.int32)
         phases = self.scans[site].history + 1
         return np.stack(
-            [np.array(self.plan.shifts(f"{site}@{p}"), np.int32) for p in range(phases)]
+            [np.array(self.plan.settings(f"{site}@{p}"), np.int32) for p in range(phases)]
         )
 
 
@@ -460,12 +456,13 @@ class TraceLocalEnum_ELBO(ELBO):
 
         perturbed = {}
         for name, draw in draws.items():
-            shifts = jnp.asarray(structure.shifts(name))
-            if name in structure.scans:
-                scan = structure.scans[name]
-                shifts = shifts[jnp.arange(scan.length) % (scan.history + 1)]
-            perturbed[name] = perturbed_index(
-                draw.index, draw.event_dims, shifts, self._dim, time=name in structure.scans
+            settings = jnp.asarray(structure.settings(name))
+            scan = structure.scans.get(name)
+            if scan is not None:
+                settings = settings[jnp.arange(scan.length) % (scan.history + 1)]
+            covers = scan is None and structure.plan.covers(name)
+            perturbed[name] = site_values(
+                draw.index, draw.event_dims, settings, self._dim, covers, time=scan is not None
             )
 
         def index_of(name, step):
@@ -478,9 +475,9 @@ class TraceLocalEnum_ELBO(ELBO):
         with plate_to_enum_plate():
             return packed_trace(enumerated).get_trace(*args, **kwargs)
 
-    def _log_factor(self, site, draws, structure, differences):
-        """The site's log-density, linearised in its sampled parents (``differences``: each
-        one's :func:`~numpyro_reinmax.linearisation.shifted_differences`), and the names of its
+    def _log_factor(self, site, draws, structure, views):
+        """The site's log-density, linearised in its sampled parents (``views``: each one's
+        differences and drawn one-hot on the perturbation dimension), and the names of its
         remaining dims (the perturbation dimension gone)."""
         dim = self._dim
         name = base_name(site["name"])
@@ -490,30 +487,39 @@ class TraceLocalEnum_ELBO(ELBO):
             log_prob = _expectation_under_guide(site, draws[name], steps)
         else:
             log_prob = site["fn"].log_prob(site["value"])
-        terms = []
-        for parent in structure.parents.get(name, ()):
-            scan = structure.scans.get(parent)
-            if scan is None:
-                if not (own and parent == name):
-                    terms.append((structure.elements(parent), differences[parent]))
-                continue
-            for offset in range(scan.history + 1):
-                if own and parent == name and offset == 0:
-                    continue
-                term = _scan_term(
-                    structure, parent, scan, offset, steps, differences[parent], log_prob
-                )
-                if term is not None:
-                    terms.append(term)
-        time = _time_dim(site["infer"].get("dim_to_name", {}))
-        if time is None or time[0] < dim:  # else the steps' axis lies where the elements would
-            log_prob = linearise(log_prob, dim, terms)
         dim_to_name = OrderedDict(
             (d, n)
             for d, n in site["infer"].get("dim_to_name", {}).items()
             if d != dim or n.startswith("_time")
         )
-        return log_prob, dim_to_name
+        time = _time_dim(site["infer"].get("dim_to_name", {}))
+        if jnp.ndim(log_prob) < -dim or jnp.shape(log_prob)[dim] == 1:
+            return log_prob, dim_to_name  # no element changes it
+        if time is not None and time[0] >= dim:
+            return log_prob, dim_to_name  # the steps' axis lies where the elements would
+        bases, terms = [], []
+        for parent in structure.parents.get(name, ()):
+            differences, drawn = views[parent]
+            scan = structure.scans.get(parent)
+            if scan is None:
+                bases.append((structure.elements(parent, first=True), drawn))
+                if not (own and parent == name):
+                    terms.append((structure.elements(parent), differences))
+                continue
+            for offset in range(scan.history + 1):
+                rows = _scan_rows(structure, parent, scan, offset, steps, log_prob)
+                if rows is None:
+                    continue
+                elements, first, take = rows
+                bases.append((first, take(drawn)))
+                if not (own and parent == name and offset == 0):
+                    terms.append((elements, take(differences)))
+        if not bases:
+            raise RuntimeError(
+                f"TraceLocalEnum_ELBO: factor {site['name']!r} changes with a sampled site that "
+                "provenance tracking did not see it read. Please report this model."
+            )
+        return linearise(log_prob, dim, bases[0], terms), dim_to_name
 
     def _model_log_joint(self, model_trace, draws, structure):
         import funsor
@@ -527,12 +533,16 @@ class TraceLocalEnum_ELBO(ELBO):
             and base_name(name) not in draws
             and site["infer"].get("enumerate") == "parallel"
         )
-        differences = {
-            name: shifted_differences(
-                draw.one_hot, draw.index, draw.event_dims, self._dim, name in structure.scans
+        views = {}
+        for name, draw in draws.items():
+            time = name in structure.scans
+            differences = draw.one_hot - jax.lax.stop_gradient(draw.one_hot)
+            first = jax.nn.one_hot(draw.index, draw.categories, dtype=bool)
+            first = first.reshape(jnp.shape(first)[: jnp.ndim(first) - draw.event_dims - 1] + (-1,))
+            views[name] = (
+                on_elements(differences, draw.event_dims, self._dim, time),
+                on_elements(first[..., : draw.categories], 0, self._dim, time),
             )
-            for name, draw in draws.items()
-        }
         total = 0.0
         factors, scales, plates = [], set(), set()
         # inside scan: the factors of each time dim, their earlier-step variables, and the
@@ -542,7 +552,7 @@ class TraceLocalEnum_ELBO(ELBO):
         for site in model_trace.values():
             if site["type"] != "sample":
                 continue
-            log_prob, dim_to_name = self._log_factor(site, draws, structure, differences)
+            log_prob, dim_to_name = self._log_factor(site, draws, structure, views)
             names_of_site[site["name"]] = frozenset(dim_to_name.values())
             scale = 1.0 if site["scale"] is None else site["scale"]
             if sum_vars.isdisjoint(dim_to_name.values()):
@@ -667,8 +677,11 @@ def _steps(site, scan: _Scan | None):
     return range(scan.unrolled, scan.length)
 
 
-def _scan_term(structure, parent, scan, offset, steps, differences, log_prob):
-    """The term of a ``scan`` site ``offset`` steps back from a factor's step(s)."""
+def _scan_rows(structure, parent, scan, offset, steps, log_prob):
+    """For a factor at ``steps`` (:func:`_steps`), the ``scan`` site ``offset`` steps back: its
+    elements (per row of a stacked factor), its first variable's, and a function that takes the
+    site's per-step arrays (:func:`~numpyro_reinmax.linearisation.on_elements` with ``time``) at
+    those steps, aligned with the factor; None where no step lies that far back."""
     phases = scan.history + 1
     if steps is None:
         return None
@@ -676,17 +689,26 @@ def _scan_term(structure, parent, scan, offset, steps, differences, log_prob):
         step = steps - offset
         if step < 0:
             return None
-        return structure.elements(parent, step % phases), differences[step]
+        phase = step % phases
+        return (
+            structure.elements(parent, phase),
+            structure.elements(parent, phase, first=True),
+            lambda per_step: per_step[step],
+        )
     start = steps.start - offset
     if start < 0:
         return None
-    rows = np.arange(start, steps.stop - offset)
+    rows = np.arange(start, steps.stop - offset) % phases
     table = np.stack([structure.elements(parent, p) for p in range(phases)])
-    elements = jnp.asarray(table[rows % phases])
-    rows_differences = differences[start : steps.stop - offset]
-    padding = jnp.ndim(log_prob) - jnp.ndim(rows_differences)
-    shape = jnp.shape(rows_differences)
-    return elements, rows_differences.reshape(shape[:1] + (1,) * padding + shape[1:])
+    first = np.stack([structure.elements(parent, p, first=True) for p in range(phases)])
+
+    def take(per_step):
+        per_step = per_step[start : steps.stop - offset]
+        shape = jnp.shape(per_step)
+        padding = (1,) * (jnp.ndim(log_prob) - len(shape))
+        return per_step.reshape(shape[:1] + padding + shape[1:])
+
+    return jnp.asarray(table[rows]), jnp.asarray(first[rows]), take
 
 
 def _expectation_under_guide(site, draw: LocalDraw, steps):

@@ -42,12 +42,7 @@ from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
 
 from ..categorical import _CategoricalReparameterized
 from ..families import categories, support_kind, unwrap
-from ..linearisation import (
-    category_log_probs,
-    linearise,
-    perturbed_index,
-    shifted_differences,
-)
+from ..linearisation import category_log_probs, linearise, on_elements, site_values
 from ..masking import select
 from ..reparameterized import Reparameterized
 from .scoring import scoring_priors_exactly
@@ -195,14 +190,15 @@ class _Perturb(Messenger):
                 f"the model's distribution {tuple(model_batch)}: sample the guide site inside "
                 "the same plates as the model's (with the same sizes)."
             )
-        if self.plan is None:
-            shifts = torch.zeros((1, draw.variables().count), dtype=torch.long)
-        else:
-            shifts = torch.tensor(self.plan.shifts(name), dtype=torch.long)
-        index = perturbed_index(draw.index, draw.event_dims, shifts.to(draw.index.device), self.dim)
-        index = index % draw.categories
-        if self.plan is None:
+        if self.plan is None:  # the draw itself, tagged with the site's name
+            index = draw.index.reshape(
+                (1,) * (-self.dim - len(draw.batch_shape())) + draw.index.shape
+            )
             index = ProvenanceTensor(index, frozenset({name}))
+        else:
+            settings = torch.tensor(self.plan.settings(name), device=draw.index.device)
+            covers = self.plan.covers(name)
+            index = site_values(draw.index, draw.event_dims, settings, self.dim, covers)
         if kind == "categorical":
             return index
         dtype = draw.one_hot.dtype
@@ -215,27 +211,27 @@ class _Structure:
 
     def __init__(self, parents: dict, plan: SlotPlan) -> None:
         self.parents, self.plan = parents, plan
-        self._elements: dict = {}
-        self._unmoved: dict = {}
+        self._cache: dict = {}
+
+    def _tensor(self, key, values: list[int], device) -> Tensor:
+        if (key, device) not in self._cache:
+            self._cache[key, device] = torch.tensor(values, dtype=torch.long, device=device)
+        return self._cache[key, device]
 
     def elements(self, site: str, device) -> Tensor:
-        """The elements that move ``site``'s variables, variable-major."""
-        key = (site, device)
-        if key not in self._elements:
-            flat = [e for variable in self.plan.elements[site] for e in variable]
-            self._elements[key] = torch.tensor(flat, dtype=torch.long, device=device)
-        return self._elements[key]
+        """The elements that set ``site``'s variables, variable-major."""
+        flat = [e for variable in self.plan.elements[site] for e in variable]
+        return self._tensor(("elements", site), flat, device)
 
-    def unmoved(self, parents: tuple, device) -> Tensor | None:
-        """The elements that move none of ``parents`` (None if every element moves one)."""
-        key = (parents, device)
-        if key not in self._unmoved:
-            moved = {e for p in parents for variable in self.plan.elements[p] for e in variable}
-            rest = [e for e in range(1, self.plan.size) if e not in moved]
-            self._unmoved[key] = (
-                torch.tensor(rest, dtype=torch.long, device=device) if rest else None
-            )
-        return self._unmoved[key]
+    def first_elements(self, site: str, device) -> Tensor:
+        """The elements that set ``site``'s first variable."""
+        return self._tensor(("first", site), list(self.plan.elements[site][0]), device)
+
+    def unset(self, parents: tuple, device) -> Tensor | None:
+        """The elements that set none of ``parents`` (None if every element sets one)."""
+        setting = {e for p in parents for variable in self.plan.elements[p] for e in variable}
+        rest = [e for e in range(self.plan.size) if e not in setting]
+        return self._tensor(("unset", parents), rest, device) if rest else None
 
 
 class TraceLocalEnum_ELBO(TraceEnum_ELBO):
@@ -398,12 +394,17 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
 
     def _linearise(self, model_trace, draws, structure: _Structure) -> str | None:
         """Replace every factor by its linearisation; return the name of a factor that changes
-        at an element none of its known parents moves (dependencies went stale), else None."""
+        at an element that sets none of its known parents (dependencies went stale), else
+        None."""
         dim = self._dim
-        differences = {
-            name: shifted_differences(draw.one_hot, draw.index, draw.event_dims, dim)
-            for name, draw in draws.items()
-        }
+        differences, drawn = {}, {}
+        for name, draw in draws.items():
+            differences[name] = on_elements(
+                draw.one_hot - draw.one_hot.detach(), draw.event_dims, dim
+            )
+            first = F.one_hot(draw.index, draw.categories).bool()
+            first = first.reshape(first.shape[: first.dim() - draw.event_dims - 1] + (-1,))
+            drawn[name] = on_elements(first[..., : draw.categories], 0, dim)
         checks = []
         for name, site in model_trace.nodes.items():
             if site["type"] != "sample" or "log_prob" not in site:
@@ -411,21 +412,25 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             own = name in draws and self.analytic_kl
             if own:
                 _expect_under_guide(site, draws[name])
+            log_prob, unscaled = site["log_prob"], site["unscaled_log_prob"]
+            if log_prob.dim() < -dim or log_prob.shape[dim] == 1:
+                continue  # no element changes it
             parents = structure.parents.get(name, ())
-            device = site["log_prob"].device
+            if not parents:
+                return name  # it changes with a site it was not known to read
+            device = log_prob.device
+            base = (structure.first_elements(parents[0], device), drawn[parents[0]])
             terms = [
                 (structure.elements(p, device), differences[p])
                 for p in parents
                 if not (own and p == name)
             ]
-            log_prob, unscaled = site["log_prob"], site["unscaled_log_prob"]
-            if log_prob.dim() >= -dim and log_prob.shape[dim] > 1:
-                unmoved = structure.unmoved(parents, device)
-                if unmoved is not None:
-                    checks.append((name, log_prob, unmoved))
-            site["log_prob"] = linearise(log_prob, dim, terms)
+            unset = structure.unset(parents, device)
+            if unset is not None:
+                checks.append((name, log_prob, base, unset))
+            site["log_prob"] = linearise(log_prob, dim, base, terms)
             site["unscaled_log_prob"] = (
-                site["log_prob"] if unscaled is log_prob else linearise(unscaled, dim, terms)
+                site["log_prob"] if unscaled is log_prob else linearise(unscaled, dim, base, terms)
             )
             site["log_prob_sum"] = site["log_prob"].sum()
             if name in draws:
@@ -467,12 +472,14 @@ def _expect_under_guide(site, draw: LocalDraw) -> None:
 
 def _stale_factor(checks, dim) -> str | None:
     """The first factor whose log-density differs from its value at the sample at an element
-    that none of its parents moves (one synchronisation for all factors)."""
+    that sets none of its parents (one synchronisation for all factors)."""
     flags = []
-    for name, log_prob, unmoved in checks:
-        base = log_prob.detach().narrow(dim, 0, 1)
-        other = log_prob.detach().index_select(dim, unmoved)
-        differs = (other != base) & ~(other.isnan() & base.isnan())
+    for name, log_prob, (elements, drawn), unset in checks:
+        log_prob = log_prob.detach()
+        at_sample = torch.where(drawn, log_prob.index_select(dim, elements), 0.0)
+        at_sample = at_sample.sum(dim, keepdim=True)
+        other = log_prob.index_select(dim, unset)
+        differs = (other != at_sample) & ~(other.isnan() & at_sample.isnan())
         flags.append((name, differs.any()))
     if not flags:
         return None

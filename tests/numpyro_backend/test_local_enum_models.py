@@ -115,8 +115,8 @@ def chain(x):
 
 @pytest.mark.slow
 def test_a_150_site_chain_in_a_plain_loop_trains():
-    """Enumeration needs a dim per site here; the perturbation dimension has 1 + 2 (K - 1) = 5
-    elements (even and odd steps), and SVI raises the ELBO. Eager steps: jit compiles a
+    """Enumeration needs a dim per site here; the perturbation dimension has 2 K = 6 elements
+    (even and odd steps), and SVI raises the ELBO. Eager steps: jit compiles a
     150-site unrolled model for minutes (NumPyro's ``scan`` is its answer to that)."""
     states = np.arange(150) // 30 % 3
     noise = np.random.default_rng(0).normal(size=150)
@@ -128,7 +128,7 @@ def test_a_150_site_chain_in_a_plain_loop_trains():
     for _ in range(4):
         state, loss = svi.update(state, x)
         losses.append(float(loss))
-    assert elbo.perturbation.size == 5
+    assert elbo.perturbation.size == 6
     assert len(elbo.local_sites) == 150
     assert losses[-1] < losses[0] - 100
 
@@ -157,7 +157,7 @@ def _exact_wide_elbo(params, x):
 @pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["reinmax", "straight_through"])
 def test_a_factor_of_4_to_the_10_configurations_gets_unbiased_gradients(estimator):
-    """No cap, no warning: 31 elements instead of 4^10, and at temperature 1 both ReinMax and
+    """No cap, no warning: 40 elements instead of 4^10, and at temperature 1 both ReinMax and
     straight-through are unbiased for the non-linear (sigmoid) factor."""
     cls = nr.families.ESTIMATORS[estimator][2]
     x = jnp.ones(1)
@@ -177,7 +177,7 @@ def test_a_factor_of_4_to_the_10_configurations_gets_unbiased_gradients(estimato
     for seed in range(10):
         g = grad(WIDE_PARAMS, jax.random.PRNGKey(seed))
         batches.append(jnp.concatenate([g[f"q{i}"].ravel() for i in range(10)]))
-    assert elbo.perturbation.size == 31
+    assert elbo.perturbation.size == 40
     batches = jnp.stack(batches)
     mean, stderr = batches.mean(0), batches.std(0, ddof=1) / np.sqrt(len(batches))
     assert jnp.all(jnp.abs(mean - exact) < 4.5 * stderr + 1e-6), (mean - exact) / stderr
@@ -211,14 +211,14 @@ def pairs_guide_of(cls):
 
 
 def test_a_site_with_event_dims_is_linearised_one_variable_at_a_time():
-    """Each of the three states is a variable with a slot of its own (1 + 3 * 2 = 7 elements):
+    """Each of the three states is a variable with a slot of its own (3 * 3 = 9 elements):
     the gradient is the hand-written trilinear model's under Trace_ELBO, on the same draw."""
     params = {"locs": PARAMS["locs"], "q": jnp.linspace(-1, 1, 45).reshape(5, 3, 3)}
     elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1)
     loss, grads = _value_and_grad(
         elbo, pairs, pairs_guide_of(nr.ReinMaxCategorical), params, X, seed=3
     )
-    assert elbo.perturbation.size == 7
+    assert elbo.perturbation.size == 9
     expected_loss, expected = _value_and_grad(
         Trace_ELBO(),
         pairs_multilinear,

@@ -356,12 +356,12 @@ def three_parents_guide(x):
 
 
 def test_a_factor_of_three_parents_costs_one_element_per_change():
-    """Three 4-category parents of one factor: 3 slots, 1 + 3 * 3 = 10 elements (not 4^3), and
+    """Three 4-category parents of one factor: 3 slots, 3 * 4 = 12 elements (not 4^3), and
     the loss at the sample is Trace_ELBO's."""
     elbo = TraceLocalEnum_ELBO(analytic_kl=False, max_plate_nesting=1)
     loss, _ = _loss_and_grads(elbo, three_parents, three_parents_guide, X)
     assert elbo.local_sites == ["z0", "z1", "z2"]
-    assert elbo.perturbation.size == 10
+    assert elbo.perturbation.size == 12
     assert len({elbo.perturbation.slots[n] for n in elbo.local_sites}) == 3
     expected_loss, _ = _loss_and_grads(Trace_ELBO(), three_parents, three_parents_guide, X)
     assert loss.item() == pytest.approx(expected_loss.item(), abs=1e-9)
