@@ -19,6 +19,7 @@ DEFAULTS = {
     "vae": {"steps": 2000, "latent": "8x4", "optimiser": "the paper's, per --latent"},
     "fhmm": {"steps": 500, "lr": 0.05, "temperature": 1.0, "optimiser": _ADAM},
     "sbn": {"steps": 2000, "lr": 1e-3, "temperature": 1.0, "optimiser": "Adam"},
+    "regimes": {"steps": 300, "lr": 0.05, "temperature": 1.0, "optimiser": _ADAM},
 }
 # categories x latents: (optimiser, learning rate, ReinMax temperature), from the paper
 VAE_PAPER_SETTINGS = {

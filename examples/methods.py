@@ -7,6 +7,7 @@ change:
 | --- | --- | --- |
 | reinmax | ReinMax guide sites (``AutoReinMax``) | ``TraceMeanField_ELBO`` (analytic KL) |
 | reinmax-local | ReinMax guide sites | ``TraceLocalEnum_ELBO`` (each factor linearised) |
+| st-local | straight-through guide sites | local-enum (the local expectation gradient) |
 | hybrid | cheap sites summed out, ReinMax for the rest (``enumerate="auto"``) | local-enum |
 | st | straight-through guide sites | ``TraceMeanField_ELBO`` |
 | st-gumbel | straight-through Gumbel-softmax guide sites | ``TraceMeanField_ELBO`` |
@@ -30,7 +31,12 @@ import time
 
 DEFAULT_METHODS = ("reinmax", "reinmax-local", "hybrid", "enum", "reinforce", "st", "st-gumbel")
 """The methods ``reinmax-compare`` runs unless ``--methods`` says otherwise."""
-METHODS = (*DEFAULT_METHODS, "gst", "gumbel-rao", "reinmax-rao", "reinmax-cv", "rloo", "disarm")
+METHODS = (
+    *DEFAULT_METHODS,
+    *("gst", "gumbel-rao", "reinmax-rao", "reinmax-cv", "rloo", "disarm", "st-local"),
+)
+LOCAL_METHODS = ("reinmax-local", "st-local", "hybrid")
+"""The methods under ``TraceLocalEnum_ELBO``."""
 RLOO_PARTICLES = 4
 DISARM_PAIRS = 2
 """Every method ``--methods`` accepts: the defaults and the other estimators of the package."""
@@ -40,7 +46,7 @@ METHOD_COLOURS = dict(
         METHODS,
         (
             *("#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#7f7f7f", "#2ca02c", "#17becf"),
-            *("#8c564b", "#bcbd22", "#e377c2", "#aec7e8", "#c7c7c7", "#98df8a"),
+            *("#8c564b", "#bcbd22", "#e377c2", "#aec7e8", "#c7c7c7", "#98df8a", "#ffbb78"),
         ),
         strict=True,
     )
@@ -50,6 +56,7 @@ METHOD_COLOURS = dict(
 ESTIMATOR = {
     "reinmax": "reinmax",
     "reinmax-local": "reinmax",
+    "st-local": "straight_through",
     "hybrid": "reinmax",
     "st": "straight_through",
     "st-gumbel": "gumbel_straight_through",

@@ -27,7 +27,7 @@ from torch import nn
 
 from reinmax_examples.data import digits
 from reinmax_examples.defaults import DEFAULTS
-from reinmax_examples.methods import ConfigurationError, demo, minibatches
+from reinmax_examples.methods import LOCAL_METHODS, ConfigurationError, demo, minibatches
 from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.vae_pyro import BATCH, TEST_SAMPLES, importance_metrics, trace_log_weights
 
@@ -100,7 +100,7 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     hidden, top = problem.config["layers"]
     if method == "enum":
         return f"intractable: 2^{hidden + top} joint configurations of the binary units per digit"
-    if method in ("reinmax-local", "hybrid"):
+    if method in LOCAL_METHODS:
         return "nothing to linearise or enumerate: each layer is read as one site of H units"
     return None
 

@@ -26,6 +26,7 @@ from reinmax_examples.methods import (
     DISARM_PAIRS,
     ESTIMATOR,
     LOCAL_LR_MULTIPLIER,
+    LOCAL_METHODS,
     RLOO_PARTICLES,
     TrainingClock,
     record_every,
@@ -62,7 +63,7 @@ def guide_model_loss(
         return guide, model, TraceRLOO_ELBO(num_particles=RLOO_PARTICLES)
     if method == "disarm":
         return guide, model, TraceDisARM_ELBO(num_pairs=DISARM_PAIRS)
-    if method in ("reinmax-local", "hybrid"):
+    if method in LOCAL_METHODS:
         return guide, model, TraceLocalEnum_ELBO()
     return guide, model, TraceMeanField_ELBO()
 

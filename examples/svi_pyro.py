@@ -26,6 +26,7 @@ from reinmax_examples.methods import (
     DISARM_PAIRS,
     ESTIMATOR,
     LOCAL_LR_MULTIPLIER,
+    LOCAL_METHODS,
     RLOO_PARTICLES,
     TrainingClock,
     record_every,
@@ -68,7 +69,7 @@ def guide_model_loss(
     if method == "disarm":
         disarm = TraceDisARM_ELBO(num_pairs=DISARM_PAIRS, max_plate_nesting=max_plate_nesting)
         return guide, model, disarm
-    if method in ("reinmax-local", "hybrid"):
+    if method in LOCAL_METHODS:
         return guide, model, TraceLocalEnum_ELBO(max_plate_nesting=max_plate_nesting)
     return guide, model, TraceMeanField_ELBO(max_plate_nesting=max_plate_nesting)
 

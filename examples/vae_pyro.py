@@ -30,7 +30,7 @@ from torch import nn
 import pyro_reinmax as pr
 from reinmax_examples.data import data_source, digits, is_path
 from reinmax_examples.defaults import DEFAULTS, VAE_PAPER_SETTINGS
-from reinmax_examples.methods import ConfigurationError, minibatches
+from reinmax_examples.methods import LOCAL_METHODS, ConfigurationError, minibatches
 from reinmax_examples.parallel import SINGLE, DataParallel
 from reinmax_examples.svi_pyro import fit_model
 
@@ -136,7 +136,7 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     if method == "enum":
         size = problem.config["categories"] ** problem.config["latents"]
         return f"intractable: the K^L = {size:,} joint latent configurations per digit"
-    if method in ("reinmax-local", "hybrid"):
+    if method in LOCAL_METHODS:
         return (
             "nothing to linearise or enumerate: the decoder reads a digit's L latents as one site"
         )

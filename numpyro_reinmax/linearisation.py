@@ -21,7 +21,9 @@ then depend on the step (:func:`linearise` takes them per step).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.distributions import ExpandedDistribution, Independent, MaskedDistribution
 
 from .kl import discrete_log_probs
@@ -56,7 +58,7 @@ def site_values(index, event_dims: int, settings, dim: int, covers: bool, time: 
     settings = settings.reshape(shape + (1,) * len(batch) + event)
     if covers:
         return settings
-    drawn = index[:, None] if time else index
+    drawn = index.reshape(steps + (1,) + padding + batch + event) if time else index
     return jnp.where(settings >= 0, settings, drawn)
 
 
@@ -70,17 +72,30 @@ def linearise(log_factor, dim: int, base, terms):
         terms: ``(elements, differences)`` of every parent: its elements and its one-hot draw
             minus the same, detached, on axis ``dim``.
 
-    ``elements`` are an integer array, or one per row of a factor stacked over ``scan`` steps
-    (shape ``(steps, n)``, against the factor's first axis).
+    ``elements`` are a NumPy array of element indices, or ``(table, phases)`` for a factor
+    stacked over ``scan`` steps: row ``r`` (its first axis) takes ``table[phases[r]]``.
+    Contiguous indices are read as slices.
     """
     axis = jnp.ndim(log_factor) + dim
 
+    def read(indices):
+        indices = np.asarray(indices)
+        if np.array_equal(indices, np.arange(indices[0], indices[0] + len(indices))):
+            return jax.lax.slice_in_dim(
+                log_factor, int(indices[0]), int(indices[-1]) + 1, axis=axis
+            )
+        return jnp.take(log_factor, indices, axis=axis)
+
     def at(elements):
-        if jnp.ndim(elements) == 1:
-            return jnp.take(log_factor, elements, axis=axis)
-        shape = [1] * jnp.ndim(log_factor)
-        shape[0], shape[axis] = jnp.shape(elements)
-        return jnp.take_along_axis(log_factor, elements.reshape(shape), axis=axis)
+        if not isinstance(elements, tuple):
+            return read(elements)
+        table, phases = elements
+        rows = (jnp.ndim(log_factor) - 1) * (1,)
+        selected = 0.0
+        for phase, indices in enumerate(table):
+            chosen = (phases == phase).reshape(phases.shape + rows)
+            selected = jnp.where(chosen, read(indices), selected)
+        return selected
 
     elements, drawn = base
     total = jnp.where(drawn, at(elements), 0.0).sum(axis, keepdims=True)

@@ -182,6 +182,7 @@ def test_document_completion_against_a_direct_maximum_likelihood():
         (["vae", "--backend", "numpyro", "--processes", "2"], "numpyro uses --devices"),
         (["lda", "--devices", "2"], "--devices is for --backend numpyro; pyro uses --processes"),
         (["vae", "--processes", "0"], "must be a finite number > 0"),
+        (["regimes", "--backend", "numpyro"], "regimes runs in Pyro only"),
     ],
 )
 def test_bad_arguments_are_clear_errors(argv, message, capsys):
@@ -232,6 +233,45 @@ def test_factorial_hmm_forward_algorithm_against_brute_force():
             paths.append(log_p)
         total += scipy.special.logsumexp(paths)
     assert log_likelihood_per_step(x, p) == pytest.approx(total / x[:, :, 0].size, rel=1e-12)
+
+
+def test_regimes_forward_algorithm_against_brute_force():
+    """The regimes metric against a sum over every path of two short sequences."""
+    import itertools
+
+    from reinmax_examples.regimes import (
+        REGIMES,
+        log_likelihood_per_step,
+        sequences,
+        true_parameters,
+    )
+
+    p = true_parameters()
+    x = sequences(4)[1][:2]
+    total = 0.0
+    for sequence in x:
+        paths = []
+        for path in itertools.product(range(REGIMES), repeat=len(sequence)):
+            log_p = np.log(p.init[path[0]])
+            log_p += sum(np.log(p.trans[a, b]) for a, b in itertools.pairwise(path))
+            log_p += scipy.stats.norm.logpdf(sequence, p.levels[list(path)], p.scale).sum()
+            paths.append(log_p)
+        total += scipy.special.logsumexp(paths)
+    assert log_likelihood_per_step(x, p) == pytest.approx(total / x.size, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_regimes_a_plain_loop_of_integer_sites_where_enumeration_fails(tmp_path):
+    """100 sites in a plain loop: enumeration fails (one dim per site), hybrid sums the first
+    steps out and samples the rest, the -local methods and REINFORCE train, the mean-field
+    methods are skipped with the reason."""
+    methods = "reinmax-local,st-local,hybrid,enum,reinforce,reinmax"
+    results, _ = _run(tmp_path, "regimes", "pyro", methods, ["--length", "100"], steps=3, code=1)
+    entries = results["methods"]
+    assert "64" in entries["enum"]["failed"]
+    assert "integer sites" in entries["reinmax"]["skipped"]
+    for method in ("reinmax-local", "st-local", "hybrid", "reinforce"):
+        assert np.isfinite(entries[method]["metric"])
 
 
 def test_first_to_reach_names_the_fastest_method_to_the_best_metric():

@@ -19,6 +19,10 @@ from ..families import categories as discrete_categories
 from ..scan_body import ScanAwareMessenger, base_name, steps_back
 
 DEFAULT_MAX_CONFIGURATIONS = 4096
+MAX_ENUMERATION_DIMS = 24
+"""At most this many enumeration dims at once (and no more than NumPyro's funsor dim stack
+holds): without ``markov`` every enumerated site keeps a dim of its own, so a long chain in a
+plain loop has its first sites summed out and the rest sampled."""
 
 
 def _enumerable(fn, kind: str) -> bool:
@@ -81,7 +85,9 @@ class OneHotEnumeration(ScanAwareMessenger):
 
 class _AdmitForEnumeration(OneHotEnumeration):
     """Mark candidate sites for parallel enumeration, in trace order, while the configurations
-    visible at each (its enumerated parents' times its own categories) fit the budget."""
+    visible at each (its enumerated parents' times its own categories) fit the budget, and while
+    the enumeration dims in use stay within :data:`MAX_ENUMERATION_DIMS` (the first site past
+    them, and every later one, is refused)."""
 
     def __init__(self, fn, candidates: dict, refused: set, budget: int, nesting: int) -> None:
         super().__init__(fn)
@@ -91,6 +97,8 @@ class _AdmitForEnumeration(OneHotEnumeration):
             budget,
             nesting,
         )
+        self.full = False
+        self.last_admitted: str | None = None
 
     def process_sample(self, msg) -> None:
         if msg["is_observed"]:
@@ -99,6 +107,9 @@ class _AdmitForEnumeration(OneHotEnumeration):
         kind = self.candidates.get(name)
         if kind is None or name in self.refused:
             return
+        if self.full:
+            self.refused.add(name)
+            return
         shape = fn.batch_shape
         visible = math.prod(shape[: max(0, len(shape) - self.nesting)])
         categories = discrete_categories(fn, kind)
@@ -106,6 +117,17 @@ class _AdmitForEnumeration(OneHotEnumeration):
             self.refused.add(name)
             return
         self._enumerate(msg)
+        self.last_admitted = name
+
+    def postprocess_sample(self, msg) -> None:
+        super().postprocess_sample(msg)
+        name = msg["name"]
+        if name in self.candidates and msg["infer"].get("enumerate") == "parallel":
+            value = msg["value"]
+            batch_dims = jnp.ndim(value) - (msg["fn"].event_dim if jnp.ndim(value) else 0)
+            if batch_dims - 2 - self.nesting > MAX_ENUMERATION_DIMS:
+                self.refused.add(name)
+                self.full = True
 
 
 def choose_enumerated(
@@ -124,9 +146,16 @@ def choose_enumerated(
         admit = _AdmitForEnumeration(
             model, candidates, refused, max_configurations, max_plate_nesting
         )
-        enumerated_model = enum(admit, first_available_dim=-1 - max_plate_nesting)
-        with block(), plate_to_enum_plate():
-            model_trace = packed_trace(enumerated_model).get_trace(*args, **kwargs)
+        enumerated_model = enum(admit, first_available_dim=-2 - max_plate_nesting)
+        try:
+            with block(), plate_to_enum_plate():
+                model_trace = packed_trace(enumerated_model).get_trace(*args, **kwargs)
+        except ValueError as error:  # funsor's dim stack is full: no more sites from this one
+            if "Ran out of free dims" not in str(error) or admit.last_admitted is None:
+                raise
+            order = list(candidates)  # the model's order
+            refused |= set(order[order.index(admit.last_admitted) :])
+            continue
         enumerated = _in_trace_order(
             name
             for name, site in model_trace.items()
@@ -134,8 +163,9 @@ def choose_enumerated(
             and base_name(name) not in refused
             and site["infer"].get("enumerate") == "parallel"
         )
+        enumerated = [name for name in enumerated if name not in refused]
         demote = over_budget(model_trace, enumerated, max_configurations)
-        if not demote:
+        if not demote and not admit.full:
             return enumerated
         refused |= demote
 

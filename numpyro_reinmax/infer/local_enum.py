@@ -483,10 +483,7 @@ class TraceLocalEnum_ELBO(ELBO):
         name = base_name(site["name"])
         steps = _steps(site, structure.scans.get(name))
         own = name in draws and self.analytic_kl
-        if own:
-            log_prob = _expectation_under_guide(site, draws[name], steps)
-        else:
-            log_prob = site["fn"].log_prob(site["value"])
+        log_prob = _expectation_under_guide(site, draws[name], steps) if own else _log_density(site)
         dim_to_name = OrderedDict(
             (d, n)
             for d, n in site["infer"].get("dim_to_name", {}).items()
@@ -699,8 +696,8 @@ def _scan_rows(structure, parent, scan, offset, steps, log_prob):
     if start < 0:
         return None
     rows = np.arange(start, steps.stop - offset) % phases
-    table = np.stack([structure.elements(parent, p) for p in range(phases)])
-    first = np.stack([structure.elements(parent, p, first=True) for p in range(phases)])
+    table = [structure.elements(parent, p) for p in range(phases)]
+    first = [structure.elements(parent, p, first=True) for p in range(phases)]
 
     def take(per_step):
         per_step = per_step[start : steps.stop - offset]
@@ -708,7 +705,26 @@ def _scan_rows(structure, parent, scan, offset, steps, log_prob):
         padding = (1,) * (jnp.ndim(log_prob) - len(shape))
         return per_step.reshape(shape[:1] + padding + shape[1:])
 
-    return jnp.asarray(table[rows]), jnp.asarray(first[rows]), take
+    return (table, rows), (first, rows), take
+
+
+def _log_density(site):
+    """A site's log-density at its value; for a site enumerated here (summed out), its table of
+    log-probabilities with the categories moved to the site's enumeration dim: no gather of
+    the table broadcast against every value (what ``log_prob`` of an enumerated value does)."""
+    fn, value = site["fn"], site["value"]
+    dim = site["infer"].get("name_to_dim", {}).get(site["name"])
+    if dim is None or site["is_observed"] or site["infer"].get("enumerate") != "parallel":
+        return fn.log_prob(value)
+    table = category_log_probs(fn)  # batch + (K,)
+    batch = jnp.shape(table)[:-1]
+    if len(batch) < -dim:
+        table = table.reshape((1,) * (-dim - len(batch)) + jnp.shape(table))
+        batch = jnp.shape(table)[:-1]
+    if batch[dim] != 1 or jnp.shape(value)[jnp.ndim(value) + dim] != jnp.shape(table)[-1]:
+        return fn.log_prob(value)
+    moved = jnp.swapaxes(table[..., None], len(batch) + dim, -2)
+    return moved.reshape(jnp.shape(moved)[:-2])
 
 
 def _expectation_under_guide(site, draw: LocalDraw, steps):

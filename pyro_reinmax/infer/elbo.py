@@ -25,6 +25,8 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import register_kl
 
+from ..categorical import _CategoricalReparameterized
+from ..families import unwrap
 from .masked_prior import MaskedPrior, combine_masks, kl_to_masked_prior
 from .scoring import scoring_priors_exactly
 from .site_context import NameFailingSite
@@ -105,4 +107,19 @@ class TraceMeanField_ELBO(pyro.infer.TraceMeanField_ELBO):
                 kwargs,
             )
         keep_model_masks(model_trace, guide_trace, type(self).__name__)
+        refuse_integer_guide_sites(guide_trace, type(self).__name__)
         return model_trace, guide_trace
+
+
+def refuse_integer_guide_sites(guide_trace, loss_name: str) -> None:
+    """Raise for a guide site of this package's integer estimator classes: only
+    ``TraceLocalEnum_ELBO`` gives them their estimator (under this ELBO the score function of a
+    plain ``Categorical`` would stand in for it, unannounced)."""
+    for name, site in guide_trace.nodes.items():
+        if site["type"] == "sample" and isinstance(unwrap(site["fn"]), _CategoricalReparameterized):
+            raise ValueError(
+                f"guide site {name!r} is {type(unwrap(site['fn'])).__name__}, an integer site: "
+                f"{loss_name} cannot give it its estimator (an integer has no pathwise "
+                "gradient). Fit it with pyro_reinmax.infer.TraceLocalEnum_ELBO, or use the "
+                "estimator's one-hot class in a one-hot model."
+            )

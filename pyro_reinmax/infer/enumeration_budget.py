@@ -19,6 +19,10 @@ from pyro.poutine.util import prune_subsample_sites
 from ..families import categories as discrete_categories
 
 DEFAULT_MAX_CONFIGURATIONS = 4096
+MAX_ENUMERATION_DIMS = 24
+"""At most this many enumeration dims at once: without ``pyro.markov`` every enumerated site
+keeps a dim of its own (torch allows 64 in all), so a long chain in a plain loop has its first
+sites summed out and the rest sampled."""
 
 
 def _enumerable(fn, kind: str) -> bool:
@@ -65,17 +69,23 @@ def over_budget(model_trace, names: list[str], max_configurations: int) -> set:
 
 class _AdmitForEnumeration(Messenger):
     """Mark candidate sites for parallel enumeration, in trace order, while the configurations
-    visible at each (its enumerated parents' times its own categories) fit the budget."""
+    visible at each (its enumerated parents' times its own categories) fit the budget, and while
+    the enumeration dims in use stay within :data:`MAX_ENUMERATION_DIMS` (the first site past
+    them, and every later one, is refused)."""
 
     def __init__(self, candidates: dict, refused: set, budget: int, max_plate_nesting: int) -> None:
         super().__init__()
         self.candidates, self.refused = candidates, refused
         self.budget, self.max_plate_nesting = budget, max_plate_nesting
+        self.full = False
 
     def _pyro_sample(self, msg) -> None:
         name, fn = msg["name"], msg["fn"]
         kind = self.candidates.get(name)
         if msg["is_observed"] or kind is None or name in self.refused:
+            return
+        if self.full:
+            self.refused.add(name)
             return
         shape = fn.batch_shape
         visible = math.prod(shape[: max(0, len(shape) - self.max_plate_nesting)])
@@ -84,6 +94,12 @@ class _AdmitForEnumeration(Messenger):
             self.refused.add(name)
             return
         msg["infer"]["enumerate"] = "parallel"
+
+    def _pyro_post_sample(self, msg) -> None:
+        dim = msg["infer"].get("_enumerate_dim")
+        if dim is not None and -dim - 2 - self.max_plate_nesting > MAX_ENUMERATION_DIMS:
+            self.refused.add(msg["name"])
+            self.full = True
 
 
 def choose_enumerated(
@@ -97,7 +113,7 @@ def choose_enumerated(
     refused: set = set()
     while True:
         admit = _AdmitForEnumeration(candidates, refused, max_configurations, max_plate_nesting)
-        enumerate_ = EnumMessenger(first_available_dim=-1 - max_plate_nesting)
+        enumerate_ = EnumMessenger(first_available_dim=-2 - max_plate_nesting)
         with poutine.block():
             trace = poutine.trace(enumerate_(admit(model))).get_trace(*args, **kwargs)
         trace = prune_subsample_sites(trace)
@@ -106,7 +122,8 @@ def choose_enumerated(
             for name, site in trace.nodes.items()
             if name in candidates and site["infer"].get("_enumerate_dim") is not None
         ]
+        enumerated = [name for name in enumerated if name not in refused]
         demote = over_budget(trace, enumerated, max_configurations)
-        if not demote:
+        if not demote and not admit.full:
             return enumerated
         refused |= demote

@@ -133,6 +133,32 @@ def test_a_150_site_chain_in_a_plain_loop_trains():
     assert losses[-1] < losses[0] - 100
 
 
+def short_chain(x):
+    trans = jnp.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    z = numpyro.sample("z_0", dist.Categorical(jnp.ones(3) / 3))
+    numpyro.sample("x_0", dist.Normal(z, 1.0), obs=x[0])
+    for t in range(1, len(x)):
+        z = numpyro.sample(f"z_{t}", dist.Categorical(trans[z]))
+        numpyro.sample(f"x_{t}", dist.Normal(z, 1.0), obs=x[t])
+
+
+@pytest.mark.slow
+def test_the_hybrid_of_a_long_plain_chain_sums_out_what_fits_and_samples_the_rest():
+    """Without markov each enumerated site keeps a dim of its own: enumerate="auto" stops at the
+    dims that NumPyro's enumeration holds (the first steps) and samples the rest."""
+    from numpyro_reinmax.infer.enumeration_budget import MAX_ENUMERATION_DIMS
+
+    x = jax.random.normal(jax.random.PRNGKey(0), (30,))
+    guide = AutoReinMax(short_chain, enumerate="auto")
+    handlers.seed(guide, 0)(x)
+    assert 0 < len(guide.enumerated_sites) <= MAX_ENUMERATION_DIMS + 1
+    assert guide.enumerated_sites == [f"z_{t}" for t in range(len(guide.enumerated_sites))]
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=0)
+    svi = SVI(short_chain, guide, numpyro.optim.Adam(0.01), elbo)
+    state = svi.init(jax.random.PRNGKey(0), x)
+    assert np.isfinite(float(svi.evaluate(state, x)))
+
+
 def wide(x, weights):
     """One observation per datum depending on ten 4-category sites: 4^10 joint configurations."""
     with numpyro.plate("data", len(x)):

@@ -187,6 +187,26 @@ def test_a_150_site_chain_in_a_plain_loop_trains():
         TraceEnum_ELBO(max_plate_nesting=0).loss(config_enumerate(chain), lambda x: None, x)
 
 
+def test_the_hybrid_of_a_long_plain_chain_sums_out_what_fits_and_samples_the_rest():
+    """Without pyro.markov each enumerated site keeps a dim of its own: enumerate="auto" stops at
+    MAX_ENUMERATION_DIMS of them (the first steps) and samples the rest, instead of failing."""
+    from pyro_reinmax.infer.enumeration_budget import MAX_ENUMERATION_DIMS
+
+    x = torch.randn(100, dtype=F64)
+    pyro.clear_param_store()
+    guide = AutoReinMax(chain, enumerate="auto")
+    loss = TraceLocalEnum_ELBO(max_plate_nesting=0).loss(chain, guide, x)
+    assert guide.enumerated_sites == [f"z_{t}" for t in range(MAX_ENUMERATION_DIMS + 1)]
+    assert np.isfinite(loss)
+
+
+def test_integer_guide_sites_are_refused_by_the_mean_field_elbo():
+    from pyro_reinmax.infer import TraceMeanField_ELBO
+
+    with pytest.raises(ValueError, match=r"'z' is ReinMaxCategorical.*TraceLocalEnum_ELBO"):
+        TraceMeanField_ELBO().loss(mixture_integer, guide_of(pr.ReinMaxCategorical), X)
+
+
 def wide(x, weights):
     """One observation per datum depending on ten 4-category sites: 4^10 joint configurations."""
     with pyro.plate("data", len(x)):
