@@ -38,15 +38,16 @@ from reinmax_examples.svi_pyro import fit_model
 METRIC = "held-out log-likelihood per time step"
 METRIC_UNIT = "nats per time step"
 TIE = 0.01  # nats per time step: differences below this are seed noise
-ENUM_LIMIT = 1024  # joint states per time step that enumeration is given
+ENUM_LIMIT = 4096  # joint states per time step that enumeration is given (6 chains)
+MAX_CHAINS = 12
 PARAMETERS = ("init", "trans", "weights", "scale")
 
 
 def configure(args) -> dict:
     """The run's settings: the command's arguments, or this model's defaults."""
     chains = args.chains or 3
-    if chains > 8:
-        raise ConfigurationError(f"fhmm: --chains must be at most 8, got {chains}")
+    if chains > MAX_CHAINS:
+        raise ConfigurationError(f"fhmm: --chains must be at most {MAX_CHAINS}, got {chains}")
     return {
         "chains": chains,
         "length": args.length or LENGTH,
@@ -58,10 +59,10 @@ def configure(args) -> dict:
 
 def model(x: torch.Tensor, start: dict) -> None:
     chains, length = start["weights"].shape[0], x.shape[1]
-    init = pyro.param("init", lambda: start["init"], constraint=constraints.simplex)
-    trans = pyro.param("trans", lambda: start["trans"], constraint=constraints.simplex)
-    weights = pyro.param("weights", lambda: start["weights"])
-    scale = pyro.param("scale", lambda: start["scale"], constraint=constraints.positive)
+    init = pyro.param("init", lambda: start["init"].clone(), constraint=constraints.simplex)
+    trans = pyro.param("trans", lambda: start["trans"].clone(), constraint=constraints.simplex)
+    weights = pyro.param("weights", lambda: start["weights"].clone())
+    scale = pyro.param("scale", lambda: start["scale"].clone(), constraint=constraints.positive)
     with pyro.plate("sequences", x.shape[0]):
         states = [None] * chains
         for t in pyro.markov(range(length)):

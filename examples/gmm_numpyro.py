@@ -21,13 +21,12 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.infer import Predictive
-from numpyro.infer.initialization import init_to_value
 
 import numpyro_reinmax as nr
 from reinmax_examples.data import measurements
 from reinmax_examples.gmm_pyro import configure
 from reinmax_examples.posteriors import compare_posteriors, log_predictive_density
-from reinmax_examples.svi_numpyro import fit_model
+from reinmax_examples.svi_numpyro import fit_model, init_to_value
 
 METRIC = "log predictive density"
 METRIC_UNIT = "nats over the data set"

@@ -18,7 +18,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.infer import Predictive
-from pyro.infer.autoguide import init_to_value
+from pyro.infer.autoguide import init_to_feasible, init_to_value
 
 import pyro_reinmax as pr
 from reinmax_examples.data import data_source, is_path, measurements
@@ -72,7 +72,7 @@ class Problem:
         self.x = torch.tensor(x, device=device)
         self.num_components = config["components"]
         start = np.random.default_rng(seed).choice(len(x), self.num_components, replace=False)
-        self.init = init_to_value(values={"locs": self.x[start]})
+        self.init = init_to_value(values={"locs": self.x[start]}, fallback=init_to_feasible)
 
 
 def skip_reason(problem: Problem, method: str) -> str | None:

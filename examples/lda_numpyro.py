@@ -24,14 +24,13 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer import Predictive
-from numpyro.infer.initialization import init_to_value
 
 import numpyro_reinmax as nr
 from reinmax_examples.artefacts import write_text
 from reinmax_examples.data import corpus
 from reinmax_examples.lda_pyro import TIE, configure
 from reinmax_examples.parallel import SINGLE, DataParallel
-from reinmax_examples.svi_numpyro import fit_model
+from reinmax_examples.svi_numpyro import fit_model, init_to_value
 from reinmax_examples.topics import document_completion, top_words
 
 METRIC = "held-out log-likelihood per token"

@@ -20,7 +20,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.infer import Predictive
-from pyro.infer.autoguide import init_to_value
+from pyro.infer.autoguide import init_to_feasible, init_to_value
 
 import pyro_reinmax as pr
 from reinmax_examples.artefacts import write_text
@@ -81,7 +81,9 @@ class Problem:
         vocabulary_size = len(self.train.vocabulary)
         rng = np.random.default_rng(seed)
         topic_words = rng.dirichlet(np.full(vocabulary_size, 1.0), self.num_topics)
-        self.init = init_to_value(values={"topic_words": torch.tensor(topic_words)})
+        self.init = init_to_value(
+            values={"topic_words": torch.tensor(topic_words)}, fallback=init_to_feasible
+        )
         self.arguments = (
             torch.tensor(self.train.words, device=device),
             torch.tensor(self.train.documents, device=device),

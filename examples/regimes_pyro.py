@@ -46,10 +46,10 @@ def configure(args) -> dict:
 
 
 def model(x: torch.Tensor, start: dict) -> None:
-    init = pyro.param("init", lambda: start["init"], constraint=constraints.simplex)
-    trans = pyro.param("trans", lambda: start["trans"], constraint=constraints.simplex)
-    levels = pyro.param("levels", lambda: start["levels"])
-    scale = pyro.param("scale", lambda: start["scale"], constraint=constraints.positive)
+    init = pyro.param("init", lambda: start["init"].clone(), constraint=constraints.simplex)
+    trans = pyro.param("trans", lambda: start["trans"].clone(), constraint=constraints.simplex)
+    levels = pyro.param("levels", lambda: start["levels"].clone())
+    scale = pyro.param("scale", lambda: start["scale"].clone(), constraint=constraints.positive)
     with pyro.plate("sequences", x.shape[0]):
         z = pyro.sample("z_0", dist.Categorical(init))
         pyro.sample("x_0", dist.Normal(levels[z], scale), obs=x[:, 0])

@@ -11,6 +11,7 @@ import optax
 from numpyro import handlers
 from numpyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO
 from numpyro.infer.autoguide import AutoNormal
+from numpyro.infer.initialization import init_to_feasible
 from numpyro.optim import optax_to_numpyro
 
 import numpyro_reinmax as nr
@@ -36,6 +37,18 @@ from reinmax_examples.parallel import SINGLE, DataParallel
 # The mixture and topic models run in float64, as in Pyro: a float32 simplex over a vocabulary
 # underflows. Models that want float32 (the VAE) create their arrays in float32 explicitly.
 jax.config.update("jax_enable_x64", True)
+
+
+def init_to_value(site=None, values: dict | None = None):
+    """An autoguide's start: ``values`` for the sites it names, NumPyro's feasible point (zero in
+    the unconstrained space) for the others. NumPyro's own ``init_to_value`` draws the others at
+    random, from whatever key the guide's set-up holds, which differs between methods. Called
+    without a site, the strategy (a ``partial``, as NumPyro's autoguides expect)."""
+    if site is None:
+        return partial(init_to_value, values=values or {})
+    if site["type"] == "sample" and not site["is_observed"] and site["name"] in values:
+        return values[site["name"]]
+    return init_to_feasible(site)
 
 
 def guide_model_loss(

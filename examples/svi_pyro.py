@@ -47,7 +47,9 @@ def guide_model_loss(
 ):
     """The guide, the model as that method runs it, and the ELBO."""
     continuous_guide = (
-        AutoNormal if init_loc_fn is None else partial(AutoNormal, init_loc_fn=init_loc_fn)
+        AutoNormal
+        if init_loc_fn is None
+        else partial(AutoNormal, init_loc_fn=copied_values(init_loc_fn))
     )
     if method == "enum":
         guide = continuous_guide(poutine.block(model, hide=discrete_sites))
@@ -72,6 +74,17 @@ def guide_model_loss(
     if method in LOCAL_METHODS:
         return guide, model, TraceLocalEnum_ELBO(max_plate_nesting=max_plate_nesting)
     return guide, model, TraceMeanField_ELBO(max_plate_nesting=max_plate_nesting)
+
+
+def copied_values(init_loc_fn: Callable) -> Callable:
+    """``init_loc_fn`` returning copies: an autoguide keeps the tensor it is given as its
+    parameter (for an unconstrained site) and the optimizer updates it in place, so a start
+    shared by several methods would be moved by the first method's training."""
+
+    def init(site):
+        return init_loc_fn(site).detach().clone()
+
+    return init
 
 
 def default_optimizer(lr: float) -> ClippedAdam:
@@ -139,6 +152,9 @@ def train(
         )
     else:
         poutine.block(guide)(*arguments(0))  # build the guide's parameters before timing
+        # the set-up draws from the prior, as often as each method's guide needs: start the
+        # steps from one random state, so that methods of the same objective take the same steps
+        pyro.set_rng_seed(parallel.seed(seed))
         step_once = SVI(model, guide, optimizer, loss).step
     clock = TrainingClock()
     every, window = record_every(steps), []
