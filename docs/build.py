@@ -44,7 +44,7 @@ def _missing(command: str) -> str:
 
 COMPARE_RUNS = [
     f"{model}-{backend}"
-    for model in ("gmm", "lda", "vae", "fhmm", "fhmm6", "sbn")
+    for model in ("gmm", "lda", "vae", "fhmm", "fhmm6", "sbn", "regimes")
     for backend in ("pyro", "numpyro")
 ]
 
@@ -56,6 +56,8 @@ def _compare_command(folder: str, results: dict) -> str:
         command += f" --seeds {config['seeds']}"
     if results["model"] == "fhmm" and config["chains"] != 3:
         command += f" --chains {config['chains']}"
+    if results["model"] == "regimes" and config.get("steps") != 300:
+        command += f" --steps {config['steps']}"
     if config.get("checkpoints", CHECKPOINTS) != CHECKPOINTS:
         command += f" --checkpoints {config['checkpoints']}"
     if list(config["methods"]) != list(DEFAULT_METHODS):
@@ -535,6 +537,60 @@ def local_enum_cost_section() -> str:
     )
 
 
+def local_enum_scaling_section() -> str:
+    results = _load(RESULTS / "local_enum_scaling-cpu.json")
+    if results is None:
+        return _missing("python benchmarks/local_enum_scaling.py")
+    methods = ["local", "local, all summed out", "mean field", "enumeration", "exact (log_density)"]
+    rows = []
+    for row in results["rows"]:
+        ms = row["ms_per_step"]
+        cells = [f"{ms[m]:.3g}" if m in ms else "" for m in methods]
+        rows.append([row["backend"], row["family"], str(row["size"]), *cells])
+    header = ["backend", "model", "size", "TraceLocalEnum_ELBO", "the same, all summed out"]
+    header += ["TraceMeanField_ELBO", "TraceEnum_ELBO", "exact (funsor log_density)"]
+    return (
+        f"ms per SVI step, median of {results['rounds']} interleaved rounds (NumPyro jitted, "
+        "compilation excluded). `chain`: T integer sites of 3 states (Pyro: a plain loop; NumPyro: "
+        "`scan`); `parents`: one observation per datum depending on m 4-category sites; `hmm`: "
+        "NumPyro's `hmm_enum.py` model 1 (16 states) with every state summed out. NumPyro's "
+        "`TraceEnum_ELBO` returns a wrong value with `scan` (its column is the reference the "
+        "cost target names); funsor's `log_density` computes the exact one.\n\n"
+        + _table(header, rows)
+        + "\n\n![cost against size](../benchmarks/results/local_enum_scaling-cpu.png)\n\n"
+        "Produced by `python benchmarks/local_enum_scaling.py`."
+    )
+
+
+def fhmm_chains_section() -> str:
+    summary = _load(RESULTS / "fhmm_chains" / "summary.json")
+    if summary is None:
+        return _missing("python benchmarks/fhmm_chains.py")
+    methods = list(dict.fromkeys(m for row in summary["rows"] for m in row["metric"]))
+    rows = []
+    for row in summary["rows"]:
+        cells = []
+        for method in methods:
+            metric, reached = row["metric"].get(method), row["seconds_to_tie"].get(method)
+            if method in row["skipped"] or metric is None:
+                cells.append("not run" if method not in row["metric"] else "failed")
+                continue
+            when = "never" if reached is None else f"{reached:.0f} s"
+            cells.append(f"{metric:.3f} ({when})")
+        rows.append([str(row["chains"]), f"{4 ** row['chains']:,}", *cells])
+    return (
+        f"Held-out log-likelihood per step at the end of {summary['steps']} steps (Pyro, "
+        f"sequences of 10 steps, {summary['seeds']} seed), and in parentheses the training "
+        f"seconds from which the method stays within {summary['tie']} of that M's best: exact "
+        "up to 8 chains, a particle filter's estimate (20,000 particles) beyond.\n\n"
+        + _table(["chains M", "joint states per step", *methods], rows)
+        + "\n\n![time to the tie against the number of chains]"
+        "(../benchmarks/results/fhmm_chains.png)\n\n"
+        "Produced by `python benchmarks/fhmm_chains.py` (each M's run, with its curves, in "
+        "`benchmarks/results/fhmm_chains/M<M>/`)."
+    )
+
+
 def data_parallel_section() -> str:
     blocks = []
     for device in ("cpu", "cuda"):
@@ -580,6 +636,9 @@ def results_page() -> str:
                 "## The paper's categorical VAE\n\n" + vae_paper_section(),
                 "## Mixture formulation\n\n" + formulation_section(),
                 "## The cost of TraceLocalEnum_ELBO\n\n" + local_enum_cost_section(),
+                "## TraceLocalEnum_ELBO as models grow\n\n" + local_enum_scaling_section(),
+                "## Where enumeration stops: the factorial HMM, 2 to 12 chains\n\n"
+                + fhmm_chains_section(),
                 "## Several processes and devices\n\n" + data_parallel_section(),
             ]
         )

@@ -19,6 +19,7 @@ KNOWN_FILES = (
     "results.json",
     "elbo.png",
     "metric.png",
+    "gradients.png",
     "top_words.txt",
     "posterior_summary.csv",
     "forest.png",

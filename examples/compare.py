@@ -54,6 +54,7 @@ from reinmax_examples.methods import (
     METHODS,
     ConfigurationError,
     checkpoint_steps,
+    probing_gradients,
 )
 from reinmax_examples.parallel import SINGLE, DataParallel
 
@@ -117,7 +118,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_positive(int), default=1, help="seeds 0..S-1 (default 1)")
     p.add_argument("--lr", type=_positive(float), help="Adam learning rate (default: the model's)")
     p.add_argument(
-        "--temperature", type=_positive(float), help="estimator temperature (default: the model's)"
+        "--temperature",
+        type=_positive(float),
+        help="estimator temperature for every method (default: the model's; vae: each method's "
+        "recommended settings, the authors' tuned ones for st, st-gumbel, gst and gumbel-rao)",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument(
@@ -199,6 +203,9 @@ def _summarise(runs: list[dict]) -> dict:
         ],
         "metric": statistics.fmean(r["metric"] for r in finished) if finished else None,
         "metric_curve": _mean_curve([r["metric_curve"] for r in finished if "metric_curve" in r]),
+        "gradient_spread": _mean_spread(
+            [r["gradient_spread"] for r in finished if r.get("gradient_spread", {}).get("step")]
+        ),
         "metric_std": statistics.stdev([r["metric"] for r in finished])
         if len(finished) > 1
         else 0.0,
@@ -222,6 +229,59 @@ def _mean_curve(curves: list[dict]) -> dict:
         key: [statistics.fmean(v) for v in zip(*(c[key] for c in curves), strict=True)]
         for key in ("step", "seconds", "metric")
     }
+
+
+def _mean_spread(spreads: list[dict]) -> dict:
+    """The guide gradient's spread at each checkpoint, averaged over seeds (equal checkpoints)."""
+    spreads = [s for s in spreads if s["step"] == spreads[0]["step"]] if spreads else []
+    if not spreads:
+        return {"step": [], "variance": [], "relative": []}
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return statistics.fmean(values) if values else None
+
+    return {
+        "step": spreads[0]["step"],
+        **{
+            key: [mean(v) for v in zip(*(s[key] for s in spreads), strict=True)]
+            for key in ("variance", "relative")
+        },
+    }
+
+
+def plot_gradients(results: dict, path: Path) -> bool:
+    """The relative variance of the guide parameters' gradient at each checkpoint, per method
+    (fresh draws at fixed parameters); False if none was recorded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spreads = {
+        m: r["gradient_spread"]
+        for m, r in results["methods"].items()
+        if r.get("gradient_spread", {}).get("step")
+    }
+    if not spreads:
+        return False
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for method, spread in spreads.items():
+        points = [(s, v) for s, v in zip(spread["step"], spread["relative"], strict=True) if v]
+        if points:
+            steps, values = zip(*points, strict=True)
+            axis.plot(steps, values, marker="o", label=method, color=METHOD_COLOURS.get(method))
+    axis.set(
+        xlabel="SVI step",
+        ylabel="trace of the gradient's covariance / |mean gradient|^2",
+        yscale="log",
+        title=f"{results['model']} ({results['backend']}): the guide gradient's spread",
+    )
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    save_figure(figure, path, dpi=110)
+    plt.close(figure)
+    return True
 
 
 def first_to_reach(results: dict) -> str | None:
@@ -484,8 +544,15 @@ def run(args: argparse.Namespace, console: Console, parallel: DataParallel = SIN
                         "metric": None,
                         "compile_seconds": None,
                         "metric_curve": {"step": [], "seconds": [], "metric": []},
+                        "gradient_spread": {"step": [], "variance": [], "relative": []},
                     }
                     runs[method].append(run_record)
+
+                    def on_gradients(step, measured, record=run_record):
+                        spread = record["gradient_spread"]
+                        spread["step"].append(step)
+                        spread["variance"].append(measured["variance"])
+                        spread["relative"].append(measured["relative"])
 
                     def on_step(step, elbo, seconds, record=run_record, task=task):
                         record["step"].append(step)
@@ -505,16 +572,17 @@ def run(args: argparse.Namespace, console: Console, parallel: DataParallel = SIN
                     marks = checkpoint_steps(config["steps"], args.checkpoints)
                     marks = marks if parallel.leader else set()
                     try:
-                        fitted[method] = module.fit(
-                            problem,
-                            method,
-                            seed=seed,
-                            config=config,
-                            on_step=on_step,
-                            on_checkpoint=on_checkpoint if marks else None,
-                            checkpoints=marks,
-                            on_compile=on_compile,
-                        )
+                        with probing_gradients(on_gradients):
+                            fitted[method] = module.fit(
+                                problem,
+                                method,
+                                seed=seed,
+                                config=config,
+                                on_step=on_step,
+                                on_checkpoint=on_checkpoint if marks else None,
+                                checkpoints=marks,
+                                on_compile=on_compile,
+                            )
                         if not parallel.leader:
                             continue
                         run_record.update(module.evaluate(problem, fitted[method]))
@@ -605,6 +673,8 @@ def _write(results: dict, out: Path, console: Console) -> None:
     written.append("elbo.png")
     if plot_metric(results, out / "metric.png"):
         written.append("metric.png")
+    if plot_gradients(results, out / "gradients.png"):
+        written.append("gradients.png")
     results["files"] = written + [
         name for name in KNOWN_FILES if name not in written and (out / name).is_file()
     ]

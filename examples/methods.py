@@ -28,6 +28,8 @@ constrained latents).
 
 import contextlib
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 
 DEFAULT_METHODS = ("reinmax", "reinmax-local", "hybrid", "enum", "reinforce", "st", "st-gumbel")
 """The methods ``reinmax-compare`` runs unless ``--methods`` says otherwise."""
@@ -87,6 +89,48 @@ the end), for the metric against steps and wall-clock seconds."""
 def checkpoint_steps(steps: int, count: int = CHECKPOINTS) -> set[int]:
     """``count`` evenly spaced steps before the last (the last step is evaluated anyway)."""
     return {round(steps * k / count) for k in range(1, count)} - {0, steps}
+
+
+GRADIENT_DRAWS = 8
+"""How many gradients, at the same parameters and fresh draws, a checkpoint's spread is from."""
+_GRADIENT_PROBE: ContextVar[Callable | None] = ContextVar("gradient_probe", default=None)
+
+
+@contextlib.contextmanager
+def probing_gradients(record: Callable[[int, dict], None]):
+    """While active, the training loops call ``record(step, spread)`` at every checkpoint with
+    the spread of the guide parameters' gradient over :data:`GRADIENT_DRAWS` fresh draws at the
+    current parameters (:func:`spread`); ``reinmax-compare`` records it per method."""
+    token = _GRADIENT_PROBE.set(record)
+    try:
+        yield
+    finally:
+        _GRADIENT_PROBE.reset(token)
+
+
+def probe_gradients(step: int, gradients: Callable[[], list]) -> None:
+    """At a checkpoint: hand :func:`spread` of ``gradients()`` (flat gradient vectors, one per
+    draw, as NumPy arrays) to the active probe, if any. A loss that cannot give a
+    differentiable value records nothing."""
+    record = _GRADIENT_PROBE.get()
+    if record is None:
+        return
+    try:
+        samples = gradients()
+    except (AttributeError, NotImplementedError):
+        return
+    record(step, spread(samples))
+
+
+def spread(samples: list) -> dict:
+    """The total variance of gradient vectors (the trace of their covariance) and the same
+    relative to the squared norm of their mean (scale-free, comparable between methods)."""
+    import numpy as np
+
+    stacked = np.stack([np.asarray(s, dtype=np.float64) for s in samples])
+    variance = float(stacked.var(0, ddof=1).sum())
+    mean_square = float((stacked.mean(0) ** 2).sum())
+    return {"variance": variance, "relative": variance / mean_square if mean_square else None}
 
 
 class TrainingClock:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from functools import partial
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 from numpyro import handlers
 from numpyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO
@@ -26,10 +28,12 @@ from numpyro_reinmax.infer.data_parallel import data_mesh, place_state, shard_da
 from reinmax_examples.methods import (
     DISARM_PAIRS,
     ESTIMATOR,
+    GRADIENT_DRAWS,
     LOCAL_LR_MULTIPLIER,
     LOCAL_METHODS,
     RLOO_PARTICLES,
     TrainingClock,
+    probe_gradients,
     record_every,
 )
 from reinmax_examples.parallel import SINGLE, DataParallel
@@ -141,8 +145,32 @@ def train(
             window.clear()
         if on_checkpoint is not None and step + 1 in checkpoints:
             with clock.paused():
-                on_checkpoint(step + 1, clock.seconds(), (guide, svi.get_params(state)))
+                params = svi.get_params(state)
+                if not parallel.active:
+                    gradients = partial(
+                        guide_gradients, model, guide, loss, params, arguments(step), seed
+                    )
+                    probe_gradients(step + 1, gradients)
+                on_checkpoint(step + 1, clock.seconds(), (guide, params))
     return svi.get_params(state)
+
+
+def guide_gradients(model, guide, loss, params: dict, arguments: tuple, seed: int) -> list:
+    """The gradient of the loss in the guide's parameters, flattened, for ``GRADIENT_DRAWS``
+    fresh keys at the current parameters (for the spread ``reinmax-compare`` records)."""
+    seeded = handlers.seed(handlers.substitute(guide, data=params), jax.random.PRNGKey(seed))
+    trace = handlers.trace(seeded).get_trace(*arguments)
+    names = [name for name, site in trace.items() if site["type"] == "param"]
+
+    def gradient(key):
+        def value(guide_params):
+            return loss.loss(key, {**params, **guide_params}, model, guide, *arguments)
+
+        grads = jax.grad(value)({n: params[n] for n in names})
+        return jnp.concatenate([jnp.ravel(grads[n]) for n in names])
+
+    keys = jax.random.split(jax.random.PRNGKey(seed + 1), GRADIENT_DRAWS)
+    return list(np.asarray(jax.jit(jax.vmap(gradient))(keys)))
 
 
 def fit_model(

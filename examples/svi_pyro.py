@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import partial
 
 import pyro
+import torch
 from pyro import poutine
 from pyro.infer import SVI, TraceEnum_ELBO, TraceGraph_ELBO, config_enumerate
 from pyro.infer.autoguide import AutoNormal
@@ -25,10 +26,12 @@ from pyro_reinmax.infer.data_parallel import DataParallelLoss
 from reinmax_examples.methods import (
     DISARM_PAIRS,
     ESTIMATOR,
+    GRADIENT_DRAWS,
     LOCAL_LR_MULTIPLIER,
     LOCAL_METHODS,
     RLOO_PARTICLES,
     TrainingClock,
+    probe_gradients,
     record_every,
 )
 from reinmax_examples.parallel import SINGLE, DataParallel
@@ -85,6 +88,32 @@ def copied_values(init_loc_fn: Callable) -> Callable:
         return init_loc_fn(site).detach().clone()
 
     return init
+
+
+def guide_gradients(model, guide, loss, arguments: tuple, draws: int = GRADIENT_DRAWS) -> list:
+    """The gradient of the loss in the guide's parameters, flattened, for ``draws`` fresh draws
+    at the current parameters (for the spread ``reinmax-compare`` records)."""
+    with poutine.trace(param_only=True) as capture:
+        guide(*arguments)
+    params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
+    samples = []
+    for _ in range(draws):
+        if isinstance(loss, TraceGraph_ELBO):  # no differentiable_loss: gradients land in .grad
+            for parameter in params:
+                parameter.grad = None
+            loss.loss_and_grads(model, guide, *arguments)
+            grads = [parameter.grad for parameter in params]
+        else:
+            value = loss.differentiable_loss(model, guide, *arguments)
+            grads = torch.autograd.grad(value, params, allow_unused=True)
+        flat = [
+            (torch.zeros_like(p) if g is None else g).reshape(-1)
+            for p, g in zip(params, grads, strict=True)
+        ]
+        samples.append(torch.cat(flat).detach().cpu().numpy())
+    for parameter in params:  # SVI's own step starts from clean gradients
+        parameter.grad = None
+    return samples
 
 
 def default_optimizer(lr: float) -> ClippedAdam:
@@ -165,6 +194,9 @@ def train(
             window.clear()
         if on_checkpoint is not None and step + 1 in checkpoints:
             with clock.paused():
+                if not parallel.active:
+                    gradients = partial(guide_gradients, model, guide, loss, arguments(step))
+                    probe_gradients(step + 1, gradients)
                 on_checkpoint(step + 1, clock.seconds(), guide)
 
 

@@ -42,6 +42,7 @@ from reinmax_examples.vae_pyro import (
     METRIC_UNIT,
     TEST_SAMPLES,
     TIE,
+    at_method_settings,
     configure,
     skip_reason,
 )
@@ -126,7 +127,9 @@ def fit(
     checkpoints=(),
     on_compile=None,
 ):
-    """Fit by ``method``; returns (guide, parameters)."""
+    """Fit by ``method`` (at its own settings, ``method_settings``); returns (guide,
+    parameters)."""
+    config = at_method_settings(config, method)
     rows = minibatches(problem.batches, len(problem.train), BATCH)
     return fit_model(
         problem.model,

@@ -29,8 +29,8 @@ from torch import nn
 
 import pyro_reinmax as pr
 from reinmax_examples.data import data_source, digits, is_path
-from reinmax_examples.defaults import DEFAULTS, VAE_PAPER_SETTINGS
-from reinmax_examples.methods import LOCAL_METHODS, ConfigurationError, minibatches
+from reinmax_examples.defaults import DEFAULTS, VAE_PAPER_SETTINGS, vae_settings
+from reinmax_examples.methods import LOCAL_METHODS, METHODS, ConfigurationError, minibatches
 from reinmax_examples.parallel import SINGLE, DataParallel
 from reinmax_examples.svi_pyro import fit_model
 
@@ -67,6 +67,10 @@ def configure(args) -> dict:
         "lr": args.lr or lr,
         "temperature": args.temperature or temperature,
         "batch": BATCH,
+        # each method at its own recommended settings unless the command fixes them for all
+        "method_settings": None
+        if args.lr or args.temperature
+        else {m: vae_settings(latent, m) for m in METHODS},
     }
 
 
@@ -143,6 +147,15 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     return None
 
 
+def at_method_settings(config: dict, method: str) -> dict:
+    """``config`` with ``method``'s optimiser, learning rate and temperature where it has them."""
+    settings = (config.get("method_settings") or {}).get(method)
+    if settings is None:
+        return config
+    optimiser, lr, temperature = settings
+    return {**config, "optimiser": optimiser, "lr": lr, "temperature": temperature}
+
+
 def _optimizer(config: dict):
     cls = pyro.optim.Adam if config["optimiser"] == "adam" else pyro.optim.RAdam
     return cls({"lr": config["lr"]})
@@ -159,7 +172,8 @@ def fit(
     checkpoints=(),
     on_compile=None,
 ):
-    """Fit by ``method``; returns (decoder, guide)."""
+    """Fit by ``method`` (at its own settings, ``method_settings``); returns (decoder, guide)."""
+    config = at_method_settings(config, method)
     torch.manual_seed(seed)  # the same initial networks for every method
     pixels, latents, categories = problem.train.shape[1], config["latents"], config["categories"]
     decoder = Decoder(pixels, latents, categories).to(problem.train.device)

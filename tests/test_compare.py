@@ -68,7 +68,11 @@ def test_every_model_runs_on_both_backends(tmp_path, model, backend, methods, ex
         assert curve["step"] == ([2, 4] if "--checkpoints" in extra else [1, 2, 3, 4])
         assert curve["metric"][-1] == pytest.approx(entry["metric"])
         assert np.all(np.diff(curve["seconds"]) >= 0) and np.isfinite(curve["metric"]).all()
+        spread = entry["gradient_spread"]  # at the checkpoints before the last step
+        assert spread["step"] == curve["step"][:-1]
+        assert all(v > 0 and np.isfinite(v) for v in spread["variance"])
     assert (out / "metric.png").stat().st_size > 0
+    assert (out / "gradients.png").stat().st_size > 0
     if model == "gmm":
         assert (out / "forest.png").exists() and (out / "posterior_summary.csv").exists()
     if model == "lda":

@@ -1,7 +1,9 @@
 """``AutoReinMax``: a one-line guide for models with discrete latent sites (NumPyro).
 
-Every latent site with a one-hot (or boolean) support gets a reparameterized guide site of the same
-shape: ``ReinMaxOneHotCategorical`` (or ``ReinMaxBernoulli``, or a baseline estimator's class)
+Every latent site with a finite support of categories gets a guide site of the same kind and shape:
+``ReinMaxCategorical`` for an integer site (``Categorical``, ``Binomial``: values ``0..K-1``),
+``ReinMaxOneHotCategorical`` for a one-hot one, ``ReinMaxBernoulli`` for a 0/1 one (or another
+estimator's class)
 with learnable logits, one row per plate element for local sites (subsampled with the plate, as
 ``AutoNormal`` does), or logits from an encoder of the model's arguments (amortisation). The
 continuous latent sites go to a companion autoguide (``AutoNormal`` by default). The two parts
@@ -37,9 +39,12 @@ class AutoReinMax(AutoGuide):
     r"""A guide for every latent site of ``model``: ReinMax sites for the discrete ones, a companion
     autoguide for the continuous ones.
 
-    Each latent site with a one-hot support gets :math:`q(z) = \operatorname{OneHotCategorical}
-    (\operatorname{softmax}(\phi))` with reparameterized (ReinMax) gradients; a boolean site gets
-    the Bernoulli counterpart. :math:`\phi` is a learnable array of the site's shape (full plate
+    Each discrete latent site gets :math:`q(z) = \operatorname{Categorical}
+    (\operatorname{softmax}(\phi))` in the site's own representation (integer, one-hot or 0/1)
+    drawn by the estimator (ReinMax by default). One-hot and 0/1 sites are reparameterized under
+    any ELBO; integer sites get their estimator under
+    :class:`~numpyro_reinmax.infer.TraceLocalEnum_ELBO` (the ELBO that fits a model as written for
+    enumeration, ``locs[z]`` and all). :math:`\phi` is a learnable array of the site's shape (full plate
     sizes; subsampled with the plate), or ``encoder(*args, **kwargs)`` for amortised sites.
 
     Args:
