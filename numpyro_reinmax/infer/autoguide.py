@@ -44,8 +44,9 @@ class AutoReinMax(AutoGuide):
     drawn by the estimator (ReinMax by default). One-hot and 0/1 sites are reparameterized under
     any ELBO; integer sites get their estimator under
     :class:`~numpyro_reinmax.infer.TraceLocalEnum_ELBO` (the ELBO that fits a model as written for
-    enumeration, ``locs[z]`` and all). :math:`\phi` is a learnable array of the site's shape (full plate
-    sizes; subsampled with the plate), or ``encoder(*args, **kwargs)`` for amortised sites.
+    enumeration, ``locs[z]`` and all). :math:`\phi` is a learnable array of the site's shape
+    (full plate sizes, a category axis added for an integer site; subsampled with the plate), or
+    ``encoder(*args, **kwargs)`` for amortised sites.
 
     Args:
         model: a NumPyro model.
