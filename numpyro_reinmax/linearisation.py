@@ -101,7 +101,7 @@ def linearise(log_factor, dim: int, base, terms):
     total = jnp.where(drawn, at(elements), 0.0).sum(axis, keepdims=True)
     for elements, differences in terms:
         settings = at(elements)
-        settings = jnp.where(jnp.isfinite(settings), settings, 0.0)
+        settings = jnp.where(jnp.isinf(settings), 0.0, settings)  # NaN passes
         total = total + (settings * differences).sum(axis, keepdims=True)
     return total
 

@@ -67,7 +67,7 @@ def linearise(
     total = torch.where(drawn, at_base, 0.0).sum(dim, keepdim=True)
     for elements, differences in terms:
         settings = log_factor.index_select(dim, elements)
-        settings = torch.where(torch.isfinite(settings), settings, 0.0)
+        settings = torch.where(torch.isinf(settings), 0.0, settings)  # NaN passes
         total = total + (settings * differences).sum(dim, keepdim=True)
     return total
 

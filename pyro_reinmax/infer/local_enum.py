@@ -23,6 +23,7 @@ every factor. Discrete model sites that the guide does not sample are summed out
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ from pyro import poutine
 from pyro.distributions.score_parts import ScoreParts
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import TraceEnum_ELBO
+from pyro.infer.util import is_validation_enabled
 from pyro.ops.provenance import ProvenanceTensor, get_provenance
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.messenger import Messenger
@@ -46,7 +48,7 @@ from ..linearisation import category_log_probs, linearise, on_elements, site_val
 from ..masking import select
 from ..reparameterized import Reparameterized
 from .scoring import scoring_priors_exactly
-from .site_context import NameFailingSite
+from .site_context import NameFailingSite, name_site
 from .structure import structure_key
 
 __all__ = ["TraceLocalEnum_ELBO"]
@@ -121,6 +123,23 @@ def _local_draw(site, one_hots: dict) -> LocalDraw | None:
     log_q = unwrap(fn)._one_hot_logits().log_softmax(-1)
     log_q = log_q.expand(index.shape + log_q.shape[-1:])
     return LocalDraw(kind, one_hot, index, log_q, event_dims, one_hot.shape[-1], _plates(site))
+
+
+@contextlib.contextmanager
+def _explaining_settings():
+    """An error raised while the model runs at every setting of its sampled sites says so: a
+    parameter invalid at some category fails here even where the draw never takes it."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as error:
+        name_site(
+            error,
+            "(TraceLocalEnum_ELBO evaluates every factor at each category of each of its sampled "
+            "parents, stacked on the leftmost batch dim: a parameter or value computed from a "
+            "category where it is invalid fails there even if the draw never takes it; the "
+            "model must be defined at every category of its sites)",
+        )
+        raise
 
 
 def _squeezed(shape) -> tuple:
@@ -321,7 +340,10 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         self.local_sites = list(draws)
         for refresh in (False, True):
             structure = self._plan(model, guide_trace, draws, args, kwargs, refresh)
-            model_trace = self._model_trace(model, guide_trace, draws, structure.plan, args, kwargs)
+            with _explaining_settings():
+                model_trace = self._model_trace(
+                    model, guide_trace, draws, structure.plan, args, kwargs
+                )
             model_trace.compute_log_prob()
             stale = self._linearise(model_trace, draws, structure)
             if not stale:
@@ -412,6 +434,8 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             own = name in draws and self.analytic_kl
             if own:
                 _expect_under_guide(site, draws[name])
+            if name in draws:
+                site["value"] = draws[name].index
             log_prob, unscaled = site["log_prob"], site["unscaled_log_prob"]
             if log_prob.dim() < -dim or log_prob.shape[dim] == 1:
                 continue  # no element changes it
@@ -425,16 +449,12 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
                 for p in parents
                 if not (own and p == name)
             ]
-            unset = structure.unset(parents, device)
-            if unset is not None:
-                checks.append((name, log_prob, base, unset))
+            checks.append((name, parents, log_prob, base, structure.unset(parents, device)))
             site["log_prob"] = linearise(log_prob, dim, base, terms)
             site["unscaled_log_prob"] = (
                 site["log_prob"] if unscaled is log_prob else linearise(unscaled, dim, base, terms)
             )
             site["log_prob_sum"] = site["log_prob"].sum()
-            if name in draws:
-                site["value"] = draws[name].index
         return _stale_factor(checks, dim)
 
     def _score_guide(self, guide_trace, draws) -> None:
@@ -472,18 +492,31 @@ def _expect_under_guide(site, draw: LocalDraw) -> None:
 
 def _stale_factor(checks, dim) -> str | None:
     """The first factor whose log-density differs from its value at the sample at an element
-    that sets none of its parents (one synchronisation for all factors)."""
+    that sets none of its parents (one synchronisation for all factors); with validation on, a
+    factor that is NaN at some setting of its parents is an error that names it."""
+    validate = is_validation_enabled()
     flags = []
-    for name, log_prob, (elements, drawn), unset in checks:
+    for name, parents, log_prob, (elements, drawn), unset in checks:
         log_prob = log_prob.detach()
-        at_sample = torch.where(drawn, log_prob.index_select(dim, elements), 0.0)
-        at_sample = at_sample.sum(dim, keepdim=True)
-        other = log_prob.index_select(dim, unset)
-        differs = (other != at_sample) & ~(other.isnan() & at_sample.isnan())
-        flags.append((name, differs.any()))
+        if unset is not None:
+            at_sample = torch.where(drawn, log_prob.index_select(dim, elements), 0.0)
+            at_sample = at_sample.sum(dim, keepdim=True)
+            other = log_prob.index_select(dim, unset)
+            differs = (other != at_sample) & ~(other.isnan() & at_sample.isnan())
+            flags.append(("stale", name, parents, differs.any()))
+        if validate:
+            flags.append(("nan", name, parents, log_prob.isnan().any()))
     if not flags:
         return None
-    stacked = torch.stack([flag for _, flag in flags])
+    stacked = torch.stack([flag for *_, flag in flags])
     if not bool(stacked.any()):
         return None
-    return flags[int(stacked.nonzero()[0, 0])][0]
+    kind, name, parents, _ = flags[int(stacked.nonzero()[0, 0])]
+    if kind == "nan":
+        raise ValueError(
+            f"TraceLocalEnum_ELBO: factor {name!r} is NaN at some setting of its sampled parents "
+            f"{list(parents)} (its log-density is undefined for a category one of them can take: "
+            "a parameter computed from that category out of its range?). Check the model at "
+            "every category of those sites (or turn validation off to let the NaN through)."
+        )
+    return name

@@ -200,6 +200,25 @@ def test_the_hybrid_of_a_long_plain_chain_sums_out_what_fits_and_samples_the_res
     assert np.isfinite(loss)
 
 
+def test_a_factor_undefined_at_a_setting_is_an_error_that_names_it():
+    """log(w[z] - 0.5) is NaN at z = 2, which the draw never takes but the gradient needs: Pyro's
+    validation refuses the NaN parameter, and the error says why the model met that category."""
+    w = torch.tensor([0.9, 0.8, 0.1], dtype=F64)
+
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Categorical(torch.tensor([0.5, 0.5, 0.0], dtype=F64)))
+            pyro.factor("f", torch.log(w[z] - 0.5))
+
+    def guide(x):
+        logits = torch.tensor([0.0, 0.0, -float("inf")], dtype=F64).expand(len(x), 3)
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", pr.ReinMaxCategorical(logits=logits))
+
+    with pytest.raises(ValueError, match=r"(?s)invalid values.*evaluates every factor at each"):
+        TraceLocalEnum_ELBO(max_plate_nesting=1).loss(model, guide, X)
+
+
 def test_integer_guide_sites_are_refused_by_the_mean_field_elbo():
     from pyro_reinmax.infer import TraceMeanField_ELBO
 
