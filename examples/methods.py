@@ -111,7 +111,7 @@ def probing_gradients(record: Callable[[int, dict], None]):
 def probe_gradients(step: int, gradients: Callable[[], list]) -> None:
     """At a checkpoint: hand :func:`spread` of ``gradients()`` (flat gradient vectors, one per
     draw, as NumPy arrays) to the active probe, if any. A loss that cannot give a
-    differentiable value records nothing."""
+    differentiable value, or a guide without parameters, records nothing."""
     record = _GRADIENT_PROBE.get()
     if record is None:
         return
@@ -119,7 +119,8 @@ def probe_gradients(step: int, gradients: Callable[[], list]) -> None:
         samples = gradients()
     except (AttributeError, NotImplementedError):
         return
-    record(step, spread(samples))
+    if samples:
+        record(step, spread(samples))
 
 
 def spread(samples: list) -> dict:
@@ -134,21 +135,24 @@ def spread(samples: list) -> dict:
 
 
 class TrainingClock:
-    """Seconds of training: time spent inside ``paused()`` (evaluations) is not counted."""
+    """Seconds of training: time spent inside ``paused()`` (evaluations) is not counted, also
+    when read inside it."""
 
     def __init__(self) -> None:
-        self._start, self._paused = time.perf_counter(), 0.0
+        self._start, self._paused, self._paused_at = time.perf_counter(), 0.0, None
 
     def seconds(self) -> float:
-        return time.perf_counter() - self._start - self._paused
+        now = time.perf_counter() if self._paused_at is None else self._paused_at
+        return now - self._start - self._paused
 
     @contextlib.contextmanager
     def paused(self):
-        began = time.perf_counter()
+        self._paused_at = time.perf_counter()
         try:
             yield
         finally:
-            self._paused += time.perf_counter() - began
+            self._paused += time.perf_counter() - self._paused_at
+            self._paused_at = None
 
 
 def record_every(steps: int) -> int:

@@ -161,6 +161,8 @@ def guide_gradients(model, guide, loss, params: dict, arguments: tuple, seed: in
     seeded = handlers.seed(handlers.substitute(guide, data=params), jax.random.PRNGKey(seed))
     trace = handlers.trace(seeded).get_trace(*arguments)
     names = [name for name, site in trace.items() if site["type"] == "param"]
+    if not names:  # every latent summed out: nothing in the guide to differentiate
+        return []
 
     def gradient(key):
         def value(guide_params):

@@ -96,6 +96,8 @@ def guide_gradients(model, guide, loss, arguments: tuple, draws: int = GRADIENT_
     with poutine.trace(param_only=True) as capture:
         guide(*arguments)
     params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
+    if not params:  # every latent summed out: nothing in the guide to differentiate
+        return []
     samples = []
     for _ in range(draws):
         if isinstance(loss, TraceGraph_ELBO):  # no differentiable_loss: gradients land in .grad

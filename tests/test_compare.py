@@ -69,7 +69,10 @@ def test_every_model_runs_on_both_backends(tmp_path, model, backend, methods, ex
         assert curve["metric"][-1] == pytest.approx(entry["metric"])
         assert np.all(np.diff(curve["seconds"]) >= 0) and np.isfinite(curve["metric"]).all()
         spread = entry["gradient_spread"]  # at the checkpoints before the last step
-        assert spread["step"] == curve["step"][:-1]
+        if model == "fhmm" and method in ("enum", "hybrid"):  # every latent summed out:
+            assert spread["step"] == []  # a guide without parameters has no gradient
+        else:
+            assert spread["step"] == curve["step"][:-1]
         assert all(v > 0 and np.isfinite(v) for v in spread["variance"])
     assert (out / "metric.png").stat().st_size > 0
     assert (out / "gradients.png").stat().st_size > 0
@@ -327,6 +330,7 @@ def test_checkpoints_are_evenly_spaced_and_their_time_is_not_training_time():
     clock = TrainingClock()
     with clock.paused():
         time.sleep(0.2)
+        assert clock.seconds() < 0.1  # a checkpoint reads the clock inside its pause
     assert clock.seconds() < 0.1
 
 
