@@ -9,7 +9,8 @@ from which its metric stays within ``TIE`` of the best final metric of that M's 
 exact enumeration (``enum``, run while the K^M joint states per step stay within the fhmm
 example's ``ENUM_LIMIT``; past it, its projected time is one measured step times the steps),
 ``hybrid``, ReinMax and straight-through under ``TraceLocalEnum_ELBO`` (``reinmax-local``,
-``st-local``), REINFORCE (``reinforce``) and leave-one-out REINFORCE (``rloo``). The metric is
+``st-local``), REINFORCE (``reinforce``), leave-one-out REINFORCE (``rloo``) and the Concrete
+relaxation (``gumbel-softmax``, the model relaxed to match). The metric is
 exact up to 8 chains and a particle filter's estimate (20,000 particles, one fixed seed for
 every method) beyond (``factorial_hmm.py``).
 
@@ -32,7 +33,7 @@ from reinmax_examples.fhmm_pyro import ENUM_LIMIT, TIE
 from reinmax_examples.methods import METHOD_COLOURS
 
 RESULTS = Path(__file__).parent / "results" / "fhmm_chains"
-METHODS = ("enum", "hybrid", "reinmax-local", "st-local", "reinforce", "rloo")
+METHODS = ("enum", "hybrid", "reinmax-local", "st-local", "reinforce", "rloo", "gumbel-softmax")
 CHAINS = (2, 4, 6, 8, 12)
 STATES = 4
 

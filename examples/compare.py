@@ -2,7 +2,8 @@
 
     reinmax-compare MODEL [--backend pyro|numpyro]
                           [--methods reinmax,reinmax-local,hybrid,enum,reinforce,st,st-gumbel]
-                          (also gst, gumbel-rao, reinmax-rao, reinmax-cv, rloo, disarm, st-local)
+                          (also st-local, gst, gumbel-rao, reinmax-rao, reinmax-cv, rloo, disarm,
+                           gumbel-softmax)
                           [--steps N] [--seeds S] [--lr LR] [--temperature T] [--device cpu|cuda]
                           [--processes N (pyro) | --devices N (numpyro)] [--out DIR [--add]]
 

@@ -28,14 +28,14 @@ from numpyro.infer import Predictive
 import numpyro_reinmax as nr
 from reinmax_examples.artefacts import write_text
 from reinmax_examples.data import corpus
-from reinmax_examples.lda_pyro import TIE, configure
+from reinmax_examples.lda_pyro import TIE, configure, skip_reason
 from reinmax_examples.parallel import SINGLE, DataParallel
 from reinmax_examples.svi_numpyro import fit_model, init_to_value
 from reinmax_examples.topics import document_completion, top_words
 
 METRIC = "held-out log-likelihood per token"
 METRIC_UNIT = "nats per token"
-__all__ = ["TIE", "configure"]
+__all__ = ["TIE", "configure", "skip_reason"]
 
 
 def model(
@@ -88,10 +88,6 @@ class Problem:
             self.arguments = tuple(map(jnp.asarray, (words, documents, padding)))
         else:
             self.arguments = (jnp.asarray(words), jnp.asarray(documents))
-
-
-def skip_reason(problem: Problem, method: str) -> str | None:
-    return None  # each token's topic is summed out on its own: enumeration is cheap here
 
 
 def fit(

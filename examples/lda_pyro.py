@@ -26,6 +26,7 @@ import pyro_reinmax as pr
 from reinmax_examples.artefacts import write_text
 from reinmax_examples.data import corpus, data_source, is_path
 from reinmax_examples.defaults import DEFAULTS
+from reinmax_examples.methods import MIXTURE_NOT_RELAXED
 from reinmax_examples.parallel import SINGLE, DataParallel
 from reinmax_examples.svi_pyro import fit_model
 from reinmax_examples.topics import document_completion, top_words
@@ -94,6 +95,8 @@ class Problem:
 
 
 def skip_reason(problem: Problem, method: str) -> str | None:
+    if method == "gumbel-softmax":
+        return MIXTURE_NOT_RELAXED
     return None  # each token's topic is summed out on its own: enumeration is cheap here
 
 

@@ -18,6 +18,7 @@ change:
 | rloo | non-reparameterized guide sites, 4 particles, leave-one-out | ``TraceRLOO_ELBO`` |
 | disarm | non-reparameterized Bernoulli guide sites, 2 antithetic pairs | ``TraceDisARM_ELBO`` |
 | reinforce | non-reparameterized guide sites (score function) | ``TraceGraph_ELBO`` |
+| gumbel-softmax | Concrete draws, the model relaxed to match (``relaxation_*.py``) | relaxed |
 | enum | summed out exactly in the model | ``TraceEnum_ELBO`` |
 
 local-enum is ``TraceLocalEnum_ELBO``. Continuous latent sites get the same ``AutoNormal`` guide
@@ -36,6 +37,7 @@ DEFAULT_METHODS = ("reinmax", "reinmax-local", "hybrid", "enum", "reinforce", "s
 METHODS = (
     *DEFAULT_METHODS,
     *("gst", "gumbel-rao", "reinmax-rao", "reinmax-cv", "rloo", "disarm", "st-local"),
+    "gumbel-softmax",
 )
 LOCAL_METHODS = ("reinmax-local", "st-local", "hybrid")
 """The methods under ``TraceLocalEnum_ELBO``."""
@@ -49,6 +51,7 @@ METHOD_COLOURS = dict(
         (
             *("#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#7f7f7f", "#2ca02c", "#17becf"),
             *("#8c564b", "#bcbd22", "#e377c2", "#aec7e8", "#c7c7c7", "#98df8a", "#ffbb78"),
+            "#f7b6d2",
         ),
         strict=True,
     )
@@ -69,7 +72,20 @@ ESTIMATOR = {
     "reinforce": "score_function",
     "rloo": "score_function",
     "disarm": "score_function",
+    "gumbel-softmax": "reinmax",  # the guide's logits; GumbelSoftmax_ELBO relaxes its draws
 }
+
+
+MIXTURE_NOT_RELAXED = "OneHotMixture selects a component by a one-hot assignment, not a relaxed one"
+"""Why ``gumbel-softmax`` skips the mixture and topic models."""
+
+
+def relaxed_integer_site(name: str) -> str:
+    """``gumbel-softmax``'s error for an integer site (``relaxation_pyro.py``, ``..._numpyro``)."""
+    return (
+        f"gumbel-softmax: site {name!r} is an integer Categorical; a model that indexes with it "
+        "cannot read a relaxed value (write it one-hot, or use the -local methods)"
+    )
 
 
 class ConfigurationError(ValueError):

@@ -37,6 +37,7 @@ from reinmax_examples.methods import (
     record_every,
 )
 from reinmax_examples.parallel import SINGLE, DataParallel
+from reinmax_examples.relaxation_numpyro import GumbelSoftmax_ELBO
 
 # The mixture and topic models run in float64, as in Pyro: a float32 simplex over a vocabulary
 # underflows. Models that want float32 (the VAE) create their arrays in float32 explicitly.
@@ -82,6 +83,8 @@ def guide_model_loss(
         return guide, model, TraceDisARM_ELBO(num_pairs=DISARM_PAIRS)
     if method in LOCAL_METHODS:
         return guide, model, TraceLocalEnum_ELBO()
+    if method == "gumbel-softmax":
+        return guide, model, GumbelSoftmax_ELBO(temperature)
     return guide, model, TraceMeanField_ELBO()
 
 

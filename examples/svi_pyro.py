@@ -35,6 +35,7 @@ from reinmax_examples.methods import (
     record_every,
 )
 from reinmax_examples.parallel import SINGLE, DataParallel
+from reinmax_examples.relaxation_pyro import GumbelSoftmax_ELBO
 
 
 def guide_model_loss(
@@ -76,6 +77,9 @@ def guide_model_loss(
         return guide, model, disarm
     if method in LOCAL_METHODS:
         return guide, model, TraceLocalEnum_ELBO(max_plate_nesting=max_plate_nesting)
+    if method == "gumbel-softmax":
+        relaxation = GumbelSoftmax_ELBO(temperature, max_plate_nesting=max_plate_nesting)
+        return guide, model, relaxation
     return guide, model, TraceMeanField_ELBO(max_plate_nesting=max_plate_nesting)
 
 
