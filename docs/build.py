@@ -1,5 +1,6 @@
-"""Build ``docs/results.md`` and the results section of ``README.md`` from the JSON files that
-the benchmarks and ``reinmax-compare`` wrote. Every number in those pages comes from here.
+"""Build ``docs/results.md`` and the results section of ``README.md`` (the factorial HMM study)
+from the JSON files that the benchmarks and ``reinmax-compare`` wrote. Every number in those pages
+comes from here.
 
     python docs/build.py
 """
@@ -69,7 +70,7 @@ def _compare_command(folder: str, results: dict) -> str:
     return command
 
 
-def compare_section(short: bool = False) -> str:
+def compare_section() -> str:
     rows, notes = [], []
     for folder in COMPARE_RUNS:
         results = _load(RUNS / folder / "results.json")
@@ -101,7 +102,7 @@ def compare_section(short: bool = False) -> str:
     if not rows:
         return _missing("reinmax-compare gmm --out docs/results/gmm-pyro")
     table = _table(["model", "backend", "metric (higher is better)", "seeds", *METHODS], rows)
-    return table + ("" if short else "\n\n" + "\n".join(notes))
+    return table + "\n\n" + "\n".join(notes)
 
 
 GRID_RATIOS = {  # column title: (numerator, denominator); missing methods are left blank
@@ -199,7 +200,7 @@ def _ratio(times: dict[str, float], numerator: str, denominator: str) -> str:
     return f"{times[numerator] / times[denominator]:.2f}"
 
 
-def speed_section(short: bool = False, device: str = "cpu") -> str:
+def speed_section(device: str = "cpu") -> str:
     results = _load(RESULTS / f"speed-{device}.json")
     if results is None:
         return _missing(f"python benchmarks/speed.py --device {device}")
@@ -231,7 +232,7 @@ def speed_section(short: bool = False, device: str = "cpu") -> str:
             }
             if reference in by:
                 ratios.append(by[reference] / by["reinmax"])
-        if ratios and not short:
+        if ratios:
             parts[-1] += (
                 f"\n\nAcross the {len(sizes)} sizes and dtypes of the grid, {reference} / reinmax "
                 "ranges from "
@@ -239,7 +240,7 @@ def speed_section(short: bool = False, device: str = "cpu") -> str:
             )
             parts.append(_speed_grid(records, backend))
     legend = results.get("legend", {})
-    if not short and isinstance(legend, dict):
+    if isinstance(legend, dict):
         lines = [
             f"* {name}: `{meaning}`"
             for backend in legend.values()
@@ -252,19 +253,6 @@ def speed_section(short: bool = False, device: str = "cpu") -> str:
         + f"\n\nProduced by `{command}` "
         + f"(torch {results['meta'].get('torch')}, jax {results['meta'].get('jax')})."
     )
-
-
-GRADIENT_EXCERPT = (
-    "ReinMax tau=1",
-    "ST",
-    "ST-Gumbel tau=1",
-    "GST-1.0 tau=1",
-    "GR-MCK S=2 tau=1",
-    "GR-MCK S=100 tau=1",
-    "ReinMax-Rao S=10 tau=1",
-    "ReinMax-CV S=10 tau=1 eta=1",
-    "RLOO",
-)
 
 
 def _relative_cost(row: dict, base: dict) -> str:
@@ -326,20 +314,15 @@ def kernels_section() -> str:
     )
 
 
-def gradient_section(short: bool = False) -> str:
+def gradient_section() -> str:
     results = _load(RESULTS / "gradient_quality.json")
     if results is None:
         return _missing("python benchmarks/gradient_quality.py")
     budget, replicates = results["meta"]["budget"], results["meta"]["replicates"]
     blocks = []
-    wanted = ("quadratic", "VAE-like") if short else None
     for problem in results["problems"]:
-        if wanted and not problem["problem"].startswith(wanted):
-            continue
         rows = []
         for estimator, s in problem["estimators"].items():
-            if short and estimator not in GRADIENT_EXCERPT:
-                continue
             base = problem["estimators"]["ReinMax tau=1"]
             jax_row = s.get("jax")
 
@@ -647,13 +630,11 @@ def results_page() -> str:
 
 
 def readme_section() -> str:
-    return "\n\n".join(
-        [
-            "### The example models\n\n" + compare_section(short=True),
-            "### Gradient quality (excerpt)\n\n" + gradient_section(short=True),
-            "### Speed\n\n" + speed_section(short=True),
-            "Everything else, with the commands: [docs/results.md](docs/results.md).",
-        ]
+    return (
+        "### Where enumeration stops: the factorial HMM, 2 to 12 chains\n\n"
+        + fhmm_chains_section()
+        + "\n\nEvery other table and figure, with the command that made it: "
+        "[docs/results.md](docs/results.md)."
     )
 
 

@@ -1,4 +1,6 @@
-"""The README's code runs and does what it says."""
+"""The README's code, and the runnable code of the guides, runs and does what it says (the
+guide on several processes holds fragments for a cluster, run by ``test_parallel.py``'s
+commands instead)."""
 
 import re
 from pathlib import Path
@@ -6,11 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+DOCUMENTS = [
+    ROOT / "README.md",
+    *(ROOT / "docs" / "guides" / f for f in ("estimators.md", "kernels.md")),
+]
 
 
 def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    return [
+        block
+        for document in DOCUMENTS
+        for block in re.findall(r"```python\n(.*?)```", document.read_text(), flags=re.S)
+    ]
 
 
 def test_readme_has_python_examples():

@@ -146,7 +146,7 @@ def test_numpyro_trace_enum_elbo_is_wrong_with_scan():
         jax.random.PRNGKey(0), params, hmm_categorical, no_guide, X
     )
     assert abs(float(trace_enum) + float(brute_force)) > 1.0
-    # the figures the README and the module docstring quote
+    # the figures the traps guide (docs/guides/traps.md) and the module docstring quote
     assert (float(trace_enum), -float(brute_force)) == pytest.approx((20.08, 12.46), abs=0.005)
 
 
