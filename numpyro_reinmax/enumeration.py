@@ -106,7 +106,11 @@ class enum_onehot(ScanAwareMessenger):
     one-hot class; NUTS marginalises them the same way. A site's own ``infer={"enumerate": ...}``
     is respected. Other discrete sites keep their configuration (use NumPyro's
     ``config_enumerate`` for them). Sites inside ``numpyro.contrib.control_flow.scan`` are
-    configured too (carry the one-hot value from step to step as usual).
+    configured too (carry the one-hot value from step to step as usual), but NumPyro's
+    ``TraceEnum_ELBO`` returns a wrong value for a model with ``scan``, one-hot or not (a loss of
+    20.08 instead of 12.46 nats on a 4-step HMM in the tests): sum a ``scan`` model's sites out
+    with :class:`~numpyro_reinmax.infer.TraceLocalEnum_ELBO` (the guide naming no discrete site)
+    or funsor's ``log_density``, which are exact there.
 
     Example:
         ``SVI(enum_onehot(model), guide_for_the_continuous_sites, optimizer, TraceEnum_ELBO())``

@@ -193,6 +193,11 @@ class NativeKernels:
         """Use the kernels (True: build them now, raising if that fails), never (False), or as
         ``REINMAX_NATIVE`` says (None: build on first use, warn once if that fails). Also makes a
         changed ``REINMAX_NATIVE``, ``CC`` or ``CXX`` take effect."""
+        if enabled is not None and not isinstance(enabled, bool):
+            raise TypeError(
+                f"set_native_kernels takes True, False or None, got {enabled!r} "
+                "(the environment variable REINMAX_NATIVE takes the strings)"
+            )
         self.enabled = enabled
         self.decided = False
         if enabled:

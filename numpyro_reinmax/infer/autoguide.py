@@ -23,9 +23,11 @@ import numpyro
 from numpyro import handlers
 from numpyro.infer.autoguide import AutoGuide, AutoNormal
 
+from reinmax_core.options import DEFAULT_MAX_CONFIGURATIONS, check_max_configurations
+
 from ..families import categories, check_estimator, site_distribution, support_kind, unwrap
 from ..validation import check_temperature
-from .enumeration_budget import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
+from .enumeration_budget import choose_enumerated
 from .structure import structure_key
 
 __all__ = ["AutoReinMax"]
@@ -98,7 +100,7 @@ class AutoReinMax(AutoGuide):
                 f'enumerate must be None, "auto" or a list of site names, got {enumerate!r}.'
             )
         self._enumerate = enumerate
-        self._max_configurations = max_configurations
+        self._max_configurations = check_max_configurations(max_configurations)
         self.enumerated_sites: list[str] = []
         self.estimator = check_estimator(estimator)
         self.temperature = check_temperature(temperature)

@@ -18,7 +18,6 @@ from ..enumeration import _is_one_hot, restore_one_hot, show_as_index
 from ..families import categories as discrete_categories
 from ..scan_body import ScanAwareMessenger, base_name, steps_back
 
-DEFAULT_MAX_CONFIGURATIONS = 4096
 MAX_ENUMERATION_DIMS = 24
 """At most this many enumeration dims at once (and no more than NumPyro's funsor dim stack
 holds): without ``markov`` every enumerated site keeps a dim of its own, so a long chain in a

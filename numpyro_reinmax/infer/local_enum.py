@@ -36,6 +36,7 @@ from numpyro.infer.elbo import ELBO, guess_max_plate_nesting
 from numpyro.ops.provenance import eval_provenance
 from numpyro.primitives import Messenger
 
+from reinmax_core.options import NO_MAX_CONFIGURATIONS, check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
 
 from ..categorical import _CategoricalReparameterized
@@ -314,16 +315,12 @@ class TraceLocalEnum_ELBO(ELBO):
         **kwargs,
     ) -> None:
         if "max_configurations" in kwargs:
-            raise TypeError(
-                "TraceLocalEnum_ELBO takes no max_configurations: it scores every factor one "
-                "sampled site at a time, with no cap on a factor's parents. To choose which "
-                'sites to sum out exactly, use AutoReinMax(model, enumerate="auto", '
-                "max_configurations=...)."
-            )
+            raise TypeError(NO_MAX_CONFIGURATIONS)
         if kwargs:
             raise TypeError(f"TraceLocalEnum_ELBO got unexpected arguments {sorted(kwargs)}.")
         if not isinstance(analytic_kl, bool):
             raise TypeError(f"analytic_kl must be True or False, got {analytic_kl!r}.")
+        check_count("num_particles", num_particles)
         super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
         self.max_plate_nesting = max_plate_nesting
         self.analytic_kl = analytic_kl

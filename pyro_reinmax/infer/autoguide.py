@@ -27,10 +27,12 @@ from pyro.nn.module import PyroModule, PyroParam
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch.distributions import constraints
 
+from reinmax_core.options import DEFAULT_MAX_CONFIGURATIONS, check_max_configurations
+
 from ..families import categories, check_estimator, site_distribution, support_kind, unwrap
 from ..one_hot import OneHotCategorical
 from ..validation import check_temperature
-from .enumeration_budget import DEFAULT_MAX_CONFIGURATIONS, choose_enumerated
+from .enumeration_budget import choose_enumerated
 from .scoring import priors_scored_exactly
 from .structure import structure_key
 
@@ -250,7 +252,7 @@ class AutoReinMax(AutoGuideList):
                 f'enumerate must be None, "auto" or a list of site names, got {enumerate!r}.'
             )
         self._enumerate = enumerate
-        self._max_configurations = max_configurations
+        self._max_configurations = check_max_configurations(max_configurations)
         self.enumerated_sites: list[str] = []
         self._part_options = {
             "estimator": check_estimator(estimator),

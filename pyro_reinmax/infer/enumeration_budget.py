@@ -18,7 +18,6 @@ from pyro.poutine.util import prune_subsample_sites
 
 from ..families import categories as discrete_categories
 
-DEFAULT_MAX_CONFIGURATIONS = 4096
 MAX_ENUMERATION_DIMS = 24
 """At most this many enumeration dims at once: without ``pyro.markov`` every enumerated site
 keeps a dim of its own (torch allows 64 in all), so a long chain in a plain loop has its first

@@ -40,6 +40,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
+from reinmax_core.options import NO_MAX_CONFIGURATIONS, check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
 
 from ..categorical import _CategoricalReparameterized
@@ -287,15 +288,11 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
 
     def __init__(self, *, analytic_kl: bool = True, **kwargs) -> None:
         if "max_configurations" in kwargs:
-            raise TypeError(
-                "TraceLocalEnum_ELBO takes no max_configurations: it scores every factor one "
-                "sampled site at a time, with no cap on a factor's parents. To choose which "
-                'sites to sum out exactly, use AutoReinMax(model, enumerate="auto", '
-                "max_configurations=...)."
-            )
+            raise TypeError(NO_MAX_CONFIGURATIONS)
         if not isinstance(analytic_kl, bool):
             raise TypeError(f"analytic_kl must be True or False, got {analytic_kl!r}.")
         kwargs.setdefault("strict_enumeration_warning", False)
+        check_count("num_particles", kwargs.get("num_particles", 1))
         super().__init__(**kwargs)
         self.analytic_kl = analytic_kl
         self.local_sites: list[str] = []

@@ -277,3 +277,9 @@ def test_a_failed_build_warns_and_falls_back(monkeypatch, tmp_path, key):
         index = sampling.draw_index(key, jnp.array([[0.0] * 16 + [1.0]]))
     assert index.tolist() == [16]
     assert native.native_kernels_status().startswith("off: the build failed")
+
+
+@pytest.mark.parametrize("value", ["off", 0, 1, "1"])
+def test_the_switch_takes_only_true_false_or_none(value):
+    with pytest.raises(TypeError, match="True, False or None"):
+        numpyro_reinmax.set_native_kernels(value)

@@ -374,3 +374,9 @@ def test_status_names_the_library():
     native.set_native_kernels(True)
     status = pyro_reinmax.native_kernels_status()
     assert status.startswith("on: ") and Path(status[4:]).exists()
+
+
+@pytest.mark.parametrize("value", ["off", 0, 1, "1"])
+def test_the_switch_takes_only_true_false_or_none(value):
+    with pytest.raises(TypeError, match="True, False or None"):
+        pyro_reinmax.set_native_kernels(value)

@@ -1,0 +1,43 @@
+"""Checks of the options both backends take, with the same messages."""
+
+from __future__ import annotations
+
+import numbers
+
+DEFAULT_MAX_CONFIGURATIONS = 4096
+"""``AutoReinMax(enumerate="auto")``'s default budget: joint configurations of a factor's
+enumerated parents per plate element."""
+
+
+def check_max_configurations(value) -> int:
+    """``max_configurations`` as an int >= 1, or a ``TypeError`` / ``ValueError`` that says what it
+    takes (a float or a bool is refused rather than rounded)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"max_configurations must be an int (joint configurations of a factor's enumerated "
+            f"parents), got {value!r}"
+        )
+    if value < 1:
+        raise ValueError(
+            f"max_configurations must be at least 1, got {value}; to enumerate nothing, leave "
+            "enumerate=None"
+        )
+    return int(value)
+
+
+def check_count(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (``num_particles``, ``num_pairs``, ...), or a
+    ``TypeError`` / ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+NO_MAX_CONFIGURATIONS = (
+    "TraceLocalEnum_ELBO takes no max_configurations: it scores every factor one sampled site at "
+    "a time, with no cap on a factor's parents. To choose which sites to sum out exactly, use "
+    'AutoReinMax(model, enumerate="auto", max_configurations=...).'
+)
+"""Both backends' ``TypeError`` for ``TraceLocalEnum_ELBO(max_configurations=...)``."""
