@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,17 +47,19 @@ def load_matrix(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"--data {path}: no such file")
-    if path.suffix == ".npy":
-        matrix = np.load(path, allow_pickle=False)
-    elif path.suffix == ".csv":
-        try:
-            matrix = np.loadtxt(path, delimiter=",", ndmin=2)
-        except ValueError:
-            matrix = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
-    else:
+    if path.suffix not in (".npy", ".csv"):
         raise DataError(f"--data {path}: expected a .npy or .csv file")
-    if not np.issubdtype(matrix.dtype, np.number):
-        raise DataError(f"--data {path}: not numeric (dtype {matrix.dtype})")
+    try:
+        matrix = _read_matrix(path)
+    except (ValueError, OSError, EOFError, UnicodeDecodeError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(
+            f"--data {path}: cannot be read as a numeric matrix ({first_line}); give a .npy "
+            "array saved without pickling, or a comma-separated .csv of numbers with the same "
+            "number of columns on every row"
+        ) from error
+    if not (np.issubdtype(matrix.dtype, np.integer) or np.issubdtype(matrix.dtype, np.floating)):
+        raise DataError(f"--data {path}: expected real numbers, got dtype {matrix.dtype}")
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.ndim != 2 or len(matrix) < 2:
         raise DataError(
@@ -71,6 +74,17 @@ def load_matrix(path: str | Path) -> np.ndarray:
             f"column {column} ({matrix[row, column]})"
         )
     return matrix
+
+
+def _read_matrix(path: Path) -> np.ndarray:
+    if path.suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    with warnings.catch_warnings():  # an empty file is refused below, by its shape
+        warnings.filterwarnings("ignore", "loadtxt: input contained no data")
+        try:
+            return np.loadtxt(path, delimiter=",", ndmin=2)
+        except ValueError:
+            return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)  # a header row
 
 
 def _package_file(package: str, *parts: str) -> Path:
@@ -89,10 +103,18 @@ def measurements(name: str = "iris") -> tuple[np.ndarray, np.ndarray | None]:
     files = {"iris": "iris.csv", "wine": "wine_data.csv"}
     if is_path(name):
         x = load_matrix(name)
-        spread = x.std(0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            spread = x.std(0)
+            standardised = (x - x.mean(0)) / spread
+        if not np.isfinite(spread).all():
+            column = int(np.argmin(np.isfinite(spread)))
+            raise DataError(
+                f"--data {name}: column {column} has entries too large to standardise (its "
+                "spread overflows float64); rescale it first"
+            )
         if (spread == 0).any():
             raise DataError(f"--data {name}: column {int(np.argmin(spread))} is constant")
-        return (x - x.mean(0)) / spread, None
+        return standardised, None
     if name not in files:
         raise ValueError(f"dataset must be one of {sorted(files)}, got {name!r}")
     table = np.loadtxt(
@@ -171,7 +193,12 @@ def data_source(args, default: str) -> str:
     if args.data is not None:
         if args.dataset is not None:
             raise DataError("give --data or --dataset, not both")
-        return str(args.data)
+        if not Path(args.data).exists():
+            raise DataError(
+                f"--data {args.data}: no such file or folder (a shipped data set is chosen with "
+                "--dataset NAME)"
+            )
+        return str(Path(args.data))
     return args.dataset or default
 
 
@@ -196,11 +223,19 @@ def corpus(source: str = "lee", min_document_frequency: int = 5) -> tuple[Corpus
         )
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
-        texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
     elif path.is_file():
-        texts = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        files = [path]
     else:
         raise DataError(f"--data {source}: no such file or folder")
+    binary = [f for f in files if b"\0" in f.read_bytes()[:8192]]
+    if binary:
+        raise DataError(
+            f"--data {binary[0]}: a binary file (it holds NUL bytes); lda reads UTF-8 text, one "
+            "document per line or a folder of .txt files"
+        )
+    texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+    if path.is_file():
+        texts = texts[0].splitlines()
     documents = [_tokenise(text) for text in texts if text.strip()]
     if len(documents) < 2:
         raise DataError(

@@ -26,6 +26,15 @@ def files(tmp_path_factory):
     np.save(folder / "nan.npy", bad)
     documents = [" ".join(RNG.choice(WORDS[:5] if i % 2 else WORDS[5:], 30)) for i in range(28)]
     (folder / "documents.txt").write_text("\n".join(documents))
+    np.save(folder / "complex.npy", POINTS + 1j)
+    np.save(folder / "objects.npy", np.array([{"a": 1}, {"b": 2}]), allow_pickle=True)
+    huge = POINTS.copy()
+    huge[0, 0] = 1e308
+    np.save(folder / "huge.npy", huge)
+    (folder / "ragged.csv").write_text("1,2\n3\n4,5\n")
+    (folder / "words.csv").write_text("1,2\n3,four\n5,6\n")
+    (folder / "empty.csv").write_text("")
+    (folder / "binary.txt").write_bytes(bytes(range(256)) * 4)
     (folder / "texts").mkdir()
     for i, document in enumerate(documents):
         (folder / "texts" / f"{i:02d}.txt").write_text(document)
@@ -49,6 +58,15 @@ def test_bad_matrices_are_refused_with_what_is_wrong(files):
         load_matrix(files / "missing.npy")
     with pytest.raises(DataError, match=r"expected a \.npy or \.csv"):
         load_matrix(files / "documents.txt")
+    with pytest.raises(DataError, match="expected real numbers, got dtype complex128"):
+        load_matrix(files / "complex.npy")
+    for name in ("objects.npy", "ragged.csv", "words.csv"):
+        with pytest.raises(DataError, match="cannot be read as a numeric matrix"):
+            load_matrix(files / name)
+    with pytest.raises(DataError, match="at least two rows"):
+        load_matrix(files / "empty.csv")
+    with pytest.raises(DataError, match="column 0 has entries too large to standardise"):
+        measurements(str(files / "huge.npy"))
 
 
 def test_a_text_file_and_a_folder_give_the_same_corpus(files):
@@ -60,6 +78,8 @@ def test_a_text_file_and_a_folder_give_the_same_corpus(files):
     np.testing.assert_array_equal(folder_test.documents, test.documents)
     with pytest.raises(DataError, match="lda reads text"):
         corpus(str(files / "points.npy"))
+    with pytest.raises(DataError, match="a binary file"):
+        corpus(str(files / "binary.txt"))
 
 
 def _run(tmp_path, argv):
@@ -93,6 +113,9 @@ def test_bad_data_options_exit_2_before_training(tmp_path, files, capsys):
         (["vae", "--data", str(files / "levels.npy")], "values in [0, 1]"),
         (["gmm", "--data", str(files / "points.npy"), "--dataset", "iris"], "not both"),
         (["fhmm", "--data", str(files / "points.npy")], "--data does not apply to fhmm"),
+        (["gmm", "--data", "iris"], "no such file or folder (a shipped data set is chosen"),
+        (["gmm", "--data", str(files / "ragged.csv")], "cannot be read as a numeric matrix"),
+        (["lda", "--data", str(files / "binary.txt")], "a binary file"),
     ]
     for argv, message in cases:
         try:
