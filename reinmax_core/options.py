@@ -41,3 +41,24 @@ NO_MAX_CONFIGURATIONS = (
     'AutoReinMax(model, enumerate="auto", max_configurations=...).'
 )
 """Both backends' ``TypeError`` for ``TraceLocalEnum_ELBO(max_configurations=...)``."""
+
+
+def check_infer_discrete(first_available_dim, temperature, *, dim_may_be_guessed: bool) -> None:
+    """``infer_discrete``'s options: ``temperature`` 1 (posterior draws) or 0 (MAP), and
+    ``first_available_dim`` a negative int (``-1 - max_plate_nesting``), or None where the
+    backend guesses it (NumPyro)."""
+    if isinstance(temperature, bool) or temperature not in (0, 1):
+        raise ValueError(
+            f"temperature must be 1 (posterior draws) or 0 (the MAP), got {temperature!r}."
+        )
+    if first_available_dim is None and dim_may_be_guessed:
+        return
+    if (
+        isinstance(first_available_dim, bool)
+        or not isinstance(first_available_dim, numbers.Integral)
+        or first_available_dim >= 0
+    ):
+        raise ValueError(
+            f"first_available_dim must be a negative int (-1 - max_plate_nesting), got "
+            f"{first_available_dim!r}."
+        )

@@ -16,6 +16,8 @@ import jax.numpy as jnp
 from numpyro.handlers import block, substitute, trace
 from numpyro.primitives import Messenger
 
+from reinmax_core.options import check_infer_discrete
+
 from ..enumeration import _is_one_hot, enum_onehot
 
 __all__ = ["infer_discrete"]
@@ -64,6 +66,12 @@ def infer_discrete(
     """
     if fn is None:  # as a decorator
         return lambda fn: infer_discrete(fn, first_available_dim, temperature, rng_key)
+    check_infer_discrete(first_available_dim, temperature, dim_may_be_guessed=True)
+    if rng_key is None and (temperature == 1 or first_available_dim is None):
+        raise ValueError(
+            "infer_discrete needs rng_key (e.g. jax.random.PRNGKey(0)) to draw from the "
+            "posterior (temperature=1) or to guess first_available_dim."
+        )
     from numpyro.contrib.funsor import infer_discrete as numpyro_infer_discrete
 
     shown_as_index = numpyro_infer_discrete(

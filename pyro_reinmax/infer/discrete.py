@@ -20,6 +20,8 @@ from pyro.infer import infer_discrete as pyro_infer_discrete
 from pyro.poutine.messenger import Messenger
 from torch.distributions import constraints
 
+from reinmax_core.options import check_infer_discrete
+
 from ..families import support_kind
 
 __all__ = ["infer_discrete"]
@@ -63,17 +65,20 @@ class _ShowOneHotAsIndex(Messenger):
 
     def _pyro_sample(self, msg) -> None:
         fn = msg["fn"]
-        if (
-            msg["is_observed"]
-            or msg["infer"].get("enumerate") != "parallel"
-            or support_kind(fn.support) != "one_hot"
-        ):
+        if msg["is_observed"] or support_kind(getattr(fn, "support", None)) != "one_hot":
             return
-        if fn.event_dim != 1:
+        # config_enumerate leaves a site it cannot enumerate unmarked: without this error, such
+        # a site would keep a prior draw, also at temperature=0
+        marked = msg["infer"].get("enumerate") == "parallel"
+        if fn.event_dim != 1 and (marked or "enumerate" not in msg["infer"]):
             raise ValueError(
                 f"site {msg['name']!r}: only one-hot sites with event_dim 1 can be enumerated "
-                f"(got event_shape {tuple(fn.event_shape)}); put the other event dims in a plate."
+                f"(got event_shape {tuple(fn.event_shape)}), so infer_discrete cannot draw it "
+                "from its posterior; put the other event dims in a plate (or mark the site "
+                "infer={'enumerate': None} to keep its draw)."
             )
+        if not marked:
+            return
         msg["fn"] = OneHotAsIndex(fn)
         msg["infer"][_CATEGORIES] = fn.event_shape[-1]
 
@@ -118,11 +123,7 @@ def infer_discrete(
             temperature,
             strict_enumeration_warning=strict_enumeration_warning,
         )
-    if first_available_dim is None or first_available_dim >= 0:
-        raise ValueError(
-            f"first_available_dim must be a negative int (-1 - max_plate_nesting), got "
-            f"{first_available_dim!r}."
-        )
+    check_infer_discrete(first_available_dim, temperature, dim_may_be_guessed=False)
     shown_as_index = pyro_infer_discrete(
         _ShowOneHotAsIndex()(fn),
         first_available_dim=first_available_dim,

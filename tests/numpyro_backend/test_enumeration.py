@@ -220,6 +220,18 @@ def test_infer_discrete_draws_the_exact_posterior_of_one_hot_sites(cls, key):
     assert [int(state.argmax()) for state in map_states] == list(best)
 
 
+def test_infer_discrete_says_what_its_options_need(key):
+    """NumPyro's own asserts bare (``AssertionError``) on a missing key."""
+    for options, message in [
+        ({"first_available_dim": -2}, "needs rng_key"),
+        ({"temperature": 0}, "needs rng_key .* to guess first_available_dim"),
+        ({"first_available_dim": 1, "rng_key": key}, "negative int"),
+        ({"first_available_dim": -2, "temperature": 2, "rng_key": key}, "1 .posterior draws. or 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            nr.infer.infer_discrete(chain_model, **options)
+
+
 def test_numpyros_infer_discrete_on_enum_onehot_hands_the_model_one_hot_values(key):
     from numpyro.contrib.funsor import infer_discrete as numpyro_infer_discrete
 

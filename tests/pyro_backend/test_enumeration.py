@@ -138,3 +138,25 @@ def test_infer_discrete_draws_the_exact_posterior_of_one_hot_sites(cls):
     ).get_trace(cls, copies=1)
     best = np.unravel_index(posterior.argmax(), posterior.shape)
     assert [map_trace.nodes[f"z_{t}"]["value"].argmax(-1).item() for t in range(2)] == list(best)
+
+
+def test_infer_discrete_refuses_what_it_cannot_draw_from_the_posterior():
+    """A one-hot site with extra event dims is left unmarked by ``config_enumerate`` and used to
+    keep its prior draw, even at temperature 0; bad options were accepted or failed deep inside."""
+
+    def several_per_point(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", pr.OneHotCategorical(logits=torch.zeros(3, 2)).to_event(1))
+            pyro.sample("x", dist.Normal((z @ torch.tensor([-3.0, 3.0])).sum(-1), 1.0), obs=x)
+
+    x = torch.tensor([-9.0, 9.0])
+    sampler = infer_discrete(config_enumerate(several_per_point), first_available_dim=-2)
+    with pytest.raises(ValueError, match=r"site 'z'.*event_dim 1.*in a plate"):
+        poutine.trace(sampler).get_trace(x)
+    for options, message in [
+        ({"first_available_dim": 0}, "negative int"),
+        ({"first_available_dim": -2.0}, "negative int"),
+        ({"first_available_dim": -2, "temperature": 0.5}, "1 .posterior draws. or 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            infer_discrete(config_enumerate(chain_model), **options)
