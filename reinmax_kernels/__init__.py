@@ -53,6 +53,10 @@ PORTABLE = ("-O3", "-fPIC")
 LANGUAGE_FLAGS = {".c": ("-std=c11",), ".cc": ("-std=c++20",)}
 
 
+class CacheFolderError(OSError):
+    """The cache folder is a file, or cannot be created: no compiler would help."""
+
+
 def cache_folder() -> Path:
     """Where built kernels are kept."""
     if os.environ.get("REINMAX_CACHE_DIR"):
@@ -125,7 +129,12 @@ def _build(
     library = folder / f"{name}_{key}.so"
     if library.exists():
         return library
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CacheFolderError(
+            f"the kernel cache {folder} cannot be used as a folder ({error})"
+        ) from error
     with _exclusive(folder / f"{library.name}.lock"):
         if library.exists():  # built by another process while this one waited
             return library
@@ -224,10 +233,14 @@ class NativeKernels:
             except (OSError, RuntimeError, AttributeError) as error:
                 self.reason = f"off: the build failed, the {self.fallback} path is used ({error})"
                 if mode == "required":
+                    remedy = (
+                        "Point REINMAX_CACHE_DIR at a writable folder"
+                        if isinstance(error, CacheFolderError)
+                        else "Install a C compiler (or set CC)"
+                    )
                     raise RuntimeError(
-                        f"{self.package} could not build its CPU kernels ({error}). Install a C "
-                        f"compiler (or set CC), or set REINMAX_NATIVE=0 to use the "
-                        f"{self.fallback} path."
+                        f"{self.package} could not build its CPU kernels ({error}). {remedy}, "
+                        f"or set REINMAX_NATIVE=0 to use the {self.fallback} path."
                     ) from error
                 warnings.warn(
                     f"{self.package} could not build its CPU kernels, so it uses the slower "

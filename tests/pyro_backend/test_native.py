@@ -326,6 +326,16 @@ def test_a_failed_build_is_an_error_when_required(monkeypatch, tmp_path):
         native.set_native_kernels(True)
 
 
+def test_a_cache_path_that_is_a_file_says_so_not_install_a_compiler(monkeypatch, tmp_path):
+    (tmp_path / "cache").write_text("not a folder")
+    monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(native.KERNELS, "library", None)
+    with pytest.raises(RuntimeError, match="Point REINMAX_CACHE_DIR at a writable folder") as error:
+        native.set_native_kernels(True)
+    assert "compiler" not in str(error.value)
+    native.set_native_kernels(None)
+
+
 def test_builds_are_cached_by_source_compiler_and_processor(monkeypatch, tmp_path):
     monkeypatch.setenv("REINMAX_CACHE_DIR", str(tmp_path))
     built = build("reinmax_torch", [KERNELS_SOURCE])
