@@ -38,6 +38,7 @@ from numpyro.primitives import Messenger
 
 from reinmax_core.options import NO_MAX_CONFIGURATIONS, check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
+from reinmax_core.sites import check_same_plates
 
 from ..categorical import _CategoricalReparameterized
 from ..enumeration import _is_one_hot
@@ -79,6 +80,13 @@ class _Scan(NamedTuple):
     history: int
     length: int
     unrolled: int
+
+
+def _plate_sizes(site, full_sizes: dict) -> dict[str, int]:
+    """Each plate's full size (a subsampled plate replays the guide's minibatch), from
+    ``full_sizes`` (plate name: size) where known."""
+    frames = site["cond_indep_stack"]
+    return {frame.name: full_sizes.get(frame.name, frame.size) for frame in frames}
 
 
 def _plates(site) -> frozenset:
@@ -139,8 +147,14 @@ class _Perturb(OneHotEnumeration):
         self.guide_trace, self.draws, self.index_of = guide_trace, draws, index_of
         self.placeholders = placeholders
         self.scans: dict[str, _Scan] = {}  # every site sampled in a scan
+        self.plate_sizes: dict[str, int] = {}  # the model's plates' full sizes
         self._scan: _Scan | None = None
         self._step = None
+
+    def process_message(self, msg) -> None:
+        if msg["type"] == "plate":
+            self.plate_sizes[msg["name"]] = msg["args"][0]
+        super().process_message(msg)
 
     def enter_scan(self, msg) -> None:
         body, init, xs, length, reverse = msg["args"]
@@ -179,6 +193,14 @@ class _Perturb(OneHotEnumeration):
         if in_scan:
             self.scans[name] = self._scan
         if name in self.draws:
+            guide_sizes = {
+                n: s["args"][0] for n, s in self.guide_trace.items() if s["type"] == "plate"
+            }
+            check_same_plates(
+                name,
+                _plate_sizes(self.guide_trace[name], guide_sizes),
+                _plate_sizes(msg, self.plate_sizes),
+            )
             if in_scan and self.draws[name].event_dims:
                 raise NotImplementedError(
                     f"site {name!r} inside scan has extra event dims (event shape "

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from reinmax_core.options import NO_MAX_CONFIGURATIONS, check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
+from reinmax_core.sites import check_same_plates
 
 from ..categorical import _CategoricalReparameterized
 from ..families import categories, support_kind, unwrap
@@ -97,6 +98,15 @@ class _DrawThroughOneHot(Messenger):
         self.one_hots[msg["name"]] = one_hot
         msg["value"] = one_hot.argmax(-1)
         msg["done"] = True
+
+
+def _plate_sizes(site) -> dict[str, int]:
+    """Each vectorized plate's full size (a subsampled plate replays the guide's minibatch)."""
+    return {
+        frame.name: frame.full_size or frame.size
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized
+    }
 
 
 def _local_draw(site, one_hots: dict) -> LocalDraw | None:
@@ -168,6 +178,9 @@ class _Perturb(Messenger):
         if msg["is_observed"]:
             return
         if name in self.draws:
+            check_same_plates(
+                name, _plate_sizes(self.guide_trace.nodes[name]), _plate_sizes(msg)
+            )
             msg["value"] = self.value(name, msg["fn"])
             msg["infer"] = {**msg["infer"], "enumerate": None}
             return

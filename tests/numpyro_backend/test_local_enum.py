@@ -369,6 +369,31 @@ def test_options_are_checked():
         TraceLocalEnum_ELBO(analytic_kl="yes")
 
 
+def test_a_guide_site_that_does_not_match_the_model_is_named():
+    """Another plate size, or another number of categories, in the guide: an error naming the
+    site and what differs (a plate of another size failed in a broadcast, naming nothing)."""
+    x = jnp.linspace(-1.0, 1.0, 5)
+
+    def model(x):
+        with numpyro.plate("data", 5):
+            z = numpyro.sample("z", dist.Categorical(jnp.ones(3) / 3))
+            numpyro.sample("x", dist.Normal(jnp.array([-1.0, 0.0, 1.0])[z], 1.0), obs=x)
+
+    def other_plate_size(x):
+        with numpyro.plate("data", 4):
+            numpyro.sample("z", nr.ReinMaxCategorical(logits=jnp.zeros(3)))
+
+    def other_categories(x):
+        with numpyro.plate("data", 5):
+            numpyro.sample("z", nr.ReinMaxCategorical(logits=jnp.zeros(4)))
+
+    elbo, key = TraceLocalEnum_ELBO(max_plate_nesting=1), jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match=r"site 'z'.*plate 'data' of size 4.*size 5"):
+        elbo.loss(key, {}, model, other_plate_size, x)
+    with pytest.raises(ValueError, match=r"site 'z': the guide draws 4 categories"):
+        elbo.loss(key, {}, model, other_categories, x)
+
+
 @pytest.mark.slow
 def test_old_faithful_in_select_then_score_form_reaches_enumeration():
     """The parameter-interpolation mixture of benchmarks/mixture_formulation.py: with

