@@ -15,6 +15,8 @@ import numpy as np
 from numpyro.distributions import Distribution
 from numpyro.util import not_jax_tracer
 
+from reinmax_core.messages import divergence_hint
+
 
 def validation_enabled(validate_args: bool | None = None) -> bool:
     """Whether to validate: ``validate_args`` if given, else NumPyro's global default
@@ -64,11 +66,7 @@ def check_event_array(name: str, value) -> None:
         raise ValueError(f"{name} must have a last axis of categories, got shape {tuple(shape)}.")
 
 
-DIVERGENCE_HINT = (
-    "If this appeared during training, the parameters that compute it have diverged: lower the "
-    "learning rate or clip gradients, and give factors that select parameters with a one-hot "
-    "value exact gradients (numpyro_reinmax.infer.TraceLocalEnum_ELBO, or OneHotMixture)."
-)
+DIVERGENCE_HINT = divergence_hint("numpyro_reinmax")
 
 
 def first_bad_entry(name: str, bad, values) -> str:

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from reinmax_core.messages import divergence_hint
+
 
 def validation_enabled(validate_args: bool | None = None) -> bool:
     """Whether to validate: ``validate_args`` if given, else torch's global default.
@@ -60,11 +62,7 @@ def check_event_tensor(name: str, value: Tensor) -> None:
         )
 
 
-DIVERGENCE_HINT = (
-    "If this appeared during training, the parameters that compute it have diverged: lower the "
-    "learning rate or clip gradients, and give factors that select parameters with a one-hot "
-    "value exact gradients (pyro_reinmax.infer.TraceLocalEnum_ELBO, or OneHotMixture)."
-)
+DIVERGENCE_HINT = divergence_hint("pyro_reinmax")
 
 
 def first_bad_entry(name: str, bad: Tensor, values: Tensor) -> str:

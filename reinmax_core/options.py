@@ -35,14 +35,6 @@ def check_count(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-NO_MAX_CONFIGURATIONS = (
-    "TraceLocalEnum_ELBO takes no max_configurations: it scores every factor one sampled site at "
-    "a time, with no cap on a factor's parents. To choose which sites to sum out exactly, use "
-    'AutoReinMax(model, enumerate="auto", max_configurations=...).'
-)
-"""Both backends' ``TypeError`` for ``TraceLocalEnum_ELBO(max_configurations=...)``."""
-
-
 def check_infer_discrete(first_available_dim, temperature, *, dim_may_be_guessed: bool) -> None:
     """``infer_discrete``'s options: ``temperature`` 1 (posterior draws) or 0 (MAP), and
     ``first_available_dim`` a negative int (``-1 - max_plate_nesting``), or None where the

@@ -36,7 +36,8 @@ from numpyro.infer.elbo import ELBO, guess_max_plate_nesting
 from numpyro.ops.provenance import eval_provenance
 from numpyro.primitives import Messenger
 
-from reinmax_core.options import NO_MAX_CONFIGURATIONS, check_count
+from reinmax_core.messages import NO_MAX_CONFIGURATIONS
+from reinmax_core.options import check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
 from reinmax_core.sites import check_same_plates
 

@@ -40,7 +40,8 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
-from reinmax_core.options import NO_MAX_CONFIGURATIONS, check_count
+from reinmax_core.messages import NO_MAX_CONFIGURATIONS
+from reinmax_core.options import check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
 from reinmax_core.sites import check_same_plates
 
@@ -178,9 +179,7 @@ class _Perturb(Messenger):
         if msg["is_observed"]:
             return
         if name in self.draws:
-            check_same_plates(
-                name, _plate_sizes(self.guide_trace.nodes[name]), _plate_sizes(msg)
-            )
+            check_same_plates(name, _plate_sizes(self.guide_trace.nodes[name]), _plate_sizes(msg))
             msg["value"] = self.value(name, msg["fn"])
             msg["infer"] = {**msg["infer"], "enumerate": None}
             return

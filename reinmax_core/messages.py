@@ -1,0 +1,24 @@
+"""Messages both backends give in the same words."""
+
+from __future__ import annotations
+
+
+def divergence_hint(package: str) -> str:
+    """What an invalid parameter met during training usually means, and what to do (``package``:
+    ``"pyro_reinmax"`` or ``"numpyro_reinmax"``)."""
+    return (
+        "If this appeared during training, the parameters that compute it have diverged: lower "
+        "the learning rate or clip gradients, and keep weights and scales away from 0 (start "
+        "them inside their support, or give them a prior). Under TraceMeanField_ELBO, a factor "
+        "that selects parameters with a one-hot value gets straight-through's gradient of an "
+        f"arbitrary extension of the model: {package}.infer.TraceLocalEnum_ELBO (or "
+        "OneHotMixture) gives it the exact one."
+    )
+
+
+NO_MAX_CONFIGURATIONS = (
+    "TraceLocalEnum_ELBO takes no max_configurations: it scores every factor one sampled site at "
+    "a time, with no cap on a factor's parents. To choose which sites to sum out exactly, use "
+    'AutoReinMax(model, enumerate="auto", max_configurations=...).'
+)
+"""Both backends' ``TypeError`` for ``TraceLocalEnum_ELBO(max_configurations=...)``."""
