@@ -545,6 +545,32 @@ def local_enum_scaling_section() -> str:
     )
 
 
+def local_enum_estimators_section() -> str:
+    results = _load(RESULTS / "local_enum_estimators.json")
+    if results is None:
+        return _missing("python benchmarks/local_enum_estimators.py")
+    rows = [
+        [
+            row["model"],
+            f"{row['variance']['reinmax']:.4g}",
+            f"{row['variance']['straight_through']:.4g}",
+            f"{row['ratio']:.2f}",
+            f"{row['mean_squared_standardised_difference']:.2f}",
+        ]
+        for row in results["rows"]
+    ]
+    header = ["model", "ReinMax", "straight-through", "ratio ST / ReinMax"]
+    header += ["mean (difference / s.e.)^2"]
+    return (
+        "Total variance (trace of the covariance) of the guide-parameter gradient under "
+        f"`TraceLocalEnum_ELBO`, over {results['draws']} draws at the same guide parameters, "
+        "temperature 1; the last column is about 1 where both estimate the same gradient (both "
+        "are unbiased there)\n\n"
+        + _table(header, rows)
+        + "\n\nProduced by `python benchmarks/local_enum_estimators.py`."
+    )
+
+
 def fhmm_chains_section() -> str:
     summary = _load(RESULTS / "fhmm_chains" / "summary.json")
     if summary is None:
@@ -620,6 +646,8 @@ def results_page() -> str:
                 "## Mixture formulation\n\n" + formulation_section(),
                 "## The cost of TraceLocalEnum_ELBO\n\n" + local_enum_cost_section(),
                 "## TraceLocalEnum_ELBO as models grow\n\n" + local_enum_scaling_section(),
+                "## Which estimator under TraceLocalEnum_ELBO\n\n"
+                + local_enum_estimators_section(),
                 "## Where enumeration stops: the factorial HMM, 2 to 12 chains\n\n"
                 + fhmm_chains_section(),
                 "## Several processes and devices\n\n" + data_parallel_section(),

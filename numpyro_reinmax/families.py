@@ -27,6 +27,8 @@ from numpyro.distributions import (
     constraints,
 )
 
+from reinmax_core.auto_estimator import AUTO
+
 from .bernoulli import (
     GappedStraightThroughBernoulli,
     GumbelRaoBernoulli,
@@ -85,8 +87,11 @@ KINDS = ("one_hot", "bernoulli", "categorical")
 REPARAMETERIZED = tuple(RULES)
 
 
-def check_estimator(estimator: str, *, reparameterized_only: bool = False) -> str:
+def check_estimator(
+    estimator: str, *, reparameterized_only: bool = False, allow_auto: bool = False
+) -> str:
     allowed = REPARAMETERIZED if reparameterized_only else tuple(ESTIMATORS)
+    allowed += (AUTO,) if allow_auto else ()
     if estimator not in allowed:
         raise ValueError(f"estimator must be one of {sorted(allowed)}, got {estimator!r}.")
     return estimator

@@ -19,6 +19,8 @@ from pyro.distributions import Bernoulli, Categorical, Independent, MaskedDistri
 from pyro.distributions.torch_distribution import ExpandedDistribution
 from torch.distributions import constraints
 
+from reinmax_core.auto_estimator import AUTO
+
 from .bernoulli import (
     GappedStraightThroughBernoulli,
     GumbelRaoBernoulli,
@@ -75,8 +77,11 @@ KINDS = ("one_hot", "bernoulli", "categorical")
 REPARAMETERIZED = tuple(RULES)
 
 
-def check_estimator(estimator: str, *, reparameterized_only: bool = False) -> str:
+def check_estimator(
+    estimator: str, *, reparameterized_only: bool = False, allow_auto: bool = False
+) -> str:
     allowed = REPARAMETERIZED if reparameterized_only else tuple(ESTIMATORS)
+    allowed += (AUTO,) if allow_auto else ()
     if estimator not in allowed:
         raise ValueError(f"estimator must be one of {sorted(allowed)}, got {estimator!r}.")
     return estimator

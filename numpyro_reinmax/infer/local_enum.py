@@ -36,6 +36,7 @@ from numpyro.infer.elbo import ELBO, guess_max_plate_nesting
 from numpyro.ops.provenance import eval_provenance
 from numpyro.primitives import Messenger
 
+from reinmax_core.auto_estimator import scored_locally
 from reinmax_core.messages import NO_MAX_CONFIGURATIONS
 from reinmax_core.options import check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
@@ -372,7 +373,8 @@ class TraceLocalEnum_ELBO(ELBO):
         if self.max_plate_nesting is None:
             self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs, param_map)
         drawing = _DrawThroughOneHot(guide)
-        guide_trace = trace(drawing).get_trace(*args, **kwargs)
+        with scored_locally():
+            guide_trace = trace(drawing).get_trace(*args, **kwargs)
         draws = {}
         for name, site in guide_trace.items():
             if site["type"] != "sample" or site["is_observed"]:

@@ -27,6 +27,7 @@ from pyro.nn.module import PyroModule, PyroParam
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch.distributions import constraints
 
+from reinmax_core.auto_estimator import AUTO, resolve_estimator
 from reinmax_core.options import DEFAULT_MAX_CONFIGURATIONS, check_max_configurations
 
 from ..families import categories, check_estimator, site_distribution, support_kind, unwrap
@@ -158,7 +159,8 @@ class _DiscreteGuide(AutoGuide):
                 pyro.module(f"{self._pyro_name}.encoder.{name}", encoder)
             logits = encoder(*args, **kwargs)
         kind = support_kind(site["fn"].support)
-        fn = site_distribution(kind, self.estimator, self.temperature, logits=logits)
+        estimator = resolve_estimator(self.estimator)
+        fn = site_distribution(kind, estimator, self.temperature, logits=logits)
         extra_event_dims = site["fn"].event_dim - fn.event_dim
         return fn.to_event(extra_event_dims) if extra_event_dims else fn
 
@@ -200,7 +202,7 @@ class AutoReinMax(AutoGuideList):
 
     Each discrete latent site gets :math:`q(z) = \operatorname{Categorical}
     (\operatorname{softmax}(\phi))` in the site's own representation (integer, one-hot or 0/1)
-    drawn by the estimator (ReinMax by default). One-hot and 0/1 sites are reparameterized under
+    drawn by the estimator. One-hot and 0/1 sites are reparameterized under
     any ELBO; integer sites get their estimator under
     :class:`~pyro_reinmax.infer.TraceLocalEnum_ELBO` (the ELBO that fits a model as written for
     enumeration, ``locs[z]`` and all). :math:`\phi` is a learnable tensor of the site's shape
@@ -209,7 +211,11 @@ class AutoReinMax(AutoGuideList):
 
     Args:
         model: a Pyro model.
-        estimator: ``"reinmax"`` (default), any other rule of the estimator table
+        estimator: ``"auto"`` (default): straight-through under
+            :class:`~pyro_reinmax.infer.TraceLocalEnum_ELBO`, where with these
+            independent sites it is ReinMax averaged over each site's own draw (both unbiased at
+            temperature 1, its variance never higher: :mod:`reinmax_core.auto_estimator`), and
+            ReinMax under every other ELBO. Or ``"reinmax"``, any other rule of the estimator table
             (``"straight_through"``, ``"gumbel_straight_through"``, ``"gapped_straight_through"``,
             ``"gumbel_rao"``, ``"reinmax_rao"``, ``"reinmax_cv"``, each with its default
             options), or ``"score_function"`` (non-reparameterized sites, for REINFORCE with
@@ -238,7 +244,7 @@ class AutoReinMax(AutoGuideList):
         self,
         model,
         *,
-        estimator: str = "reinmax",
+        estimator: str = AUTO,
         temperature: float = 1.0,
         encoders: Encoders = None,
         continuous_guide: Callable = AutoNormal,
@@ -255,7 +261,7 @@ class AutoReinMax(AutoGuideList):
         self._max_configurations = check_max_configurations(max_configurations)
         self.enumerated_sites: list[str] = []
         self._part_options = {
-            "estimator": check_estimator(estimator),
+            "estimator": check_estimator(estimator, allow_auto=True),
             "temperature": check_temperature(temperature),
             "encoders": encoders,
         }
@@ -324,7 +330,7 @@ class AutoReinMax(AutoGuideList):
                 self.model, args, kwargs, candidates, self._max_configurations, nesting
             )
         logger.info(
-            "AutoReinMax: summing out %s exactly (enumeration); sampling %s with %s",
+            "AutoReinMax: summing out %s exactly (enumeration); sampling %s with estimator %r",
             chosen,
             [n for n in discrete_sites if n not in chosen],
             self._part_options["estimator"],

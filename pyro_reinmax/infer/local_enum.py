@@ -40,6 +40,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
+from reinmax_core.auto_estimator import scored_locally
 from reinmax_core.messages import NO_MAX_CONFIGURATIONS
 from reinmax_core.options import check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
@@ -334,7 +335,10 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
 
     def _get_trace_scored_exactly(self, model, guide, args, kwargs):
         drawing = _DrawThroughOneHot()
-        guide_trace = poutine.trace(drawing(guide), graph_type="flat").get_trace(*args, **kwargs)
+        with scored_locally():
+            guide_trace = poutine.trace(drawing(guide), graph_type="flat").get_trace(
+                *args, **kwargs
+            )
         draws = {}
         for name, site in guide_trace.nodes.items():
             if site["type"] == "sample" and site["infer"].get("enumerate"):

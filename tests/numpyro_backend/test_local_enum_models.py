@@ -16,7 +16,13 @@ from numpyro.infer import SVI, Predictive, TraceEnum_ELBO
 from numpyro.infer.autoguide import AutoDelta
 
 import numpyro_reinmax as nr
-from numpyro_reinmax.infer import AutoReinMax, Trace_ELBO, TraceLocalEnum_ELBO, infer_discrete
+from numpyro_reinmax.infer import (
+    AutoReinMax,
+    Trace_ELBO,
+    TraceLocalEnum_ELBO,
+    TraceMeanField_ELBO,
+    infer_discrete,
+)
 
 X = jnp.array([-1.7, 0.2, 2.1, 0.9, -0.4])
 PARAMS = {
@@ -335,3 +341,33 @@ def test_the_gmm_tutorial_model_verbatim_reaches_the_enumeration_fit():
         gmm_tutorial, guide=guide, params=params, num_samples=2, return_sites=["assignment"]
     )(jax.random.PRNGKey(1), data)["assignment"]
     assert jnp.issubdtype(assignment.dtype, jnp.integer) and assignment.shape == (2, len(data))
+
+
+@pytest.mark.parametrize(
+    ("model", "elbo", "chosen", "other"),
+    [
+        (mixture_integer, TraceLocalEnum_ELBO, "straight_through", "reinmax"),
+        (mixture_one_hot, TraceLocalEnum_ELBO, "straight_through", "reinmax"),
+        (mixture_one_hot, TraceMeanField_ELBO, "reinmax", "straight_through"),
+    ],
+)
+def test_the_default_estimator_is_straight_through_under_the_local_elbo_and_reinmax_elsewhere(
+    model, elbo, chosen, other
+):
+    """``AutoReinMax``'s ``estimator="auto"``: the gradients of the named estimator on the same
+    draws, not those of the other."""
+
+    def value_and_grad(estimator):
+        guide = AutoReinMax(model, **({} if estimator is None else {"estimator": estimator}))
+        svi = SVI(model, guide, numpyro.optim.Adam(0.1), elbo())
+        params = svi.get_params(svi.init(jax.random.PRNGKey(1), X))
+        logits = next(name for name in params if "logits" in name)
+        params[logits] = jax.random.normal(jax.random.PRNGKey(2), params[logits].shape)
+        loss, grads = _value_and_grad(elbo(), model, guide, params, X, seed=3)
+        return loss, grads[logits]
+
+    loss, default = value_and_grad(None)
+    for estimator, same in ((chosen, True), (other, False)):
+        expected_loss, expected = value_and_grad(estimator)
+        assert float(loss) == pytest.approx(float(expected_loss), abs=1e-6)
+        assert np.allclose(default, expected, rtol=1e-6, atol=0) is same

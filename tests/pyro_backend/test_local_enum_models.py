@@ -9,7 +9,15 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.infer import SVI, Predictive, Trace_ELBO, TraceEnum_ELBO, config_enumerate, infer_discrete
+from pyro.infer import (
+    SVI,
+    Predictive,
+    Trace_ELBO,
+    TraceEnum_ELBO,
+    TraceMeanField_ELBO,
+    config_enumerate,
+    infer_discrete,
+)
 from pyro.infer.autoguide import AutoDelta
 from pyro.ops.indexing import Vindex
 
@@ -465,3 +473,30 @@ def test_the_gmm_tutorial_model_verbatim_reaches_the_enumeration_fit():
     assert abs(fitted - enumerated) < 2.0, (fitted, enumerated)
     assignment = Predictive(gmm_tutorial, guide=guide, num_samples=2)(data)["assignment"]
     assert assignment.dtype == torch.long and assignment.shape == (2, len(data))
+
+
+@pytest.mark.parametrize(
+    ("model", "elbo", "chosen", "other"),
+    [
+        (mixture_integer, TraceLocalEnum_ELBO, "straight_through", "reinmax"),
+        (mixture_one_hot, TraceLocalEnum_ELBO, "straight_through", "reinmax"),
+        (mixture_one_hot, TraceMeanField_ELBO, "reinmax", "straight_through"),
+    ],
+)
+def test_the_default_estimator_is_straight_through_under_the_local_elbo_and_reinmax_elsewhere(
+    model, elbo, chosen, other
+):
+    """``AutoReinMax``'s ``estimator="auto"``: the gradients of the named estimator on the same
+    draws, not those of the other."""
+
+    def grads(estimator):
+        pyro.clear_param_store()
+        guide = AutoReinMax(model, **({} if estimator is None else {"estimator": estimator}))
+        return _grads(model, guide, elbo(max_plate_nesting=1), X, seed=3)
+
+    loss, default = grads(None)
+    for estimator, same in ((chosen, True), (other, False)):
+        expected_loss, expected = grads(estimator)
+        assert loss == pytest.approx(expected_loss, abs=1e-10)
+        logits = next(name for name in expected if "logits" in name)
+        assert torch.allclose(default[logits], expected[logits], rtol=1e-10) is same
