@@ -69,7 +69,9 @@ class AutoReinMax(AutoGuide):
             ``numpyro.contrib.module.flax_module`` and the like).
         continuous_guide: builds the guide of the continuous sites from the model with the
             discrete sites hidden, called as ``continuous_guide(model, prefix=...,
-            create_plates=...)``: an autoguide class, ``AutoNormal`` by default.
+            create_plates=...)``: an autoguide class, ``AutoNormal`` by default. Its set-up
+            draws the discrete sites from their prior; where such a draw rules out the data, it
+            is set up again with the observations hidden.
         enumerate: discrete sites to leave out of the guide, to be summed out exactly by the ELBO
             (:class:`~numpyro_reinmax.infer.TraceLocalEnum_ELBO` sums out every discrete model
             site that the guide does not sample): a list of site names, or ``"auto"``, which
@@ -188,15 +190,40 @@ class AutoReinMax(AutoGuide):
         for name in self.enumerated_sites:
             del self._discrete[name]
         if continuous:
-            blocked = handlers.block(self.model, hide=discrete)
-            self._continuous = self._continuous_guide(
-                blocked,
-                prefix=self.prefix,
-                create_plates=lambda *a, **k: list(self._plates.values()),
-            )
+            self._continuous = self._companion(discrete, args, kwargs)
             order = list(self.prototype_trace)
             first_discrete = min((order.index(n) for n in self._discrete), default=math.inf)
             self._continuous_first = order.index(continuous[0]) < first_discrete
+
+    def _companion(self, discrete: list[str], args, kwargs):
+        """The continuous guide, on the model with the discrete sites hidden. Its set-up
+        (NumPyro's ``initialize_model``) runs that model with the discrete sites drawn from their
+        prior, and fails where such a draw makes an observation impossible (an annotation model
+        whose spammer flag and true class rule an annotation out): it is then set up again with
+        the observations hidden as well, which the continuous sites' initial values do not need."""
+
+        def build(hidden: list[str]):
+            companion = self._continuous_guide(
+                handlers.block(self.model, hide=hidden),
+                prefix=self.prefix,
+                create_plates=lambda *a, **k: list(self._plates.values()),
+            )
+            if getattr(companion, "prototype_trace", False) is None:  # a NumPyro autoguide
+                companion._setup_prototype(*args, **kwargs)
+            return companion
+
+        try:
+            return build(discrete)
+        except RuntimeError as error:
+            if "Cannot find valid initial parameters" not in str(error):
+                raise
+        observed = [n for n, s in self.prototype_trace.items() if s.get("is_observed")]
+        logger.info(
+            "AutoReinMax: the continuous guide's initialisation found no valid start with the "
+            "discrete sites drawn from their prior; set up again without the observations %s",
+            observed,
+        )
+        return build(discrete + observed)
 
     def _logits(self, name: str, site, *args, **kwargs):
         encoder = self._encoder(name)

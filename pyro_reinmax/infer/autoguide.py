@@ -225,7 +225,9 @@ class AutoReinMax(AutoGuideList):
             from site name to callable; a callable maps the model's ``*args, **kwargs`` to the
             site's logits (``torch.nn.Module`` encoders are registered with ``pyro.module``).
         continuous_guide: builds the guide of the continuous sites from the model with the
-            discrete sites hidden: an autoguide class or factory, ``AutoNormal`` by default.
+            discrete sites hidden, called as ``continuous_guide(model)``: an autoguide class or
+            factory (``functools.partial(AutoNormal, init_scale=0.01)``), ``AutoNormal`` by
+            default.
         enumerate: discrete sites to leave out of the guide, to be summed out exactly by the ELBO
             (:class:`~pyro_reinmax.infer.TraceLocalEnum_ELBO` sums out every discrete model site
             that the guide does not sample): a list of site names, or ``"auto"``, which traces the
