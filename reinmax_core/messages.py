@@ -22,3 +22,15 @@ NO_MAX_CONFIGURATIONS = (
     'AutoReinMax(model, enumerate="auto", max_configurations=...).'
 )
 """Both backends' ``TypeError`` for ``TraceLocalEnum_ELBO(max_configurations=...)``."""
+
+
+def unguided_event_dims(name: str, event_shape: tuple, package: str) -> str:
+    """Both backends' ``ValueError`` for a discrete model site with event dims beyond its
+    categories that the guide leaves to enumeration."""
+    return (
+        f"model site {name!r} is discrete with event shape {tuple(event_shape)} beyond its "
+        "categories (to_event), the guide does not sample it, and enumeration sums out one "
+        f"variable per site: sample it in the guide (e.g. with {package}.infer.AutoReinMax, "
+        "which linearises it one variable at a time), or put its batch dims in a plate instead "
+        "of to_event."
+    )

@@ -37,7 +37,7 @@ from numpyro.ops.provenance import eval_provenance
 from numpyro.primitives import Messenger
 
 from reinmax_core.auto_estimator import scored_locally
-from reinmax_core.messages import NO_MAX_CONFIGURATIONS
+from reinmax_core.messages import NO_MAX_CONFIGURATIONS, unguided_event_dims
 from reinmax_core.options import check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
 from reinmax_core.sites import check_same_plates
@@ -230,6 +230,8 @@ class _Perturb(OneHotEnumeration):
                 "numpyro_reinmax.infer.AutoReinMax) or write it with a finite support "
                 "(Categorical, Bernoulli, one-hot)."
             )
+        if fn.event_dim > (1 if _is_one_hot(fn) else 0):
+            raise ValueError(unguided_event_dims(name, fn.event_shape, "numpyro_reinmax"))
         if self.placeholders:
             msg["value"] = _first_value(fn)
             msg["infer"]["enumerate"] = None

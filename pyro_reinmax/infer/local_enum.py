@@ -41,7 +41,7 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
 from reinmax_core.auto_estimator import scored_locally
-from reinmax_core.messages import NO_MAX_CONFIGURATIONS
+from reinmax_core.messages import NO_MAX_CONFIGURATIONS, unguided_event_dims
 from reinmax_core.options import check_count
 from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
 from reinmax_core.sites import check_same_plates
@@ -189,6 +189,9 @@ class _Perturb(Messenger):
                 return  # the model draws its own minibatch
             fn = msg["fn"]
             if fn.support.is_discrete:
+                one_hot = support_kind(fn.support) == "one_hot"
+                if fn.event_dim > one_hot:
+                    raise ValueError(unguided_event_dims(name, fn.event_shape, "pyro_reinmax"))
                 if not fn.has_enumerate_support:
                     raise ValueError(
                         f"model site {name!r} is discrete, the guide does not sample it, and it "

@@ -542,3 +542,12 @@ def test_sites_absent_from_the_guide_are_summed_out_like_trace_enum():
             key, params, nr.enum_onehot(globals_model), globals_guide, X
         )
         assert float(loss) == pytest.approx(float(expected), abs=1e-9)
+
+
+def test_an_unguided_site_with_event_dims_is_refused_with_what_to_do():
+    def model(x):
+        z = numpyro.sample("z", nr.OneHotCategorical(logits=jnp.zeros((2, 3))).to_event(1))
+        numpyro.sample("x", dist.Normal((z @ jnp.arange(3.0)).sum(), 1.0), obs=x)
+
+    with pytest.raises(ValueError, match="'z' is discrete with event shape \\(2, 3\\)"):
+        TraceLocalEnum_ELBO().loss(jax.random.PRNGKey(0), {}, model, lambda x: None, 1.0)

@@ -590,3 +590,12 @@ def test_model_subsampling_without_the_plate_in_the_guide_equals_trace_enum():
         config_enumerate(subsampled_model), globals_guide, X
     )
     assert loss == pytest.approx(expected, abs=1e-9)
+
+
+def test_an_unguided_site_with_event_dims_is_refused_with_what_to_do():
+    def model(x):
+        z = pyro.sample("z", pr.OneHotCategorical(logits=torch.zeros(2, 3)).to_event(1))
+        pyro.sample("x", dist.Normal((z @ torch.arange(3.0)).sum(), 1.0), obs=x)
+
+    with pytest.raises(ValueError, match="'z' is discrete with event shape \\(2, 3\\)"):
+        TraceLocalEnum_ELBO().loss(model, lambda x: None, torch.tensor(1.0))
