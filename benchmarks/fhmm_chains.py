@@ -104,10 +104,9 @@ def main() -> None:
                     m: r["seconds"][-1] for m, r in results["methods"].items() if r.get("seconds")
                 },
                 "skipped": {
-                    m: r.get("skipped") or r.get("failed")
-                    for m, r in results["methods"].items()
-                    if r.get("skipped") or r.get("failed")
+                    m: r["skipped"] for m, r in results["methods"].items() if "skipped" in r
                 },
+                "failed": {m: r["failed"] for m, r in results["methods"].items() if "failed" in r},
             }
         )
     table = Table(title=f"fhmm: seconds of training to come within {TIE} of the best metric")
@@ -117,8 +116,8 @@ def main() -> None:
     for row in rows:
         cells = []
         for method in METHODS:
-            if method in row["skipped"]:
-                cells.append("not run")
+            if method in row["skipped"] or method in row["failed"]:
+                cells.append("not run" if method in row["skipped"] else "failed")
             elif row["seconds_to_tie"].get(method) is None:
                 cells.append("never")
             else:

@@ -582,7 +582,7 @@ def fhmm_chains_section(figure: bool = True) -> str:
         for method in methods:
             metric, reached = row["metric"].get(method), row["seconds_to_tie"].get(method)
             if method in row["skipped"] or metric is None:
-                cells.append("not run" if method not in row["metric"] else "failed")
+                cells.append("not run" if method in row["skipped"] else "failed")
                 continue
             when = "never" if reached is None else f"{reached:.0f} s"
             cells.append(f"{metric:.3f} ({when})")
