@@ -85,7 +85,8 @@ class AutoReinMax(AutoGuide):
 
     ``sample_posterior``, ``median`` (modes for discrete sites) and ``quantiles`` (continuous
     sites only) work as for NumPyro's autoguides; ``Predictive(model, guide=guide, params=...)``
-    too.
+    too. The logits start at 0 (uniform); to start elsewhere, pass
+    ``init_params={f"{prefix}_{site}_logits": logits}`` to ``SVI.init`` or ``SVI.run``.
     """
 
     def __init__(

@@ -240,6 +240,10 @@ class AutoReinMax(AutoGuideList):
 
     ``median()`` returns modes for discrete sites and the companion's medians; ``quantiles()``
     the companion's quantiles (discrete sites have none). ``Predictive(model, guide=guide)`` works.
+
+    The logits start at 0 (uniform). To start elsewhere, call the guide once and assign the
+    discrete part's logits, ``guide[0].logits.z = torch.tensor(...)`` (``guide[0]`` when the
+    model's first latent site is discrete; the part is the one with a ``logits`` attribute).
     """
 
     def __init__(

@@ -405,3 +405,13 @@ def test_an_annotation_model_whose_prior_draws_rule_out_the_data_starts_and_trai
     assert guide.enumerated_sites == ["c", "s"]
     assert np.isfinite(losses).all()
     assert losses[-10:].mean() < losses[:10].mean() - 20
+
+
+def test_initial_logits_are_set_as_the_docstring_says():
+    guide = AutoReinMax(mixture_integer)
+    svi = SVI(mixture_integer, guide, numpyro.optim.Adam(0.1), TraceLocalEnum_ELBO())
+    logits = jnp.tile(jnp.array([-9.0, 9.0, -9.0]), (len(X), 1))
+    state = svi.init(jax.random.PRNGKey(0), X, init_params={"auto_z_logits": logits})
+    draws = handlers.seed(guide, jax.random.PRNGKey(1))
+    with handlers.substitute(data=svi.get_params(state)):
+        assert (draws(X)["z"] == 1).all()

@@ -500,3 +500,13 @@ def test_the_default_estimator_is_straight_through_under_the_local_elbo_and_rein
         assert loss == pytest.approx(expected_loss, abs=1e-10)
         logits = next(name for name in expected if "logits" in name)
         assert torch.allclose(default[logits], expected[logits], rtol=1e-10) is same
+
+
+def test_initial_logits_are_set_as_the_docstring_says():
+    pyro.clear_param_store()
+    guide = AutoReinMax(mixture_integer)
+    guide(X)
+    with torch.no_grad():
+        guide[0].logits.z = torch.tensor([[-9.0, 9.0, -9.0]], dtype=F64).expand(len(X), 3)
+    pyro.set_rng_seed(0)
+    assert (guide(X)["z"] == 1).all()
