@@ -110,22 +110,19 @@ def gradients(model, arguments, estimator: str, draws: int) -> np.ndarray:
     guide = AutoReinMax(model, estimator=estimator, continuous_guide=AutoDelta)
     elbo = TraceLocalEnum_ELBO(max_plate_nesting=1)
     elbo.loss(model, guide, *arguments)
-    names = sorted(name for name, _ in guide.named_parameters())
-    parameters = dict(guide.named_parameters())
+    parameters = [parameter for _, parameter in sorted(guide.named_parameters())]
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        for name in names:
-            parameter = parameters[name]
+        for parameter in parameters:
             parameter.copy_(
                 torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype)
             )
     samples = []
     for _ in range(draws):
         loss = elbo.differentiable_loss(model, guide, *arguments)
-        grads = torch.autograd.grad(loss, [parameters[n] for n in names], allow_unused=True)
+        grads = torch.autograd.grad(loss, parameters, allow_unused=True)
         flat = [
-            torch.zeros_like(parameters[n]) if g is None else g
-            for n, g in zip(names, grads, strict=True)
+            torch.zeros_like(p) if g is None else g for p, g in zip(parameters, grads, strict=True)
         ]
         samples.append(torch.cat([g.reshape(-1) for g in flat]).double().numpy())
     return np.stack(samples)

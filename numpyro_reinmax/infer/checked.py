@@ -32,12 +32,17 @@ def run_checked(svi, rng_key, num_steps: int, *args, progress_bar: bool = True, 
     Each step synchronises with the host (one check per step), so it is slower than
     ``svi.run``'s single compiled loop: a mode to turn on while a model is being developed."""
     state = svi.init(rng_key, *args, **kwargs)
-    update = jax.jit(lambda s: svi.update(s, *args, **kwargs))
+
+    def update(state):  # the check runs inside jit: one host transfer per step
+        new_state, loss = svi.update(state, *args, **kwargs)
+        leaves = [loss, *jax.tree.leaves(svi.optim.get_params(new_state.optim_state))]
+        return new_state, loss, jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
+
+    update = jax.jit(update)
     losses = []
     for step in trange(num_steps, disable=not progress_bar, desc="SVI (checked)"):
-        new_state, loss = update(state)
-        unconstrained = svi.optim.get_params(new_state.optim_state)
-        if not (np.isfinite(loss) and all(_finite(p) for p in jax.tree.leaves(unconstrained))):
+        new_state, loss, finite = update(state)
+        if not finite:
             raise FloatingPointError(_diagnosis(svi, state, step, loss, args, kwargs))
         state = new_state
         losses.append(loss)
