@@ -36,6 +36,11 @@ def scored_locally() -> Iterator[None]:
         _SCORED_LOCALLY.reset(token)
 
 
+def is_scored_locally() -> bool:
+    """Whether the guide runs inside :func:`scored_locally`."""
+    return _SCORED_LOCALLY.get()
+
+
 def resolve_estimator(estimator: str) -> str:
     """``estimator``, or for ``"auto"``: ``"straight_through"`` inside :func:`scored_locally`,
     ``"reinmax"`` outside it."""

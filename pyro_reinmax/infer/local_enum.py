@@ -17,7 +17,16 @@ sites and in the largest parent set.
 
 With a guide that draws the sites independently, straight-through at temperature 1 is then the
 local expectation gradient (Titsias and Lázaro-Gredilla, 2015) and ReinMax is unbiased too, for
-every factor. Discrete model sites that the guide does not sample are summed out exactly, as
+every factor. With a structured guide (``AutoReinMax(dependencies=...)``: a site's logits
+depend on the draws of earlier guide sites, recorded in its ``infer``), moving a site alone would
+leave its guide descendants at draws made for its old value; so the guide is run again along the
+perturbation dimension (:class:`_Redraw`), each descendant drawn again given the moved value with
+the Gumbel noise that reproduces its draw, and every factor and guide term is linearised in its
+parents' guide ancestors too. A site's gradient is then the model and guide with it at each
+category and its descendants following, independent of its own draw: straight-through at
+temperature 1 is again unbiased for every site, and ReinMax too.
+
+Discrete model sites that the guide does not sample are summed out exactly, as
 ``TraceEnum_ELBO`` does, so one model mixes exact enumeration with ReinMax.
 """
 
@@ -41,9 +50,10 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
 from reinmax_core.auto_estimator import scored_locally
+from reinmax_core.dependencies import GUIDE_PARENTS
 from reinmax_core.messages import NO_MAX_CONFIGURATIONS, unguided_event_dims
 from reinmax_core.options import check_count
-from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
+from reinmax_core.perturbation import AT_DRAW, SiteVariables, SlotPlan, plan_slots
 from reinmax_core.sites import check_same_plates
 
 from ..categorical import _CategoricalReparameterized
@@ -51,6 +61,7 @@ from ..families import categories, support_kind, unwrap
 from ..linearisation import category_log_probs, linearise, on_elements, site_values
 from ..masking import select
 from ..reparameterized import Reparameterized
+from .conditional import ONE_HOT
 from .scoring import scoring_priors_exactly
 from .site_context import NameFailingSite, name_site
 from .structure import structure_key
@@ -99,6 +110,7 @@ class _DrawThroughOneHot(Messenger):
         one_hot = base.one_hot_rsample(msg["fn"].shape())
         self.one_hots[msg["name"]] = one_hot
         msg["value"] = one_hot.argmax(-1)
+        msg["infer"] = {**msg["infer"], ONE_HOT: one_hot}  # for a structured guide's children
         msg["done"] = True
 
 
@@ -169,9 +181,12 @@ class _Perturb(Messenger):
     guide does not sample marked for parallel enumeration (summed out). With ``tag``, the
     linearised sites' values carry their names as provenance instead (one element)."""
 
-    def __init__(self, guide_trace, draws: dict, plan: SlotPlan | None, dim: int) -> None:
+    def __init__(
+        self, guide_trace, draws: dict, plan: SlotPlan | None, dim: int, redrawn: dict | None = None
+    ) -> None:
         super().__init__()
         self.guide_trace, self.draws, self.plan, self.dim = guide_trace, draws, plan, dim
+        self.redrawn = redrawn or {}
 
     def _pyro_sample(self, msg) -> None:
         # values are set without ``done``: the enumeration handler must still see every site
@@ -231,6 +246,8 @@ class _Perturb(Messenger):
                 (1,) * (-self.dim - len(draw.batch_shape())) + draw.index.shape
             )
             index = ProvenanceTensor(index, frozenset({name}))
+        elif name in self.redrawn:
+            index = self.redrawn[name].index
         else:
             settings = torch.tensor(self.plan.settings(name), device=draw.index.device)
             covers = self.plan.covers(name)
@@ -243,10 +260,11 @@ class _Perturb(Messenger):
 
 class _Structure:
     """A model structure's factor parents and slots, with the element indices derived from them
-    (cached per device)."""
+    (cached per device). With a structured guide, a factor's parents include their guide
+    ancestors, and ``guide_terms`` holds the ancestors of each guide site that has some."""
 
-    def __init__(self, parents: dict, plan: SlotPlan) -> None:
-        self.parents, self.plan = parents, plan
+    def __init__(self, parents: dict, plan: SlotPlan, guide_terms: dict) -> None:
+        self.parents, self.plan, self.guide_terms = parents, plan, guide_terms
         self._cache: dict = {}
 
     def _tensor(self, key, values: list[int], device) -> Tensor:
@@ -258,6 +276,11 @@ class _Structure:
         """The elements that set ``site``'s variables, variable-major."""
         flat = [e for variable in self.plan.elements[site] for e in variable]
         return self._tensor(("elements", site), flat, device)
+
+    def elements_of(self, sites: tuple, device) -> Tensor:
+        """The elements that set any of ``sites``' variables, site after site."""
+        flat = [e for site in sites for variable in self.plan.elements[site] for e in variable]
+        return self._tensor(("elements of", sites), flat, device)
 
     def first_elements(self, site: str, device) -> Tensor:
         """The elements that set ``site``'s first variable."""
@@ -354,14 +377,18 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             if draw is not None:
                 draws[name] = draw
         self.local_sites = list(draws)
+        ancestors = _guide_ancestors(guide_trace, draws)
         for refresh in (False, True):
-            structure = self._plan(model, guide_trace, draws, args, kwargs, refresh)
+            structure = self._plan(model, guide_trace, draws, ancestors, args, kwargs, refresh)
+            redrawn = {}
+            if structure.guide_terms:
+                redrawn = self._redraw(guide, guide_trace, draws, structure, args, kwargs)
             with _explaining_settings():
                 model_trace = self._model_trace(
-                    model, guide_trace, draws, structure.plan, args, kwargs
+                    model, guide_trace, draws, structure.plan, redrawn, args, kwargs
                 )
             model_trace.compute_log_prob()
-            stale = self._linearise(model_trace, draws, structure)
+            stale = self._linearise(model_trace, draws, structure, redrawn)
             if not stale:
                 break
         else:
@@ -371,24 +398,36 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
                 "with .item() or numpy?). Keep the discrete values in torch operations."
             )
         guide_trace = prune_subsample_sites(guide_trace)
-        self._score_guide(guide_trace, draws)
+        self._score_guide(guide_trace, draws, structure, redrawn)
         guide_trace.compute_score_parts()  # the other sites
         guide_trace.pack_tensors()
         model_trace.pack_tensors(guide_trace.plate_to_symbol)
         return model_trace, guide_trace
 
-    def _plan(self, model, guide_trace, draws, args, kwargs, refresh: bool) -> _Structure:
-        """Which linearised sites each factor depends on, and the slots: read once per structure
-        (the arguments' shapes and the draws' kinds and shapes), again when ``refresh``."""
+    def _plan(
+        self, model, guide_trace, draws, ancestors, args, kwargs, refresh: bool
+    ) -> _Structure:
+        """Which linearised sites each factor depends on (with their guide ancestors), and the
+        slots: read once per structure (the arguments' shapes, the draws' kinds and shapes and
+        the guide's dependencies), again when ``refresh``."""
         key = (
             structure_key(args, kwargs, floats=True),
             self.max_plate_nesting,
             tuple((n, d.kind, tuple(d.index.shape), d.categories) for n, d in draws.items()),
+            tuple(ancestors.items()),
         )
         if refresh or key not in self._structures:
             parents = self._factor_parents(model, guide_trace, draws, args, kwargs)
-            plan = plan_slots({n: d.variables() for n, d in draws.items()}, parents.values())
-            self._structures[key] = _Structure(parents, plan)
+            parents = {
+                factor: _with_ancestors(found, ancestors, draws)
+                for factor, found in parents.items()
+            }
+            guide_terms = {name: found for name, found in ancestors.items() if found}
+            plan = plan_slots(
+                {n: d.variables() for n, d in draws.items()},
+                list(parents.values()) + list(guide_terms.values()),
+            )
+            self._structures[key] = _Structure(parents, plan, guide_terms)
         structure = self._structures[key]
         self.perturbation = structure.plan
         return structure
@@ -422,34 +461,37 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             parents[name] = tuple(found)
         return parents
 
-    def _model_trace(self, model, guide_trace, draws, plan, args, kwargs):
-        perturb = _Perturb(guide_trace, draws, plan, self._dim)
+    def _redraw(self, guide, guide_trace, draws, structure: _Structure, args, kwargs) -> dict:
+        """The guide run again along the perturbation dimension: each site at its settings
+        there, and every site with guide ancestors drawn again where they move, with the same
+        noise (:class:`_Redraw`)."""
+        redraw = _Redraw(guide_trace, draws, structure, self._dim)
+        with scored_locally():
+            poutine.block(redraw(guide))(*args, **kwargs)
+        return redraw.redrawn
+
+    def _model_trace(self, model, guide_trace, draws, plan, redrawn, args, kwargs):
+        perturb = _Perturb(guide_trace, draws, plan, self._dim, redrawn)
         enumerate_ = EnumMessenger(first_available_dim=self._dim - 1)
         model_trace = poutine.trace(enumerate_(perturb(model)), graph_type="flat").get_trace(
             *args, **kwargs
         )
         return prune_subsample_sites(model_trace)
 
-    def _linearise(self, model_trace, draws, structure: _Structure) -> str | None:
+    def _linearise(self, model_trace, draws, structure: _Structure, redrawn: dict) -> str | None:
         """Replace every factor by its linearisation; return the name of a factor that changes
         at an element that sets none of its known parents (dependencies went stale), else
         None."""
         dim = self._dim
-        differences, drawn = {}, {}
-        for name, draw in draws.items():
-            differences[name] = on_elements(
-                draw.one_hot - draw.one_hot.detach(), draw.event_dims, dim
-            )
-            first = F.one_hot(draw.index, draw.categories).bool()
-            first = first.reshape(first.shape[: first.dim() - draw.event_dims - 1] + (-1,))
-            drawn[name] = on_elements(first[..., : draw.categories], 0, dim)
+        differences, drawn = _element_views(draws, dim)
         checks = []
         for name, site in model_trace.nodes.items():
             if site["type"] != "sample" or "log_prob" not in site:
                 continue
             own = name in draws and self.analytic_kl
             if own:
-                _expect_under_guide(site, draws[name])
+                log_q = redrawn[name].log_q if name in redrawn else draws[name].log_q
+                _expect_under_guide(site, draws[name], log_q)
             if name in draws:
                 site["value"] = draws[name].index
             log_prob, unscaled = site["log_prob"], site["unscaled_log_prob"]
@@ -460,11 +502,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
                 return name  # it changes with a site it was not known to read
             device = log_prob.device
             base = (structure.first_elements(parents[0], device), drawn[parents[0]])
-            terms = [
-                (structure.elements(p, device), differences[p])
-                for p in parents
-                if not (own and p == name)
-            ]
+            terms = _terms(structure, [p for p in parents if not (own and p == name)], differences)
             checks.append((name, parents, log_prob, base, structure.unset(parents, device)))
             site["log_prob"] = linearise(log_prob, dim, base, terms)
             site["unscaled_log_prob"] = (
@@ -473,18 +511,27 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             site["log_prob_sum"] = site["log_prob"].sum()
         return _stale_factor(checks, dim)
 
-    def _score_guide(self, guide_trace, draws) -> None:
+    def _score_guide(self, guide_trace, draws, structure: _Structure, redrawn: dict) -> None:
         r"""The guide terms of linearised sites: the negative entropy under ``analytic_kl``, else
-        :math:`\log q` at the draw, linear in the one-hot draw (pathwise, no score function)."""
+        :math:`\log q` at the draw, linear in the one-hot draw (pathwise, no score function);
+        a site with guide ancestors has its term linearised in them, as a model factor is."""
+        dim = self._dim
+        differences, drawn = _element_views(draws, dim) if redrawn else ({}, {})
         for name, draw in draws.items():
             site = guide_trace.nodes[name]
-            log_q = draw.log_q
+            log_q = redrawn[name].log_q if name in redrawn else draw.log_q
             if self.analytic_kl:
                 probs = log_q.exp()
                 term = (probs * torch.where(probs > 0, log_q, 0.0)).sum(-1)
             else:
                 term = select(draw.one_hot, log_q)
             term = term.sum(tuple(range(-draw.event_dims, 0))) if draw.event_dims else term
+            parents = structure.guide_terms.get(name, ())
+            if parents:
+                device = term.device
+                base = (structure.first_elements(parents[0], device), drawn[parents[0]])
+                terms = _terms(structure, parents, differences)
+                term = linearise(term, dim, base, terms).reshape(draw.batch_shape())
             site["unscaled_log_prob"] = term
             site["log_prob"] = scale_and_mask(term, site["scale"], site["mask"])
             site["log_prob_sum"] = site["log_prob"].sum()
@@ -493,11 +540,12 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             )
 
 
-def _expect_under_guide(site, draw: LocalDraw) -> None:
+def _expect_under_guide(site, draw: LocalDraw, log_q: Tensor) -> None:
     r"""A linearised site's own prior factor as its expectation under the guide,
     :math:`\sum_k q_k \log p(k \mid \ldots)`, at every element of the perturbation dimension
-    (the model's distribution there carries its parents' moves)."""
-    probs = draw.log_q.exp()
+    (the model's distribution there carries its parents' moves, ``log_q`` its guide
+    ancestors')."""
+    probs = log_q.exp()
     log_p = category_log_probs(site["fn"])
     term = (probs * torch.where(probs > 0, log_p, 0.0)).sum(-1)
     if draw.event_dims:
@@ -536,3 +584,124 @@ def _stale_factor(checks, dim) -> str | None:
             "every category of those sites (or turn validation off to let the NaN through)."
         )
     return name
+
+
+def _terms(structure: _Structure, parents: list, differences: dict) -> list:
+    """The ``(elements, differences)`` of :func:`linearise` for these parents: one pair for all
+    of them where their differences have one shape (one product instead of one per parent)."""
+    if not parents:
+        return []
+    device = differences[parents[0]].device
+    shapes = {differences[p].shape[1:] for p in parents}
+    if len(parents) == 1 or len(shapes) > 1:
+        return [(structure.elements(p, device), differences[p]) for p in parents]
+    dim = -differences[parents[0]].dim()
+    stacked = torch.cat([differences[p] for p in parents], dim)
+    return [(structure.elements_of(tuple(parents), device), stacked)]
+
+
+def _element_views(draws: dict, dim: int) -> tuple[dict, dict]:
+    """Each draw's one-hot minus the same, detached, and its drawn categories, on axis ``dim``
+    (:func:`~pyro_reinmax.linearisation.on_elements`)."""
+    differences, drawn = {}, {}
+    for name, draw in draws.items():
+        differences[name] = on_elements(draw.one_hot - draw.one_hot.detach(), draw.event_dims, dim)
+        first = F.one_hot(draw.index, draw.categories).bool()
+        first = first.reshape(first.shape[: first.dim() - draw.event_dims - 1] + (-1,))
+        drawn[name] = on_elements(first[..., : draw.categories], 0, dim)
+    return differences, drawn
+
+
+def _guide_ancestors(guide_trace, draws: dict) -> dict[str, tuple[str, ...]]:
+    """Each linearised site's ancestors in a structured guide (the sites its logits depend on,
+    recorded in ``infer``, and theirs), in the guide's order."""
+    ancestors: dict[str, tuple[str, ...]] = {}
+    for name in draws:
+        found = set()
+        for parent in guide_trace.nodes[name]["infer"].get(GUIDE_PARENTS, ()):
+            if parent not in draws:
+                raise ValueError(
+                    f"guide site {name!r} depends on guide site {parent!r}, which "
+                    "TraceLocalEnum_ELBO does not linearise (not drawn by one of this package's "
+                    "reparameterized estimator classes): draw both with the same estimator."
+                )
+            found |= {parent, *ancestors[parent]}
+        ancestors[name] = tuple(n for n in draws if n in found)
+    return ancestors
+
+
+def _with_ancestors(parents: tuple, ancestors: dict, draws: dict) -> tuple:
+    """A factor's linearised parents and their guide ancestors, in the guide's order."""
+    found = set(parents).union(*(ancestors[p] for p in parents))
+    if len(found) == len(parents):
+        return parents
+    return tuple(n for n in draws if n in found)
+
+
+class Redrawn(NamedTuple):
+    """A structured guide's site along the perturbation dimension: its categories and its
+    normalised log-probabilities there."""
+
+    index: Tensor
+    log_q: Tensor
+
+
+def _gumbels_given_argmax(log_q: Tensor, index: Tensor) -> Tensor:
+    r"""Gumbel noise :math:`G` with :math:`\arg\max_k (\log q_k + G_k)` = ``index``, drawn
+    from its distribution given that argmax (the largest perturbed value is a
+    :math:`\mathrm{Gumbel}(0)` when :math:`\sum_k q_k = 1`; the others are Gumbels truncated
+    below it). Categories of probability 0 get :math:`-\infty`."""
+    log_q = log_q.detach()
+    top = -torch.log(-torch.log(torch.rand(index.shape, dtype=log_q.dtype, device=log_q.device)))
+    uniforms = torch.rand(log_q.shape, dtype=log_q.dtype, device=log_q.device)
+    gumbels = log_q - torch.log(-torch.log(uniforms))
+    others = -torch.logaddexp(-top.unsqueeze(-1), -gumbels)
+    perturbed = torch.where(F.one_hot(index, log_q.shape[-1]).bool(), top.unsqueeze(-1), others)
+    return torch.where(torch.isfinite(log_q), perturbed - log_q, -math.inf)
+
+
+class _Redraw(Messenger):
+    r"""Run a structured guide again along the perturbation dimension. A linearised site takes
+    its element's setting where the element sets it; elsewhere it is drawn again from its
+    conditional there, :math:`\arg\max_k (\log q_k(\cdot \mid \text{parents}) + G_k)`, with
+    the noise :math:`G` that reproduces its draw (:func:`_gumbels_given_argmax`): unchanged where
+    no ancestor moves, a draw from :math:`q(\cdot \mid \text{moved parents})` where one does.
+    So the gradient a site gets from its element :math:`k` is the model and guide with the site
+    at :math:`k` and its guide descendants drawn given :math:`k`, independent of its own draw
+    (straight-through at temperature 1 is then unbiased). Other guide sites are replayed."""
+
+    def __init__(self, guide_trace, draws: dict, structure: _Structure, dim: int) -> None:
+        super().__init__()
+        self.guide_trace, self.draws, self.structure, self.dim = guide_trace, draws, structure, dim
+        self.noise = {
+            name: _gumbels_given_argmax(draws[name].log_q, draws[name].index)
+            for name in structure.guide_terms
+        }
+        self.redrawn: dict[str, Redrawn] = {}
+
+    def _pyro_sample(self, msg) -> None:
+        name = msg["name"]
+        if msg["is_observed"] or name not in self.guide_trace.nodes:
+            return
+        msg["done"] = True
+        if name not in self.draws:
+            msg["value"] = self.guide_trace.nodes[name]["value"]
+            return
+        draw = self.draws[name]
+        plan = self.structure.plan
+        settings = torch.tensor(plan.settings(name), device=draw.index.device)
+        index = site_values(draw.index, draw.event_dims, settings, self.dim, plan.covers(name))
+        log_q = unwrap(msg["fn"])._one_hot_logits().log_softmax(-1)
+        if name in self.noise:
+            unset = torch.full_like(draw.index, AT_DRAW)
+            setting = site_values(unset, draw.event_dims, settings, self.dim, False)
+            drawn_again = (log_q + self.noise[name]).argmax(-1)
+            index = torch.where(setting != AT_DRAW, setting, drawn_again)
+            self.redrawn[name] = Redrawn(index, log_q)
+        dtype = draw.one_hot.dtype
+        one_hot = F.one_hot(index, draw.categories).to(dtype)
+        if draw.kind == "categorical":
+            msg["value"] = index
+            msg["infer"] = {**msg["infer"], ONE_HOT: one_hot}
+        else:
+            msg["value"] = one_hot if draw.kind == "one_hot" else index.to(dtype)
