@@ -115,3 +115,35 @@ def feeds_guide(parents: Mapping[str, Sequence[str]]) -> frozenset:
 def uses_table(parent_categories: Sequence[int]) -> bool:
     """Whether a site whose parents have these numbers of categories gets a full table."""
     return math.prod(parent_categories) <= TABLE_CONFIGURATIONS
+
+
+def guide_ancestors(
+    recorded: Mapping[str, Sequence[str]], linearised: Sequence[str]
+) -> dict[str, tuple[str, ...]]:
+    """Each linearised guide site's ancestors (the sites its logits depend on, as recorded under
+    :data:`GUIDE_PARENTS`, and theirs), in the guide's order; a ``ValueError`` for a parent the
+    ELBO does not linearise."""
+    ancestors: dict[str, tuple[str, ...]] = {}
+    for name in linearised:
+        found = set()
+        for parent in recorded.get(name, ()):
+            if parent not in ancestors:
+                raise ValueError(
+                    f"guide site {name!r} depends on guide site {parent!r}, which "
+                    "TraceLocalEnum_ELBO does not linearise (not drawn, before it, by one of "
+                    "this package's reparameterized estimator classes): draw both with the same "
+                    "estimator."
+                )
+            found |= {parent, *ancestors[parent]}
+        ancestors[name] = tuple(n for n in linearised if n in found)
+    return ancestors
+
+
+def with_ancestors(
+    parents: Sequence[str], ancestors: Mapping[str, Sequence[str]], order: Sequence[str]
+) -> tuple[str, ...]:
+    """A factor's linearised parents and their guide ancestors, in ``order``."""
+    found = set(parents).union(*(ancestors[p] for p in parents))
+    if len(found) == len(parents):
+        return tuple(parents)
+    return tuple(n for n in order if n in found)

@@ -34,3 +34,14 @@ def unguided_event_dims(name: str, event_shape: tuple, package: str) -> str:
         "which linearises it one variable at a time), or put its batch dims in a plate instead "
         "of to_event."
     )
+
+
+def not_reparameterized(name: str, kind: str, package: str) -> str:
+    """Both backends' ``ValueError`` for a discrete guide site that ``TraceLocalEnum_ELBO`` cannot
+    linearise (a plain, non-reparameterized distribution)."""
+    return (
+        f"guide site {name!r} is discrete and not reparameterized ({kind}): TraceLocalEnum_ELBO "
+        f"would give it zero gradient. Use one of this package's estimator classes ({package}."
+        "ReinMaxCategorical, ReinMaxOneHotCategorical, ReinMaxBernoulli, ...), or leave the site "
+        "out of the guide to sum it out. (To estimate the ELBO of such a guide, use Trace_ELBO.)"
+    )

@@ -22,12 +22,21 @@ import jax.numpy as jnp
 import numpyro
 from numpyro import handlers
 from numpyro.infer.autoguide import AutoGuide, AutoNormal
+from numpyro.infer.inspect import get_dependencies
 
-from reinmax_core.auto_estimator import AUTO, resolve_estimator
+from reinmax_core.auto_estimator import AUTO, is_scored_locally, resolve_estimator
+from reinmax_core.dependencies import (
+    GUIDE_PARENTS,
+    check_dependencies,
+    feeds_guide,
+    guide_parents,
+    uses_table,
+)
 from reinmax_core.options import DEFAULT_MAX_CONFIGURATIONS, check_max_configurations
 
 from ..families import categories, check_estimator, site_distribution, support_kind, unwrap
 from ..validation import check_temperature
+from .conditional import RecordedOneHot, additive_logits, drawn_one_hot, table_logits
 from .enumeration_budget import choose_enumerated
 from .structure import structure_key
 
@@ -35,6 +44,7 @@ __all__ = ["AutoReinMax"]
 
 Encoders = Callable | dict[str, Callable] | None
 Enumerate = str | list[str] | tuple[str, ...] | None
+Dependencies = str | dict[str, list[str]] | None
 logger = logging.getLogger("numpyro_reinmax")
 
 
@@ -81,6 +91,24 @@ class AutoReinMax(AutoGuide):
             (logger ``"numpyro_reinmax"``, level INFO). ``None`` (default): every discrete site is
             sampled.
         max_configurations: the budget of ``enumerate="auto"`` (default 4096).
+        dependencies: ``None`` (default): the discrete sites are drawn independently (mean
+            field). ``"model"``: a structured guide, each site drawn in the model's order given the
+            draws of the sampled discrete sites it depends on in the posterior
+            (``numpyro.infer.inspect.get_dependencies``; upstream sites in a plate the site is
+            not in are left out, logged at INFO). Or a dict ``{site: [parent sites]}``. The
+            parents are in :attr:`parents`. A site's logits are a table over its parents' joint
+            configurations (at most :data:`~reinmax_core.dependencies.TABLE_CONFIGURATIONS`;
+            per plate element for plated sites; parameter ``f"{prefix}_{site}_logits"``), else
+            an additive layer of their one-hots (``f"{prefix}_{site}_weights"`` added to the
+            logits), added to the encoder's output for amortised sites. Which estimators are
+            unbiased: under :class:`~numpyro_reinmax.infer.TraceLocalEnum_ELBO`, which draws
+            each site's guide descendants again when it moves, straight-through and ReinMax at
+            temperature 1 give unbiased gradients for every site's logits (tested against exact
+            enumeration), and ``"auto"`` picks straight-through. Under the other ELBOs the
+            gradient passes through the children's logits pathwise, where every
+            straight-through estimator is biased (ReinMax to second order);
+            ``"score_function"`` is unbiased everywhere. Sites inside ``scan`` cannot have
+            guide parents.
         prefix, create_plates: as for every NumPyro autoguide.
 
     ``sample_posterior``, ``median`` (modes for discrete sites) and ``quantiles`` (continuous
@@ -99,6 +127,7 @@ class AutoReinMax(AutoGuide):
         continuous_guide: Callable = AutoNormal,
         enumerate: Enumerate = None,
         max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
+        dependencies: Dependencies = None,
         prefix: str = "auto",
         create_plates=None,
     ) -> None:
@@ -113,6 +142,9 @@ class AutoReinMax(AutoGuide):
         self.estimator = check_estimator(estimator, allow_auto=True)
         self.temperature = check_temperature(temperature)
         self._encoders = encoders
+        self._dependencies = check_dependencies(dependencies)
+        self.parents: dict[str, tuple[str, ...]] = {}
+        self._feeders: frozenset = frozenset()
         self._continuous_guide = continuous_guide
         self._continuous = None
         self._continuous_first = False
@@ -190,11 +222,59 @@ class AutoReinMax(AutoGuide):
         discrete = list(self._discrete)
         for name in self.enumerated_sites:
             del self._discrete[name]
+        self._add_parents(args, kwargs)
         if continuous:
             self._continuous = self._companion(discrete, args, kwargs)
             order = list(self.prototype_trace)
             first_discrete = min((order.index(n) for n in self._discrete), default=math.inf)
             self._continuous_first = order.index(continuous[0]) < first_discrete
+
+    def _add_parents(self, args, kwargs) -> None:
+        """Each sampled site's guide parents (:func:`~reinmax_core.dependencies.guide_parents`)."""
+
+        def posterior():
+            try:
+                with handlers.block():
+                    model = handlers.seed(self.model, jax.random.PRNGKey(0))
+                    found = get_dependencies(model, model_args=args, model_kwargs=kwargs)
+            except Exception as error:
+                raise ValueError(
+                    'AutoReinMax(dependencies="model") could not read the model\'s dependencies '
+                    f"(numpyro.infer.inspect.get_dependencies failed: {error}). Pass them as a "
+                    "dict {site: [parent sites]} instead."
+                ) from error
+            return found["posterior_dependencies"]
+
+        plates = {
+            name: frozenset(frame.name for frame in site["cond_indep_stack"])
+            for name, site in self._discrete.items()
+        }
+        self.parents, dropped = guide_parents(
+            self._dependencies, list(self._discrete), plates, posterior
+        )
+        if dropped:
+            logger.info(
+                "AutoReinMax: leaving out dependencies on sites in plates their child is not in "
+                "(site, upstream): %s",
+                dropped,
+            )
+        for name, given in self.parents.items():
+            for which in (name, *given) if given else ():
+                fn = self._discrete[which]["fn"]
+                if fn.event_dim > (support_kind(fn.support) == "one_hot"):
+                    raise ValueError(
+                        f"site {which!r} has event dims beyond its categories (to_event): a "
+                        f"structured guide conditions one variable on another, so {name!r} "
+                        f"cannot depend on {list(given)} here. Put the batch dims in a plate, "
+                        "or leave the site out of dependencies."
+                    )
+        self._feeders = feeds_guide(self.parents)
+
+    def _parent_categories(self, name: str) -> list[int]:
+        return [
+            categories(self._discrete[p]["fn"], support_kind(self._discrete[p]["fn"].support))
+            for p in self.parents.get(name, ())
+        ]
 
     def _companion(self, discrete: list[str], args, kwargs):
         """The continuous guide, on the model with the discrete sites hidden. Its set-up
@@ -226,10 +306,11 @@ class AutoReinMax(AutoGuide):
         )
         return build(discrete + observed)
 
-    def _logits(self, name: str, site, *args, **kwargs):
+    def _logits(self, name: str, site, parent_one_hots: list, *args, **kwargs):
+        """The site's logits: its own parameter (a table over its parents' configurations when
+        it has few), or its encoder's output, plus an additive layer of its parents' one-hots
+        where it has parents and no table."""
         encoder = self._encoder(name)
-        if encoder is not None:
-            return encoder(*args, **kwargs)
         shape = list(jnp.shape(site["value"]))
         event_dim = site["fn"].event_dim
         for frame in site["cond_indep_stack"]:
@@ -238,8 +319,24 @@ class AutoReinMax(AutoGuide):
         if kind == "categorical":  # integer values: logits get a category axis
             shape.append(categories(site["fn"], kind))
             event_dim += 1
-        init = jnp.zeros(shape, jnp.result_type(float))
-        return numpyro.param(f"{self.prefix}_{name}_logits", init, event_dim=event_dim)
+        cell_dims = 0 if kind == "bernoulli" else 1
+        at = len(shape) - cell_dims  # parent axes go before the categories
+        parent_categories = self._parent_categories(name)
+        table = bool(parent_categories) and encoder is None and uses_table(parent_categories)
+        if encoder is not None:
+            logits = encoder(*args, **kwargs)
+        else:
+            own = shape[:at] + parent_categories + shape[at:] if table else shape
+            init = jnp.zeros(own, jnp.result_type(float))
+            event_dim_of_own = event_dim + (len(parent_categories) if table else 0)
+            logits = numpyro.param(f"{self.prefix}_{name}_logits", init, event_dim=event_dim_of_own)
+        if table:
+            return table_logits(logits, parent_one_hots, cell_dims)
+        if parent_categories:
+            init = jnp.zeros(shape[:at] + [sum(parent_categories)] + shape[at:])
+            weights = numpyro.param(f"{self.prefix}_{name}_weights", init, event_dim=event_dim + 1)
+            return additive_logits(logits, weights, parent_one_hots, cell_dims)
+        return logits
 
     def _site_distribution(self, site, logits):
         kind = support_kind(site["fn"].support)
@@ -257,12 +354,26 @@ class AutoReinMax(AutoGuide):
         result = {}
         if self._continuous is not None and self._continuous_first:
             result.update(self._continuous(*args, **kwargs))
+        locally = is_scored_locally()
+        one_hots = {}
         for name, site in self._discrete.items():
             with ExitStack() as stack:
                 for frame in site["cond_indep_stack"]:
                     stack.enter_context(self._plates[frame.name])
-                logits = self._logits(name, site, *args, **kwargs)
-                result[name] = numpyro.sample(name, self._site_distribution(site, logits))
+                parents = [one_hots[p] for p in self.parents.get(name, ())]
+                if locally:  # the ELBO moves each site's guide descendants with it instead
+                    parents = [jax.lax.stop_gradient(one_hot) for one_hot in parents]
+                logits = self._logits(name, site, parents, *args, **kwargs)
+                infer = {GUIDE_PARENTS: self.parents[name]} if self.parents.get(name) else {}
+                recorded = RecordedOneHot()
+                with recorded:
+                    result[name] = numpyro.sample(
+                        name, self._site_distribution(site, logits), infer=infer
+                    )
+            if name in self._feeders:
+                kind = support_kind(site["fn"].support)
+                k = categories(site["fn"], kind)
+                one_hots[name] = drawn_one_hot(kind, result[name], k, recorded.one_hot)
         if self._continuous is not None and not self._continuous_first:
             result.update(self._continuous(*args, **kwargs))
         return result
@@ -281,14 +392,23 @@ class AutoReinMax(AutoGuide):
         """Modes of the discrete sites (one-hot of the largest logit; 1 where p > 1/2) and the
         companion's medians."""
         medians = {} if self._continuous is None else self._continuous.median(params)
+        one_hots = {}
         for name, site in self._discrete.items():
             if self._encoder(name) is not None:
                 raise NotImplementedError(
                     f"site {name!r} is amortised: its mode depends on the model's arguments; use "
                     "sample_posterior(key, params, *args) instead."
                 )
-            fn = unwrap(self._site_distribution(site, params[f"{self.prefix}_{name}_logits"]))
             kind = support_kind(site["fn"].support)
+            cell_dims = 0 if kind == "bernoulli" else 1
+            logits = params[f"{self.prefix}_{name}_logits"]
+            parents = [one_hots[p] for p in self.parents.get(name, ())]
+            if parents and uses_table(self._parent_categories(name)):
+                logits = table_logits(logits, parents, cell_dims)
+            elif parents:
+                weights = params[f"{self.prefix}_{name}_weights"]
+                logits = additive_logits(logits, weights, parents, cell_dims)
+            fn = unwrap(self._site_distribution(site, logits))
             if kind == "one_hot":
                 k = fn.event_shape[-1]
                 medians[name] = jax.nn.one_hot(jnp.argmax(fn.logits, -1), k, dtype=fn.logits.dtype)
@@ -296,6 +416,9 @@ class AutoReinMax(AutoGuide):
                 medians[name] = jnp.argmax(fn.logits, -1)
             else:
                 medians[name] = (fn.logits > 0).astype(jnp.result_type(float))
+            if name in self._feeders:
+                k = categories(site["fn"], kind)
+                one_hots[name] = drawn_one_hot(kind, medians[name], k, None)
         return medians
 
     def quantiles(self, params, quantiles) -> dict:

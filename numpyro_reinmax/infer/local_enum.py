@@ -37,9 +37,14 @@ from numpyro.ops.provenance import eval_provenance
 from numpyro.primitives import Messenger
 
 from reinmax_core.auto_estimator import scored_locally
-from reinmax_core.messages import NO_MAX_CONFIGURATIONS, unguided_event_dims
+from reinmax_core.dependencies import GUIDE_PARENTS, guide_ancestors, with_ancestors
+from reinmax_core.messages import (
+    NO_MAX_CONFIGURATIONS,
+    not_reparameterized,
+    unguided_event_dims,
+)
 from reinmax_core.options import check_count
-from reinmax_core.perturbation import SiteVariables, SlotPlan, plan_slots
+from reinmax_core.perturbation import AT_DRAW, SiteVariables, SlotPlan, plan_slots
 from reinmax_core.sites import check_same_plates
 
 from ..categorical import _CategoricalReparameterized
@@ -49,6 +54,7 @@ from ..linearisation import category_log_probs, linearise, on_elements, site_val
 from ..masking import select
 from ..reparameterized import ProbsOrLogits
 from ..scan_body import base_name, steps_back
+from .conditional import ONE_HOT
 from .enumeration_budget import OneHotEnumeration
 from .site_context import NameFailingSite
 from .structure import structure_key
@@ -112,6 +118,7 @@ class _DrawThroughOneHot(Messenger):
         one_hot = base.one_hot_sample(msg["kwargs"]["rng_key"], msg["fn"].shape())
         self.one_hots[msg["name"]] = one_hot
         msg["value"] = jnp.argmax(one_hot, -1)
+        msg["infer"] = {**msg["infer"], ONE_HOT: one_hot}  # for a structured guide's children
 
 
 def _local_draw(site, one_hots: dict) -> LocalDraw | None:
@@ -276,6 +283,7 @@ class _Structure(NamedTuple):
     parents: dict
     scans: dict
     plan: SlotPlan
+    guide_terms: dict
 
     def elements(self, site: str, phase: int | None = None, first: bool = False) -> np.ndarray:
         """The elements that set ``site``'s variables (at steps of phase ``phase``; only its
@@ -385,22 +393,30 @@ class TraceLocalEnum_ELBO(ELBO):
             if draw is not None:
                 draws[name] = draw
             elif site["fn"].support.is_discrete and not site["fn"].has_rsample:
-                raise ValueError(
-                    f"guide site {name!r} is discrete and not reparameterized "
-                    f"({type(unwrap(site['fn'])).__name__}): TraceLocalEnum_ELBO would give it "
-                    "zero gradient. Use one of this package's estimator classes "
-                    "(numpyro_reinmax.ReinMaxCategorical, ReinMaxOneHotCategorical, "
-                    "ReinMaxBernoulli, ...), or leave the site out of the guide to sum it out."
-                )
+                kind = type(unwrap(site["fn"])).__name__
+                raise ValueError(not_reparameterized(name, kind, "numpyro_reinmax"))
         self.local_sites = list(draws)
-        structure = self._structure(model, guide_trace, draws, args, kwargs)
-        model_trace = self._model_trace(model, guide_trace, draws, structure, args, kwargs)
-        model_log_joint = self._model_log_joint(model_trace, draws, structure)
-        return model_log_joint - self._guide_log_density(guide_trace, draws)
+        recorded = {n: guide_trace[n]["infer"].get(GUIDE_PARENTS, ()) for n in draws}
+        ancestors = guide_ancestors(recorded, list(draws))
+        structure = self._structure(model, guide_trace, draws, ancestors, args, kwargs)
+        redrawn = {}
+        if structure.guide_terms:
+            noise_key = jax.random.fold_in(key, 1)
+            redraw = _Redraw(guide, guide_trace, draws, structure, self._dim, noise_key)
+            with block(), scored_locally():
+                redraw(*args, **kwargs)
+            redrawn = redraw.redrawn
+        views = _views(draws, structure, self._dim)
+        model_trace = self._model_trace(model, guide_trace, draws, structure, redrawn, args, kwargs)
+        model_log_joint = self._model_log_joint(model_trace, draws, structure, redrawn, views)
+        return model_log_joint - self._guide_log_density(
+            guide_trace, draws, structure, redrawn, views
+        )
 
-    def _structure(self, model, guide_trace, draws, args, kwargs) -> _Structure:
-        """Factor parents, ``scan``s and slots: read once per structure (the arguments' shapes,
-        the draws' kinds and shapes)."""
+    def _structure(self, model, guide_trace, draws, ancestors, args, kwargs) -> _Structure:
+        """Factor parents (with their guide ancestors), ``scan``s and slots: read once per
+        structure (the arguments' shapes, the draws' kinds and shapes, the guide's
+        dependencies)."""
         key = (
             structure_key(args, kwargs, floats=True),
             self.max_plate_nesting,
@@ -408,9 +424,23 @@ class TraceLocalEnum_ELBO(ELBO):
                 (n, d.kind, jnp.shape(d.index), d.categories, d.event_dims)
                 for n, d in draws.items()
             ),
+            tuple(ancestors.items()),
         )
         if key not in self._structures:
             parents, scans = self._factor_parents(model, guide_trace, draws, args, kwargs)
+            guide_terms = {name: found for name, found in ancestors.items() if found}
+            structured = set(guide_terms).union(*guide_terms.values())
+            if structured & set(scans):
+                raise NotImplementedError(
+                    f"guide sites {sorted(structured & set(scans))} are sampled inside a scan "
+                    "and have guide parents or children: a structured guide draws its sites in "
+                    "a Python loop. Write the chain with numpyro.contrib.funsor.markov, or leave "
+                    "these sites out of dependencies."
+                )
+            parents = {
+                factor: with_ancestors(found, ancestors, list(draws))
+                for factor, found in parents.items()
+            }
             variables = {}
             for name, draw in draws.items():
                 if name in scans:  # a site of a scan body
@@ -418,8 +448,11 @@ class TraceLocalEnum_ELBO(ELBO):
                         variables[f"{name}@{phase}"] = draw.variables()
                 else:
                     variables[name] = draw.variables()
-            plan = plan_slots(variables, [_planned(p, scans) for p in parents.values()])
-            self._structures[key] = _Structure(parents, scans, plan)
+            plan = plan_slots(
+                variables,
+                [_planned(p, scans) for p in parents.values()] + list(guide_terms.values()),
+            )
+            self._structures[key] = _Structure(parents, scans, plan, guide_terms)
         structure = self._structures[key]
         self.perturbation = structure.plan
         return structure
@@ -474,12 +507,15 @@ class TraceLocalEnum_ELBO(ELBO):
             parents[name] = tuple(own)
         return parents, scans
 
-    def _model_trace(self, model, guide_trace, draws, structure, args, kwargs):
+    def _model_trace(self, model, guide_trace, draws, structure, redrawn, args, kwargs):
         from numpyro.contrib.funsor import enum, plate_to_enum_plate
         from numpyro.contrib.funsor import trace as packed_trace
 
         perturbed = {}
         for name, draw in draws.items():
+            if name in redrawn:
+                perturbed[name] = redrawn[name].index
+                continue
             settings = jnp.asarray(structure.settings(name))
             scan = structure.scans.get(name)
             if scan is not None:
@@ -499,7 +535,7 @@ class TraceLocalEnum_ELBO(ELBO):
         with plate_to_enum_plate():
             return packed_trace(enumerated).get_trace(*args, **kwargs)
 
-    def _log_factor(self, site, draws, structure, views):
+    def _log_factor(self, site, draws, structure, redrawn, views):
         """The site's log-density, linearised in its sampled parents (``views``: each one's
         differences and drawn one-hot on the perturbation dimension), and the names of its
         remaining dims (the perturbation dimension gone)."""
@@ -507,7 +543,11 @@ class TraceLocalEnum_ELBO(ELBO):
         name = base_name(site["name"])
         steps = _steps(site, structure.scans.get(name))
         own = name in draws and self.analytic_kl
-        log_prob = _expectation_under_guide(site, draws[name], steps) if own else _log_density(site)
+        if own:
+            log_q = redrawn[name].log_q if name in redrawn else draws[name].log_q
+            log_prob = _expectation_under_guide(site, draws[name], steps, log_q)
+        else:
+            log_prob = _log_density(site)
         dim_to_name = OrderedDict(
             (d, n)
             for d, n in site["infer"].get("dim_to_name", {}).items()
@@ -535,6 +575,7 @@ class TraceLocalEnum_ELBO(ELBO):
                 bases.append((first, take(drawn)))
                 if not (own and parent == name and offset == 0):
                     terms.append((elements, take(differences)))
+        terms = _combined(terms)
         if not bases:
             raise RuntimeError(
                 f"TraceLocalEnum_ELBO: factor {site['name']!r} changes with a sampled site that "
@@ -542,7 +583,7 @@ class TraceLocalEnum_ELBO(ELBO):
             )
         return linearise(log_prob, dim, bases[0], terms), dim_to_name
 
-    def _model_log_joint(self, model_trace, draws, structure):
+    def _model_log_joint(self, model_trace, draws, structure, redrawn, views):
         import funsor
         from numpyro.contrib.funsor.infer_util import compute_markov_factors
 
@@ -554,16 +595,6 @@ class TraceLocalEnum_ELBO(ELBO):
             and base_name(name) not in draws
             and site["infer"].get("enumerate") == "parallel"
         )
-        views = {}
-        for name, draw in draws.items():
-            time = name in structure.scans
-            differences = draw.one_hot - jax.lax.stop_gradient(draw.one_hot)
-            first = jax.nn.one_hot(draw.index, draw.categories, dtype=bool)
-            first = first.reshape(jnp.shape(first)[: jnp.ndim(first) - draw.event_dims - 1] + (-1,))
-            views[name] = (
-                on_elements(differences, draw.event_dims, self._dim, time),
-                on_elements(first[..., : draw.categories], 0, self._dim, time),
-            )
         total = 0.0
         factors, scales, plates = [], set(), set()
         # inside scan: the factors of each time dim, their earlier-step variables, and the
@@ -573,7 +604,7 @@ class TraceLocalEnum_ELBO(ELBO):
         for site in model_trace.values():
             if site["type"] != "sample":
                 continue
-            log_prob, dim_to_name = self._log_factor(site, draws, structure, views)
+            log_prob, dim_to_name = self._log_factor(site, draws, structure, redrawn, views)
             names_of_site[site["name"]] = frozenset(dim_to_name.values())
             scale = 1.0 if site["scale"] is None else site["scale"]
             if sum_vars.isdisjoint(dim_to_name.values()):
@@ -638,22 +669,30 @@ class TraceLocalEnum_ELBO(ELBO):
             total = total + scales.pop() * funsor.to_data(marginal)
         return total
 
-    def _guide_log_density(self, guide_trace, draws):
+    def _guide_log_density(self, guide_trace, draws, structure, redrawn, views):
         r"""The guide's terms: for linearised sites the negative entropy under ``analytic_kl``,
-        else :math:`\log q` at the draw, linear in the one-hot draw."""
+        else :math:`\log q` at the draw, linear in the one-hot draw; a site with guide ancestors
+        has its term linearised in them, as a model factor is."""
         total = 0.0
         for name, site in guide_trace.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue
             if name in draws:
                 draw = draws[name]
+                log_q = redrawn[name].log_q if name in redrawn else draw.log_q
                 if self.analytic_kl:
-                    probs = jnp.exp(draw.log_q)
-                    log_prob = (probs * jnp.where(probs > 0, draw.log_q, 0.0)).sum(-1)
+                    probs = jnp.exp(log_q)
+                    log_prob = (probs * jnp.where(probs > 0, log_q, 0.0)).sum(-1)
                 else:
-                    log_prob = select(draw.one_hot, draw.log_q)
+                    log_prob = select(draw.one_hot, log_q)
                 if draw.event_dims:
                     log_prob = log_prob.sum(tuple(range(-draw.event_dims, 0)))
+                parents = structure.guide_terms.get(name, ())
+                if parents:
+                    base = (structure.elements(parents[0], first=True), views[parents[0]][1])
+                    terms = _combined([(structure.elements(p), views[p][0]) for p in parents])
+                    log_prob = linearise(log_prob, self._dim, base, terms)
+                    log_prob = log_prob.reshape(jnp.shape(draw.index))
                 mask = _mask_of(site["fn"])
                 if mask is not None:
                     log_prob = jnp.where(mask, log_prob, 0.0)
@@ -751,11 +790,11 @@ def _log_density(site):
     return moved.reshape(jnp.shape(moved)[:-2])
 
 
-def _expectation_under_guide(site, draw: LocalDraw, steps):
+def _expectation_under_guide(site, draw: LocalDraw, steps, log_q):
     r"""A linearised site's own prior factor as its expectation under the guide,
     :math:`\sum_k q_k \log p(k \mid \ldots)`, at every element of the perturbation dimension
-    (the model's distribution there carries its parents' moves)."""
-    log_q = draw.log_q
+    (the model's distribution there carries its parents' moves, ``log_q`` its guide
+    ancestors')."""
     log_p = category_log_probs(site["fn"])
     if isinstance(steps, int):
         log_q = log_q[steps]
@@ -782,3 +821,102 @@ def _mask_of(fn):
             mask = fn._mask if mask is None else mask & fn._mask
         fn = fn.base_dist
     return mask
+
+
+def _combined(terms: list) -> list:
+    """:func:`linearise`'s terms with every parent outside ``scan`` whose differences have one
+    shape merged into one (one gather and product instead of one per parent: a structured
+    guide gives a factor every guide ancestor of its parents)."""
+    plain = [t for t in terms if isinstance(t[0], np.ndarray)]
+    shapes = {jnp.shape(differences)[1:] for _, differences in plain}
+    if len(plain) < 2 or len(shapes) > 1:
+        return terms
+    elements = np.concatenate([e for e, _ in plain])
+    differences = jnp.concatenate([d for _, d in plain], 0)
+    return [t for t in terms if not isinstance(t[0], np.ndarray)] + [(elements, differences)]
+
+
+def _views(draws: dict, structure: _Structure, dim: int) -> dict:
+    """Each draw's one-hot minus the same, detached, and its drawn categories, on axis ``dim``
+    (:func:`~numpyro_reinmax.linearisation.on_elements`; steps first in a ``scan``)."""
+    views = {}
+    for name, draw in draws.items():
+        time = name in structure.scans
+        differences = draw.one_hot - jax.lax.stop_gradient(draw.one_hot)
+        first = jax.nn.one_hot(draw.index, draw.categories, dtype=bool)
+        first = first.reshape(jnp.shape(first)[: jnp.ndim(first) - draw.event_dims - 1] + (-1,))
+        views[name] = (
+            on_elements(differences, draw.event_dims, dim, time),
+            on_elements(first[..., : draw.categories], 0, dim, time),
+        )
+    return views
+
+
+class Redrawn(NamedTuple):
+    """A structured guide's site along the perturbation dimension: its categories and its
+    normalised log-probabilities there."""
+
+    index: jax.Array
+    log_q: jax.Array
+
+
+def _gumbels_given_argmax(key, log_q, index):
+    r"""Gumbel noise :math:`G` with :math:`\arg\max_k (\log q_k + G_k)` = ``index``, drawn
+    from its distribution given that argmax (the largest perturbed value is a
+    :math:`\mathrm{Gumbel}(0)` when :math:`\sum_k q_k = 1`; the others are Gumbels truncated
+    below it). Categories of probability 0 get :math:`-\infty`."""
+    log_q = jax.lax.stop_gradient(log_q)
+    top_key, others_key = jax.random.split(key)
+    top = jax.random.gumbel(top_key, jnp.shape(index), jnp.result_type(log_q))
+    gumbels = log_q + jax.random.gumbel(others_key, jnp.shape(log_q), jnp.result_type(log_q))
+    others = -jnp.logaddexp(-top[..., None], -gumbels)
+    drawn = jax.nn.one_hot(index, jnp.shape(log_q)[-1], dtype=bool)
+    perturbed = jnp.where(drawn, top[..., None], others)
+    return jnp.where(jnp.isfinite(log_q), perturbed - log_q, -jnp.inf)
+
+
+class _Redraw(Messenger):
+    r"""Run a structured guide again along the perturbation dimension. A linearised site takes
+    its element's setting where the element sets it; elsewhere it is drawn again from its
+    conditional there, :math:`\arg\max_k (\log q_k(\cdot \mid \text{parents}) + G_k)`, with
+    the noise :math:`G` that reproduces its draw: unchanged where no ancestor moves, a draw from
+    :math:`q(\cdot \mid \text{moved parents})` where one does. So the gradient a site gets from
+    its element :math:`k` is the model and guide with the site at :math:`k` and its guide
+    descendants drawn given :math:`k`, independent of its own draw (straight-through at
+    temperature 1 is then unbiased). Other guide sites are replayed."""
+
+    def __init__(self, fn, guide_trace, draws: dict, structure: _Structure, dim: int, key):
+        super().__init__(fn)
+        self.guide_trace, self.draws, self.structure, self.dim = guide_trace, draws, structure, dim
+        keys = jax.random.split(key, max(len(structure.guide_terms), 1))
+        self.noise = {
+            name: _gumbels_given_argmax(k, draws[name].log_q, draws[name].index)
+            for k, name in zip(keys, structure.guide_terms, strict=False)
+        }
+        self.redrawn: dict[str, Redrawn] = {}
+
+    def process_message(self, msg) -> None:
+        name = msg["name"]
+        if msg["type"] != "sample" or msg["is_observed"] or name not in self.guide_trace:
+            return
+        if name not in self.draws:
+            msg["value"] = self.guide_trace[name]["value"]
+            return
+        draw = self.draws[name]
+        plan = self.structure.plan
+        settings = jnp.asarray(self.structure.settings(name))
+        index = site_values(draw.index, draw.event_dims, settings, self.dim, plan.covers(name))
+        log_q = jax.nn.log_softmax(unwrap(msg["fn"])._one_hot_logits(), -1)
+        if name in self.noise:
+            unset = jnp.full_like(draw.index, AT_DRAW)
+            setting = site_values(unset, draw.event_dims, settings, self.dim, False)
+            drawn_again = jnp.argmax(log_q + self.noise[name], -1)
+            index = jnp.where(setting != AT_DRAW, setting, drawn_again)
+            self.redrawn[name] = Redrawn(index, log_q)
+        dtype = draw.one_hot.dtype
+        one_hot = jax.nn.one_hot(index, draw.categories, dtype=dtype)
+        if draw.kind == "categorical":
+            msg["value"] = index
+            msg["infer"] = {**msg["infer"], ONE_HOT: one_hot}
+        else:
+            msg["value"] = one_hot if draw.kind == "one_hot" else index.astype(dtype)

@@ -50,8 +50,12 @@ from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
 
 from reinmax_core.auto_estimator import scored_locally
-from reinmax_core.dependencies import GUIDE_PARENTS
-from reinmax_core.messages import NO_MAX_CONFIGURATIONS, unguided_event_dims
+from reinmax_core.dependencies import GUIDE_PARENTS, guide_ancestors, with_ancestors
+from reinmax_core.messages import (
+    NO_MAX_CONFIGURATIONS,
+    not_reparameterized,
+    unguided_event_dims,
+)
 from reinmax_core.options import check_count
 from reinmax_core.perturbation import AT_DRAW, SiteVariables, SlotPlan, plan_slots
 from reinmax_core.sites import check_same_plates
@@ -376,8 +380,12 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             draw = _local_draw(site, drawing.one_hots)
             if draw is not None:
                 draws[name] = draw
+            elif _not_reparameterized(site):
+                kind = type(unwrap(site["fn"])).__name__
+                raise ValueError(not_reparameterized(name, kind, "pyro_reinmax"))
         self.local_sites = list(draws)
-        ancestors = _guide_ancestors(guide_trace, draws)
+        recorded = {n: guide_trace.nodes[n]["infer"].get(GUIDE_PARENTS, ()) for n in draws}
+        ancestors = guide_ancestors(recorded, list(draws))
         for refresh in (False, True):
             structure = self._plan(model, guide_trace, draws, ancestors, args, kwargs, refresh)
             redrawn = {}
@@ -419,7 +427,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         if refresh or key not in self._structures:
             parents = self._factor_parents(model, guide_trace, draws, args, kwargs)
             parents = {
-                factor: _with_ancestors(found, ancestors, draws)
+                factor: with_ancestors(found, ancestors, list(draws))
                 for factor, found in parents.items()
             }
             guide_terms = {name: found for name, found in ancestors.items() if found}
@@ -600,6 +608,14 @@ def _terms(structure: _Structure, parents: list, differences: dict) -> list:
     return [(structure.elements_of(tuple(parents), device), stacked)]
 
 
+def _not_reparameterized(site) -> bool:
+    """A latent discrete guide site with no pathwise gradient (not a subsample site)."""
+    if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+        return False
+    fn = site["fn"]
+    return fn.support.is_discrete and not fn.has_rsample
+
+
 def _element_views(draws: dict, dim: int) -> tuple[dict, dict]:
     """Each draw's one-hot minus the same, detached, and its drawn categories, on axis ``dim``
     (:func:`~pyro_reinmax.linearisation.on_elements`)."""
@@ -610,32 +626,6 @@ def _element_views(draws: dict, dim: int) -> tuple[dict, dict]:
         first = first.reshape(first.shape[: first.dim() - draw.event_dims - 1] + (-1,))
         drawn[name] = on_elements(first[..., : draw.categories], 0, dim)
     return differences, drawn
-
-
-def _guide_ancestors(guide_trace, draws: dict) -> dict[str, tuple[str, ...]]:
-    """Each linearised site's ancestors in a structured guide (the sites its logits depend on,
-    recorded in ``infer``, and theirs), in the guide's order."""
-    ancestors: dict[str, tuple[str, ...]] = {}
-    for name in draws:
-        found = set()
-        for parent in guide_trace.nodes[name]["infer"].get(GUIDE_PARENTS, ()):
-            if parent not in draws:
-                raise ValueError(
-                    f"guide site {name!r} depends on guide site {parent!r}, which "
-                    "TraceLocalEnum_ELBO does not linearise (not drawn by one of this package's "
-                    "reparameterized estimator classes): draw both with the same estimator."
-                )
-            found |= {parent, *ancestors[parent]}
-        ancestors[name] = tuple(n for n in draws if n in found)
-    return ancestors
-
-
-def _with_ancestors(parents: tuple, ancestors: dict, draws: dict) -> tuple:
-    """A factor's linearised parents and their guide ancestors, in the guide's order."""
-    found = set(parents).union(*(ancestors[p] for p in parents))
-    if len(found) == len(parents):
-        return parents
-    return tuple(n for n in draws if n in found)
 
 
 class Redrawn(NamedTuple):
