@@ -92,7 +92,7 @@ def main() -> None:
             cells.append(f"{gaps[len(gaps) // 2]:.2f} [{gaps[0]:.2f}, {gaps[-1]:.2f}]")
         per_step = sum(c[-1]["seconds"] for c in mine) / (len(mine) * args.steps)
         table.add_row(method, *cells, f"{per_step:.3f}")
-    Console().print(table)
+    Console(width=160).print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     summary = {"evidence": evidence, "steps": args.steps, "seeds": args.seeds, "runs": runs}
     args.out.write_text(json.dumps(summary, indent=2))

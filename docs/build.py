@@ -571,6 +571,34 @@ def local_enum_estimators_section() -> str:
     )
 
 
+def structured_hmm_section() -> str:
+    results = _load(RESULTS / "structured_hmm.json")
+    if results is None:
+        return _missing("python benchmarks/structured_hmm.py")
+    methods = list(dict.fromkeys(run["method"] for run in results["runs"]))
+    steps = [point["step"] for point in results["runs"][0]["curve"]]
+    rows = []
+    for method in methods:
+        curves = [run["curve"] for run in results["runs"] if run["method"] == method]
+        cells = []
+        for i in range(len(steps)):
+            gaps = sorted(curve[i]["gap"] for curve in curves)
+            cells.append(f"{gaps[len(gaps) // 2]:.2f} [{gaps[0]:.2f}, {gaps[-1]:.2f}]")
+        seconds = sum(curve[-1]["seconds"] for curve in curves) / len(curves)
+        rows.append([method, *cells, f"{1000 * seconds / results['steps']:.0f}"])
+    header = ["method", *(f"step {step}" for step in steps), "ms per step"]
+    return (
+        "The sticky hidden Markov chain of `reinmax_examples.sticky_hmm_pyro` (30 steps, 3 "
+        f"states; log evidence {results['evidence']:.2f} nats), Pyro: the ELBO's gap to the "
+        "log evidence in nats (median [min, max] over "
+        f"{results['seeds']} seeds, 2,000 particles; lower is better), same start for every "
+        "method, one CPU thread (OMP_NUM_THREADS=1, the machine shared with other work: times "
+        "are indicative)\n\n"
+        + _table(header, rows)
+        + "\n\nProduced by `python benchmarks/structured_hmm.py`."
+    )
+
+
 def fhmm_chains_section(figure: bool = True) -> str:
     summary = _load(RESULTS / "fhmm_chains" / "summary.json")
     if summary is None:
@@ -655,6 +683,7 @@ def results_page() -> str:
                 "## TraceLocalEnum_ELBO as models grow\n\n" + local_enum_scaling_section(),
                 "## Which estimator under TraceLocalEnum_ELBO\n\n"
                 + local_enum_estimators_section(),
+                "## Guides that follow the model: a sticky chain\n\n" + structured_hmm_section(),
                 "## Where enumeration stops: the factorial HMM, 2 to 12 chains\n\n"
                 + fhmm_chains_section(),
                 "## Several processes and devices\n\n" + data_parallel_section(),

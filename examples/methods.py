@@ -9,6 +9,7 @@ change:
 | reinmax-local | ReinMax guide sites | ``TraceLocalEnum_ELBO`` (each factor linearised) |
 | st-local | straight-through guide sites | local-enum (the local expectation gradient) |
 | hybrid | cheap sites summed out, ReinMax for the rest (``enumerate="auto"``) | local-enum |
+| structured | each site drawn given its posterior parents (``dependencies="model"``) | local-enum |
 | st | straight-through guide sites | ``TraceMeanField_ELBO`` |
 | st-gumbel | straight-through Gumbel-softmax guide sites | ``TraceMeanField_ELBO`` |
 | gst | gapped straight-through (GST-1.0) guide sites | ``TraceMeanField_ELBO`` |
@@ -38,8 +39,9 @@ METHODS = (
     *DEFAULT_METHODS,
     *("gst", "gumbel-rao", "reinmax-rao", "reinmax-cv", "rloo", "disarm", "st-local"),
     "gumbel-softmax",
+    "structured",
 )
-LOCAL_METHODS = ("reinmax-local", "st-local", "hybrid")
+LOCAL_METHODS = ("reinmax-local", "st-local", "hybrid", "structured")
 """The methods under ``TraceLocalEnum_ELBO``."""
 RLOO_PARTICLES = 4
 DISARM_PAIRS = 2
@@ -51,7 +53,7 @@ METHOD_COLOURS = dict(
         (
             *("#d62728", "#ff7f0e", "#9467bd", "#1f77b4", "#7f7f7f", "#2ca02c", "#17becf"),
             *("#8c564b", "#bcbd22", "#e377c2", "#aec7e8", "#c7c7c7", "#98df8a", "#ffbb78"),
-            "#f7b6d2",
+            *("#f7b6d2", "#000000"),
         ),
         strict=True,
     )
@@ -63,6 +65,7 @@ ESTIMATOR = {
     "reinmax-local": "reinmax",
     "st-local": "straight_through",
     "hybrid": "reinmax",
+    "structured": "auto",  # straight-through under local-enum, unbiased there
     "st": "straight_through",
     "st-gumbel": "gumbel_straight_through",
     "gst": "gapped_straight_through",

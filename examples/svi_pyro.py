@@ -66,6 +66,7 @@ def guide_model_loss(
         continuous_guide=continuous_guide,
         create_plates=create_plates,
         enumerate="auto" if method == "hybrid" else None,
+        dependencies="model" if method == "structured" else None,
     )
     if method == "reinforce":
         return guide, model, TraceGraph_ELBO(max_plate_nesting=max_plate_nesting)

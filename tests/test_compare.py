@@ -29,13 +29,13 @@ RUNS = [
     (
         "fhmm",
         "pyro",
-        "reinmax,reinmax-local,hybrid,enum,gumbel-softmax",
+        "reinmax,reinmax-local,hybrid,enum,gumbel-softmax,structured",
         ["--chains", "2", "--length", "6", *TWICE],
     ),
     (
         "fhmm",
         "numpyro",
-        "reinmax,reinmax-local,hybrid,enum,gumbel-softmax",
+        "reinmax,reinmax-local,hybrid,enum,gumbel-softmax,structured",
         ["--chains", "2", "--length", "6", *TWICE],
     ),
 ]
