@@ -101,6 +101,40 @@ def test_auto_reinmax_options(estimator, temperature, max_configurations, enumer
     check(results, expected, invalid)
 
 
+DEPENDENCIES = st.one_of(
+    ANY_VALUE,
+    st.sampled_from(["model", "Model"]),
+    st.dictionaries(
+        st.sampled_from(["z", "w"]), st.one_of(ANY_VALUE, st.lists(st.text(max_size=2)))
+    ),
+)
+
+
+def valid_dependencies(value) -> bool:
+    return (
+        value is None
+        or value == "model"
+        or (
+            isinstance(value, dict)
+            and all(
+                isinstance(parents, list) and all(isinstance(p, str) for p in parents)
+                for parents in value.values()
+            )
+        )
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(dependencies=DEPENDENCIES)
+def test_auto_reinmax_dependencies(dependencies):
+    """``None``, ``"model"`` or a dict from site to a list of site names, in both backends."""
+    results = {
+        name: outcome(lambda infer=infer: infer.AutoReinMax(model, dependencies=dependencies))
+        for name, infer in BACKENDS.items()
+    }
+    check(results, valid_dependencies(dependencies), ["dependencies"])
+
+
 @settings(max_examples=80, deadline=None)
 @given(num_particles=ANY_VALUE, analytic_kl=ANY_VALUE)
 def test_local_elbo_options(num_particles, analytic_kl):
