@@ -599,6 +599,33 @@ def structured_hmm_section() -> str:
     )
 
 
+def structured_cjs_section() -> str:
+    results = _load(RESULTS / "structured_cjs.json")
+    if results is None:
+        return _missing("python benchmarks/structured_cjs.py")
+    rows = [
+        [
+            run["method"],
+            str(run["seed"]),
+            f"{run['loss']:.2f}",
+            f"{run['gap']:.2f}",
+            f"{run['estimates'].get('phi', float('nan')):.3f}",
+            f"{run['estimates'].get('rho', float('nan')):.3f}",
+            f"{1000 * run['seconds_per_step']:.0f}",
+        ]
+        for run in results["runs"]
+    ]
+    header = ["method", "seed", "-ELBO", "gap to enum", "phi", "rho", "ms per step"]
+    return (
+        "Pyro's capture-recapture `model_1` as written (`reinmax_examples.cjs_pyro`: 60 animals, "
+        f"7 occasions, generated), {results['steps']} steps of Adam (lr {results['lr']}), "
+        "survival `phi` and recapture `rho` as point estimates; -ELBO exact for `enum`, 1,000 "
+        "particles for the sampled guides (lower is better), one CPU thread\n\n"
+        + _table(header, rows)
+        + "\n\nProduced by `python benchmarks/structured_cjs.py`."
+    )
+
+
 def fhmm_chains_section(figure: bool = True) -> str:
     summary = _load(RESULTS / "fhmm_chains" / "summary.json")
     if summary is None:
@@ -684,6 +711,8 @@ def results_page() -> str:
                 "## Which estimator under TraceLocalEnum_ELBO\n\n"
                 + local_enum_estimators_section(),
                 "## Guides that follow the model: a sticky chain\n\n" + structured_hmm_section(),
+                "## Guides that follow the model: an absorbing chain\n\n"
+                + structured_cjs_section(),
                 "## Where enumeration stops: the factorial HMM, 2 to 12 chains\n\n"
                 + fhmm_chains_section(),
                 "## Several processes and devices\n\n" + data_parallel_section(),
