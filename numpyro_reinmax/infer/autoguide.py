@@ -104,7 +104,9 @@ class AutoReinMax(AutoGuide):
             unbiased: under :class:`~numpyro_reinmax.infer.TraceLocalEnum_ELBO`, which draws
             each site's guide descendants again when it moves, straight-through and ReinMax at
             temperature 1 give unbiased gradients for every site's logits (tested against exact
-            enumeration), and ``"auto"`` picks straight-through. Under the other ELBOs the
+            enumeration; not where a sampled site shares a factor with a site left to
+            enumeration, a known bias of the local ELBO described in its guide), and ``"auto"``
+            picks straight-through. Under the other ELBOs the
             gradient passes through the children's logits pathwise, where every
             straight-through estimator is biased (ReinMax to second order);
             ``"score_function"`` is unbiased everywhere. Sites inside ``scan`` cannot have

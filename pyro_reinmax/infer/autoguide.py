@@ -372,7 +372,9 @@ class AutoReinMax(AutoGuideList):
             unbiased: under :class:`~pyro_reinmax.infer.TraceLocalEnum_ELBO`, which draws each
             site's guide descendants again when it moves, straight-through and ReinMax at
             temperature 1 give unbiased gradients for every site's logits (tested against
-            exact enumeration on two- and three-site chains and a site with two parents), and
+            exact enumeration on two- and three-site chains and a site with two parents; not
+            where a sampled site shares a factor with a site left to enumeration, a known bias
+            of the local ELBO described in its guide), and
             ``"auto"`` picks straight-through (the lower variance of the two). Under the other
             ELBOs the gradient passes through the children's logits pathwise, where every
             straight-through estimator is biased (ReinMax to second order); ``"score_function"``
