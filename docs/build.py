@@ -571,10 +571,14 @@ def local_enum_estimators_section() -> str:
     )
 
 
-def structured_hmm_section() -> str:
-    results = _load(RESULTS / "structured_hmm.json")
+def structured_hmm_section(backend: str = "pyro") -> str:
+    name = "structured_hmm.json" if backend == "pyro" else f"structured_hmm-{backend}.json"
+    command = "python benchmarks/structured_hmm.py" + (
+        "" if backend == "pyro" else f" --backend {backend}"
+    )
+    results = _load(RESULTS / name)
     if results is None:
-        return _missing("python benchmarks/structured_hmm.py")
+        return _missing(command)
     methods = list(dict.fromkeys(run["method"] for run in results["runs"]))
     steps = [point["step"] for point in results["runs"][0]["curve"]]
     rows = []
@@ -585,17 +589,21 @@ def structured_hmm_section() -> str:
             gaps = sorted(curve[i]["gap"] for curve in curves)
             cells.append(f"{gaps[len(gaps) // 2]:.2f} [{gaps[0]:.2f}, {gaps[-1]:.2f}]")
         seconds = sum(curve[-1]["seconds"] for curve in curves) / len(curves)
-        rows.append([method, *cells, f"{1000 * seconds / results['steps']:.0f}"])
+        rows.append([method, *cells, f"{1000 * seconds / results['steps']:.1f}"])
     header = ["method", *(f"step {step}" for step in steps), "ms per step"]
+    model = "sticky_hmm_pyro" if backend == "pyro" else "sticky_hmm_numpyro"
+    timing = (
+        "one CPU thread (OMP_NUM_THREADS=1, the machine shared with other work: times are "
+        "indicative)"
+        if backend == "pyro"
+        else "the jitted step timed after its compilation, one CPU thread"
+    )
     return (
-        "The sticky hidden Markov chain of `reinmax_examples.sticky_hmm_pyro` (30 steps, 3 "
-        f"states; log evidence {results['evidence']:.2f} nats), Pyro: the ELBO's gap to the "
-        "log evidence in nats (median [min, max] over "
+        f"The sticky hidden Markov chain of `reinmax_examples.{model}` (30 steps, 3 states; log "
+        f"evidence {results['evidence']:.2f} nats), {backend}: the ELBO's gap to the log "
+        "evidence in nats (median [min, max] over "
         f"{results['seeds']} seeds, 2,000 particles; lower is better), same start for every "
-        "method, one CPU thread (OMP_NUM_THREADS=1, the machine shared with other work: times "
-        "are indicative)\n\n"
-        + _table(header, rows)
-        + "\n\nProduced by `python benchmarks/structured_hmm.py`."
+        f"method, {timing}\n\n" + _table(header, rows) + f"\n\nProduced by `{command}`."
     )
 
 
@@ -710,7 +718,10 @@ def results_page() -> str:
                 "## TraceLocalEnum_ELBO as models grow\n\n" + local_enum_scaling_section(),
                 "## Which estimator under TraceLocalEnum_ELBO\n\n"
                 + local_enum_estimators_section(),
-                "## Guides that follow the model: a sticky chain\n\n" + structured_hmm_section(),
+                "## Guides that follow the model: a sticky chain\n\n"
+                + structured_hmm_section()
+                + "\n\n"
+                + structured_hmm_section("numpyro"),
                 "## Guides that follow the model: an absorbing chain\n\n"
                 + structured_cjs_section(),
                 "## Where enumeration stops: the factorial HMM, 2 to 12 chains\n\n"
