@@ -173,3 +173,34 @@ def test_sites_inside_scan_cannot_have_guide_parents():
     state = svi.init(jax.random.PRNGKey(0), DATA)
     with pytest.raises(NotImplementedError, match=r"\['w', 'z'\] are sampled inside a scan"):
         svi.update(state, DATA)
+
+
+def test_under_a_pathwise_elbo_the_childs_draw_reaches_its_parents_logits():
+    """As in Pyro: outside TraceLocalEnum_ELBO the gradient of the last site's observation
+    reaches the first site's logits through the second site's conditional."""
+    import numpyro_reinmax as nr
+
+    def model(data):
+        z = None
+        for t in range(2):
+            probs = jnp.ones(3) / 3 if z is None else z @ TRANS
+            z = numpyro.sample(f"z_{t}", nr.OneHotCategorical(probs=probs))
+        numpyro.sample("x", dist.Normal(z @ LOCS, 0.5), obs=data[0])
+
+    grads = {}
+    for dependencies in (None, {"z_1": ["z_0"]}):
+        guide = AutoReinMax(model, estimator="reinmax", dependencies=dependencies)
+        handlers.seed(guide, 0)(DATA)
+        shape = (3, 3) if dependencies else (3,)
+        z_1 = jax.random.normal(jax.random.PRNGKey(3), shape)
+        params = {"auto_z_0_logits": jnp.zeros(3), "auto_z_1_logits": z_1}
+
+        def observed(params, guide=guide):
+            seeded = handlers.seed(handlers.substitute(guide, data=params), 1)
+            trace = handlers.trace(seeded).get_trace(DATA)
+            replayed = handlers.trace(handlers.replay(model, trace=trace)).get_trace(DATA)
+            return replayed["x"]["fn"].log_prob(replayed["x"]["value"])
+
+        grads[dependencies is None] = jax.grad(observed)(params)["auto_z_0_logits"]
+    assert jnp.all(grads[True] == 0)
+    assert jnp.abs(grads[False]).sum() > 0

@@ -233,3 +233,36 @@ def test_sites_next_to_summed_out_sites_get_unbiased_gradients(dependencies):
     estimates = torch.autograd.grad(-loss, [part.logits.z_0, part.logits.z_2])
     for estimate, expected in zip(estimates, exact, strict=True):
         assert_unbiased(estimate.reshape(copies, -1).numpy(), expected.reshape(-1).numpy())
+
+
+def test_under_a_pathwise_elbo_the_childs_draw_reaches_its_parents_logits():
+    """Under a pathwise ELBO (Trace_ELBO, TraceMeanField_ELBO) a one-hot model's structured guide
+    is differentiated pathwise: the gradient of the last site's observation reaches the first
+    site's logits through the second site's conditional (zero when the second ignores the
+    first)."""
+    import pyro_reinmax as pr
+
+    def model(data):
+        z = None
+        for t in range(2):
+            probs = torch.ones(3, dtype=F64) / 3 if z is None else z @ TRANS
+            z = pyro.sample(f"z_{t}", pr.OneHotCategorical(probs=probs))
+        pyro.sample("x", dist.Normal(z @ LOCS, 0.5), obs=data[0])
+
+    grads = {}
+    for dependencies in (None, {"z_1": ["z_0"]}):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(0)
+        guide = AutoReinMax(model, estimator="reinmax", dependencies=dependencies)
+        guide(DATA)
+        part = guide[0]
+        part.logits.z_1 = torch.randn(part.logits.z_1.shape, dtype=F64)
+        # the observation and z_1's terms only: z_0's own prior and entropy left out
+        pyro.set_rng_seed(1)
+        trace = pyro.poutine.trace(guide).get_trace(DATA)
+        replayed = pyro.poutine.trace(pyro.poutine.replay(model, trace=trace)).get_trace(DATA)
+        observed = replayed.nodes["x"]["fn"].log_prob(replayed.nodes["x"]["value"])
+        (grad,) = torch.autograd.grad(observed, part.logits.z_0, allow_unused=True)
+        grads[dependencies is None] = torch.zeros(3) if grad is None else grad
+    assert torch.all(grads[True] == 0)
+    assert grads[False].abs().sum() > 0
