@@ -204,3 +204,56 @@ def test_under_a_pathwise_elbo_the_childs_draw_reaches_its_parents_logits():
         grads[dependencies is None] = jax.grad(observed)(params)["auto_z_0_logits"]
     assert jnp.all(grads[True] == 0)
     assert jnp.abs(grads[False]).sum() > 0
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="KNOWN BIAS, as in Pyro: a sampled site that shares a factor with a summed-out site "
+    "gets the linearised factors' derivative inside the sum over the summed-out site; see "
+    "docs/guides/local_enumeration.md",
+)
+@pytest.mark.parametrize("dependencies", [None, {"z_2": ["z_0"]}])
+def test_sites_next_to_summed_out_sites_get_unbiased_gradients(dependencies):
+    """A three-site chain with its middle site summed out: the gradient should be unbiased for
+    the ELBO with the middle site marginalised."""
+    model = chain(3)
+    copies = 4000
+    guide = AutoReinMax(model, enumerate=["z_1"], dependencies=dependencies)
+    handlers.seed(guide, 0)(DATA, copies)
+    structured = dependencies is not None
+    assert guide.parents == {"z_0": (), "z_2": ("z_0",) if structured else ()}
+    rng = np.random.default_rng(2)
+    tables = {"z_0": jnp.asarray(rng.normal(size=3))}
+    tables["z_2"] = jnp.asarray(rng.normal(size=(3, 3) if structured else 3))
+    params = {
+        f"auto_{n}_logits": jnp.broadcast_to(t, (copies, *t.shape)) for n, t in tables.items()
+    }
+
+    def exact_elbo(tables):
+        total = 0.0
+        for z0, z2 in itertools.product(range(3), range(3)):
+            row = tables["z_2"][z0] if structured else tables["z_2"]
+            log_q = jax.nn.log_softmax(tables["z_0"])[z0] + jax.nn.log_softmax(row)[z2]
+            log_p = []
+            for z1 in range(3):
+                values = {"z_0": jnp.array(z0), "z_1": jnp.array(z1), "z_2": jnp.array(z2)}
+                trace = handlers.trace(handlers.condition(model, data=values)).get_trace(DATA)
+                log_p.append(
+                    sum(
+                        s["fn"].log_prob(s["value"]).sum()
+                        for s in trace.values()
+                        if s["type"] == "sample"
+                    )
+                )
+            total = total + jnp.exp(log_q) * (jax.nn.logsumexp(jnp.stack(log_p)) - log_q)
+        return total
+
+    exact = jax.grad(exact_elbo)(tables)
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=1)
+    estimates = jax.grad(
+        lambda p: -elbo.loss(jax.random.PRNGKey(2), p, model, guide, DATA, copies)
+    )(params)
+    for name in tables:
+        estimate = np.asarray(estimates[f"auto_{name}_logits"]).reshape(copies, -1)
+        assert_unbiased(estimate, np.asarray(exact[name]).reshape(-1))
