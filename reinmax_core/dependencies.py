@@ -112,9 +112,27 @@ def feeds_guide(parents: Mapping[str, Sequence[str]]) -> frozenset:
     return frozenset(parent for given in parents.values() for parent in given)
 
 
-def uses_table(parent_categories: Sequence[int]) -> bool:
-    """Whether a site whose parents have these numbers of categories gets a full table."""
-    return math.prod(parent_categories) <= TABLE_CONFIGURATIONS
+def uses_table(parent_categories: Sequence[int], amortised: bool = False) -> bool:
+    """Whether a site whose parents have these numbers of categories gets a full table of logits
+    (it has parents, at most :data:`TABLE_CONFIGURATIONS` configurations of them, and no
+    encoder); otherwise a site with parents gets an additive layer."""
+    return (
+        bool(parent_categories)
+        and not amortised
+        and math.prod(parent_categories) <= TABLE_CONFIGURATIONS
+    )
+
+
+def table_logits(table, parents: Sequence, cell_dims: int):
+    r""":math:`\sum_c (\prod_p e_{p, c_p}) W[c]` for ``table`` of shape ``batch + (K_1, ...,
+    K_m) + cell`` and parents' one-hots of shapes ``batch_p + (K_p,)`` (batch shapes broadcast,
+    right-aligned): PyTorch tensors or JAX arrays alike (``reshape``, ``*`` and ``sum``)."""
+    logits = table
+    for j, one_hot in enumerate(parents):
+        trailing = len(parents) - j - 1 + cell_dims
+        weights = one_hot.reshape(tuple(one_hot.shape) + (1,) * trailing)
+        logits = (logits * weights).sum(-1 - trailing)
+    return logits
 
 
 def guide_ancestors(

@@ -36,6 +36,16 @@ def unguided_event_dims(name: str, event_shape: tuple, package: str) -> str:
     )
 
 
+def structured_event_dims(which: str, name: str, parents) -> str:
+    """Both backends' ``ValueError`` for a structured guide site (or a parent of one) with event
+    dims beyond its categories."""
+    return (
+        f"site {which!r} has event dims beyond its categories (to_event): a structured guide "
+        f"conditions one variable on another, so {name!r} cannot depend on {list(parents)} "
+        "here. Put the batch dims in a plate, or leave the site out of dependencies."
+    )
+
+
 def not_reparameterized(name: str, kind: str, package: str) -> str:
     """Both backends' ``ValueError`` for a discrete guide site that ``TraceLocalEnum_ELBO`` cannot
     linearise (a plain, non-reparameterized distribution)."""

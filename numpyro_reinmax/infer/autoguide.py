@@ -30,13 +30,15 @@ from reinmax_core.dependencies import (
     check_dependencies,
     feeds_guide,
     guide_parents,
+    table_logits,
     uses_table,
 )
+from reinmax_core.messages import structured_event_dims
 from reinmax_core.options import DEFAULT_MAX_CONFIGURATIONS, check_max_configurations
 
 from ..families import categories, check_estimator, site_distribution, support_kind, unwrap
 from ..validation import check_temperature
-from .conditional import RecordedOneHot, additive_logits, drawn_one_hot, table_logits
+from .conditional import RecordedOneHot, additive_logits, drawn_one_hot
 from .enumeration_budget import choose_enumerated
 from .structure import structure_key
 
@@ -264,12 +266,7 @@ class AutoReinMax(AutoGuide):
             for which in (name, *given) if given else ():
                 fn = self._discrete[which]["fn"]
                 if fn.event_dim > (support_kind(fn.support) == "one_hot"):
-                    raise ValueError(
-                        f"site {which!r} has event dims beyond its categories (to_event): a "
-                        f"structured guide conditions one variable on another, so {name!r} "
-                        f"cannot depend on {list(given)} here. Put the batch dims in a plate, "
-                        "or leave the site out of dependencies."
-                    )
+                    raise ValueError(structured_event_dims(which, name, given))
         self._feeders = feeds_guide(self.parents)
 
     def _parent_categories(self, name: str) -> list[int]:
@@ -324,7 +321,7 @@ class AutoReinMax(AutoGuide):
         cell_dims = 0 if kind == "bernoulli" else 1
         at = len(shape) - cell_dims  # parent axes go before the categories
         parent_categories = self._parent_categories(name)
-        table = bool(parent_categories) and encoder is None and uses_table(parent_categories)
+        table = uses_table(parent_categories, encoder is not None)
         if encoder is not None:
             logits = encoder(*args, **kwargs)
         else:
@@ -405,7 +402,7 @@ class AutoReinMax(AutoGuide):
             cell_dims = 0 if kind == "bernoulli" else 1
             logits = params[f"{self.prefix}_{name}_logits"]
             parents = [one_hots[p] for p in self.parents.get(name, ())]
-            if parents and uses_table(self._parent_categories(name)):
+            if uses_table(self._parent_categories(name)):
                 logits = table_logits(logits, parents, cell_dims)
             elif parents:
                 weights = params[f"{self.prefix}_{name}_weights"]

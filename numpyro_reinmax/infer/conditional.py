@@ -1,6 +1,6 @@
 r"""The logits of a structured guide's site as a function of its parents' one-hot draws (NumPyro):
-a table or an additive layer (:mod:`reinmax_core.dependencies`), and the differentiable one-hot
-of a draw that a child is conditioned on."""
+an additive layer (the table is :func:`reinmax_core.dependencies.table_logits`, shared), and the
+differentiable one-hot of a draw that a child is conditioned on."""
 
 from __future__ import annotations
 
@@ -35,18 +35,6 @@ def drawn_one_hot(kind: str, value, categories: int, recorded):
     if recorded is not None:
         return recorded
     return jax.nn.one_hot(value, categories, dtype=jnp.result_type(float))
-
-
-def table_logits(table, parents: list, cell_dims: int):
-    r""":math:`\sum_c (\prod_p e_{p, c_p}) W[c]` for ``table`` of shape ``batch + (K_1, ...,
-    K_m) + cell`` and parents' one-hots of shapes ``batch_p + (K_p,)`` (batch shapes broadcast,
-    right-aligned)."""
-    logits = table
-    for j, one_hot in enumerate(parents):
-        trailing = len(parents) - j - 1 + cell_dims
-        weights = one_hot.reshape(jnp.shape(one_hot) + (1,) * trailing)
-        logits = (logits * weights).sum(-1 - trailing)
-    return logits
 
 
 def additive_logits(bias, weights, parents: list, cell_dims: int):

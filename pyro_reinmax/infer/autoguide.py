@@ -34,14 +34,16 @@ from reinmax_core.dependencies import (
     check_dependencies,
     feeds_guide,
     guide_parents,
+    table_logits,
     uses_table,
 )
+from reinmax_core.messages import structured_event_dims
 from reinmax_core.options import DEFAULT_MAX_CONFIGURATIONS, check_max_configurations
 
 from ..families import categories, check_estimator, site_distribution, support_kind, unwrap
 from ..one_hot import OneHotCategorical
 from ..validation import check_temperature
-from .conditional import RecordedOneHot, additive_logits, drawn_one_hot, table_logits
+from .conditional import RecordedOneHot, additive_logits, drawn_one_hot
 from .enumeration_budget import choose_enumerated
 from .scoring import priors_scored_exactly
 from .structure import structure_key
@@ -192,12 +194,7 @@ class _DiscreteGuide(AutoGuide):
         ):
             fn = checked["fn"]
             if fn.event_dim > (support_kind(fn.support) == "one_hot"):
-                raise ValueError(
-                    f"site {which!r} has event dims beyond its categories (to_event): a "
-                    f"structured guide conditions one variable on another, so {name!r} cannot "
-                    f"depend on {list(self.parents[name])} here. Put the batch dims in a plate, "
-                    "or leave the site out of dependencies."
-                )
+                raise ValueError(structured_event_dims(which, name, self.parents[name]))
 
     def _parent_categories(self, name: str) -> list[int]:
         return [
@@ -219,7 +216,7 @@ class _DiscreteGuide(AutoGuide):
         device = site["value"].device
         parent_categories = self._parent_categories(name)
         at = len(shape) - _cell_dims(site)  # parent axes go before the categories
-        if parent_categories and self._encoder(name) is None and uses_table(parent_categories):
+        if uses_table(parent_categories, self._encoder(name) is not None):
             shape[at:at] = parent_categories
             event_dim += len(parent_categories)
         elif parent_categories:
@@ -259,7 +256,7 @@ class _DiscreteGuide(AutoGuide):
             logits = encoder(*args, **kwargs)
         if parent_one_hots:
             cell_dims = _cell_dims(site)
-            if encoder is None and uses_table(self._parent_categories(name)):
+            if uses_table(self._parent_categories(name), encoder is not None):
                 logits = table_logits(logits, parent_one_hots, cell_dims)
             else:
                 weights = attrgetter(name)(self.weights)

@@ -1,6 +1,6 @@
 r"""The logits of a structured guide's site as a function of its parents' one-hot draws (Pyro):
-a table or an additive layer (:mod:`reinmax_core.dependencies`), and the differentiable one-hot
-of a draw that a child is conditioned on."""
+an additive layer (the table is :func:`reinmax_core.dependencies.table_logits`, shared), and the
+differentiable one-hot of a draw that a child is conditioned on."""
 
 from __future__ import annotations
 
@@ -35,18 +35,6 @@ def drawn_one_hot(kind: str, value: Tensor, categories: int, recorded: Tensor | 
     if recorded is not None:
         return recorded
     return F.one_hot(value.long(), categories).to(torch.get_default_dtype())
-
-
-def table_logits(table: Tensor, parents: list[Tensor], cell_dims: int) -> Tensor:
-    r""":math:`\sum_c (\prod_p e_{p, c_p}) W[c]` for ``table`` of shape ``batch + (K_1, ...,
-    K_m) + cell`` and parents' one-hots of shapes ``batch_p + (K_p,)`` (batch shapes broadcast,
-    right-aligned)."""
-    logits = table
-    for j, one_hot in enumerate(parents):
-        trailing = len(parents) - j - 1 + cell_dims
-        weights = one_hot.reshape(one_hot.shape + (1,) * trailing)
-        logits = (logits * weights).sum(-1 - trailing)
-    return logits
 
 
 def additive_logits(bias: Tensor, weights: Tensor, parents: list[Tensor], cell_dims: int) -> Tensor:

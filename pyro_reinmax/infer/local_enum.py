@@ -386,6 +386,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         self.local_sites = list(draws)
         recorded = {n: guide_trace.nodes[n]["infer"].get(GUIDE_PARENTS, ()) for n in draws}
         ancestors = guide_ancestors(recorded, list(draws))
+        views = _views(draws, self._dim)
         for refresh in (False, True):
             structure = self._plan(model, guide_trace, draws, ancestors, args, kwargs, refresh)
             redrawn = {}
@@ -396,7 +397,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
                     model, guide_trace, draws, structure.plan, redrawn, args, kwargs
                 )
             model_trace.compute_log_prob()
-            stale = self._linearise(model_trace, draws, structure, redrawn)
+            stale = self._linearise(model_trace, draws, structure, redrawn, views)
             if not stale:
                 break
         else:
@@ -406,7 +407,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
                 "with .item() or numpy?). Keep the discrete values in torch operations."
             )
         guide_trace = prune_subsample_sites(guide_trace)
-        self._score_guide(guide_trace, draws, structure, redrawn)
+        self._score_guide(guide_trace, draws, structure, redrawn, views)
         guide_trace.compute_score_parts()  # the other sites
         guide_trace.pack_tensors()
         model_trace.pack_tensors(guide_trace.plate_to_symbol)
@@ -486,12 +487,14 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         )
         return prune_subsample_sites(model_trace)
 
-    def _linearise(self, model_trace, draws, structure: _Structure, redrawn: dict) -> str | None:
+    def _linearise(
+        self, model_trace, draws, structure: _Structure, redrawn: dict, views: tuple[dict, dict]
+    ) -> str | None:
         """Replace every factor by its linearisation; return the name of a factor that changes
         at an element that sets none of its known parents (dependencies went stale), else
         None."""
         dim = self._dim
-        differences, drawn = _element_views(draws, dim)
+        differences, drawn = views
         checks = []
         for name, site in model_trace.nodes.items():
             if site["type"] != "sample" or "log_prob" not in site:
@@ -519,12 +522,14 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             site["log_prob_sum"] = site["log_prob"].sum()
         return _stale_factor(checks, dim)
 
-    def _score_guide(self, guide_trace, draws, structure: _Structure, redrawn: dict) -> None:
+    def _score_guide(
+        self, guide_trace, draws, structure: _Structure, redrawn: dict, views: tuple[dict, dict]
+    ) -> None:
         r"""The guide terms of linearised sites: the negative entropy under ``analytic_kl``, else
         :math:`\log q` at the draw, linear in the one-hot draw (pathwise, no score function);
         a site with guide ancestors has its term linearised in them, as a model factor is."""
         dim = self._dim
-        differences, drawn = _element_views(draws, dim) if redrawn else ({}, {})
+        differences, drawn = views
         for name, draw in draws.items():
             site = guide_trace.nodes[name]
             log_q = redrawn[name].log_q if name in redrawn else draw.log_q
@@ -616,7 +621,7 @@ def _not_reparameterized(site) -> bool:
     return fn.support.is_discrete and not fn.has_rsample
 
 
-def _element_views(draws: dict, dim: int) -> tuple[dict, dict]:
+def _views(draws: dict, dim: int) -> tuple[dict, dict]:
     """Each draw's one-hot minus the same, detached, and its drawn categories, on axis ``dim``
     (:func:`~pyro_reinmax.linearisation.on_elements`)."""
     differences, drawn = {}, {}
