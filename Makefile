@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # runs in one process, selected tests only.
 PYTEST_ARGS ?= -n auto --dist worksteal
 
-.PHONY: install demo test lint format bench docs
+.PHONY: install demo test lint format bench docs wheel-check
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ test: $(STAMP)
 # warnings are errors. `make docs REINMAX_DOCS_EXECUTE=off` skips running the tutorials.
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# `pip wheel .`, installed in a fresh environment, runs the README's examples with no compiler
+wheel-check:
+	PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_SPEC)" .ci/wheel-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

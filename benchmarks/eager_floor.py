@@ -16,6 +16,10 @@ operator (the default on the CPU), as its Python ``autograd.Function`` calling t
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("REINMAX_NATIVE", "1")  # the kernels are opt-in: measure them here
+
 import argparse
 import contextlib
 import json

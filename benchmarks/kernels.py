@@ -1,16 +1,20 @@
 """Cost per entry of each CPU kernel (``reinmax_kernels/kernels.c``), one thread and all threads.
 
-The kernels are what the estimators' fast paths are made of: the exponentials of the Gumbel rules'
-noise, the categorical draw, and the backward of one anchor term (ReinMax's, at temperature 1.3,
-and GR-MCK's conditional Gumbel anchor with one draw, at 1.3 and at 1). ``speed.py`` times whole
-estimators; this says which kernel a rule's extra time comes from, and shows a kernel that runs
-far slower per entry at some sizes than at others. Each is called through ``pyro_reinmax.native``
-on float32 and float64 arrays, medians of interleaved rounds (``timing.py``).
+The kernels are what the estimators' fast paths are made of: the categorical draw and the backward
+of one anchor term (ReinMax's, at temperature 1.3, and GR-MCK's conditional Gumbel anchor with one
+draw, at 1.3 and at 1). ``speed.py`` times whole estimators; this says which kernel a rule's extra
+time comes from, and shows a kernel that runs far slower per entry at some sizes than at others.
+Each is called through ``pyro_reinmax.native`` on float32 and float64 arrays, medians of
+interleaved rounds (``timing.py``).
 
     python benchmarks/kernels.py     # prints the table, writes results/kernels-cpu.json
 """
 
 from __future__ import annotations
+
+import os
+
+os.environ.setdefault("REINMAX_NATIVE", "1")  # the kernels are opt-in: measure them here
 
 import argparse
 import json
@@ -25,6 +29,7 @@ from rich.table import Table
 
 from pyro_reinmax import native
 from pyro_reinmax.estimators import RULES, anchor_terms
+from pyro_reinmax.sampling import draw_exponentials
 from timing import interleaved_medians
 
 SIZES = [(8192, 2), (64, 64), (8192, 64), (1024, 1024), (64, 32768)]
@@ -39,7 +44,7 @@ def kernel_calls(rows: int, categories: int, dtype: torch.dtype) -> dict[str, Ca
     probs = logits.softmax(-1)
     uniforms = torch.rand(rows, 1, dtype=torch.float64, generator=generator)
     index, _ = native.draw_index(probs, uniforms)
-    noise = native.exponentials(logits.unsqueeze(0))
+    noise = draw_exponentials(logits.unsqueeze(0))
 
     def backward(rule_name: str, temperature: float) -> Callable:
         rule = RULES[rule_name]
@@ -47,7 +52,6 @@ def kernel_calls(rows: int, categories: int, dtype: torch.dtype) -> dict[str, Ca
         return lambda: native.combine(terms, probs, index, g, None, rule.probs_scale)
 
     return {
-        "exponentials": lambda: native.exponentials(logits),
         "draw": lambda: native.draw_index(probs, uniforms),
         "backward, reinmax": backward("reinmax", TEMPERATURE),
         "backward, GR-MCK": backward("gumbel_rao", TEMPERATURE),

@@ -13,6 +13,10 @@ gradient (XLA would otherwise drop a draw that the gradient does not need).
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("REINMAX_NATIVE", "1")  # the kernels are opt-in: measure them here
+
 import argparse
 import contextlib
 import json

@@ -305,12 +305,35 @@ def kernels_section() -> str:
     return (
         "Median nanoseconds per entry of each C kernel (`reinmax_kernels/kernels.c`), called "
         "through `pyro_reinmax.native` on one thread and on all, temperature "
-        f"{results['meta']['temperature']}: the exponentials of the Gumbel rules' noise, the "
-        "draw, and the backward of ReinMax's anchor term and of GR-MCK's conditional Gumbel "
-        "anchor (one draw). A Gumbel rule's extra time over ReinMax is its exponentials plus the "
-        "difference of the two backward columns.\n\n"
+        f"{results['meta']['temperature']}: the draw, and the backward of ReinMax's anchor term "
+        "and of GR-MCK's conditional Gumbel anchor (one draw; its noise comes from PyTorch's "
+        "generator, outside the kernels).\n\n"
         + _table(["dtype", "rows x K", "threads", *kernels], rows)
         + f"\n\nProduced by `python benchmarks/kernels.py` (torch {results['meta']['torch']})."
+    )
+
+
+def svi_kernels_section() -> str:
+    results = _load(RESULTS / "svi_kernels-cpu.json")
+    if results is None:
+        return _missing("python benchmarks/svi_kernels.py")
+    rows = [
+        [
+            r["backend"],
+            r["model"],
+            r["method"],
+            f"{r['on_ms']:.3g}",
+            f"{r['off_ms']:.3g}",
+            f"{r['off_over_on']:.2f}",
+        ]
+        for r in results["rows"]
+    ]
+    return (
+        "Milliseconds per SVI step of each `reinmax-compare` model with the CPU kernels on and "
+        f"off, medians of {results['meta']['rounds']} interleaved fits from the same start, each "
+        "in a fresh process (NumPyro's steps under `jit`). Above 1, the kernels pay.\n\n"
+        + _table(["backend", "model", "method", "on (ms)", "off (ms)", "off / on"], rows)
+        + f"\n\nProduced by `{results['meta']['command']}`."
     )
 
 
@@ -709,6 +732,7 @@ def results_page() -> str:
                 "## Small sizes: the price of a Python autograd.Function\n\n"
                 + eager_floor_section(),
                 "## The CPU kernels, one by one\n\n" + kernels_section(),
+                "## The CPU kernels in a whole SVI step\n\n" + svi_kernels_section(),
                 "## Gradient quality against exact gradients\n\n" + gradient_section(),
                 "## Cost of an SVI step as the problem grows\n\n" + scaling_section(),
                 "## The paper's polynomial programming\n\n" + polynomial_section(),

@@ -2,61 +2,26 @@ r"""Single-evaluation gradient estimators for one-hot categorical samples (JAX).
 
 Every estimator maps ``(key, logits, temperature)`` to ``(sample, probs)``: ``probs =
 softmax(logits)`` over the last axis and ``sample`` an exact one-hot draw from
-``Categorical(probs)``. The temperature never changes the draw; the estimators differ only in their
-backward pass, a ``jax.custom_vjp``. With :math:`g = \partial L / \partial \text{sample}`,
-:math:`h = \partial L / \partial \text{probs}`, :math:`J(p) = \operatorname{diag}(p) - p p^\top` and
-:math:`\tau` the temperature:
-
-* ReinMax (Liu et al., 2023), second-order accurate (Heun's method):
-  :math:`\pi_1 = (\operatorname{softmax}(\theta/\tau) + D) / 2`,
-  :math:`\nabla_\theta = 2 J(\pi_1) g - \tfrac12 J(\pi_0) g + J(\pi_0) h`.
-* Straight-through (Bengio et al., 2013), first order:
-  :math:`\nabla_\theta = J(\operatorname{softmax}(\theta/\tau))\, g / \tau + J(\pi_0) h`.
-* Straight-through Gumbel-softmax (Jang et al., 2017): the sample is
-  :math:`\operatorname{onehot}(\arg\max(\theta + G))` with Gumbel noise :math:`G`, and with
-  :math:`y = \operatorname{softmax}((\theta + G)/\tau)`,
-  :math:`\nabla_\theta = J(y)\, g / \tau + J(\pi_0) h`. The category is drawn exactly by
-  inverse CDF and :math:`\theta + G` conditionally on it
-  (:func:`~numpyro_reinmax.sampling.perturbed_logits_given_index`): the same joint law, exact at
-  every magnitude of the logits.
-
-* Gapped straight-through, GST (Fan et al., 2022): the straight-through backward at the
-  deterministically shifted logits :math:`\tilde\theta` with :math:`\tilde\theta_D = \max\theta` and
-  :math:`\tilde\theta_j = \min(\theta_j, \max\theta - \kappa)` elsewhere (gap :math:`\kappa`):
-  :math:`\nabla_\theta = J(\operatorname{softmax}(\tilde\theta/\tau))\, g / \tau + J(\pi_0) h`.
-* Gumbel-Rao, GR-MCK (Paulus et al., 2021): the ST-Gumbel backward averaged over :math:`S` draws of
-  Gumbel noise conditional on the drawn category,
-  :math:`\nabla_\theta = \tfrac1S \sum_s J(y_s)\, g / \tau + J(\pi_0) h`,
-  :math:`y_s = \operatorname{softmax}((\theta + G_s)/\tau)`, :math:`\arg\max(\theta + G_s) = D`.
-* ReinMax-Rao (Wang and Bui, 2026): ReinMax with its first term replaced by the Gumbel-Rao average
-  at the midpoint logits :math:`\theta_D = \log((\pi_0 + D)/2)`:
-  :math:`\nabla_\theta = \tfrac2S \sum_s J(y_s)\, g / \tau - \tfrac12 J(\pi_0) g + J(\pi_0) h`,
-  :math:`y_s = \operatorname{softmax}((\theta_D + G_s)/\tau)`, :math:`\arg\max(\theta_D + G_s) = D`.
-* ReinMax-CV (Wang and Bui, 2026): ReinMax plus :math:`\eta` times the difference between the
-  Gumbel-Rao average and a single unconditional ST-Gumbel term, both at :math:`\theta_D` and the
-  temperature :math:`\tau_2`: :math:`\tfrac{\eta}{\tau_2}(\tfrac1S \sum_s J(y_s) - J(y_0))\, g`,
-  :math:`y_0 = \operatorname{softmax}((\theta_D + G_0)/\tau_2)` with unconditional Gumbel
-  :math:`G_0`. The two ReinMax variants follow the paper's equations 17 and 18 as public
-  reimplementations transcribe them (the paper's own text was not reachable here).
-
-The single-anchor rules share one backward, :math:`c\, J(a) g + J(\pi_0)(h + b\, g)` with anchor
-:math:`a = w_y y + w_D D` (the Gumbel rules average :math:`J(a)` over their conditional draws);
-ReinMax-CV adds its control variate's terms.
-``-inf`` logits mask categories: they are never drawn and receive a zero (finite) gradient.
-The temperature receives no gradient. The functions work under ``jit``, ``vmap`` and ``grad`` of
-``grad`` (the derivative of the estimated gradient at the fixed draw).
+``Categorical(probs)``; the estimators differ only in their backward pass, a ``jax.custom_vjp``.
+The rules and their formulas (ReinMax, straight-through, ST-Gumbel, GST, Gumbel-Rao, ReinMax-Rao,
+ReinMax-CV) are :mod:`reinmax_core.rules`'; this module computes their anchors and
+Jacobian-vector products on arrays. ``-inf`` logits mask categories: they are never drawn and
+receive a zero (finite) gradient. The temperature receives no gradient. The functions work under
+``jit``, ``vmap`` and ``grad`` of ``grad`` (the derivative of the estimated gradient at the fixed
+draw).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import lru_cache, partial
-from numbers import Integral, Real
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from reinmax_core.rules import ANCHOR_KINDS, RULES, Rule
+from reinmax_core.rules import rule_options as core_rule_options
 
 from . import native
 from .sampling import draw_exponentials, draw_index
@@ -89,36 +54,6 @@ class AnchorTerm(NamedTuple):
     temperature: jax.Array | float | None = None
     conditional: str | None = None
     gap: float | None = None
-
-
-class Rule(NamedTuple):
-    r"""An estimator's backward.
-
-    Single-anchor rules: anchor weights ``(w_y, w_D)``, the perturbation of the logits inside
-    :math:`y` (None; ``"gap"``: the GST shift; ``"gumbel"``: Gumbel noise drawn conditionally on
-    the category, at :math:`\pi_0` or, with ``gumbel_at="midpoint"``, at :math:`(\pi_0 + D)/2`,
-    the anchor averaged over the rule's ``samples`` draws of it, one without that option), and
-    the scales ``c = anchor_scale / tau ** inverse_temperature_power`` and ``b = probs_scale``.
-    Rules of several terms set ``averaged``, which returns their :class:`AnchorTerm` list, and
-    ``noise_sets``, how many sets of exponentials beyond ``samples`` they draw. ``options``: the
-    rule's own keyword arguments with their defaults."""
-
-    tempered_weight: float = 0.0
-    sample_weight: float = 0.0
-    anchor_scale: float = 0.0
-    inverse_temperature_power: int = 0
-    probs_scale: float = 0.0
-    perturbation: str | None = None
-    gumbel_at: str = "probs"
-    averaged: Callable[..., list[AnchorTerm]] | None = None
-    noise_sets: int = 0
-    options: tuple[tuple[str, float], ...] = ()
-
-    def noise_count(self, options: tuple[tuple[str, float], ...]) -> int:
-        """How many sets of exponentials the forward pass draws (0: none)."""
-        if self.perturbation != "gumbel" and self.averaged is None:
-            return 0
-        return int(dict(options).get("samples", 1)) + self.noise_sets
 
 
 def largest_finite(value, dtype):
@@ -246,61 +181,13 @@ def reinmax_cv_terms(logits, index, probs, noise, temperature, options):
     ]
 
 
-RULES = {
-    "reinmax": Rule(0.5, 0.5, 2.0, 0, -0.5),
-    "straight_through": Rule(1.0, 0.0, 1.0, 1, 0.0),
-    "gumbel_straight_through": Rule(1.0, 0.0, 1.0, 1, 0.0, perturbation="gumbel"),
-    "gapped_straight_through": Rule(
-        1.0, 0.0, 1.0, 1, 0.0, perturbation="gap", options=(("gap", 1.0),)
-    ),
-    "gumbel_rao": Rule(1.0, 0.0, 1.0, 1, 0.0, perturbation="gumbel", options=(("samples", 10),)),
-    "reinmax_rao": Rule(
-        1.0,
-        0.0,
-        2.0,
-        1,
-        -0.5,
-        perturbation="gumbel",
-        gumbel_at="midpoint",
-        options=(("samples", 10),),
-    ),
-    "reinmax_cv": Rule(
-        probs_scale=-0.5,
-        averaged=reinmax_cv_terms,
-        noise_sets=1,
-        options=(("samples", 10), ("eta", 1.0), ("cv_temperature", None)),
-    ),
-}
-"""Every estimator rule by name: the functional ops, the distributions and the guides use it."""
+MULTI_TERM_RULES = {"reinmax_cv": reinmax_cv_terms}
+"""The anchor terms of each rule whose ``Rule.terms`` names them."""
 
 
 def rule_options(rule_name: str, options: dict | None = None) -> tuple[tuple[str, float], ...]:
-    """The rule's options with defaults filled in, checked, as a hashable tuple: ``samples`` an
-    integer >= 1, ``gap`` a finite number >= 0, ``eta`` a finite number, ``cv_temperature`` None
-    (the temperature) or a valid temperature. Raises on an option the rule does not take."""
-    if not options:  # the defaults, valid as they stand
-        return RULES[rule_name].options
-    defaults = dict(RULES[rule_name].options)
-    options = dict(options)
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        allowed = ", ".join(defaults) or "none"
-        raise TypeError(f"{rule_name} takes no option {unknown[0]!r} (its options: {allowed}).")
-    merged = {**defaults, **options}
-    for name, value in merged.items():
-        if name == "samples":
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-                raise ValueError(f"samples must be an integer >= 1, got {value!r}.")
-            merged[name] = int(value)
-        elif name == "cv_temperature":
-            merged[name] = None if value is None else check_temperature(value)
-        else:
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}.")
-            if name == "gap" and value < 0:
-                raise ValueError(f"gap must be >= 0, got {value!r}.")
-            merged[name] = float(value)
-    return tuple(merged.items())
+    """:func:`reinmax_core.rules.rule_options` with this backend's temperature check."""
+    return core_rule_options(rule_name, options, check_temperature)
 
 
 def _forward(rule_name: str, options, key, logits, temperature):
@@ -338,8 +225,8 @@ def anchor_terms(rule: Rule, options, logits, noise, index, probs, temperature):
     """The rule's :class:`AnchorTerm` list: its own for a rule of several terms, else the single
     anchor: ``probs`` at temperature 1 without a perturbation, else the logits (GST's gap shifts
     them where the anchor is computed), or the exponentials of the conditional Gumbel draws."""
-    if rule.averaged is not None:
-        return rule.averaged(logits, index, probs, noise, temperature, options)
+    if rule.terms is not None:
+        return MULTI_TERM_RULES[rule.terms](logits, index, probs, noise, temperature, options)
     weights = anchor_weights(rule, temperature, options, probs.dtype)
     if rule.perturbation == "gumbel":
         values = noise
@@ -385,7 +272,7 @@ def _term_backward(
     def backward(values, scale, temperature, g, index, probs, h):
         dtype = probs.dtype
         inverse = largest_finite(1.0 / jnp.asarray(temperature), dtype) if tempered else -1.0
-        kind = native.KINDS["gap" if gap is not None else conditional]
+        kind = ANCHOR_KINDS["gap" if gap is not None else conditional]
         weights = (tempered_weight, sample_weight, scale, inverse, kind, gap or 0.0, probs_scale)
         weights = jnp.stack([jnp.asarray(w, dtype) for w in weights])
 
@@ -406,7 +293,7 @@ def _backward(rule_name: str, options, residuals, cotangents):
     logits, noise, index, probs, temperature = residuals
     g, h = cotangents
     terms = anchor_terms(rule, options, logits, noise, index, probs, temperature)
-    if rule.averaged is None and native.usable_rows(probs):  # one pass of the CPU kernel
+    if rule.terms is None and native.usable_rows(probs):  # one pass of the CPU kernel
         (term,) = terms
         tempered = term.temperature is not None
         backward = _term_backward(

@@ -27,7 +27,7 @@ from numpyro.distributions import (
     constraints,
 )
 
-from reinmax_core.auto_estimator import AUTO
+from reinmax_core.rules import DISTRIBUTION_KINDS, RULES, check_estimator
 
 from .bernoulli import (
     GappedStraightThroughBernoulli,
@@ -49,7 +49,6 @@ from .categorical import (
     StraightThroughCategorical,
 )
 from .constraints import one_hot
-from .estimators import RULES
 from .one_hot import (
     GappedStraightThroughOneHotCategorical,
     GumbelRaoOneHotCategorical,
@@ -83,25 +82,13 @@ ESTIMATORS = {
     "reinmax_cv": (ReinMaxCVOneHotCategorical, ReinMaxCVBernoulli, ReinMaxCVCategorical),
     "score_function": (OneHotCategorical, Bernoulli, Categorical),
 }
-KINDS = ("one_hot", "bernoulli", "categorical")
-REPARAMETERIZED = tuple(RULES)
-
-
-def check_estimator(
-    estimator: str, *, reparameterized_only: bool = False, allow_auto: bool = False
-) -> str:
-    allowed = REPARAMETERIZED if reparameterized_only else tuple(ESTIMATORS)
-    allowed += (AUTO,) if allow_auto else ()
-    if estimator not in allowed:
-        raise ValueError(f"estimator must be one of {sorted(allowed)}, got {estimator!r}.")
-    return estimator
 
 
 def site_distribution(kind: str, estimator: str, temperature: float, **parameter):
     """The ``kind`` (``"one_hot"``, ``"bernoulli"`` or ``"categorical"``) distribution of the
     estimator's family."""
-    cls = ESTIMATORS[estimator][KINDS.index(kind)]
-    if estimator in REPARAMETERIZED:
+    cls = ESTIMATORS[estimator][DISTRIBUTION_KINDS.index(kind)]
+    if estimator in RULES:
         return cls(**parameter, temperature=temperature)
     return cls(**parameter)
 

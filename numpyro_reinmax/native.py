@@ -1,20 +1,21 @@
-"""Optional CPU kernels for JAX: the categorical draw, the Gumbel noise and the backward of the
-single-anchor rules as XLA FFI custom calls (:mod:`reinmax_kernels`).
+"""Opt-in CPU kernels for JAX: the categorical draw and the backward of the single-anchor rules as
+XLA FFI custom calls (:mod:`reinmax_kernels`).
 
 ``jnp.cumsum`` over the categories is the slowest step of a jitted ReinMax on the CPU (XLA scans it
 in blocks, in several passes); the kernel finds the drawn category in one pass over each row with
 float64 prefix sums. The backward kernel computes a rule's anchors (tempered, or from conditional
 Gumbel noise, with a vectorised log and exp) and its Jacobian-vector products in one pass per row,
 with the ``jnp`` path's JVP for ``grad`` of ``grad``. The Gumbel-noise rules' exponentials come
-from the kernels' counter-based generator seeded from the key, several times faster than
-``jax.random``'s (so the noise, not the draw, differs from the JAX path's for the same key). They
-run on float32 and float64 arrays on the CPU, the draw and the backward on rows of
-:data:`MIN_CATEGORIES` or more (shorter ones in large arrays); on other platforms
-(``jax.lax.platform_dependent``) and where the kernels are off, the JAX path runs. Under ``vmap``
-the batch axes are more rows. The draw is exact either way; the two paths can differ in a draw
-whose uniform falls within rounding of a category boundary (the JAX path sums in float32 unless
-``jax_enable_x64`` is on). ``REINMAX_NATIVE=0`` or :func:`set_native_kernels` turns the kernels
-off; :func:`native_kernels_status` says which path is used.
+from ``jax.random`` on both paths (the same key gives the same noise). They run on float32 and
+float64 arrays on the CPU, the draw and the backward on rows of :data:`MIN_CATEGORIES` or more
+(shorter ones in large arrays); on other platforms (``jax.lax.platform_dependent``) and where the
+kernels are off, the JAX path runs. Under ``vmap`` the batch axes are more rows. The draw is exact
+either way; the two paths can differ in a draw whose uniform falls within rounding of a category
+boundary (the JAX path sums in float32 unless ``jax_enable_x64`` is on).
+
+They are off by default (nothing is compiled); ``REINMAX_NATIVE=1`` or :func:`set_native_kernels`
+turns them on, and :func:`native_kernels_status` says which path is used.
+``benchmarks/svi_kernels.py`` measures what they change in whole SVI steps.
 """
 
 from __future__ import annotations
@@ -37,13 +38,8 @@ backward in arrays of fewer than :data:`MIN_SHORT_ROW_ENTRIES` entries: XLA fuse
 ``cumsum`` and backward across rows into one cheap loop, and a custom call's fixed cost dominates
 small arrays. Larger arrays of short rows go to the kernels, whose backward takes short rows a
 chunk at a time (``benchmarks/speed.py``'s "time with / without kernels" column at 2
-categories: with the rule at 512 entries, in the grid run at 520ad61, jitted ReinMax at
-1024 x 2 took 1.10 times the JAX path's time, at 8192 x 2 0.50; jitted GR-MCK, whose backward
-does more arithmetic per entry, gained from 512 entries on in a scratch timing)."""
-EXPONENTIALS_TARGET = "reinmax_exponentials"
+categories)."""
 COMBINE_TARGET = "reinmax_combine"
-KINDS = {None: 0, "probs": 1, "midpoint": 2, "gap": 3}
-"""An AnchorTerm's kind as the kernels read it: its conditional Gumbel noise, or GST's gap."""
 
 
 def _load() -> ctypes.CDLL:
@@ -54,7 +50,6 @@ def _load() -> ctypes.CDLL:
     )
     for target, handler in [
         (DRAW_TARGET, library.ReinmaxDraw),
-        (EXPONENTIALS_TARGET, library.ReinmaxExponentials),
         (COMBINE_TARGET, library.ReinmaxCombine),
     ]:
         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(handler), platform="cpu")
@@ -65,8 +60,8 @@ KERNELS = NativeKernels("numpyro_reinmax", "JAX", _load)
 
 
 def set_native_kernels(enabled: bool | None) -> None:
-    """Use the CPU kernel (True: build it now, raising if that fails), never (False), or as
-    ``REINMAX_NATIVE`` says (None, the default: build on first use, warn once if that fails).
+    """Use the CPU kernels (True: build them now, raising if that fails), never (False), or as
+    ``REINMAX_NATIVE`` says (None; off where it is unset, the default: nothing is compiled).
     Clears JAX's compilation caches, so that functions traced before take the new path."""
     KERNELS.set(enabled)
     jax.clear_caches()
@@ -102,22 +97,6 @@ def draw_index(probs, uniforms, fallback: Callable):
         return call(probs, uniforms)
 
     return jax.lax.platform_dependent(probs, uniforms, cpu=kernel, default=fallback)
-
-
-def exponentials(key, shape, dtype, fallback: Callable):
-    """Standard exponentials of ``shape`` and ``dtype`` (:func:`usable`): on the CPU from the
-    kernels' counter-based generator seeded by 64 random bits of ``key``, elsewhere
-    ``fallback(key, shape, dtype)``. Under ``vmap`` each key seeds its own block."""
-
-    def kernel(key):
-        seeds = jax.random.bits(key, (1, 2), jnp.uint32)
-        result = jax.ShapeDtypeStruct(tuple(shape), dtype)
-        call = jax.ffi.ffi_call(EXPONENTIALS_TARGET, result, vmap_method="broadcast_all")
-        return call(seeds)
-
-    return jax.lax.platform_dependent(
-        key, cpu=kernel, default=lambda key: fallback(key, shape, dtype)
-    )
 
 
 def combine(values, weights, probs, index, g, h, fallback: Callable):

@@ -68,17 +68,10 @@ def perturbed_logits_given_index(logits, index, exponentials):
 
 
 def draw_exponentials(key, shape, dtype):
-    """Standard exponentials bounded below by the dtype's smallest normal number (so that their
-    logarithm is finite): from the CPU kernels' generator where :mod:`numpyro_reinmax.native`
-    takes the dtype, else :func:`exponentials_by_jax`."""
+    """Standard exponentials from ``jax.random.exponential`` (also where the CPU kernels run, so
+    a key gives the same noise on every path), bounded below by the dtype's smallest normal
+    number (so that their logarithm is finite)."""
     dtype = jax.dtypes.canonicalize_dtype(dtype)
-    if native.usable(dtype):
-        return native.exponentials(key, shape, dtype, exponentials_by_jax)
-    return exponentials_by_jax(key, shape, dtype)
-
-
-def exponentials_by_jax(key, shape, dtype):
-    """:func:`draw_exponentials` with ``jax.random.exponential``."""
     return jnp.maximum(jax.random.exponential(key, shape, dtype), jnp.finfo(dtype).tiny)
 
 

@@ -1,61 +1,26 @@
 r"""Single-evaluation gradient estimators for one-hot categorical samples (PyTorch).
 
 Every estimator maps ``(logits, temperature)`` to ``(sample, probs)``: ``probs = softmax(logits)``
-over the last axis and ``sample`` an exact one-hot draw from ``Categorical(probs)``. The temperature
-never changes the draw; the estimators differ only in their backward pass. With
-:math:`g = \partial L / \partial \text{sample}`, :math:`h = \partial L / \partial \text{probs}`,
-:math:`J(p) = \operatorname{diag}(p) - p p^\top` (the Jacobian of softmax) and :math:`\tau` the
-temperature:
-
-* ReinMax (Liu et al., 2023), second-order accurate (Heun's method):
-  :math:`\pi_1 = (\operatorname{softmax}(\theta/\tau) + D) / 2`,
-  :math:`\nabla_\theta = 2 J(\pi_1) g - \tfrac12 J(\pi_0) g + J(\pi_0) h`.
-* Straight-through (Bengio et al., 2013), first order:
-  :math:`\nabla_\theta = J(\operatorname{softmax}(\theta/\tau))\, g / \tau + J(\pi_0) h`.
-* Straight-through Gumbel-softmax (Jang et al., 2017): the sample is
-  :math:`\operatorname{onehot}(\arg\max(\theta + G))` with Gumbel noise :math:`G`, and with
-  :math:`y = \operatorname{softmax}((\theta + G)/\tau)`,
-  :math:`\nabla_\theta = J(y)\, g / \tau + J(\pi_0) h`. The category is drawn exactly by
-  inverse CDF and :math:`\theta + G` conditionally on it
-  (:func:`~pyro_reinmax.sampling.perturbed_logits_given_index`): the same joint law, exact at every
-  magnitude of the logits.
-
-* Gapped straight-through, GST (Fan et al., 2022): the straight-through backward at the
-  deterministically shifted logits :math:`\tilde\theta` with :math:`\tilde\theta_D = \max\theta` and
-  :math:`\tilde\theta_j = \min(\theta_j, \max\theta - \kappa)` elsewhere (gap :math:`\kappa`):
-  :math:`\nabla_\theta = J(\operatorname{softmax}(\tilde\theta/\tau))\, g / \tau + J(\pi_0) h`.
-* Gumbel-Rao, GR-MCK (Paulus et al., 2021): the ST-Gumbel backward averaged over :math:`S` draws of
-  Gumbel noise conditional on the drawn category,
-  :math:`\nabla_\theta = \tfrac1S \sum_s J(y_s)\, g / \tau + J(\pi_0) h`,
-  :math:`y_s = \operatorname{softmax}((\theta + G_s)/\tau)`, :math:`\arg\max(\theta + G_s) = D`.
-* ReinMax-Rao (Wang and Bui, 2026): ReinMax with its first term replaced by the Gumbel-Rao average
-  at the midpoint logits :math:`\theta_D = \log((\pi_0 + D)/2)`:
-  :math:`\nabla_\theta = \tfrac2S \sum_s J(y_s)\, g / \tau - \tfrac12 J(\pi_0) g + J(\pi_0) h`,
-  :math:`y_s = \operatorname{softmax}((\theta_D + G_s)/\tau)`, :math:`\arg\max(\theta_D + G_s) = D`.
-* ReinMax-CV (Wang and Bui, 2026): ReinMax plus :math:`\eta` times the difference between the
-  Gumbel-Rao average and a single unconditional ST-Gumbel term, both at :math:`\theta_D` and the
-  temperature :math:`\tau_2`: :math:`\tfrac{\eta}{\tau_2}(\tfrac1S \sum_s J(y_s) - J(y_0))\, g`,
-  :math:`y_0 = \operatorname{softmax}((\theta_D + G_0)/\tau_2)` with unconditional Gumbel
-  :math:`G_0`. The two ReinMax variants follow the paper's equations 17 and 18 as public
-  reimplementations transcribe them (the paper's own text was not reachable here).
-
-Every rule but ReinMax-CV shares one backward, :math:`c\, J(a) g + J(\pi_0)(h + b\, g)`, with
-anchor :math:`a` and scales :math:`(c, b)` set by the forward pass (the Gumbel rules average
-:math:`J(a)` over their conditional draws); ReinMax-CV adds its control variate's terms.
-``-inf`` logits mask categories: they are never drawn and receive a zero (finite) gradient.
-The temperature receives no gradient.
+over the last axis and ``sample`` an exact one-hot draw from ``Categorical(probs)``; the
+estimators differ only in their backward pass, a ``torch.autograd.Function`` (or, on the CPU with
+the kernels on, the C++ operator of :mod:`pyro_reinmax.native`). The rules and their formulas
+(ReinMax, straight-through, ST-Gumbel, GST, Gumbel-Rao, ReinMax-Rao, ReinMax-CV) are
+:mod:`reinmax_core.rules`'; this module computes their anchors and Jacobian-vector products on
+tensors. ``-inf`` logits mask categories: they are never drawn and receive a zero (finite)
+gradient. The temperature receives no gradient.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from numbers import Integral, Real
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+from reinmax_core.rules import PERTURBATIONS, RULES, Rule
+from reinmax_core.rules import rule_options as core_rule_options
 
 from . import native
 from .sampling import draw_exponentials, draw_index, one_hot_at
@@ -90,36 +55,6 @@ class AnchorTerm(NamedTuple):
     temperature: float | None = None
     conditional: str | None = None
     gap: float | None = None
-
-
-class Rule(NamedTuple):
-    r"""An estimator's backward.
-
-    Single-anchor rules: anchor weights ``(w_y, w_D)``, the perturbation of the logits inside
-    :math:`y` (None; ``"gap"``: the GST shift; ``"gumbel"``: Gumbel noise drawn conditionally on
-    the category, at :math:`\pi_0` or, with ``gumbel_at="midpoint"``, at :math:`(\pi_0 + D)/2`,
-    the anchor averaged over the rule's ``samples`` draws of it, one without that option), and
-    the scales ``c = anchor_scale / tau ** inverse_temperature_power`` and ``b = probs_scale``.
-    Rules of several terms set ``averaged``, which returns their :class:`AnchorTerm` list, and
-    ``noise_sets``, how many sets of exponentials beyond ``samples`` they draw. ``options``: the
-    rule's own keyword arguments with their defaults."""
-
-    tempered_weight: float = 0.0
-    sample_weight: float = 0.0
-    anchor_scale: float = 0.0
-    inverse_temperature_power: int = 0
-    probs_scale: float = 0.0
-    perturbation: str | None = None
-    gumbel_at: str = "probs"
-    averaged: Callable[..., list[AnchorTerm]] | None = None
-    noise_sets: int = 0
-    options: tuple[tuple[str, float], ...] = ()
-
-    def noise_count(self, options: tuple[tuple[str, float], ...]) -> int:
-        """How many sets of exponentials the forward pass draws (0: none)."""
-        if self.perturbation != "gumbel" and self.averaged is None:
-            return 0
-        return int(dict(options).get("samples", 1)) + self.noise_sets
 
 
 def largest_finite(value: float, dtype: torch.dtype) -> float:
@@ -251,61 +186,13 @@ def reinmax_cv_terms(logits, index, probs, noise, temperature, options) -> list[
     ]
 
 
-RULES = {
-    "reinmax": Rule(0.5, 0.5, 2.0, 0, -0.5),
-    "straight_through": Rule(1.0, 0.0, 1.0, 1, 0.0),
-    "gumbel_straight_through": Rule(1.0, 0.0, 1.0, 1, 0.0, perturbation="gumbel"),
-    "gapped_straight_through": Rule(
-        1.0, 0.0, 1.0, 1, 0.0, perturbation="gap", options=(("gap", 1.0),)
-    ),
-    "gumbel_rao": Rule(1.0, 0.0, 1.0, 1, 0.0, perturbation="gumbel", options=(("samples", 10),)),
-    "reinmax_rao": Rule(
-        1.0,
-        0.0,
-        2.0,
-        1,
-        -0.5,
-        perturbation="gumbel",
-        gumbel_at="midpoint",
-        options=(("samples", 10),),
-    ),
-    "reinmax_cv": Rule(
-        probs_scale=-0.5,
-        averaged=reinmax_cv_terms,
-        noise_sets=1,
-        options=(("samples", 10), ("eta", 1.0), ("cv_temperature", None)),
-    ),
-}
-"""Every estimator rule by name: the functional ops, the distributions and the guides use it."""
+MULTI_TERM_RULES = {"reinmax_cv": reinmax_cv_terms}
+"""The anchor terms of each rule whose ``Rule.terms`` names them."""
 
 
 def rule_options(rule_name: str, options: dict | None = None) -> tuple[tuple[str, float], ...]:
-    """The rule's options with defaults filled in, checked, as a hashable tuple: ``samples`` an
-    integer >= 1, ``gap`` a finite number >= 0, ``eta`` a finite number, ``cv_temperature`` None
-    (the temperature) or a valid temperature. Raises on an option the rule does not take."""
-    if not options:  # the defaults, valid as they stand
-        return RULES[rule_name].options
-    defaults = dict(RULES[rule_name].options)
-    options = dict(options)
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        allowed = ", ".join(defaults) or "none"
-        raise TypeError(f"{rule_name} takes no option {unknown[0]!r} (its options: {allowed}).")
-    merged = {**defaults, **options}
-    for name, value in merged.items():
-        if name == "samples":
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-                raise ValueError(f"samples must be an integer >= 1, got {value!r}.")
-            merged[name] = int(value)
-        elif name == "cv_temperature":
-            merged[name] = None if value is None else check_temperature(value)
-        else:
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}.")
-            if name == "gap" and value < 0:
-                raise ValueError(f"gap must be >= 0, got {value!r}.")
-            merged[name] = float(value)
-    return tuple(merged.items())
+    """:func:`reinmax_core.rules.rule_options` with this backend's temperature check."""
+    return core_rule_options(rule_name, options, check_temperature)
 
 
 def anchor_weights(
@@ -334,8 +221,8 @@ def anchor_terms(
     """The rule's :class:`AnchorTerm` list: its own for a rule of several terms, else the single
     anchor: ``probs`` at temperature 1 without a perturbation, else the logits (GST's gap shifts
     them where the anchor is computed), or the exponentials of the conditional Gumbel draws."""
-    if rule.averaged is not None:
-        return rule.averaged(logits, index, probs, noise, temperature, options)
+    if rule.terms is not None:
+        return MULTI_TERM_RULES[rule.terms](logits, index, probs, noise, temperature, options)
     weights = anchor_weights(rule, temperature, options, probs.dtype)
     if rule.perturbation == "gumbel":
         values = noise
@@ -391,7 +278,7 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         noise = draw_exponentials(logits.expand((sets,) + logits.shape)) if sets else None
         ctx.set_materialize_grads(False)
         need_logits = (
-            rule.averaged is not None
+            rule.terms is not None
             or rule.perturbation == "gap"
             or (rule.perturbation is None and temperature != 1.0)
         )
@@ -413,7 +300,7 @@ class OneHotEstimatorFunction(torch.autograd.Function):
         elif grad_sample is not None and native.usable(probs):  # the CPU kernel
             terms = anchor_terms(rule, options, logits, noise, index, probs, temperature)
             grad = native.combine(terms, probs, index, grad_sample, grad_probs, rule.probs_scale)
-        elif rule.averaged is not None or (noise is not None and len(noise) > 1):
+        elif rule.terms is not None or (noise is not None and len(noise) > 1):
             grad = differentiable_backward(
                 rule, options, temperature, saved, grad_sample, grad_probs
             )
@@ -467,14 +354,10 @@ def estimate(
     (:mod:`pyro_reinmax.native`), else as :class:`OneHotEstimatorFunction`."""
     if options is None:
         options = RULES[rule_name].options
-    if RULES[rule_name].averaged is None and native.operator_usable(logits):
+    if RULES[rule_name].terms is None and native.operator_usable(logits):
         recipe, option_values = operator_arguments(rule_name, temperature, options, logits.dtype)
         return native.estimate(logits, recipe, rule_name, option_values, validate)
     return OneHotEstimatorFunction.apply(logits, temperature, rule_name, validate, options)
-
-
-PERTURBATIONS = {None: 0, "gap": 1, "gumbel": 2}
-"""Rule.perturbation as ``torch_estimator.cc`` reads it."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -512,6 +395,9 @@ def differentiable_backward_operator(
         for (name, _), value in zip(rule.options, option_values, strict=True)
     )
     return differentiable_backward(rule, options, temperature, (logits, noise, index, probs), g, h)
+
+
+native.register_differentiable_backward(differentiable_backward_operator)
 
 
 def _estimator(

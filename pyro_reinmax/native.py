@@ -1,31 +1,34 @@
-"""Optional CPU kernels for PyTorch: the categorical draw, the estimators' backward and the
-Gumbel noise's exponentials in one C pass each (:mod:`reinmax_kernels`), and the estimator
-operator ``torch.ops.reinmax.estimate``: a single-anchor rule's forward and backward as one C++
-autograd function over them.
+"""Opt-in CPU kernels for PyTorch: the categorical draw and the estimators' backward in one C pass
+each (:mod:`reinmax_kernels`), and the estimator operator ``torch.ops.reinmax.estimate``: a
+single-anchor rule's forward and backward as one C++ autograd function over them.
 
 An eager PyTorch estimator makes a dozen passes over its tensors and, on small ones, spends most of
 its time dispatching them and running the Python of its ``autograd.Function``; the operator does
 the draw in one kernel pass and the backward in one more, without Python in between. Built with
-OpenMP where the compiler has it, large calls use PyTorch's own OpenMP threads. They give the
-same draws as the PyTorch path (the same uniforms, the same float64 prefix sums) and the same
-gradients up to rounding; the exponentials come from their own generator (seeded from PyTorch's),
-several times faster than ``torch.rand``. They run on contiguous float32 and float64 CPU tensors;
-everything else (CUDA, other dtypes, ``torch.compile``) takes the PyTorch path, and under
-``create_graph=True`` the operator's backward calls the differentiable Python one. The operator
-is compiled against this PyTorch's headers; where that fails, the kernels load alone
-(:mod:`ctypes`) under the Python autograd Function. ``REINMAX_NATIVE=0`` or
-:func:`set_native_kernels` turns them off; :func:`native_kernels_status` says which path is used.
+OpenMP where the compiler has it, large calls use PyTorch's own OpenMP threads. They give the same
+draws as the PyTorch path (the same uniforms, the same float64 prefix sums) and the same gradients
+up to rounding (the Gumbel rules' noise comes from PyTorch's generator on both paths). They run on
+contiguous float32 and float64 CPU tensors; everything else (CUDA, other dtypes, ``torch.compile``)
+takes the PyTorch path, and under ``create_graph=True`` the operator's backward calls the
+differentiable Python one. The operator is compiled against this PyTorch's headers; where that
+fails, the kernels load alone (:mod:`ctypes`) under the Python autograd Function.
+
+They are off by default (nothing is compiled); ``REINMAX_NATIVE=1`` or :func:`set_native_kernels`
+turns them on, and :func:`native_kernels_status` says which path is used.
+``benchmarks/svi_kernels.py`` measures what they change in whole SVI steps.
 """
 
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from reinmax_core.rules import ANCHOR_KINDS, ANCHOR_WEIGHTS
 from reinmax_kernels import KERNELS_SOURCE, TORCH_ESTIMATOR_SOURCE, NativeKernels, build
 
 from .validation import raise_nan_rows
@@ -36,9 +39,6 @@ if TYPE_CHECKING:
 __all__ = ["native_kernels_status", "set_native_kernels"]
 
 SUFFIXES = {torch.float32: "f32", torch.float64: "f64"}
-KINDS = {None: 0, "probs": 1, "midpoint": 2, "gap": 3}
-"""An AnchorTerm's kind as kernels.c reads it: its conditional Gumbel noise, or GST's gap."""
-ANCHOR_WEIGHTS = 6  # REINMAX_ANCHOR_WEIGHTS: kernels.c's numbers per anchor
 OPENMP = ("-fopenmp",)
 
 
@@ -52,9 +52,6 @@ def _declare(library: ctypes.CDLL) -> None:
         combine.argtypes = [pointer, pointer, integer] + [pointer] * 4 + [real, integer, integer]
         combine.argtypes += [pointer, ctypes.c_int]
         combine.restype = ctypes.c_int
-        exponentials = getattr(library, f"reinmax_exponentials_{suffix}")
-        exponentials.argtypes = [pointer, integer, ctypes.c_uint64, ctypes.c_int]
-        exponentials.restype = None
 
 
 def _torch_flags() -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -79,6 +76,17 @@ class EstimatorOperator:
     operator = None
     failure = ""
     registrations: list = []
+    differentiable_backward: Callable | None = None
+    """The operator's ``create_graph`` backward in Python, given by
+    :func:`register_differentiable_backward` (``pyro_reinmax.estimators`` does on import)."""
+
+
+def register_differentiable_backward(function: Callable) -> None:
+    """Give the estimator operator its ``create_graph`` backward,
+    ``reinmax::differentiable_backward`` (differentiable PyTorch operations, in
+    :mod:`pyro_reinmax.estimators`, which this module does not import); registered with the
+    operator when it loads."""
+    EstimatorOperator.differentiable_backward = function
 
 
 def _load_operator() -> Path | None:
@@ -97,11 +105,13 @@ def _load_operator() -> Path | None:
         lines = str(error).splitlines()  # the command, then the compiler's first error
         EstimatorOperator.failure = " ".join(lines[:1] + [x for x in lines if "error" in x][:1])
         return None
-    from .estimators import differentiable_backward_operator
-
+    if EstimatorOperator.differentiable_backward is None:
+        raise RuntimeError("pyro_reinmax.estimators registers the operator's backward on import")
     library = torch.library.Library("reinmax", "IMPL")
     library.impl(
-        "differentiable_backward", differentiable_backward_operator, "CompositeImplicitAutograd"
+        "differentiable_backward",
+        EstimatorOperator.differentiable_backward,
+        "CompositeImplicitAutograd",
     )
     EstimatorOperator.registrations.append(library)
     EstimatorOperator.operator = torch.ops.reinmax.estimate.default
@@ -128,7 +138,7 @@ KERNELS = NativeKernels("pyro_reinmax", "PyTorch", _load)
 
 def set_native_kernels(enabled: bool | None) -> None:
     """Use the CPU kernels (True: build them now, raising if that fails), never (False), or as
-    ``REINMAX_NATIVE`` says (None, the default: build on first use, warn once if that fails)."""
+    ``REINMAX_NATIVE`` says (None; off where it is unset, the default: nothing is compiled)."""
     KERNELS.set(enabled)
 
 
@@ -180,17 +190,6 @@ def estimate(
     raise_nan_rows()
 
 
-def exponentials(like: Tensor) -> Tensor:
-    """Standard exponentials shaped and typed like ``like`` (:func:`usable`, ``contiguous=False``)
-    from the kernels' counter-based generator, seeded by one draw of PyTorch's generator: a
-    ``torch.manual_seed`` reproduces them. Several times faster than ``torch.rand`` on the CPU."""
-    out = torch.empty(like.shape, dtype=like.dtype)
-    seed = int(torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)) % 2**64
-    generate = getattr(KERNELS.library, f"reinmax_exponentials_{SUFFIXES[like.dtype]}")
-    generate(out.data_ptr(), out.numel(), seed, torch.get_num_threads())
-    return out
-
-
 def draw_index(probs: Tensor, uniforms: Tensor) -> tuple[Tensor, int]:
     """Indices ``(..., 1)`` of the first prefix sum of each row above ``uniforms * total`` (as
     :func:`pyro_reinmax.sampling.draw_index`), and the number of rows whose total is NaN.
@@ -214,11 +213,11 @@ def kernel_weights(term: AnchorTerm, dtype: torch.dtype) -> tuple[float, ...]:
     """An :class:`~pyro_reinmax.estimators.AnchorTerm`'s :data:`ANCHOR_WEIGHTS` numbers as
     ``kernels.c`` reads them: :math:`(w_y, w_D, c)`, the inverse temperature (capped at the
     largest finite ``dtype`` number; -1 where the values are the anchor), the kind
-    (:data:`KINDS`) and the gap (0 without)."""
+    (:data:`~reinmax_core.rules.ANCHOR_KINDS`) and the gap (0 without)."""
     inverse = (
         -1.0 if term.temperature is None else min(1.0 / term.temperature, torch.finfo(dtype).max)
     )
-    kind = KINDS["gap" if term.gap is not None else term.conditional]
+    kind = ANCHOR_KINDS["gap" if term.gap is not None else term.conditional]
     gap = term.gap or 0.0
     return (term.tempered_weight, term.sample_weight, term.scale, inverse, float(kind), gap)
 

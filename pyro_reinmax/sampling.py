@@ -62,19 +62,11 @@ def perturbed_logits_given_index(logits: Tensor, index: Tensor, exponentials: Te
 
 
 def draw_exponentials(like: Tensor) -> Tensor:
-    """Standard exponentials shaped and typed like ``like``, finite and bounded below by the
-    dtype's smallest normal number (so that their logarithm is finite): from the CPU kernels'
-    generator where :mod:`pyro_reinmax.native` takes the dtype (seeded from PyTorch's, so
-    ``torch.manual_seed`` reproduces them), else :func:`exponentials_by_torch`."""
-    if native.usable(like, contiguous=False):
-        return native.exponentials(like)
-    return exponentials_by_torch(like)
-
-
-def exponentials_by_torch(like: Tensor) -> Tensor:
-    """:func:`draw_exponentials` with PyTorch's generator: :math:`-\\log U`. The uniforms are
-    drawn in float32 at least (half-precision uniforms take few values), and ``-log U`` is several
-    times faster on CPU than ``Tensor.exponential_``."""
+    """Standard exponentials :math:`-\\log U` shaped and typed like ``like``, from PyTorch's
+    generator (also where the CPU kernels run, so a seed gives the same noise on every path),
+    finite and bounded below by the dtype's smallest normal number (so that their logarithm is
+    finite). The uniforms are drawn in float32 at least (half-precision uniforms take few
+    values), and ``-log U`` is several times faster on CPU than ``Tensor.exponential_``."""
     dtype = like.dtype if torch.finfo(like.dtype).bits >= 32 else torch.float32
     uniforms = torch.rand(like.shape, dtype=dtype, device=like.device)
     exponentials = uniforms.log_().neg_().to(like.dtype)

@@ -11,8 +11,12 @@ is written under a temporary name and renamed, so no process loads a half-writte
 under a lock file, so processes that need it at once (test workers, data-parallel ranks) compile
 it once.
 
-``REINMAX_NATIVE=0`` turns the kernels off, ``REINMAX_NATIVE=1`` makes a failed build an error; by
-default a failed build warns once and the backend's own operations are used. Each backend has its
+The kernels are an opt-in: by default (``REINMAX_NATIVE`` unset or ``0``) each backend runs its
+own operations and nothing is compiled. ``REINMAX_NATIVE=1`` (or a backend's
+``set_native_kernels(True)``) builds them on first use and makes a failed build an error;
+``REINMAX_NATIVE=auto`` builds them and, where that fails, warns once and runs the backend's own
+operations. ``benchmarks/svi_kernels.py`` measures what they change in a whole SVI step of each
+example model (often nothing, sometimes a loss: see the CPU kernels guide). Each backend has its
 ``set_native_kernels`` and ``native_kernels_status`` (:class:`NativeKernels`).
 """
 
@@ -166,15 +170,16 @@ def _exclusive(path: Path) -> Iterator[None]:
 
 
 def _mode(enabled: bool | None) -> str:
-    """``"off"``, ``"required"`` or ``"auto"``: ``enabled`` if set, else ``REINMAX_NATIVE``."""
+    """``"off"``, ``"required"`` or ``"auto"``: ``enabled`` if set, else ``REINMAX_NATIVE`` (off
+    when unset)."""
     if enabled is not None:
         return "required" if enabled else "off"
     value = os.environ.get("REINMAX_NATIVE", "").strip().lower()
-    if value in ("0", "false", "no", "off"):
+    if value in ("", "0", "false", "no", "off"):
         return "off"
     if value in ("1", "true", "yes", "on"):
         return "required"
-    if value not in ("", "auto"):
+    if value != "auto":
         raise ValueError(f"REINMAX_NATIVE must be 0, 1 or auto, got {value!r}.")
     return "auto"
 
@@ -200,8 +205,8 @@ class NativeKernels:
 
     def set(self, enabled: bool | None) -> None:
         """Use the kernels (True: build them now, raising if that fails), never (False), or as
-        ``REINMAX_NATIVE`` says (None: build on first use, warn once if that fails). Also makes a
-        changed ``REINMAX_NATIVE``, ``CC`` or ``CXX`` take effect."""
+        ``REINMAX_NATIVE`` says (None; off where it is unset). Also makes a changed
+        ``REINMAX_NATIVE``, ``CC`` or ``CXX`` take effect."""
         if enabled is not None and not isinstance(enabled, bool):
             raise TypeError(
                 f"set_native_kernels takes True, False or None, got {enabled!r} "
@@ -224,7 +229,8 @@ class NativeKernels:
         self.on = False
         if mode == "off":
             self.reason = (
-                f"off: the {self.fallback} path (REINMAX_NATIVE=0 or set_native_kernels(False))"
+                f"off: the {self.fallback} path (the default; REINMAX_NATIVE=1 or "
+                "set_native_kernels(True) turns the CPU kernels on)"
             )
             return
         if self.library is None:
@@ -240,11 +246,12 @@ class NativeKernels:
                     )
                     raise RuntimeError(
                         f"{self.package} could not build its CPU kernels ({error}). {remedy}, "
-                        f"or set REINMAX_NATIVE=0 to use the {self.fallback} path."
+                        f"or leave the kernels off (the default: REINMAX_NATIVE unset) to use the "
+                        f"{self.fallback} path."
                     ) from error
                 warnings.warn(
-                    f"{self.package} could not build its CPU kernels, so it uses the slower "
-                    f"{self.fallback} path ({error}). Set REINMAX_NATIVE=0 to use that path "
+                    f"{self.package} could not build its CPU kernels, so it uses the "
+                    f"{self.fallback} path ({error}). Unset REINMAX_NATIVE to use that path "
                     "without this warning.",
                     RuntimeWarning,
                     stacklevel=5,

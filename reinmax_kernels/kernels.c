@@ -15,8 +15,6 @@
  *   (they get index K - 1), or -1 when out of memory. sample, where not NULL, gets the one-hot
  *   rows of the draw.
  *
- * reinmax_exponentials: standard exponentials from a counter-based generator seeded by the caller.
- *
  * reinmax_combine: out = sum_i scale_i J(a_i) g + J(p)(h + b g), J(a) v = a * (v - <a, v>), over
  *   anchors a_i = wy_i y_i + wd_i D (D the one-hot draw), expanded as
  *   J(a) g = wy y * (g - s) + wd D (g_D - s), s = <a, g> = wy <y, g> + wd g_D. weights holds
@@ -86,23 +84,6 @@ static inline double exp_nonpositive_f64(double x) {
   } power = {(int64_t)(n + 1023.0) << 52};
   return x < -708.0 ? 0.0 : p * power.value;
 }
-
-/* SplitMix64's output function (Steele, Lea and Flood, 2014); its increment, the odd integer
- * nearest 2^64 / golden ratio, is REINMAX_GOLDEN_GAMMA: consecutive counters give
- * independent-looking 64-bit words. */
-static inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-/* Uniform resolution, 2^-bits, and the smallest normal number of each type. */
-#define MANTISSA_BITS_f32 24
-#define MANTISSA_BITS_f64 53
-#define UNIT_f32 5.9604644775390625e-08f
-#define UNIT_f64 1.1102230246251565404e-16
-#define SMALLEST_f32 1.17549435e-38f
-#define SMALLEST_f64 2.2250738585072014e-308
 
 /* log x for x >= 0 (log 0 = -inf), in operations a compiler vectorises: x = m 2^e with m in
  * [sqrt(1/2), sqrt(2)) from the bits (a subnormal x scaled by 2^64 first), log m = 2 atanh(z) =
@@ -256,8 +237,8 @@ static inline double log_positive_f64(double x) {
         for (int64_t j = 0; j < n; ++j) work[j * K + index[j]] = top[j];                           \
         tempered_exp_rows_##SUFFIX(work, inverse, n, K, work, norm, top, spread);                  \
         y = work;                                                                                  \
-      } else if (w[4] != 0) {                                                                      \
-        const T half = w[4] == 2 ? (T)0.5 : (T)1;                                                  \
+      } else if (w[4] != REINMAX_PLAIN) {                                                          \
+        const T half = w[4] == REINMAX_AT_MIDPOINT ? (T)0.5 : (T)1;                                \
         for (int64_t j = 0; j < n; ++j) top[j] = y[j * K + index[j]];                              \
         spread_##SUFFIX(top, n, K, spread);                                                        \
         _Pragma("omp simd") for (int64_t i = 0; i < N; ++i) work[i] =                              \
@@ -397,8 +378,8 @@ static inline double log_positive_f64(double x) {
               tempered[d] = top;                                                                   \
               normaliser = tempered_exp_##SUFFIX(tempered, inverse, K, tempered);                  \
               y = tempered;                                                                        \
-            } else if (w[4] != 0) { /* y holds exponentials E: the conditional Gumbel weights */   \
-              const T half = w[4] == 2 ? (T)0.5 : (T)1, e_top = y[d];                              \
+            } else if (w[4] != REINMAX_PLAIN) { /* y holds exponentials E */                       \
+              const T half = w[4] == REINMAX_AT_MIDPOINT ? (T)0.5 : (T)1, e_top = y[d];            \
               _Pragma("omp simd") for (int64_t k = 0; k < K; ++k) tempered[k] =                    \
                   (half * p[k]) / (y[k] + (half * p[k]) * e_top);                                  \
               tempered[d] = 1 / e_top;                                                             \
@@ -428,23 +409,6 @@ static inline double log_positive_f64(double x) {
       free(tempered);                                                                              \
     }                                                                                              \
     return failed ? -1 : 0;                                                                        \
-  }                                                                                                \
-                                                                                                   \
-  /* n standard exponentials -log U into out, U uniform on (0, 1]: entry i of a call with `seed`   \
-   * takes the SplitMix64 output for seed + (i + 1) * gamma (counter-based: any split of the       \
-   * entries over threads gives the same values), its top 24 (float) or 53 (double) bits as U,     \
-   * floored at the smallest normal number so that their logarithm is finite. */                   \
-  void reinmax_exponentials_##SUFFIX(T *out, int64_t n, uint64_t seed, int threads) {              \
-    const int parallel = n >= REINMAX_PARALLEL_MIN;                                                \
-    (void)parallel, (void)threads; /* unused without OpenMP */                                     \
-    /* "parallel :": a bare if clause applies to the simd too (OpenMP 5), scalar on one thread */  \
-    _Pragma("omp parallel for simd if (parallel : parallel) num_threads(threads)")                 \
-    for (int64_t i = 0; i < n; ++i) {                                                              \
-      const uint64_t bits = mix64(seed + (uint64_t)(i + 1) * REINMAX_GOLDEN_GAMMA);                \
-      const T u = (T)((bits >> (64 - MANTISSA_BITS_##SUFFIX)) + 1) * UNIT_##SUFFIX;                \
-      const T e = -log_positive_##SUFFIX(u);                                                       \
-      out[i] = e < SMALLEST_##SUFFIX ? SMALLEST_##SUFFIX : e;                                      \
-    }                                                                                              \
   }
 
 DEFINE_KERNELS(float, f32)

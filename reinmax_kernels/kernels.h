@@ -6,12 +6,14 @@
 
 /* Calls with fewer entries run on one thread: waking others costs more. */
 #define REINMAX_PARALLEL_MIN 32768
-/* The exponentials' counter step: entry i of a call seeded s equals entry i - j of a call seeded
- * s + j * REINMAX_GOLDEN_GAMMA, so one call's entries can be generated in parts. */
-#define REINMAX_GOLDEN_GAMMA 0x9e3779b97f4a7c15ULL
 /* reinmax_combine's numbers per anchor: (w_y, w_D, scale, inverse temperature, kind, gap). */
 #define REINMAX_ANCHOR_WEIGHTS 6
-/* The anchor kind whose values are logits shifted as gapped straight-through (GST) does. */
+/* The anchor kinds (reinmax_core.rules.ANCHOR_KINDS): values that are the anchor or logits to
+ * temper (0), exponentials of Gumbel noise conditional on the draw at the probabilities (1) or at
+ * the midpoint (2), and logits shifted as gapped straight-through (GST) does (3). */
+#define REINMAX_PLAIN 0
+#define REINMAX_AT_PROBS 1
+#define REINMAX_AT_MIDPOINT 2
 #define REINMAX_GAPPED 3
 
 #ifdef __cplusplus
@@ -29,8 +31,6 @@ int reinmax_combine_f64(const double *const *anchors, const double *weights, int
                         const double *probs, const int64_t *index, const double *g,
                         const double *h, double probs_scale, int64_t rows, int64_t K, double *out,
                         int threads);
-void reinmax_exponentials_f32(float *out, int64_t n, uint64_t seed, int threads);
-void reinmax_exponentials_f64(double *out, int64_t n, uint64_t seed, int threads);
 
 #ifdef __cplusplus
 }

@@ -7,9 +7,8 @@
 //   noise_sets, the anchor term's REINMAX_ANCHOR_WEIGHTS weights (w_y, w_D, scale, inverse
 //   temperature or -1, kind, gap), probs_scale).
 //   Forward: probs = softmax(logits), one float64 uniform per row and the draw (reinmax_draw,
-//   which writes the one-hot sample too), then noise_sets sets of exponentials
-//   (reinmax_exponentials, seeded by one int64 of PyTorch's generator): the random numbers of
-//   pyro_reinmax's Python path, in the same order. Backward: reinmax_combine over one anchor
+//   which writes the one-hot sample too), then noise_sets sets of exponentials -log U from
+//   PyTorch's generator: the random numbers of pyro_reinmax's Python path, in the same order. Backward: reinmax_combine over one anchor
 //   term (the recipe's weights) applied to each set of the anchor's values: the exponentials
 //   (perturbation 2, Gumbel), the logits (1, GST's gap, which the kernel applies; or an inverse
 //   temperature >= 0), else probs. Under create_graph the backward calls
@@ -52,12 +51,17 @@ int64_t draw(const Tensor &probs, const Tensor &uniforms, Tensor &index, Tensor 
                           K, index.data_ptr<int64_t>(), sample.data_ptr<double>(), threads);
 }
 
-void exponentials(Tensor &out, uint64_t seed) {
-  const int threads = at::get_num_threads();
-  if (out.scalar_type() == at::kFloat)
-    reinmax_exponentials_f32(out.data_ptr<float>(), out.numel(), seed, threads);
-  else
-    reinmax_exponentials_f64(out.data_ptr<double>(), out.numel(), seed, threads);
+// Standard exponentials -log U shaped and typed like `like`, from PyTorch's generator as
+// pyro_reinmax.sampling.draw_exponentials draws them (float32 uniforms at least), floored at the
+// dtype's smallest normal number: the same noise on both paths for the same seed.
+Tensor exponentials(at::IntArrayRef shape, const Tensor &like) {
+  Tensor uniforms = at::rand(shape, like.options());
+  uniforms.log_().neg_();
+  const double tiny = like.scalar_type() == at::kFloat ? std::numeric_limits<float>::min()
+                                                       : std::numeric_limits<double>::min();
+  const double largest = like.scalar_type() == at::kFloat ? std::numeric_limits<float>::max()
+                                                          : std::numeric_limits<double>::max();
+  return uniforms.clamp_(tiny, largest);
 }
 
 // sum_s scale J(w_y y_s + w_D D) g + J(p)(h + b g) over the sets s of `values` (see kernels.c).
@@ -118,12 +122,7 @@ struct Estimate : public torch::autograd::Function<Estimate> {
     if (noise_sets > 0) {
       std::vector<int64_t> shape = logits.sizes().vec();
       shape.insert(shape.begin(), noise_sets);
-      noise = at::empty(shape, logits.options());
-      const int64_t seed = at::randint(std::numeric_limits<int64_t>::min(),
-                                       std::numeric_limits<int64_t>::max(), {},
-                                       logits.options().dtype(at::kLong))
-                               .item<int64_t>();
-      exponentials(noise, static_cast<uint64_t>(seed));
+      noise = exponentials(shape, logits);
     }
     ctx->save_for_backward({values_are_logits(recipe) ? logits : Tensor(), noise, index, probs});
     ctx->saved_data["recipe"] = std::move(recipe);

@@ -1,15 +1,11 @@
-// XLA FFI handlers of numpyro_reinmax: kernels.c's draw, exponentials and backward as CPU custom
-// calls. A call of REINMAX_PARALLEL_MIN entries or more splits its rows into parts that the
-// calling thread and XLA's intra-op thread pool run (each part a one-thread kernel call; the
-// exponentials' counter makes the parts' values those of one call); smaller ones run on the
+// XLA FFI handlers of numpyro_reinmax: kernels.c's draw and backward as CPU custom calls. A call
+// of REINMAX_PARALLEL_MIN entries or more splits its rows into parts that the calling thread and
+// XLA's intra-op thread pool run (each part a one-thread kernel call); smaller ones run on the
 // calling thread.
 //
 // ReinmaxDraw(probs (..., K) float32 or float64, uniforms (...) float32 or float64)
 //   -> index (...) int32 or int64: for each row, the first k whose float64 prefix sum of probs
 //   exceeds uniform * total (see reinmax_draw in kernels.c).
-// ReinmaxExponentials(seeds (B, 2) uint32) -> (B, ...) float32 or float64: standard
-//   exponentials, the b-th block of the output from the 64-bit seed (seeds[b, 0], seeds[b, 1])
-//   (B is 1, or the batch of a vmap).
 // ReinmaxCombine(probs (B, ..., K), index (B, ...) int32 or int64, g (B, ..., K),
 //   h (B, ..., K), values (B, S, ..., K), weights (B, 7)) -> (B, ..., K): one anchor term's
 //   backward (reinmax_combine in kernels.c) for each block b with its own weights
@@ -126,32 +122,6 @@ ffi::Error Draw(ffi::ThreadPool pool, ffi::AnyBuffer probs, ffi::AnyBuffer unifo
   return ffi::Error::Success();
 }
 
-ffi::Error Exponentials(ffi::ThreadPool pool, ffi::AnyBuffer seeds,
-                        ffi::Result<ffi::AnyBuffer> out) {
-  const int64_t blocks = static_cast<int64_t>(seeds.element_count()) / 2;
-  const auto type = out->element_type();
-  if (seeds.element_type() != ffi::U32 || blocks == 0 ||
-      out->element_count() % static_cast<size_t>(blocks) != 0 ||
-      (type != ffi::F32 && type != ffi::F64)) {
-    return ffi::Error::InvalidArgument(
-        "ReinmaxExponentials: (B, 2) uint32 seeds, a float32/float64 output of B blocks");
-  }
-  const int64_t block = static_cast<int64_t>(out->element_count()) / blocks;
-  const uint32_t *words = seeds.typed_data<uint32_t>();
-  for (int64_t b = 0; b < blocks; ++b) {
-    const uint64_t seed = (static_cast<uint64_t>(words[2 * b]) << 32) | words[2 * b + 1];
-    parallel_rows(pool, block, 1, [&](int64_t begin, int64_t end) {
-      const uint64_t part_seed = seed + static_cast<uint64_t>(begin) * REINMAX_GOLDEN_GAMMA;
-      const int64_t offset = b * block + begin;
-      if (type == ffi::F64)
-        reinmax_exponentials_f64(out->typed_data<double>() + offset, end - begin, part_seed, 1);
-      else
-        reinmax_exponentials_f32(out->typed_data<float>() + offset, end - begin, part_seed, 1);
-    });
-  }
-  return ffi::Error::Success();
-}
-
 // reinmax_combine over each block of rows with the block's weights (see ReinmaxCombine).
 template <typename T>
 int combine_blocks(ffi::ThreadPool &pool, const ffi::AnyBuffer &values,
@@ -232,12 +202,6 @@ ffi::Error Combine(ffi::ThreadPool pool, ffi::AnyBuffer probs, ffi::AnyBuffer in
 }
 
 }  // namespace
-
-XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxExponentials, Exponentials,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Ret<ffi::AnyBuffer>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(ReinmaxDraw, Draw,
                               ffi::Ffi::Bind()

@@ -243,17 +243,3 @@ def assert_unbiased(estimates, expected, bound: float = 4.5) -> None:
     stderr = estimates.std(0, ddof=1) / np.sqrt(len(estimates))
     z = (estimates.mean(0) - np.asarray(expected)) / stderr
     assert np.abs(z).max() < bound, z
-
-
-def splitmix_exponentials(seed: np.uint64, n: int, dtype) -> np.ndarray:
-    """kernels.c's exponentials, written out in numpy: entry i is -log U, U the top 24 (float32)
-    or 53 (float64) bits of SplitMix64's output for the counter seed + (i + 1) * gamma, plus one,
-    times 2^-bits."""
-    with np.errstate(over="ignore"):
-        z = seed + (np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    bits = np.finfo(dtype).nmant + 1
-    u = ((z >> np.uint64(64 - bits)) + np.uint64(1)).astype(np.float64) * 2.0**-bits
-    return np.maximum(-np.log(u), np.finfo(dtype).tiny).astype(dtype)

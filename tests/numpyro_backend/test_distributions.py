@@ -17,8 +17,8 @@ from numpyro.infer.autoguide import AutoNormal
 
 import numpyro_reinmax as nr
 from numpyro_reinmax.families import ESTIMATORS
-from numpyro_reinmax.families import REPARAMETERIZED as RULE_NAMES
 from numpyro_reinmax.infer import Trace_ELBO
+from reinmax_core.rules import RULES as RULE_NAMES
 
 
 @dataclass

@@ -20,6 +20,7 @@ from numpyro_reinmax.infer import (
     Trace_ELBO,
     TraceMeanField_ELBO,
 )
+from reinmax_core.rules import RULES
 
 K, N = 3, 60
 X = jnp.concatenate(
@@ -88,7 +89,7 @@ def test_reparam_gives_the_reinmax_class_its_gradient(key):
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
 
 
-@pytest.mark.parametrize("estimator", nr.families.REPARAMETERIZED)
+@pytest.mark.parametrize("estimator", list(RULES))
 def test_strategy_reparameterizes_every_discrete_latent_site_and_nothing_else(estimator, key):
     def model():
         loc = numpyro.sample("loc", dist.Normal(0.0, 1.0))

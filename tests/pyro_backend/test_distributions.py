@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import pyro_reinmax as pr
 from pyro_reinmax.families import ESTIMATORS
-from pyro_reinmax.families import REPARAMETERIZED as RULE_NAMES
+from reinmax_core.rules import RULES as RULE_NAMES
 
 NEG_INF = -float("inf")
 

@@ -27,6 +27,7 @@ from pyro_reinmax.infer import (
     TraceLocalEnum_ELBO,
 )
 from pyro_reinmax.infer import TraceMeanField_ELBO as ExactKLMeanField_ELBO
+from reinmax_core.rules import RULES
 
 K, N = 3, 60
 X = torch.cat([torch.randn(20) - 4, torch.randn(20), torch.randn(20) + 5])
@@ -87,7 +88,7 @@ def test_reparam_gives_the_reinmax_class_its_gradient():
     torch.testing.assert_close(grad, expected)
 
 
-@pytest.mark.parametrize("estimator", pr.families.REPARAMETERIZED)
+@pytest.mark.parametrize("estimator", list(RULES))
 def test_strategy_reparameterizes_every_discrete_latent_site_and_nothing_else(estimator):
     def model():
         loc = pyro.sample("loc", dist.Normal(0.0, 1.0))
