@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 def divergence_hint(package: str) -> str:
     """What an invalid parameter met during training usually means, and what to do (``package``:
@@ -55,3 +57,53 @@ def not_reparameterized(name: str, kind: str, package: str) -> str:
         "ReinMaxCategorical, ReinMaxOneHotCategorical, ReinMaxBernoulli, ...), or leave the site "
         "out of the guide to sum it out. (To estimate the ELBO of such a guide, use Trace_ELBO.)"
     )
+
+
+UNBOUNDED = (
+    "the density is unbounded at this value, as a Dirichlet, Beta or Gamma with a concentration "
+    "below 1 is at the edge of its support; a point estimate (AutoDelta) runs there and never "
+    "stops: use a guide with spread (AutoNormal) or concentrations of at least 1"
+)
+"""Why a site's log-density is ``+inf``, in ``run_checked``'s error."""
+
+
+def non_finite_step(
+    step: int,
+    loss: float,
+    gradients: list[str] | None,
+    sites: list[str] | None,
+    failure: str | None,
+    package: str,
+) -> str:
+    """``run_checked``'s error, both backends: the step, its loss, the parameters whose gradient
+    is non-finite and the sites whose value or log-density is (None where recomputing the step
+    raised ``failure``), then :func:`divergence_hint`."""
+    lines = [
+        f"SVI step {step}: the loss is {loss}"
+        + (" and the updated parameters are not all finite." if math.isfinite(loss) else ".")
+    ]
+    if failure is not None:
+        lines.append(f"Recomputing the step raised {failure}")
+    else:
+        lines.append(
+            "Non-finite gradient in: "
+            + (", ".join(gradients) if gradients else "no parameter")
+            + " (recomputed from the parameters before this step)."
+        )
+        lines.append(
+            "Sites with a non-finite value or log-density at those parameters: "
+            + (", ".join(sites) if sites else "none found in a fresh draw")
+            + "."
+        )
+    lines.append(divergence_hint(package))
+    return "\n".join(lines)
+
+
+def non_finite_site(program: str, name: str, value_finite: bool, log_density_max: float) -> str:
+    """How ``run_checked`` names a site whose value or log-density is not finite
+    (``log_density_max``: the largest entry of its log-density, +inf where unbounded)."""
+    if not value_finite:
+        return f"{program} site {name!r} (value)"
+    if log_density_max == math.inf:
+        return f"{program} site {name!r} (log-density +inf: {UNBOUNDED})"
+    return f"{program} site {name!r} (log-density)"

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from numpyro import handlers
 from numpyro.infer.svi import SVIRunResult, _make_loss_fn
 from tqdm.auto import trange
 
-from reinmax_core.messages import divergence_hint
+from reinmax_core.messages import non_finite_site, non_finite_step
 
 __all__ = ["run_checked"]
 
@@ -68,29 +67,15 @@ def _diagnosis(svi, state, step: int, loss, args, kwargs) -> str:
         mutable_state=state.mutable_state,
     )
     unconstrained = svi.optim.get_params(state.optim_state)
-    lines = [
-        f"SVI step {step}: the loss is {float(loss)}"
-        + (" and the updated parameters are not all finite." if np.isfinite(loss) else ".")
-    ]
+    gradients = sites = failure = None
     try:
         with jax.disable_jit():
             (_, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(unconstrained)
         gradients = sorted(name for name, g in grads.items() if not _finite(g))
-        lines.append(
-            "Non-finite gradient in: "
-            + (", ".join(gradients) if gradients else "no parameter")
-            + " (recomputed from the parameters before this step, with its key)."
-        )
         sites = _non_finite_sites(svi, svi.get_params(state), key, args, kwargs)
-        lines.append(
-            "Sites with a non-finite value or log-density at those parameters: "
-            + (", ".join(sites) if sites else "none found in a fresh draw")
-            + "."
-        )
     except Exception as error:  # validation refuses the parameters: its message says where
-        lines.append(f"Recomputing the step raised {type(error).__name__}: {error}")
-    lines.append(divergence_hint("numpyro_reinmax"))
-    return "\n".join(lines)
+        failure = f"{type(error).__name__}: {error}"
+    return non_finite_step(step, float(loss), gradients, sites, failure, "numpyro_reinmax")
 
 
 def _non_finite_sites(svi, params: dict, key, args, kwargs) -> list[str]:
@@ -108,17 +93,7 @@ def _non_finite_sites(svi, params: dict, key, args, kwargs) -> list[str]:
             if site["type"] != "sample":
                 continue
             log_density = site["fn"].log_prob(site["value"])
-            if not _finite(site["value"]):
-                found.append(f"{program} site {name!r} (value)")
-            elif bool(jnp.any(log_density == jnp.inf)):
-                found.append(f"{program} site {name!r} (log-density +inf: {UNBOUNDED})")
-            elif not _finite(log_density):
-                found.append(f"{program} site {name!r} (log-density)")
+            if not (_finite(site["value"]) and _finite(log_density)):
+                largest = float(jnp.max(log_density))
+                found.append(non_finite_site(program, name, _finite(site["value"]), largest))
     return found
-
-
-UNBOUNDED = (
-    "the density is unbounded at this value, as a Dirichlet, Beta or Gamma with a concentration "
-    "below 1 is at the edge of its support; a point estimate (AutoDelta) runs there and never "
-    "stops: use a guide with spread (AutoNormal) or concentrations of at least 1"
-)
