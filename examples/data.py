@@ -103,7 +103,7 @@ def measurements(name: str = "iris") -> tuple[np.ndarray, np.ndarray | None]:
     files = {"iris": "iris.csv", "wine": "wine_data.csv"}
     if is_path(name):
         x = load_matrix(name)
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             spread = x.std(0)
             standardised = (x - x.mean(0)) / spread
         if not np.isfinite(spread).all():

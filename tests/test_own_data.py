@@ -5,6 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from reinmax_examples import compare
 from reinmax_examples.data import DataError, corpus, digits, load_matrix, measurements
@@ -125,3 +128,69 @@ def test_bad_data_options_exit_2_before_training(tmp_path, files, capsys):
         assert code == 2
         assert message in capsys.readouterr().err
         assert not (tmp_path / "out" / "results.json").exists()
+
+
+# Property tests: whatever a user gives --data, the reader returns what the model needs or
+# refuses it with a DataError (exit 2 in reinmax-compare), never another exception.
+
+ARRAY_DTYPES = st.sampled_from(
+    [np.float16, np.float32, np.float64, np.int8, np.int64, np.uint16, np.bool_, np.complex64]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(content=st.binary(max_size=300), suffix=st.sampled_from([".csv", ".npy"]))
+def test_any_bytes_are_read_as_a_matrix_or_refused(tmp_path_factory, content, suffix):
+    path = tmp_path_factory.mktemp("bytes") / f"data{suffix}"
+    path.write_bytes(content)
+    try:
+        matrix = load_matrix(path)
+    except DataError:
+        return
+    assert matrix.dtype == np.float64 and matrix.ndim == 2 and len(matrix) >= 2
+    assert np.isfinite(matrix).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    array=hnp.arrays(
+        ARRAY_DTYPES,
+        hnp.array_shapes(min_dims=0, max_dims=3, max_side=5),
+        elements={"allow_nan": True, "allow_infinity": True},
+    )
+    | hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=5)),
+    text=st.booleans(),
+)
+def test_any_array_is_standardised_scaled_or_refused(tmp_path_factory, array, text):
+    folder = tmp_path_factory.mktemp("arrays")
+    if text and array.ndim == 2 and np.isrealobj(array):
+        path = folder / "data.csv"
+        np.savetxt(path, array.astype(np.float64), delimiter=",")
+    else:
+        path = folder / "data.npy"
+        np.save(path, array)
+    try:
+        x, labels = measurements(str(path))
+    except DataError:
+        pass
+    else:
+        assert labels is None and x.dtype == np.float64 and np.isfinite(x).all()
+        np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-6)
+    try:
+        images, _ = digits(str(path))
+    except DataError:
+        return
+    assert images.dtype == np.float32 and ((images >= 0) & (images <= 1)).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(content=st.binary(max_size=400) | st.text(max_size=400).map(str.encode))
+def test_any_text_file_is_a_corpus_or_refused(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("texts") / "documents.txt"
+    path.write_bytes(content)
+    try:
+        train, test = corpus(str(path), min_document_frequency=1)
+    except DataError:
+        return
+    assert train.num_documents >= 1 and test.num_documents >= 1
+    assert len(train.vocabulary) >= 1
