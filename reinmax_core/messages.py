@@ -59,6 +59,14 @@ def not_reparameterized(name: str, kind: str, package: str) -> str:
     )
 
 
+IMPOSSIBLE = (
+    "the model gives this value probability 0, and a guide that can draw it has an ELBO of "
+    "-inf (under TraceLocalEnum_ELBO, also a value of a sampled discrete parent that a factor "
+    "rules out): sum the parents out exactly (AutoReinMax(model, enumerate='auto'), or leave "
+    "them out of the guide), or keep the probabilities off 0 (mix in a small floor)"
+)
+"""Why a site's log-density is ``-inf``, in ``run_checked``'s error."""
+
 UNBOUNDED = (
     "the density is unbounded at this value, as a Dirichlet, Beta or Gamma with a concentration "
     "below 1 is at the edge of its support; a point estimate (AutoDelta) runs there and never "
@@ -95,15 +103,34 @@ def non_finite_step(
             + (", ".join(sites) if sites else "none found in a fresh draw")
             + "."
         )
-    lines.append(divergence_hint(package))
+    if not sites or not all("log-density -inf" in site for site in sites):
+        lines.append(divergence_hint(package))
     return "\n".join(lines)
 
 
-def non_finite_site(program: str, name: str, value_finite: bool, log_density_max: float) -> str:
+def non_finite_site(
+    program: str, name: str, value_finite: bool, log_density_max: float, log_density_nan: bool
+) -> str:
     """How ``run_checked`` names a site whose value or log-density is not finite
-    (``log_density_max``: the largest entry of its log-density, +inf where unbounded)."""
+    (``log_density_max``: the largest entry of its log-density, +inf where unbounded;
+    ``log_density_nan``: whether an entry is NaN)."""
     if not value_finite:
         return f"{program} site {name!r} (value)"
     if log_density_max == math.inf:
         return f"{program} site {name!r} (log-density +inf: {UNBOUNDED})"
-    return f"{program} site {name!r} (log-density)"
+    if not log_density_nan:
+        return f"{program} site {name!r} (log-density -inf: {IMPOSSIBLE})"
+    return f"{program} site {name!r} (log-density NaN)"
+
+
+def infinite_loss(package: str) -> str:
+    """Both backends' warning when ``TraceLocalEnum_ELBO``'s loss is ``+inf`` (an ELBO of
+    ``-inf``), which SVI would otherwise train on without a word."""
+    return (
+        "TraceLocalEnum_ELBO: the loss is +inf (the ELBO is -inf): a model site gives probability "
+        "0 to a value the guide can draw, or that a sampled discrete parent of one of its factors "
+        "can take, and no step can move away from it. Sum those discrete sites out exactly "
+        "(AutoReinMax(model, enumerate='auto'), or leave them out of the guide), or keep the "
+        f"site's probabilities off 0 (mix in a small floor). {package}.infer.run_checked names "
+        "the site."
+    )

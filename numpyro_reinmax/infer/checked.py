@@ -95,5 +95,6 @@ def _non_finite_sites(svi, params: dict, key, args, kwargs) -> list[str]:
             log_density = site["fn"].log_prob(site["value"])
             if not (_finite(site["value"]) and _finite(log_density)):
                 largest = float(jnp.max(log_density))
-                found.append(non_finite_site(program, name, _finite(site["value"]), largest))
+                nan = bool(jnp.any(jnp.isnan(log_density)))
+                found.append(non_finite_site(program, name, _finite(site["value"]), largest, nan))
     return found

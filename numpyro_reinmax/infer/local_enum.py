@@ -25,6 +25,7 @@ ReinMax.
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -40,6 +41,7 @@ from reinmax_core.auto_estimator import scored_locally
 from reinmax_core.dependencies import GUIDE_PARENTS, guide_ancestors, with_ancestors
 from reinmax_core.messages import (
     NO_MAX_CONFIGURATIONS,
+    infinite_loss,
     not_reparameterized,
     unguided_event_dims,
 )
@@ -301,6 +303,21 @@ class _Structure(NamedTuple):
         )
 
 
+def _warn_if_infinite(loss):
+    """``loss``, with a warning (:func:`~reinmax_core.messages.infinite_loss`) where it is
+    ``+inf``, also under ``jit`` (a host callback that runs only then)."""
+    jax.lax.cond(
+        jnp.isposinf(jax.lax.stop_gradient(loss)),
+        lambda: jax.debug.callback(_warn_infinite),
+        lambda: None,
+    )
+    return loss
+
+
+def _warn_infinite() -> None:
+    warnings.warn(infinite_loss("numpyro_reinmax"), RuntimeWarning, stacklevel=2)
+
+
 class TraceLocalEnum_ELBO(ELBO):
     r"""ELBO whose model factors are scored by their multilinear extension in the guide's sampled
     discrete values, one variable at a time (see the module docstring).
@@ -372,9 +389,9 @@ class TraceLocalEnum_ELBO(ELBO):
             return self._particle_elbo(key, param_map, model, guide, args, kwargs)
 
         if self.num_particles == 1:
-            return -particle_elbo(rng_key)
+            return _warn_if_infinite(-particle_elbo(rng_key))
         keys = jax.random.split(rng_key, self.num_particles)
-        return -jnp.mean(self.vectorize_particles_fn(particle_elbo, keys))
+        return _warn_if_infinite(-jnp.mean(self.vectorize_particles_fn(particle_elbo, keys)))
 
     def _particle_elbo(self, key, param_map, model, guide, args, kwargs):
         model_key, guide_key = jax.random.split(key)
@@ -779,7 +796,10 @@ def _log_density(site):
     dim = site["infer"].get("name_to_dim", {}).get(site["name"])
     if dim is None or site["is_observed"] or site["infer"].get("enumerate") != "parallel":
         return fn.log_prob(value)
-    table = category_log_probs(fn)  # batch + (K,)
+    table = category_log_probs(fn)  # broadcastable to batch + (K,)
+    # the plates' dims too: a prior with no batch shape of its own, broadcast by its plates,
+    # would otherwise be summed out once for the whole plate (as a global) instead of per element
+    table = jnp.broadcast_to(table, tuple(fn.batch_shape) + jnp.shape(table)[-1:])
     batch = jnp.shape(table)[:-1]
     if len(batch) < -dim:
         table = table.reshape((1,) * (-dim - len(batch)) + jnp.shape(table))

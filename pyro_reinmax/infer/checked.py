@@ -104,5 +104,6 @@ def _non_finite_sites(svi: SVI, args, kwargs) -> list[str]:
             value_finite = bool(torch.isfinite(value).all()) if value.is_floating_point() else True
             if not (value_finite and bool(torch.isfinite(log_density).all())):
                 largest = float(log_density.detach().max())
-                found.append(non_finite_site(program, name, value_finite, largest))
+                nan = bool(log_density.isnan().any())
+                found.append(non_finite_site(program, name, value_finite, largest, nan))
     return found

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -53,6 +54,7 @@ from reinmax_core.auto_estimator import scored_locally
 from reinmax_core.dependencies import GUIDE_PARENTS, guide_ancestors, with_ancestors
 from reinmax_core.messages import (
     NO_MAX_CONFIGURATIONS,
+    infinite_loss,
     not_reparameterized,
     unguided_event_dims,
 )
@@ -297,6 +299,12 @@ class _Structure:
         return self._tensor(("unset", parents), rest, device) if rest else None
 
 
+def _warn_if_infinite(loss: float) -> float:
+    if loss == math.inf:
+        warnings.warn(infinite_loss("pyro_reinmax"), RuntimeWarning, stacklevel=3)
+    return loss
+
+
 class TraceLocalEnum_ELBO(TraceEnum_ELBO):
     r"""ELBO whose model factors are scored by their multilinear extension in the guide's sampled
     discrete values, one variable at a time (see the module docstring).
@@ -341,6 +349,15 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         self.local_sites: list[str] = []
         self.perturbation: SlotPlan | None = None
         self._structures: dict = {}
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """As ``TraceEnum_ELBO.loss``; warns (:func:`~reinmax_core.messages.infinite_loss`) where
+        the loss is ``+inf``."""
+        return _warn_if_infinite(super().loss(model, guide, *args, **kwargs))
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """As ``TraceEnum_ELBO.loss_and_grads``; warns where the loss is ``+inf``."""
+        return _warn_if_infinite(super().loss_and_grads(model, guide, *args, **kwargs))
 
     def _get_traces(self, model, guide, args, kwargs):
         if isinstance(poutine.unwrap(guide), Messenger):

@@ -43,7 +43,7 @@ def test_the_first_non_finite_step_is_named_with_its_parameter_and_site():
     message = str(error.value)
     assert "SVI step 1:" in message  # step 0 is finite and moves the scale below 0
     assert "the loss is nan" in message
-    assert "model site 'x' (log-density)" in message
+    assert "model site 'x' (log-density NaN)" in message
 
 
 def test_with_validation_on_the_recomputed_step_names_the_site_that_refused():
@@ -64,3 +64,29 @@ def test_an_unbounded_density_is_explained():
         run_checked(svi, jax.random.PRNGKey(0), 5, jnp.array([0.0, 1.0]), progress_bar=False)
     assert "SVI step 0: the loss is -inf" in str(error.value)
     assert "model site 'x' (log-density +inf: the density is unbounded" in str(error.value)
+
+
+def exact_annotations(y):
+    """Each annotation is its item's true class (as a Pyro user writes it, with one_hot): any
+    other class has probability 0."""
+    with numpyro.plate("item", len(y)):
+        c = numpyro.sample("c", dist.Categorical(jnp.ones(3) / 3))
+        numpyro.sample("y", dist.Categorical(jax.nn.one_hot(c, 3)), obs=y)
+
+
+def test_an_elbo_of_minus_infinity_warns_under_jit_and_run_checked_names_the_site():
+    y = jnp.array([0, 2, 1, 2])
+    guide = AutoReinMax(exact_annotations)
+    svi = SVI(exact_annotations, guide, optax.adam(0.05), TraceLocalEnum_ELBO())
+    with pytest.warns(RuntimeWarning, match="the loss is \\+inf"):
+        losses = svi.run(jax.random.PRNGKey(0), 3, y, progress_bar=False).losses
+        jax.effects_barrier()
+    assert np.isposinf(losses).all()
+    with pytest.raises(FloatingPointError) as error:
+        run_checked(svi, jax.random.PRNGKey(0), 3, y, progress_bar=False)
+    message = str(error.value)
+    assert "model site 'y' (log-density -inf: the model gives this value probability 0" in message
+    assert "diverged" not in message
+    summed = AutoReinMax(exact_annotations, enumerate="auto")
+    svi = SVI(exact_annotations, summed, optax.adam(0.05), TraceLocalEnum_ELBO())
+    assert np.isfinite(svi.run(jax.random.PRNGKey(0), 3, y, progress_bar=False).losses).all()

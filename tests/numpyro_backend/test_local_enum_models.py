@@ -415,3 +415,36 @@ def test_initial_logits_are_set_as_the_docstring_says():
     draws = handlers.seed(guide, jax.random.PRNGKey(1))
     with handlers.substitute(data=svi.get_params(state)):
         assert (draws(X)["z"] == 1).all()
+
+
+@pytest.mark.parametrize("floor", [0.0, 1e-6])
+def test_a_summed_out_prior_broadcast_by_its_plates_is_summed_per_element(floor):
+    """A prior with no batch shape of its own (``DiscreteUniform(0, 2)``, ``Categorical(p)``)
+    inside plates, summed out by the local ELBO: one sum per plate element, as TraceEnum_ELBO
+    does (it was summed once for the whole plate, as a global, before). The MACE annotation
+    model's shape, with its rates as parameters so that both ELBOs are exact; annotations that
+    rule out classes (``floor`` 0) stay finite."""
+    rng = np.random.default_rng(1)
+    items, positions, classes = 6, 3, 3
+    annotations = jnp.asarray(rng.integers(0, classes, (items, positions)))
+
+    def mace(annotations):  # as a Pyro user writes it: a one-hot row picked by indexing
+        epsilon = numpyro.param("epsilon", jnp.full(classes, 1 / classes))
+        theta = numpyro.param("theta", 0.6)
+        with numpyro.plate("item", items, dim=-2):
+            c = numpyro.sample("c", dist.DiscreteUniform(0, classes - 1))
+            with numpyro.plate("position", positions):
+                s = numpyro.sample("s", dist.Bernoulli(1 - theta))
+                honest = jnp.eye(classes)[c] * (1 - floor) + floor / classes
+                probs = jnp.where(s[..., None] == 0, honest, epsilon)
+                numpyro.sample("y", dist.Categorical(probs), obs=annotations)
+
+    key = jax.random.PRNGKey(0)
+    local = TraceLocalEnum_ELBO(max_plate_nesting=2).loss(
+        key, {}, config_enumerate(mace), lambda a: None, annotations
+    )
+    exact = TraceEnum_ELBO(max_plate_nesting=2).loss(
+        key, {}, config_enumerate(mace), lambda a: None, annotations
+    )
+    assert np.isfinite(local)
+    assert float(local) == pytest.approx(float(exact), rel=1e-5)

@@ -54,7 +54,7 @@ def test_the_first_non_finite_step_is_named_and_the_parameters_kept():
     message = str(error.value)
     assert "SVI step 1:" in message  # step 0 is finite and moves the scale below 0
     assert "the loss is nan" in message
-    assert "model site 'x' (log-density)" in message
+    assert "model site 'x' (log-density NaN)" in message
     assert "Non-finite gradient in: no parameter" in message  # d log s / ds = 1 / s: finite
     assert pyro.param("scale").item() < 0  # step 0's update, not step 1's NaN
     assert math.isfinite(pyro.param("scale").item())
@@ -79,3 +79,31 @@ def test_an_unbounded_density_is_explained():
         run_checked(svi, 5, torch.tensor([0.0, 1.0]), progress_bar=False)
     assert "SVI step 0: the loss is -inf" in str(error.value)
     assert "model site 'x' (log-density +inf: the density is unbounded" in str(error.value)
+
+
+def exact_annotations(y):
+    """Each annotation is its item's true class: any other class has probability 0 (logits of
+    -inf: torch's Categorical(probs) would floor a zero probability at its epsilon)."""
+    with pyro.plate("item", len(y)):
+        c = pyro.sample("c", dist.Categorical(torch.ones(3) / 3))
+        logits = torch.where(torch.nn.functional.one_hot(c, 3) == 1, 0.0, -math.inf)
+        pyro.sample("y", dist.Categorical(logits=logits), obs=y)
+
+
+def test_an_elbo_of_minus_infinity_warns_and_run_checked_names_the_impossible_site():
+    y = torch.tensor([0, 2, 1, 2])
+    pyro.clear_param_store()
+    guide = AutoReinMax(exact_annotations)
+    svi = SVI(exact_annotations, guide, Adam({"lr": 0.05}), TraceLocalEnum_ELBO())
+    with pytest.warns(RuntimeWarning, match="the loss is \\+inf"):
+        assert svi.step(y) == math.inf
+    with pytest.raises(FloatingPointError) as error:
+        run_checked(svi, 3, y, progress_bar=False)
+    assert "model site 'y' (log-density -inf: the model gives this value probability 0" in str(
+        error.value
+    )
+    assert "diverged" not in str(error.value)  # not the divergence advice
+    pyro.clear_param_store()
+    summed = AutoReinMax(exact_annotations, enumerate="auto")
+    svi = SVI(exact_annotations, summed, Adam({"lr": 0.05}), TraceLocalEnum_ELBO())
+    assert math.isfinite(svi.step(y))  # the remedy the messages give
