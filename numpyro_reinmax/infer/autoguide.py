@@ -321,7 +321,7 @@ class AutoReinMax(AutoGuide):
         cell_dims = 0 if kind == "bernoulli" else 1
         at = len(shape) - cell_dims  # parent axes go before the categories
         parent_categories = self._parent_categories(name)
-        table = uses_table(parent_categories, encoder is not None)
+        table = uses_table(parent_categories, encoder is not None)  # the parameter's shape
         if encoder is not None:
             logits = encoder(*args, **kwargs)
         else:
@@ -329,12 +329,20 @@ class AutoReinMax(AutoGuide):
             init = jnp.zeros(own, jnp.result_type(float))
             event_dim_of_own = event_dim + (len(parent_categories) if table else 0)
             logits = numpyro.param(f"{self.prefix}_{name}_logits", init, event_dim=event_dim_of_own)
-        if table:
-            return table_logits(logits, parent_one_hots, cell_dims)
-        if parent_categories:
+
+        def weights():
             init = jnp.zeros(shape[:at] + [sum(parent_categories)] + shape[at:])
-            weights = numpyro.param(f"{self.prefix}_{name}_weights", init, event_dim=event_dim + 1)
-            return additive_logits(logits, weights, parent_one_hots, cell_dims)
+            return numpyro.param(f"{self.prefix}_{name}_weights", init, event_dim=event_dim + 1)
+
+        return self._conditioned(name, logits, parent_one_hots, cell_dims, weights)
+
+    def _conditioned(self, name: str, logits, parent_one_hots: list, cell_dims: int, weights):
+        """``logits`` given the parents' one-hots: the table's row at their configuration, or
+        plus the additive layer ``weights()`` of them (its parameter), or as they are."""
+        if uses_table(self._parent_categories(name), self._encoder(name) is not None):
+            return table_logits(logits, parent_one_hots, cell_dims)
+        if parent_one_hots:
+            return additive_logits(logits, weights(), parent_one_hots, cell_dims)
         return logits
 
     def _site_distribution(self, site, logits):
@@ -400,13 +408,14 @@ class AutoReinMax(AutoGuide):
                 )
             kind = support_kind(site["fn"].support)
             cell_dims = 0 if kind == "bernoulli" else 1
-            logits = params[f"{self.prefix}_{name}_logits"]
             parents = [one_hots[p] for p in self.parents.get(name, ())]
-            if uses_table(self._parent_categories(name)):
-                logits = table_logits(logits, parents, cell_dims)
-            elif parents:
-                weights = params[f"{self.prefix}_{name}_weights"]
-                logits = additive_logits(logits, weights, parents, cell_dims)
+            logits = self._conditioned(
+                name,
+                params[f"{self.prefix}_{name}_logits"],
+                parents,
+                cell_dims,
+                lambda name=name: params[f"{self.prefix}_{name}_weights"],
+            )
             fn = unwrap(self._site_distribution(site, logits))
             if kind == "one_hot":
                 k = fn.event_shape[-1]
