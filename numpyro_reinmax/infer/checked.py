@@ -18,6 +18,7 @@ from numpyro.infer.svi import SVIRunResult, _make_loss_fn
 from tqdm.auto import trange
 
 from reinmax_core.messages import non_finite_site, non_finite_step
+from reinmax_core.options import check_count
 
 __all__ = ["run_checked"]
 
@@ -30,6 +31,7 @@ def run_checked(svi, rng_key, num_steps: int, *args, progress_bar: bool = True, 
 
     Each step synchronises with the host (one check per step), so it is slower than
     ``svi.run``'s single compiled loop: a mode to turn on while a model is being developed."""
+    num_steps = check_count("num_steps", num_steps)
     state = svi.init(rng_key, *args, **kwargs)
 
     def update(state):  # the check runs inside jit: one host transfer per step

@@ -22,6 +22,7 @@ from pyro.infer.util import torch_item, zero_grads
 from tqdm.auto import trange
 
 from reinmax_core.messages import non_finite_site, non_finite_step
+from reinmax_core.options import check_count
 
 __all__ = ["run_checked"]
 
@@ -33,6 +34,7 @@ def run_checked(svi: SVI, num_steps: int, *args, progress_bar: bool = True, **kw
     the sites with a non-finite value or log-density, with the parameters left as they were
     before that step. Each step checks every gradient: a mode to turn on while a model is being
     developed."""
+    num_steps = check_count("num_steps", num_steps)
     losses = []
     for step in trange(num_steps, disable=not progress_bar, desc="SVI (checked)"):
         with poutine.trace(param_only=True) as capture:

@@ -90,3 +90,10 @@ def test_an_elbo_of_minus_infinity_warns_under_jit_and_run_checked_names_the_sit
     summed = AutoReinMax(exact_annotations, enumerate="auto")
     svi = SVI(exact_annotations, summed, optax.adam(0.05), TraceLocalEnum_ELBO())
     assert np.isfinite(svi.run(jax.random.PRNGKey(0), 3, y, progress_bar=False).losses).all()
+
+
+@pytest.mark.parametrize("num_steps", [0, 2.0, True])
+def test_the_number_of_steps_is_checked(num_steps):
+    svi = SVI(spread_model, lambda x: None, optax.sgd(0.1), TraceLocalEnum_ELBO())
+    with pytest.raises((TypeError, ValueError), match="num_steps must be"):
+        run_checked(svi, jax.random.PRNGKey(0), num_steps, jnp.zeros(3), progress_bar=False)

@@ -107,3 +107,10 @@ def test_an_elbo_of_minus_infinity_warns_and_run_checked_names_the_impossible_si
     summed = AutoReinMax(exact_annotations, enumerate="auto")
     svi = SVI(exact_annotations, summed, Adam({"lr": 0.05}), TraceLocalEnum_ELBO())
     assert math.isfinite(svi.step(y))  # the remedy the messages give
+
+
+@pytest.mark.parametrize("num_steps", [0, 2.0, True])
+def test_the_number_of_steps_is_checked(num_steps):
+    svi = SVI(spread_model, lambda x: None, SGD({"lr": 0.1}), TraceLocalEnum_ELBO())
+    with pytest.raises((TypeError, ValueError), match="num_steps must be"):
+        run_checked(svi, num_steps, torch.zeros(3), progress_bar=False)
