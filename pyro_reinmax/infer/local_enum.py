@@ -299,6 +299,35 @@ class _Structure:
         return self._tensor(("unset", parents), rest, device) if rest else None
 
 
+class _SameSupportAsGuide(Messenger):
+    """Refuses a model site whose guide site is discrete with other variables (another number
+    of categories, or other event dims), before the model uses the guide's value."""
+
+    def __init__(self, guide_trace) -> None:
+        super().__init__()
+        self.guide_trace = guide_trace
+
+    def _pyro_sample(self, msg) -> None:
+        name = msg["name"]
+        if msg["is_observed"] or site_is_subsample(msg) or name not in self.guide_trace.nodes:
+            return
+        guide_fn, fn = self.guide_trace.nodes[name]["fn"], msg["fn"]
+        guide_kind = support_kind(guide_fn.support)
+        if guide_kind is None or not fn.support.is_discrete:
+            return
+        kind = support_kind(fn.support)
+        variables = (categories(fn, kind) if kind else None, fn.event_dim - (kind == "one_hot"))
+        guide_event_dims = guide_fn.event_dim - (guide_kind == "one_hot")
+        if variables != (categories(guide_fn, guide_kind), guide_event_dims):
+            raise ValueError(
+                f"site {name!r}: the guide's {type(unwrap(guide_fn)).__name__} has support "
+                f"{guide_fn.support} and event shape {tuple(guide_fn.event_shape)}, the model's "
+                f"{type(unwrap(fn)).__name__} support {fn.support} and event shape "
+                f"{tuple(fn.event_shape)}: give the guide site the model's support and shape "
+                "(AutoReinMax does)."
+            )
+
+
 def _warn_if_infinite(loss: float) -> float:
     if loss == math.inf:
         warnings.warn(infinite_loss("pyro_reinmax"), RuntimeWarning, stacklevel=3)
@@ -364,7 +393,11 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             raise NotImplementedError("TraceLocalEnum_ELBO does not support GuideMessenger")
         model, guide = NameFailingSite("model")(model), NameFailingSite("guide")(guide)
         if self.max_plate_nesting == float("inf"):
-            self._guess_max_plate_nesting(model, guide, args, kwargs)
+            # Pyro's guess runs the model on the guide's values: check them first, so that a
+            # guide of other supports fails here with its name, not inside the model's indexing
+            guide_trace = poutine.block(poutine.trace(guide).get_trace)(*args, **kwargs)
+            checked = _SameSupportAsGuide(guide_trace)(model)
+            self._guess_max_plate_nesting(checked, guide, args, kwargs)
         if self.vectorize_particles:
             guide = self._vectorized_num_particles(guide)
             model = self._vectorized_num_particles(model)

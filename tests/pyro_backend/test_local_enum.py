@@ -417,6 +417,10 @@ def test_a_guide_site_that_does_not_match_the_model_is_named():
         elbo.loss(model, other_plate_size, x)
     with pytest.raises(ValueError, match=r"site 'z': the guide draws 4 categories"):
         elbo.loss(model, other_categories, x)
+    # where max_plate_nesting is guessed, Pyro's guess runs the model on the guide's values first
+    guessing = TraceLocalEnum_ELBO()
+    with pytest.raises(ValueError, match=r"site 'z': the guide's .*upper_bound=3.*upper_bound=2"):
+        guessing.loss(model, other_categories, x)
 
 
 def _old_faithful():
