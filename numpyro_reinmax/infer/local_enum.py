@@ -303,6 +303,34 @@ class _Structure(NamedTuple):
         )
 
 
+class _SameSitesAsGuide(Messenger):
+    """Refuses a model site whose guide site lies in a plate of another size, before the model
+    uses the guide's value (the sizes the model declares: replay gives its plates the guide's)."""
+
+    def __init__(self, fn, guide_trace) -> None:
+        super().__init__(fn)
+        self.guide_trace = guide_trace
+        self.plate_sizes: dict[str, int] = {}
+
+    def process_message(self, msg) -> None:
+        name = msg["name"]
+        if msg["type"] == "plate":
+            self.plate_sizes[name] = msg["args"][0]
+            return
+        if msg["type"] != "sample" or msg["is_observed"] or name not in self.guide_trace:
+            return
+        guide_site = self.guide_trace[name]
+        if guide_site["type"] == "sample":
+            guide_sizes = {
+                n: s["args"][0] for n, s in self.guide_trace.items() if s["type"] == "plate"
+            }
+            check_same_plates(
+                name,
+                _plate_sizes(guide_site, guide_sizes),
+                _plate_sizes(msg, self.plate_sizes),
+            )
+
+
 def _warn_if_infinite(loss):
     """``loss``, with a warning (:func:`~reinmax_core.messages.infinite_loss`) where it is
     ``+inf``, also under ``jit`` (a host callback that runs only then)."""
@@ -398,7 +426,13 @@ class TraceLocalEnum_ELBO(ELBO):
         guide = seed(substitute(NameFailingSite(guide, "guide"), data=param_map), guide_key)
         model = seed(substitute(NameFailingSite(model, "model"), data=param_map), model_key)
         if self.max_plate_nesting is None:
-            self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs, param_map)
+            # NumPyro's guess runs the model on the guide's values: check their plates first, so
+            # that a guide site in a plate of another size fails here with its name
+            guide_trace = trace(guide).get_trace(*args, **kwargs)
+            checked = _SameSitesAsGuide(model, guide_trace)
+            self.max_plate_nesting = guess_max_plate_nesting(
+                checked, guide, args, kwargs, param_map
+            )
         drawing = _DrawThroughOneHot(guide)
         with scored_locally():
             guide_trace = trace(drawing).get_trace(*args, **kwargs)

@@ -299,9 +299,10 @@ class _Structure:
         return self._tensor(("unset", parents), rest, device) if rest else None
 
 
-class _SameSupportAsGuide(Messenger):
-    """Refuses a model site whose guide site is discrete with other variables (another number
-    of categories, or other event dims), before the model uses the guide's value."""
+class _SameSitesAsGuide(Messenger):
+    """Refuses a model site whose guide site lies in a plate of another size, or is discrete
+    with other variables (another number of categories, or other event dims), before the model
+    uses the guide's value."""
 
     def __init__(self, guide_trace) -> None:
         super().__init__()
@@ -311,6 +312,7 @@ class _SameSupportAsGuide(Messenger):
         name = msg["name"]
         if msg["is_observed"] or site_is_subsample(msg) or name not in self.guide_trace.nodes:
             return
+        check_same_plates(name, _plate_sizes(self.guide_trace.nodes[name]), _plate_sizes(msg))
         guide_fn, fn = self.guide_trace.nodes[name]["fn"], msg["fn"]
         guide_kind = support_kind(guide_fn.support)
         if guide_kind is None or not fn.support.is_discrete:
@@ -396,7 +398,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             # Pyro's guess runs the model on the guide's values: check them first, so that a
             # guide of other supports fails here with its name, not inside the model's indexing
             guide_trace = poutine.block(poutine.trace(guide).get_trace)(*args, **kwargs)
-            checked = _SameSupportAsGuide(guide_trace)(model)
+            checked = _SameSitesAsGuide(guide_trace)(model)
             self._guess_max_plate_nesting(checked, guide, args, kwargs)
         if self.vectorize_particles:
             guide = self._vectorized_num_particles(guide)

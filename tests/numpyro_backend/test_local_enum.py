@@ -392,6 +392,10 @@ def test_a_guide_site_that_does_not_match_the_model_is_named():
         elbo.loss(key, {}, model, other_plate_size, x)
     with pytest.raises(ValueError, match=r"site 'z': the guide draws 4 categories"):
         elbo.loss(key, {}, model, other_categories, x)
+    # where max_plate_nesting is guessed, NumPyro's guess runs the model on the guide's values
+    for guide in (other_plate_size, other_categories):
+        with pytest.raises(ValueError, match=r"site 'z'"):
+            TraceLocalEnum_ELBO().loss(key, {}, model, guide, x)
 
 
 @pytest.mark.slow

@@ -421,6 +421,8 @@ def test_a_guide_site_that_does_not_match_the_model_is_named():
     guessing = TraceLocalEnum_ELBO()
     with pytest.raises(ValueError, match=r"site 'z': the guide's .*upper_bound=3.*upper_bound=2"):
         guessing.loss(model, other_categories, x)
+    with pytest.raises(ValueError, match=r"site 'z'.*plate 'data' of size 4.*size 5"):
+        guessing.loss(model, other_plate_size, x)
 
 
 def _old_faithful():
