@@ -8,11 +8,13 @@ lower is better),
 recorded against steps and wall-clock. Methods:
 
 - ``mean-field``: independent sites under ``TraceLocalEnum_ELBO`` (its default estimator);
-- ``structured-st`` / ``structured-reinmax`` / ``structured-gumbel-rao``:
+- ``structured-st`` / ``structured-reinmax`` / ``structured-gumbel-rao`` / ``structured-gst``:
   ``dependencies="model"`` under ``TraceLocalEnum_ELBO`` with that estimator (each site's guide
   descendants drawn again when it moves);
 - ``structured-reinforce`` / ``mean-field-reinforce``: ``estimator="score_function"`` under
-  ``TraceGraph_ELBO`` (REINFORCE with Pyro's baselines off).
+  ``TraceGraph_ELBO`` (REINFORCE with Pyro's baselines off);
+- ``structured-rloo`` / ``mean-field-rloo``: the same under ``TraceRLOO_ELBO`` (4 particles a
+  step, the leave-one-out baseline).
 
 With ``--backend numpyro``: the same chain in NumPyro (``reinmax_examples.sticky_hmm_numpyro``,
 written as Pyro's ``examples/hmm.py`` writes models; the same data), the jitted SVI step timed
@@ -34,7 +36,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceGraph_ELBO
 from rich.console import Console
 from rich.table import Table
 
-from pyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO
+from pyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO, TraceRLOO_ELBO
 from reinmax_examples.sticky_hmm_pyro import log_evidence, sticky_data, sticky_hmm
 
 RESULTS = Path(__file__).parent / "results" / "structured_hmm.json"
@@ -43,8 +45,11 @@ METHODS = {
     "structured-st": ("model", "straight_through", TraceLocalEnum_ELBO),
     "structured-reinmax": ("model", "reinmax", TraceLocalEnum_ELBO),
     "structured-gumbel-rao": ("model", "gumbel_rao", TraceLocalEnum_ELBO),
+    "structured-gst": ("model", "gapped_straight_through", TraceLocalEnum_ELBO),
     "structured-reinforce": ("model", "score_function", TraceGraph_ELBO),
     "mean-field-reinforce": (None, "score_function", TraceGraph_ELBO),
+    "structured-rloo": ("model", "score_function", TraceRLOO_ELBO),
+    "mean-field-rloo": (None, "score_function", TraceRLOO_ELBO),
 }
 
 
