@@ -154,6 +154,36 @@ def main() -> None:
         "runs": runs,
     }
     args.out.write_text(json.dumps(summary, indent=2))
+    plot(summary, args.out.with_suffix(".png"))
+
+
+def plot(summary: dict, path: Path) -> None:
+    """The gap to the log evidence against steps and against training seconds, each method's
+    median over seeds (its range shaded), on a log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    methods = list(dict.fromkeys(run["method"] for run in summary["runs"]))
+    for method in methods:
+        curves = [run["curve"] for run in summary["runs"] if run["method"] == method]
+        points = range(len(curves[0]))
+        gaps = [sorted(max(c[i]["gap"], 1e-3) for c in curves) for i in points]
+        median = [g[len(g) // 2] for g in gaps]
+        for axis, key in zip(axes, ("step", "seconds"), strict=True):
+            x = [sorted(c[i][key] for c in curves)[len(curves) // 2] for i in points]
+            (line,) = axis.plot(x, median, marker="o", markersize=3, label=method)
+            low, high = [g[0] for g in gaps], [g[-1] for g in gaps]
+            axis.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
+    axes[0].set(xlabel="SVI step", ylabel="gap to the log evidence (nats)", yscale="log")
+    axes[1].set(xlabel="training seconds")
+    axes[0].legend(fontsize=7)
+    figure.suptitle(f"{summary.get('backend', 'pyro')}: sticky HMM, {summary['seeds']} seeds")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 if __name__ == "__main__":

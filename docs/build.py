@@ -626,7 +626,10 @@ def structured_hmm_section(backend: str = "pyro") -> str:
         f"evidence {results['evidence']:.2f} nats), {backend}: the ELBO's gap to the log "
         "evidence in nats (median [min, max] over "
         f"{results['seeds']} seeds, 2,000 particles; lower is better), same start for every "
-        f"method, {timing}\n\n" + _table(header, rows) + f"\n\nProduced by `{command}`."
+        f"method, {timing}\n\n"
+        + _table(header, rows)
+        + f"\n\n![gap against steps and seconds](../benchmarks/results/{name[:-5]}.png)"
+        + f"\n\nProduced by `{command}`."
     )
 
 
