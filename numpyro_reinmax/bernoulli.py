@@ -12,7 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
-from numpyro.distributions import constraints
+from jax import Array
+from jax.typing import ArrayLike
+from numpyro.distributions import Distribution, constraints
 
 from .masking import safe_log, select
 from .reparameterized import ProbsOrLogits
@@ -29,7 +31,7 @@ __all__ = [
 ]
 
 
-def bernoulli_log_probs(distribution):
+def bernoulli_log_probs(distribution: Distribution) -> Array:
     r"""The pair :math:`(\log(1-p), \log p)` on the last axis, from the parameter the distribution
     was built with: exact at :math:`p \in \{0, 1\}` and at extreme logits, and the same whether
     or not the other parameter has been computed (NumPyro computes it lazily and keeps it)."""
@@ -60,25 +62,25 @@ class _BernoulliReparameterized(ProbsOrLogits):
         elif not ((parameter >= 0) & (parameter <= 1)).all():
             raise ValueError("probs must lie in [0, 1].")
 
-    def _logits_from_probs(self, probs):
+    def _logits_from_probs(self, probs: Array) -> Array:
         return safe_log(probs) - safe_log(1 - probs)
 
-    def _probs_from_logits(self, logits):
+    def _probs_from_logits(self, logits: Array) -> Array:
         return jax.nn.sigmoid(logits)
 
-    def _one_hot_logits(self):
+    def _one_hot_logits(self) -> Array:
         return bernoulli_log_probs(self)
 
-    def _from_one_hot(self, sample):
+    def _from_one_hot(self, sample: Array) -> Array:
         return sample[..., 1]
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> Array:
         r""":math:`(1 - b) \log(1 - p) + b \log p`, differentiable in :math:`b`."""
         if self._validate_args:
             self._validate_sample(value)
         return select(jnp.stack([1 - value, value], -1), bernoulli_log_probs(self))
 
-    def enumerate_support(self, expand=True):
+    def enumerate_support(self, expand: bool = True) -> Array:
         values = jnp.arange(2, dtype=jnp.result_type(float)).reshape(
             (2,) + (1,) * len(self.batch_shape)
         )
@@ -86,7 +88,7 @@ class _BernoulliReparameterized(ProbsOrLogits):
             values = jnp.broadcast_to(values, (2,) + self.batch_shape)
         return values
 
-    def entropy(self):
+    def entropy(self) -> Array:
         pair = bernoulli_log_probs(self)
         return -select(jnp.exp(pair), pair)
 

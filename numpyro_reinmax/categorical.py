@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 
 from .estimators import estimate
@@ -40,7 +42,14 @@ class _CategoricalReparameterized(CategoricalParameters):
     has_enumerate_support = True
     pytree_aux_fields = ("_categories",)
 
-    def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None, **options):
+    def __init__(
+        self,
+        probs: ArrayLike | None = None,
+        logits: ArrayLike | None = None,
+        temperature: float = 1.0,
+        validate_args: bool | None = None,
+        **options: float,
+    ) -> None:
         ProbsOrLogits.__init__(self, probs, logits, temperature, validate_args, **options)
         self._categories = self._event_shape[-1]
         self._event_shape = ()
@@ -53,13 +62,13 @@ class _CategoricalReparameterized(CategoricalParameters):
     def support(self):
         return constraints.integer_interval(0, self._categories - 1)
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         """An exact integer draw (no gradient)."""
         probs = jax.lax.stop_gradient(jax.nn.softmax(self._one_hot_logits(), -1))
         probs = jnp.broadcast_to(probs, tuple(sample_shape) + jnp.shape(probs))
         return draw_index(key, probs)
 
-    def one_hot_sample(self, key, shape=None):
+    def one_hot_sample(self, key: Array, shape: tuple[int, ...] | None = None) -> Array:
         r"""A one-hot draw :math:`D` of shape ``shape + (K,)`` (default: the batch shape) with the
         estimator's backward to the logits; its index is the site's value."""
         logits = self._one_hot_logits()
@@ -68,7 +77,7 @@ class _CategoricalReparameterized(CategoricalParameters):
         sample, _ = estimate(self.rule_name, key, logits, self.temperature, self.options)
         return sample
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> Array:
         if self._validate_args:
             self._validate_sample(value)
         log_probs = jax.nn.log_softmax(self.logits, -1)
@@ -78,7 +87,7 @@ class _CategoricalReparameterized(CategoricalParameters):
         index = jnp.broadcast_to(value, shape)[..., None].astype(jnp.int32)
         return jnp.take_along_axis(log_probs, index, -1)[..., 0]
 
-    def enumerate_support(self, expand=True):
+    def enumerate_support(self, expand: bool = True) -> Array:
         values = jnp.arange(self._categories).reshape((-1,) + (1,) * len(self.batch_shape))
         if expand:
             values = jnp.broadcast_to(values, (self._categories,) + self.batch_shape)
@@ -105,15 +114,15 @@ class _CategoricalReparameterized(CategoricalParameters):
         return shape[:-1], ()
 
     @property
-    def mean(self):
+    def mean(self) -> Array:
         raise NotImplementedError("an integer categorical has no meaningful mean")
 
     @property
-    def variance(self):
+    def variance(self) -> Array:
         raise NotImplementedError("an integer categorical has no meaningful variance")
 
     @property
-    def mode(self):
+    def mode(self) -> Array:
         return jnp.argmax(self.logits, -1)
 
 

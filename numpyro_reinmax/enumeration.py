@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
 
 from .constraints import one_hot
@@ -47,13 +49,13 @@ class NotReparameterized(Distribution):
     def has_enumerate_support(self) -> bool:
         return self.base.has_enumerate_support
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         return jax.lax.stop_gradient(self.base.sample(key, sample_shape))
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> Array:
         return self.base.log_prob(value)
 
-    def enumerate_support(self, expand=True):
+    def enumerate_support(self, expand: bool = True) -> Array:
         return self.base.enumerate_support(expand)
 
 
@@ -70,14 +72,14 @@ class OneHotAsIndex(NotReparameterized):
     def support(self):
         return constraints.integer_interval(0, self.base.event_shape[-1] - 1)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> Array:
         k = self.base.event_shape[-1]
         return self.base.log_prob(jax.nn.one_hot(value, k, dtype=jnp.result_type(float)))
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         return jnp.argmax(super().sample(key, sample_shape), -1)
 
-    def enumerate_support(self, expand=True):
+    def enumerate_support(self, expand: bool = True) -> Array:
         k = self.base.event_shape[-1]
         values = jnp.arange(k).reshape((k,) + (1,) * len(self.batch_shape))
         return jnp.broadcast_to(values, (k,) + self.batch_shape) if expand else values

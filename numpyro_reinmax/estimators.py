@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike, DTypeLike
 
 from reinmax_core.rules import ANCHOR_KINDS, RULES, Rule
 from reinmax_core.rules import rule_options as core_rule_options
@@ -36,6 +38,10 @@ __all__ = [
     "reinmax_rao",
     "straight_through",
 ]
+
+
+Options = tuple[tuple[str, float | None], ...]
+"""A rule's checked options (:func:`rule_options`)."""
 
 
 class AnchorTerm(NamedTuple):
@@ -56,7 +62,7 @@ class AnchorTerm(NamedTuple):
     gap: float | None = None
 
 
-def largest_finite(value, dtype):
+def largest_finite(value: ArrayLike, dtype: DTypeLike) -> ArrayLike:
     """``value`` capped at the largest finite number of ``dtype``: a scale ``1 / tau`` for a tiny
     temperature then multiplies an exact zero into zero instead of NaN. A Python number is
     capped before it becomes an array (casting 1e39 to float32 would overflow)."""
@@ -65,7 +71,7 @@ def largest_finite(value, dtype):
     return jnp.minimum(value, jnp.finfo(dtype).max).astype(dtype)
 
 
-def tempered_softmax(x, temperature):
+def tempered_softmax(x: Array, temperature: ArrayLike) -> Array:
     r""":math:`\operatorname{softmax}(x / \tau)` over the last axis, computed as
     :math:`\operatorname{softmax}((x - \max x) \cdot \min(1/\tau, \text{largest float}))`: the
     maximum maps to exactly 0, so no finite ``x`` and no ``tau > 0`` overflows to NaN (a tiny
@@ -78,12 +84,12 @@ def tempered_softmax(x, temperature):
     return jax.nn.softmax(shifted * inverse, -1)
 
 
-def softmax_vjp(p, v):
+def softmax_vjp(p: Array, v: Array) -> Array:
     r"""The softmax vector-Jacobian product :math:`J(p) v = p \odot (v - \langle p, v \rangle)`."""
     return p * (v - (p * v).sum(-1, keepdims=True))
 
 
-def gapped_logits(logits, index, gap):
+def gapped_logits(logits: Array, index: Array, gap: float) -> Array:
     r"""GST's shifted logits: :math:`\max\theta` at the drawn category and
     :math:`\min(\theta_j, \max\theta - \kappa)` elsewhere, so the drawn category leads every
     other by at least the gap :math:`\kappa`; ``-inf`` stays ``-inf``."""
@@ -92,7 +98,7 @@ def gapped_logits(logits, index, gap):
     return jnp.where(at_index, top, jnp.minimum(logits, top - gap))
 
 
-def masked_log(x):
+def masked_log(x: Array) -> Array:
     r""":math:`\log x` for :math:`x \ge 0`, with :math:`\log 0 = -\infty` taken off the
     derivative's path (through ``log`` at 0 a second derivative would be NaN: a masked category
     under ``grad`` of ``grad``)."""
@@ -100,17 +106,19 @@ def masked_log(x):
     return jnp.where(positive, jnp.log(jnp.where(positive, x, 1)), -jnp.inf)
 
 
-def midpoint_probs(probs, index):
+def midpoint_probs(probs: Array, index: Array) -> Array:
     r"""ReinMax's midpoint :math:`(\pi_0 + D)/2`, the probabilities at
     :math:`\theta_D = \log((\pi_0 + D)/2)` (a masked category stays at 0)."""
     return (probs + jax.nn.one_hot(index, probs.shape[-1], dtype=probs.dtype)) * 0.5
 
 
-def _is_one(temperature) -> bool:
+def _is_one(temperature: ArrayLike) -> bool:
     return isinstance(temperature, float) and temperature == 1.0
 
 
-def conditional_gumbel_anchors(base, index, exponentials, temperature):
+def conditional_gumbel_anchors(
+    base: Array, index: Array, exponentials: Array, temperature: ArrayLike | None
+) -> Array:
     r""":math:`y_s = \operatorname{softmax}((\log b + G_s)/\tau)` for Gumbel noise :math:`G_s`
     drawn conditionally on :math:`\arg\max(\log b + G_s) =` ``index``, one row per leading set
     ``s`` of ``exponentials`` (shape ``(S, ..., K)``); ``temperature`` None for 1.
@@ -128,14 +136,16 @@ def conditional_gumbel_anchors(base, index, exponentials, temperature):
     return tempered_softmax(masked_log(weights), temperature)
 
 
-def conditional_gumbel_term(at: str, exponentials, temperature, scale) -> AnchorTerm:
+def conditional_gumbel_term(
+    at: str, exponentials: Array, temperature: ArrayLike, scale: ArrayLike
+) -> AnchorTerm:
     r"""The term :math:`c \sum_s J(y_s)\, g` over :func:`conditional_gumbel_anchors` at
     :math:`\pi_0` (``at="probs"``) or at the midpoint :math:`(\pi_0 + D)/2`."""
     temperature = None if _is_one(temperature) else temperature
     return AnchorTerm(exponentials, 1.0, 0.0, scale, temperature, at)
 
 
-def _anchors(term: AnchorTerm, probs, index):
+def _anchors(term: AnchorTerm, probs: Array, index: Array) -> Array:
     """The term's anchors :math:`y_s`, shape ``(S, ..., K)``."""
     if term.conditional is not None:
         base = probs if term.conditional == "probs" else midpoint_probs(probs, index)
@@ -147,7 +157,7 @@ def _anchors(term: AnchorTerm, probs, index):
     return tempered_softmax(term.values, term.temperature)
 
 
-def anchor_terms_vjp(terms, g, index, probs):
+def anchor_terms_vjp(terms: list[AnchorTerm], g: Array, index: Array, probs: Array) -> Array:
     r""":math:`\sum_i c_i \sum_s J(w_{y,i} y_{i,s} + w_{D,i} D)\, g`."""
     total = 0.0
     for term in terms:
@@ -160,7 +170,14 @@ def anchor_terms_vjp(terms, g, index, probs):
     return total
 
 
-def reinmax_cv_terms(logits, index, probs, noise, temperature, options):
+def reinmax_cv_terms(
+    logits: Array,
+    index: Array,
+    probs: Array,
+    noise: Array,
+    temperature: ArrayLike,
+    options: Options,
+) -> list[AnchorTerm]:
     r"""ReinMax's :math:`2 J(\pi_1) g` plus
     :math:`\tfrac{\eta}{\tau_2}(\tfrac1S \sum_s J(y_s) - J(y_0))\, g` at :math:`\theta_D`:
     ``noise[0]`` gives the unconditional Gumbel :math:`G_0 = -\log E_0`, the rest the
@@ -190,7 +207,9 @@ def rule_options(rule_name: str, options: dict | None = None) -> tuple[tuple[str
     return core_rule_options(rule_name, options, check_temperature)
 
 
-def _forward(rule_name: str, options, key, logits, temperature):
+def _forward(
+    rule_name: str, options: Options, key: Array, logits: Array, temperature: ArrayLike
+) -> tuple[tuple[Array, Array], tuple]:
     rule = RULES[rule_name]
     probs = jax.nn.softmax(logits, -1)
     sets = rule.noise_count(options)
@@ -204,7 +223,9 @@ def _forward(rule_name: str, options, key, logits, temperature):
     return (sample, probs), (logits, noise, index, probs, temperature)
 
 
-def anchor_weights(rule: Rule, temperature, options, dtype) -> AnchorTerm:
+def anchor_weights(
+    rule: Rule, temperature: ArrayLike, options: Options, dtype: DTypeLike
+) -> AnchorTerm:
     r"""A single-anchor rule's :class:`AnchorTerm` without its values (None): the weights
     :math:`(w_y, w_D)`, the scale :math:`c`, split over the Gumbel rule's :math:`S` draws, the
     temperature of the anchor's softmax (None: the values are the anchor), where the Gumbel
@@ -221,7 +242,15 @@ def anchor_weights(rule: Rule, temperature, options, dtype) -> AnchorTerm:
     return AnchorTerm(None, rule.tempered_weight, rule.sample_weight, *weights, gap=gap)
 
 
-def anchor_terms(rule: Rule, options, logits, noise, index, probs, temperature):
+def anchor_terms(
+    rule: Rule,
+    options: Options,
+    logits: Array | None,
+    noise: Array | None,
+    index: Array,
+    probs: Array,
+    temperature: ArrayLike,
+) -> list[AnchorTerm]:
     """The rule's :class:`AnchorTerm` list: its own for a rule of several terms, else the single
     anchor: ``probs`` at temperature 1 without a perturbation, else the logits (GST's gap shifts
     them where the anchor is computed), or the exponentials of the conditional Gumbel draws."""
@@ -235,7 +264,9 @@ def anchor_terms(rule: Rule, options, logits, noise, index, probs, temperature):
     return [weights._replace(values=values)]
 
 
-def terms_backward(terms, probs_scale, g, index, probs, h):
+def terms_backward(
+    terms: list[AnchorTerm], probs_scale: float, g: Array, index: Array, probs: Array, h: Array
+) -> Array:
     r"""The backward :math:`\sum_i c_i \sum_s J(a_{i,s}) g + J(\pi_0)(h + b g)` of a rule's
     :class:`AnchorTerm` list in ``jnp`` operations (:math:`b` = ``probs_scale``)."""
     return anchor_terms_vjp(terms, g, index, probs) + softmax_vjp(probs, h + probs_scale * g)
@@ -288,7 +319,7 @@ def _term_backward(
     return backward
 
 
-def _backward(rule_name: str, options, residuals, cotangents):
+def _backward(rule_name: str, options: Options, residuals: tuple, cotangents: tuple) -> tuple:
     rule = RULES[rule_name]
     logits, noise, index, probs, temperature = residuals
     g, h = cotangents
@@ -312,7 +343,9 @@ def _backward(rule_name: str, options, residuals, cotangents):
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _estimate(rule_name: str, options, key, logits, temperature):
+def _estimate(
+    rule_name: str, options: Options, key: Array, logits: Array, temperature: ArrayLike
+) -> tuple[Array, Array]:
     return _forward(rule_name, options, key, logits, temperature)[0]
 
 
@@ -321,7 +354,13 @@ _estimate.defvjp(_forward, _backward)
 _compiled = jax.jit(_estimate, static_argnums=(0, 1), inline=True)
 
 
-def estimate(rule_name: str, key, logits, temperature, options=None):
+def estimate(
+    rule_name: str,
+    key: Array,
+    logits: Array,
+    temperature: ArrayLike,
+    options: Options | None = None,
+) -> tuple[Array, Array]:
     """``(sample, probs)`` with the backward of ``RULES[rule_name]``; no argument checks
     (``options``: :func:`rule_options`, None for the defaults). Compiled once per rule, options
     and input shape, so eager calls are fast too; under an enclosing ``jit`` it is inlined, so
@@ -332,7 +371,9 @@ def estimate(rule_name: str, key, logits, temperature, options=None):
     return _compiled(rule_name, options, key, logits, temperature)
 
 
-def _estimator(rule_name: str, key, logits, temperature, **options):
+def _estimator(
+    rule_name: str, key: Array, logits: ArrayLike, temperature: ArrayLike, **options: float
+) -> tuple[Array, Array]:
     temperature = check_temperature(temperature)
     options = rule_options(rule_name, options)
     logits = jnp.asarray(logits)
@@ -343,7 +384,7 @@ def _estimator(rule_name: str, key, logits, temperature, **options):
     return estimate(rule_name, key, logits, temperature, options)
 
 
-def reinmax(key, logits, temperature=1.0):
+def reinmax(key: Array, logits: ArrayLike, temperature: float = 1.0) -> tuple[Array, Array]:
     r"""ReinMax: an exact one-hot draw with a second-order accurate backward.
 
     Args:
@@ -364,7 +405,9 @@ def reinmax(key, logits, temperature=1.0):
     return _estimator("reinmax", key, logits, temperature)
 
 
-def straight_through(key, logits, temperature=1.0):
+def straight_through(
+    key: Array, logits: ArrayLike, temperature: float = 1.0
+) -> tuple[Array, Array]:
     r"""Straight-through: an exact one-hot draw with backward
     :math:`J(\operatorname{softmax}(\theta/\tau))\, g / \tau + J(\pi_0) h`, the gradient of
     ``sample + s - stop_gradient(s)`` with ``s = softmax(logits / temperature)``.
@@ -372,7 +415,9 @@ def straight_through(key, logits, temperature=1.0):
     return _estimator("straight_through", key, logits, temperature)
 
 
-def gumbel_straight_through(key, logits, temperature=1.0):
+def gumbel_straight_through(
+    key: Array, logits: ArrayLike, temperature: float = 1.0
+) -> tuple[Array, Array]:
     r"""Straight-through Gumbel-softmax: ``sample = onehot(argmax(logits + G))`` with Gumbel noise
     ``G`` (an exact categorical draw) and backward :math:`J(y)\, g / \tau + J(\pi_0) h` with
     :math:`y = \operatorname{softmax}((\theta + G)/\tau)`.
@@ -380,7 +425,9 @@ def gumbel_straight_through(key, logits, temperature=1.0):
     return _estimator("gumbel_straight_through", key, logits, temperature)
 
 
-def gapped_straight_through(key, logits, temperature=1.0, *, gap=1.0):
+def gapped_straight_through(
+    key: Array, logits: ArrayLike, temperature: float = 1.0, *, gap: float = 1.0
+) -> tuple[Array, Array]:
     r"""Gapped straight-through, GST (Fan et al., ICML 2022): an exact one-hot draw ``D`` and the
     backward :math:`J(\operatorname{softmax}(\tilde\theta/\tau))\, g / \tau + J(\pi_0) h` at the
     shifted logits :math:`\tilde\theta` (:func:`gapped_logits`): the drawn category raised to the
@@ -389,7 +436,9 @@ def gapped_straight_through(key, logits, temperature=1.0, *, gap=1.0):
     return _estimator("gapped_straight_through", key, logits, temperature, gap=gap)
 
 
-def gumbel_rao(key, logits, temperature=1.0, *, samples=10):
+def gumbel_rao(
+    key: Array, logits: ArrayLike, temperature: float = 1.0, *, samples: int = 10
+) -> tuple[Array, Array]:
     r"""Gumbel-Rao, GR-MCK (Paulus et al., ICLR 2021): an exact one-hot draw ``D`` and the
     ST-Gumbel backward averaged over ``samples`` draws of Gumbel noise conditional on ``D``,
     :math:`\tfrac1S \sum_s J(\operatorname{softmax}((\theta + G_s)/\tau))\, g / \tau + J(\pi_0) h`.
@@ -398,7 +447,9 @@ def gumbel_rao(key, logits, temperature=1.0, *, samples=10):
     return _estimator("gumbel_rao", key, logits, temperature, samples=samples)
 
 
-def reinmax_rao(key, logits, temperature=1.0, *, samples=10):
+def reinmax_rao(
+    key: Array, logits: ArrayLike, temperature: float = 1.0, *, samples: int = 10
+) -> tuple[Array, Array]:
     r"""ReinMax-Rao (Wang and Bui, arXiv 2603.08257, 2026): ReinMax with its first term replaced
     by a Gumbel-Rao average at the midpoint logits :math:`\theta_D = \log((\pi_0 + D)/2)`,
     :math:`\tfrac2S \sum_s J(\operatorname{softmax}((\theta_D + G_s)/\tau))\, g / \tau
@@ -407,7 +458,15 @@ def reinmax_rao(key, logits, temperature=1.0, *, samples=10):
     return _estimator("reinmax_rao", key, logits, temperature, samples=samples)
 
 
-def reinmax_cv(key, logits, temperature=1.0, *, samples=10, eta=1.0, cv_temperature=None):
+def reinmax_cv(
+    key: Array,
+    logits: ArrayLike,
+    temperature: float = 1.0,
+    *,
+    samples: int = 10,
+    eta: float = 1.0,
+    cv_temperature: float | None = None,
+) -> tuple[Array, Array]:
     r"""ReinMax-CV (Wang and Bui, arXiv 2603.08257, 2026): the ReinMax backward plus the control
     variate :math:`\tfrac{\eta}{\tau_2}(\tfrac1S \sum_s J(y_s) - J(y_0))\, g`, the Gumbel-Rao
     average (``samples`` conditional draws) minus one unconditional ST-Gumbel term, both at the

@@ -10,11 +10,13 @@ fallback. Masked (zero-probability) categories give finite gradients. Importing
 from __future__ import annotations
 
 import jax
+from jax import Array
 from numpyro.distributions import (
     BernoulliLogits,
     BernoulliProbs,
     CategoricalLogits,
     CategoricalProbs,
+    Distribution,
 )
 from numpyro.distributions.kl import kl_divergence  # NumPyro's multipledispatch dispatcher
 
@@ -23,7 +25,7 @@ from .masking import categorical_kl
 from .one_hot import CategoricalParameters, OneHotCategorical
 
 
-def discrete_log_probs(distribution):
+def discrete_log_probs(distribution: Distribution) -> Array | None:
     """The table of normalised log-probabilities ``(..., K)`` of a one-hot or integer categorical
     or a Bernoulli (as two categories), or ``None`` for any other distribution."""
     if isinstance(distribution, CategoricalParameters | CategoricalLogits | CategoricalProbs):
@@ -34,12 +36,12 @@ def discrete_log_probs(distribution):
 
 
 @kl_divergence.register(OneHotCategorical, OneHotCategorical)
-def kl_one_hot(p, q):
+def kl_one_hot(p: Distribution, q: Distribution) -> Array:
     """KL between one-hot categoricals from their normalised logits."""
     return categorical_kl(jax.nn.log_softmax(p.logits, -1), jax.nn.log_softmax(q.logits, -1))
 
 
-def kl_bernoulli(p, q):
+def kl_bernoulli(p: Distribution, q: Distribution) -> Array:
     """KL between Bernoullis as two-category categoricals."""
     return categorical_kl(bernoulli_log_probs(p), bernoulli_log_probs(q))
 

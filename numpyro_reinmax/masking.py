@@ -11,15 +11,16 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
+from jax import Array
 
 
-def safe_log(probs):
+def safe_log(probs: Array) -> Array:
     """``log(probs)``, exactly ``-inf`` where ``probs == 0``, with a zero gradient there."""
     positive = probs > 0
     return jnp.where(positive, jnp.log(jnp.where(positive, probs, 1.0)), -jnp.inf)
 
 
-def select(one_hot, values):
+def select(one_hot: Array, values: Array) -> Array:
     r""":math:`\sum_k z_k v_k` over the last axis, linear in :math:`z`, with ``-inf`` entries of
     ``v`` contributing 0 where :math:`z_k = 0` and ``-inf`` where :math:`z_k > 0`.
 
@@ -35,7 +36,7 @@ def select(one_hot, values):
     return jnp.where(hits > 0, -jnp.inf, total)
 
 
-def _contract(one_hot, values):
+def _contract(one_hot: Array, values: Array) -> Array:
     """``(one_hot * values).sum(-1)``, as a contraction where the one-hots broadcast against
     larger values (enumerated one-hots ``(K, 1, ..., K)`` against ``(..., N, K)`` would build a
     ``(K, ..., N, K)`` product), else as a fused product and sum (a batched contraction of
@@ -46,7 +47,7 @@ def _contract(one_hot, values):
     return jnp.einsum("...k,...k->...", one_hot, values)
 
 
-def categorical_kl(p_logits, q_logits):
+def categorical_kl(p_logits: Array, q_logits: Array) -> Array:
     r""":math:`\mathrm{KL}(p \| q) = \sum_k p_k (\log p_k - \log q_k)` from normalised
     log-probabilities.
 

@@ -20,6 +20,8 @@ import copy
 
 import jax
 import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
 from numpyro.distributions import CategoricalLogits, CategoricalProbs, Distribution
 from numpyro.ops.indexing import Vindex
 from numpyro.util import not_jax_tracer
@@ -91,13 +93,13 @@ class OneHotMixture(Distribution):
     def has_rsample(self) -> bool:
         return self.components.has_rsample
 
-    def _select_component(self, per_component):
+    def _select_component(self, per_component: Array) -> Array:
         """Contract ``(..., K, *event_shape)`` with the assignment over the component axis."""
         event_dims = len(self.event_shape)
         weights = self.assignment.reshape(self.assignment.shape + (1,) * event_dims)
         return (weights * per_component).sum(-1 - event_dims)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> Array:
         value = jnp.expand_dims(value, -1 - len(self.event_shape))
         if self._validate_args:
             inside = self.components.support(value) | (self.assignment == 0)
@@ -108,7 +110,7 @@ class OneHotMixture(Distribution):
                 )
         return select(self.assignment, self._component_log_probs(value))
 
-    def _component_log_probs(self, value):
+    def _component_log_probs(self, value: ArrayLike) -> Array:
         """``log p_k(value)`` for every component, ``value`` with its component axis inserted.
 
         Scored without the components' own validation: a component that the assignment does not
@@ -126,12 +128,12 @@ class OneHotMixture(Distribution):
         unchecked._validate_args = False
         return unchecked.log_prob(value)
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         components = self.components.expand(self.batch_shape + self.assignment.shape[-1:])
         return self._select_component(components.sample(key, sample_shape))
 
     @property
-    def mean(self):
+    def mean(self) -> Array:
         return jnp.broadcast_to(
             self._select_component(self.components.mean), self.batch_shape + self.event_shape
         )

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 
 from .constraints import one_hot
@@ -50,16 +52,16 @@ class CategoricalParameters(ProbsOrLogits):
         else:
             check_probs(parameter)
 
-    def _logits_from_probs(self, probs):
+    def _logits_from_probs(self, probs: Array) -> Array:
         return safe_log(probs)
 
-    def _probs_from_logits(self, logits):
+    def _probs_from_logits(self, logits: Array) -> Array:
         return jax.nn.softmax(logits, -1)
 
-    def _one_hot_logits(self):
+    def _one_hot_logits(self) -> Array:
         return self.logits
 
-    def _from_one_hot(self, sample):
+    def _from_one_hot(self, sample: Array) -> Array:
         return sample
 
 
@@ -81,16 +83,21 @@ class OneHotCategorical(CategoricalParameters):
     support = one_hot
     has_enumerate_support = True
 
-    def __init__(self, probs=None, logits=None, validate_args=None):
+    def __init__(
+        self,
+        probs: ArrayLike | None = None,
+        logits: ArrayLike | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
         super().__init__(probs, logits, validate_args=validate_args)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> Array:
         check_one_hot_value(value, self.event_shape[-1])
         if self._validate_args:
             self._validate_sample(value)
         return select(value, jax.nn.log_softmax(self.logits, -1))
 
-    def enumerate_support(self, expand=True):
+    def enumerate_support(self, expand: bool = True) -> Array:
         if enumerating():  # NumPyro's handler asks for the size, to substitute integer indices
             raise ValueError(INTEGER_ENUMERATION_ADVICE)
         k = self.event_shape[0]
@@ -101,14 +108,21 @@ class OneHotCategorical(CategoricalParameters):
             values = jnp.broadcast_to(values, (k,) + self.batch_shape + (k,))
         return values
 
-    def entropy(self):
+    def entropy(self) -> Array:
         return -select(self.probs, jax.nn.log_softmax(self.logits, -1))
 
 
 class _OneHotReparameterized(OneHotCategorical):
     uses_temperature = True
 
-    def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None, **options):
+    def __init__(
+        self,
+        probs: ArrayLike | None = None,
+        logits: ArrayLike | None = None,
+        temperature: float = 1.0,
+        validate_args: bool | None = None,
+        **options: float,
+    ) -> None:
         ProbsOrLogits.__init__(self, probs, logits, temperature, validate_args, **options)
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import Array
 from jax.scipy.special import gammaln, logsumexp
+from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 
 from .estimators import tempered_softmax
@@ -37,19 +39,25 @@ class RelaxedOneHotCategorical(CategoricalParameters):
     support = constraints.simplex
     uses_temperature = True
 
-    def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None):
+    def __init__(
+        self,
+        probs: ArrayLike | None = None,
+        logits: ArrayLike | None = None,
+        temperature: float = 1.0,
+        validate_args: bool | None = None,
+    ) -> None:
         super().__init__(probs, logits, temperature, validate_args)
 
     @property
     def has_rsample(self) -> bool:
         return True
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         shape = tuple(sample_shape) + self.batch_shape + self.event_shape
         noise = jax.random.gumbel(key, shape, jnp.result_type(self.logits))
         return tempered_softmax(self.logits + noise, self.temperature)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> Array:
         if self._validate_args:
             self._validate_sample(value)
         logits = jax.nn.log_softmax(self.logits, -1)
@@ -64,9 +72,9 @@ class RelaxedOneHotCategorical(CategoricalParameters):
         return gammaln(n) + (n - 1) * jnp.log(tau) + terms.sum(-1) - n * normaliser
 
     @property
-    def mean(self):
+    def mean(self) -> Array:
         raise NotImplementedError("The mean of the Concrete distribution has no closed form.")
 
     @property
-    def variance(self):
+    def variance(self) -> Array:
         raise NotImplementedError("The variance of the Concrete distribution has no closed form.")

@@ -14,6 +14,8 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
 from numpyro.distributions import Distribution
 from numpyro.distributions.util import lazy_property
 
@@ -40,7 +42,14 @@ class ProbsOrLogits(Distribution):
     _number_temperature = None
     options = ()
 
-    def __init__(self, probs=None, logits=None, temperature=1.0, validate_args=None, **options):
+    def __init__(
+        self,
+        probs: ArrayLike | None = None,
+        logits: ArrayLike | None = None,
+        temperature: float = 1.0,
+        validate_args: bool | None = None,
+        **options: float,
+    ) -> None:
         if (probs is None) == (logits is None):
             raise ValueError("Pass exactly one of `probs` or `logits`.")
         validate = validation_enabled(validate_args)
@@ -69,7 +78,7 @@ class ProbsOrLogits(Distribution):
         self._validate_args = validate
 
     @property
-    def temperature(self):
+    def temperature(self) -> float | Array:
         """The backward's temperature: a float, an array (under tracing), or ``None``."""
         if self._array_temperature is not None:
             return self._array_temperature
@@ -78,18 +87,18 @@ class ProbsOrLogits(Distribution):
     def _check(self, parameter) -> None:
         raise NotImplementedError
 
-    def _logits_from_probs(self, probs):
+    def _logits_from_probs(self, probs: Array) -> Array:
         raise NotImplementedError
 
-    def _probs_from_logits(self, logits):
+    def _probs_from_logits(self, logits: Array) -> Array:
         raise NotImplementedError
 
     @lazy_property
-    def logits(self):
+    def logits(self) -> Array:
         return self._logits_from_probs(self.probs)
 
     @lazy_property
-    def probs(self):
+    def probs(self) -> Array:
         return self._probs_from_logits(self.logits)
 
     @property
@@ -97,23 +106,23 @@ class ProbsOrLogits(Distribution):
         return self.rule_name is not None
 
     @property
-    def mean(self):
+    def mean(self) -> Array:
         """The probabilities: the mean of a one-hot or 0/1 variable."""
         return self.probs
 
     @property
-    def variance(self):
+    def variance(self) -> Array:
         return self.probs * (1 - self.probs)
 
-    def _one_hot_logits(self):
+    def _one_hot_logits(self) -> Array:
         """Log-probabilities, up to a shift per row, of the equivalent one-hot categorical."""
         raise NotImplementedError
 
-    def _from_one_hot(self, sample):
+    def _from_one_hot(self, sample: Array) -> Array:
         """This distribution's value for a one-hot draw of the equivalent categorical."""
         raise NotImplementedError
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         """An exact draw; reparameterized (the class's estimator rule) when the class names one."""
         logits = self._one_hot_logits()
         logits = jnp.broadcast_to(logits, tuple(sample_shape) + jnp.shape(logits))

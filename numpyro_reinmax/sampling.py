@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import Array
+from jax.typing import DTypeLike
 
 from . import native
 
 
-def accumulation_dtype():
+def accumulation_dtype() -> DTypeLike:
     """float64 where JAX allows it, else float32."""
     return jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
 
 
-def draw_index(key, probs):
+def draw_index(key: Array, probs: Array) -> Array:
     """Draw one category per row of ``probs`` (shape ``(..., K)``); returns int indices ``(...)``.
 
     Rows need not be normalised; they must be finite, non-negative and not all zero. On the CPU
@@ -37,7 +39,7 @@ def draw_index(key, probs):
     return index_by_cumsum(probs, uniforms)
 
 
-def index_by_cumsum(probs, uniforms):
+def index_by_cumsum(probs: Array, uniforms: Array) -> Array:
     """The first :math:`k` with :math:`c_k > u c_{K-1}` per row, by ``jnp.cumsum``."""
     cdf = jnp.cumsum(probs.astype(accumulation_dtype()), -1)
     total = cdf[..., -1:]
@@ -47,7 +49,7 @@ def index_by_cumsum(probs, uniforms):
     return (cdf <= u).sum(-1)
 
 
-def perturbed_logits_given_index(logits, index, exponentials):
+def perturbed_logits_given_index(logits: Array, index: Array, exponentials: Array) -> Array:
     r"""Gumbel-perturbed logits :math:`z = \theta + G` drawn conditionally on
     :math:`\arg\max z = ` ``index`` (int, shape ``(...)``).
 
@@ -67,7 +69,7 @@ def perturbed_logits_given_index(logits, index, exponentials):
     return jnp.where(at_index, top, -jnp.logaddexp(log_exponentials - logits, -top))
 
 
-def draw_exponentials(key, shape, dtype):
+def draw_exponentials(key: Array, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
     """Standard exponentials from ``jax.random.exponential`` (also where the CPU kernels run, so
     a key gives the same noise on every path), bounded below by the dtype's smallest normal
     number (so that their logarithm is finite)."""
@@ -75,6 +77,6 @@ def draw_exponentials(key, shape, dtype):
     return jnp.maximum(jax.random.exponential(key, shape, dtype), jnp.finfo(dtype).tiny)
 
 
-def draw_one_hot(key, probs):
+def draw_one_hot(key: Array, probs: Array) -> Array:
     """Exact one-hot draw from ``Categorical(probs)`` with the shape and dtype of ``probs``."""
     return jax.nn.one_hot(draw_index(key, probs), probs.shape[-1], dtype=probs.dtype)
