@@ -662,8 +662,9 @@ def structured_cjs_section(backend: str = "pyro") -> str:
         "mask in place after use, scores every occasion with the final mask: the -ELBOs of the "
         "two backends differ, `tests/test_capture_recapture.py`), jitted. Here the gap to `enum` "
         "is not a gap: a masked state still has a guide site, whose entropy (up to log 2 nats "
-        "each) enters the sampled guides' ELBO, while NumPyro's `TraceEnum_ELBO` counts nothing "
-        "for a masked summed-out state; compare the sampled guides with each other, and the "
+        "each) enters the sampled guides' ELBO, while NumPyro's `TraceEnum_ELBO` adds nothing "
+        "for a masked summed-out state (a hand computation in that test shows it keeps the "
+        "state's prior); compare the sampled guides with each other, and the "
         "fitted probabilities with `enum`'s"
     )
     return (
