@@ -112,8 +112,9 @@ def measurements(name: str = "iris") -> tuple[np.ndarray, np.ndarray | None]:
                 f"--data {name}: column {column} has entries too large to standardise (its "
                 "spread overflows float64); rescale it first"
             )
-        if (spread == 0).any():
-            raise DataError(f"--data {name}: column {int(np.argmin(spread))} is constant")
+        constant = np.ptp(x, axis=0) == 0  # exact: a constant column's std can be 1e-17
+        if constant.any():
+            raise DataError(f"--data {name}: column {int(np.argmax(constant))} is constant")
         return standardised, None
     if name not in files:
         raise ValueError(f"dataset must be one of {sorted(files)}, got {name!r}")

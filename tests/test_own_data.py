@@ -194,3 +194,13 @@ def test_any_text_file_is_a_corpus_or_refused(tmp_path_factory, content):
         return
     assert train.num_documents >= 1 and test.num_documents >= 1
     assert len(train.vocabulary) >= 1
+
+
+def test_a_constant_column_is_refused_even_where_its_computed_spread_is_not_zero(tmp_path):
+    """Three rows of 0.1: numpy's std is about 1e-17, not 0, and the column standardised to -1s
+    (found by the property test above)."""
+    path = tmp_path / "constant.npy"
+    np.save(path, np.full((3, 2), 0.1))
+    assert np.std(np.full(3, 0.1)) != 0
+    with pytest.raises(DataError, match="column 0 is constant"):
+        measurements(str(path))
