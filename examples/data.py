@@ -103,18 +103,19 @@ def measurements(name: str = "iris") -> tuple[np.ndarray, np.ndarray | None]:
     files = {"iris": "iris.csv", "wine": "wine_data.csv"}
     if is_path(name):
         x = load_matrix(name)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            spread = x.std(0)
-            standardised = (x - x.mean(0)) / spread
-        if not np.isfinite(spread).all():
-            column = int(np.argmin(np.isfinite(spread)))
-            raise DataError(
-                f"--data {name}: column {column} has entries too large to standardise (its "
-                "spread overflows float64); rescale it first"
-            )
         constant = np.ptp(x, axis=0) == 0  # exact: a constant column's std can be 1e-17
         if constant.any():
             raise DataError(f"--data {name}: column {int(np.argmax(constant))} is constant")
+        with np.errstate(all="ignore"):
+            spread = x.std(0)
+            standardised = (x - x.mean(0)) / spread
+        unusable = ~np.isfinite(standardised).all(0)
+        if unusable.any():
+            column = int(np.argmax(unusable))
+            raise DataError(
+                f"--data {name}: column {column} cannot be standardised in float64 (its spread, "
+                f"{spread[column]:.3g}, over- or underflows); rescale it first"
+            )
         return standardised, None
     if name not in files:
         raise ValueError(f"dataset must be one of {sorted(files)}, got {name!r}")
