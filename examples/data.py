@@ -109,7 +109,7 @@ def measurements(name: str = "iris") -> tuple[np.ndarray, np.ndarray | None]:
         with np.errstate(all="ignore"):
             spread = x.std(0)
             standardised = (x - x.mean(0)) / spread
-        unusable = ~np.isfinite(standardised).all(0)
+        unusable = ~np.isfinite(standardised).all(0) | ~np.isfinite(spread)
         if unusable.any():
             column = int(np.argmax(unusable))
             raise DataError(
