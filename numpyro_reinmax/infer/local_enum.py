@@ -99,6 +99,11 @@ def _plate_sizes(site, full_sizes: dict) -> dict[str, int]:
     return {frame.name: full_sizes.get(frame.name, frame.size) for frame in frames}
 
 
+def _declared_plate_sizes(trace) -> dict[str, int]:
+    """Each plate's full size as ``trace`` declares it (its ``numpyro.plate`` sites)."""
+    return {name: site["args"][0] for name, site in trace.items() if site["type"] == "plate"}
+
+
 def _plates(site) -> frozenset:
     return frozenset(frame.name for frame in site["cond_indep_stack"])
 
@@ -156,6 +161,7 @@ class _Perturb(OneHotEnumeration):
     def __init__(self, fn, guide_trace, draws: dict, index_of, placeholders: bool) -> None:
         super().__init__(fn)
         self.guide_trace, self.draws, self.index_of = guide_trace, draws, index_of
+        self.guide_plate_sizes = _declared_plate_sizes(guide_trace)
         self.placeholders = placeholders
         self.scans: dict[str, _Scan] = {}  # every site sampled in a scan
         self.plate_sizes: dict[str, int] = {}  # the model's plates' full sizes
@@ -204,12 +210,9 @@ class _Perturb(OneHotEnumeration):
         if in_scan:
             self.scans[name] = self._scan
         if name in self.draws:
-            guide_sizes = {
-                n: s["args"][0] for n, s in self.guide_trace.items() if s["type"] == "plate"
-            }
             check_same_plates(
                 name,
-                _plate_sizes(self.guide_trace[name], guide_sizes),
+                _plate_sizes(self.guide_trace[name], self.guide_plate_sizes),
                 _plate_sizes(msg, self.plate_sizes),
             )
             if in_scan and self.draws[name].event_dims:
@@ -310,6 +313,7 @@ class _SameSitesAsGuide(Messenger):
     def __init__(self, fn, guide_trace) -> None:
         super().__init__(fn)
         self.guide_trace = guide_trace
+        self.guide_plate_sizes = _declared_plate_sizes(guide_trace)
         self.plate_sizes: dict[str, int] = {}
 
     def process_message(self, msg) -> None:
@@ -321,12 +325,9 @@ class _SameSitesAsGuide(Messenger):
             return
         guide_site = self.guide_trace[name]
         if guide_site["type"] == "sample":
-            guide_sizes = {
-                n: s["args"][0] for n, s in self.guide_trace.items() if s["type"] == "plate"
-            }
             check_same_plates(
                 name,
-                _plate_sizes(guide_site, guide_sizes),
+                _plate_sizes(guide_site, self.guide_plate_sizes),
                 _plate_sizes(msg, self.plate_sizes),
             )
 
