@@ -231,15 +231,8 @@ class _Perturb(Messenger):
         dimension, in the model's representation (one-hot, 0/1 or integer)."""
         draw = self.draws[name]
         kind = support_kind(fn.support)
-        event_dims = fn.event_dim - (kind == "one_hot")
-        if kind is None or event_dims != draw.event_dims or categories(fn, kind) != draw.categories:
-            raise ValueError(
-                f"site {name!r}: the guide draws {draw.categories} categories per variable with "
-                f"event shape {tuple(draw.index.shape[draw.index.dim() - draw.event_dims :])}, "
-                f"but the model's site is {type(unwrap(fn)).__name__} with support {fn.support} "
-                f"and event shape {tuple(fn.event_shape)}: give the guide site the model's "
-                "support and shape (AutoReinMax does)."
-            )
+        event_shape = tuple(draw.index.shape[draw.index.dim() - draw.event_dims :])
+        _check_same_variables(name, draw.categories, event_shape, fn)
         model_batch = fn.batch_shape[max(0, len(fn.batch_shape) + self.dim + 1) :]
         if _squeezed(model_batch) != _squeezed(draw.batch_shape()):
             raise ValueError(
@@ -313,21 +306,33 @@ class _SameSitesAsGuide(Messenger):
         if msg["is_observed"] or site_is_subsample(msg) or name not in self.guide_trace.nodes:
             return
         check_same_plates(name, _plate_sizes(self.guide_trace.nodes[name]), _plate_sizes(msg))
-        guide_fn, fn = self.guide_trace.nodes[name]["fn"], msg["fn"]
+        guide_fn = self.guide_trace.nodes[name]["fn"]
         guide_kind = support_kind(guide_fn.support)
-        if guide_kind is None or not fn.support.is_discrete:
+        if guide_kind is None or not msg["fn"].support.is_discrete:
             return
-        kind = support_kind(fn.support)
-        variables = (categories(fn, kind) if kind else None, fn.event_dim - (kind == "one_hot"))
-        guide_event_dims = guide_fn.event_dim - (guide_kind == "one_hot")
-        if variables != (categories(guide_fn, guide_kind), guide_event_dims):
-            raise ValueError(
-                f"site {name!r}: the guide's {type(unwrap(guide_fn)).__name__} has support "
-                f"{guide_fn.support} and event shape {tuple(guide_fn.event_shape)}, the model's "
-                f"{type(unwrap(fn)).__name__} support {fn.support} and event shape "
-                f"{tuple(fn.event_shape)}: give the guide site the model's support and shape "
-                "(AutoReinMax does)."
-            )
+        one_hot = guide_kind == "one_hot"
+        event_shape = tuple(guide_fn.event_shape)[: guide_fn.event_dim - one_hot]
+        _check_same_variables(name, categories(guide_fn, guide_kind), event_shape, msg["fn"])
+
+
+def _check_same_variables(name: str, guide_categories: int, guide_event_shape: tuple, fn) -> None:
+    """A ``ValueError`` naming the site unless the model's ``fn`` has variables of the guide's
+    kind: ``guide_categories`` categories each, in the event shape ``guide_event_shape`` (without
+    a one-hot's category axis)."""
+    kind = support_kind(fn.support)
+    event_dims = fn.event_dim - (kind == "one_hot")
+    if (
+        kind is None
+        or event_dims != len(guide_event_shape)
+        or categories(fn, kind) != guide_categories
+    ):
+        raise ValueError(
+            f"site {name!r}: the guide draws {guide_categories} categories per variable with "
+            f"event shape {guide_event_shape}, but the model's site is "
+            f"{type(unwrap(fn)).__name__} with support {fn.support} and event shape "
+            f"{tuple(fn.event_shape)}: give the guide site the model's support and shape "
+            "(AutoReinMax does)."
+        )
 
 
 def _warn_if_infinite(loss: float) -> float:
