@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax import Array
 from jax.typing import ArrayLike, DTypeLike
 
-from reinmax_core.rules import ANCHOR_KINDS, RULES, Rule
+from reinmax_core.rules import ANCHOR_KINDS, RULES, Options, Rule
 from reinmax_core.rules import rule_options as core_rule_options
 
 from . import native
@@ -38,10 +38,6 @@ __all__ = [
     "reinmax_rao",
     "straight_through",
 ]
-
-
-Options = tuple[tuple[str, float | None], ...]
-"""A rule's checked options (:func:`rule_options`)."""
 
 
 class AnchorTerm(NamedTuple):
@@ -202,7 +198,7 @@ MULTI_TERM_RULES = {"reinmax_cv": reinmax_cv_terms}
 """The anchor terms of each rule whose ``Rule.terms`` names them."""
 
 
-def rule_options(rule_name: str, options: dict | None = None) -> tuple[tuple[str, float], ...]:
+def rule_options(rule_name: str, options: dict | None = None) -> Options:
     """:func:`reinmax_core.rules.rule_options` with this backend's temperature check."""
     return core_rule_options(rule_name, options, check_temperature)
 

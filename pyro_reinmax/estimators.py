@@ -19,7 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from reinmax_core.rules import PERTURBATIONS, RULES, Rule
+from reinmax_core.rules import PERTURBATIONS, RULES, Options, Rule
 from reinmax_core.rules import rule_options as core_rule_options
 
 from . import native
@@ -190,13 +190,13 @@ MULTI_TERM_RULES = {"reinmax_cv": reinmax_cv_terms}
 """The anchor terms of each rule whose ``Rule.terms`` names them."""
 
 
-def rule_options(rule_name: str, options: dict | None = None) -> tuple[tuple[str, float], ...]:
+def rule_options(rule_name: str, options: dict | None = None) -> Options:
     """:func:`reinmax_core.rules.rule_options` with this backend's temperature check."""
     return core_rule_options(rule_name, options, check_temperature)
 
 
 def anchor_weights(
-    rule: Rule, temperature: float, options: tuple[tuple[str, float], ...], dtype: torch.dtype
+    rule: Rule, temperature: float, options: Options, dtype: torch.dtype
 ) -> AnchorTerm:
     r"""A single-anchor rule's :class:`AnchorTerm` without its values (None): the weights
     :math:`(w_y, w_D)`, the scale :math:`c`, split over the Gumbel rule's :math:`S` draws, the
@@ -346,7 +346,7 @@ def estimate(
     logits: Tensor,
     temperature: float,
     validate: bool = False,
-    options: tuple[tuple[str, float], ...] | None = None,
+    options: Options | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``(sample, probs)`` with the backward of ``RULES[rule_name]``; ``temperature`` and
     ``options`` (:func:`rule_options`; None: the defaults) must already be checked. Where the
@@ -362,7 +362,7 @@ def estimate(
 
 @functools.lru_cache(maxsize=1024)
 def operator_arguments(
-    rule_name: str, temperature: float, options: tuple[tuple[str, float], ...], dtype: torch.dtype
+    rule_name: str, temperature: float, options: Options, dtype: torch.dtype
 ) -> tuple[list[float], list[float]]:
     """A single-anchor rule's recipe for the estimator operator (``torch_estimator.cc``): the
     temperature, the perturbation, the sets of exponentials, the anchor term's kernel weights

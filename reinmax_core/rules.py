@@ -67,10 +67,15 @@ __all__ = [
     "PERTURBATIONS",
     "RULES",
     "SCORE_FUNCTION",
+    "Options",
     "Rule",
     "check_estimator",
     "rule_options",
 ]
+
+
+Options = tuple[tuple[str, float | None], ...]
+"""A rule's options with their values, in the rule's order (:func:`rule_options`)."""
 
 
 class Rule(NamedTuple):
@@ -96,9 +101,9 @@ class Rule(NamedTuple):
     gumbel_at: str = "probs"
     terms: str | None = None
     noise_sets: int = 0
-    options: tuple[tuple[str, float | None], ...] = ()
+    options: Options = ()
 
-    def noise_count(self, options: tuple[tuple[str, float | None], ...]) -> int:
+    def noise_count(self, options: Options) -> int:
         """How many sets of exponentials the forward pass draws (0: none)."""
         if self.perturbation != "gumbel" and self.terms is None:
             return 0
@@ -158,7 +163,7 @@ def check_estimator(
 
 def rule_options(
     rule_name: str, options: dict | None, check_temperature: Callable[[float], float]
-) -> tuple[tuple[str, float | None], ...]:
+) -> Options:
     """The rule's options with defaults filled in, checked, as a hashable tuple: ``samples`` an
     integer >= 1, ``gap`` a finite number >= 0, ``eta`` a finite number, ``cv_temperature`` None
     (the temperature) or a valid temperature (``check_temperature``, the backend's). Raises on an
