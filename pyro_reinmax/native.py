@@ -153,16 +153,15 @@ def native_kernels_status() -> str:
     return status
 
 
-def usable(tensor: Tensor, contiguous: bool = True) -> bool:
-    """Whether the kernels take this tensor: a float32 or float64 CPU tensor (contiguous, unless
-    ``contiguous`` is False: only its shape and type are used) outside ``torch.compile`` tracing,
-    with the kernels on and built (built on the first call)."""
+def usable(tensor: Tensor) -> bool:
+    """Whether the kernels take this tensor: a contiguous float32 or float64 CPU tensor outside
+    ``torch.compile`` tracing, with the kernels on and built (built on the first call)."""
     return (
         KERNELS.active()
         and tensor.device.type == "cpu"
         and tensor.dtype in SUFFIXES
         and type(tensor) is torch.Tensor
-        and (not contiguous or tensor.is_contiguous())
+        and tensor.is_contiguous()
         and not torch.compiler.is_compiling()
     )
 
