@@ -20,6 +20,8 @@ from tqdm.auto import trange
 from reinmax_core.messages import non_finite_site, non_finite_step
 from reinmax_core.options import check_count
 
+from .site_log_prob import site_log_prob
+
 __all__ = ["run_checked"]
 
 
@@ -94,7 +96,7 @@ def _non_finite_sites(svi, params: dict, key, args, kwargs) -> list[str]:
         for name, site in program_trace.items():
             if site["type"] != "sample":
                 continue
-            log_density = site["fn"].log_prob(site["value"])
+            log_density = site_log_prob(site)
             if not (_finite(site["value"]) and _finite(log_density)):
                 largest = float(jnp.max(log_density))
                 nan = bool(jnp.any(jnp.isnan(log_density)))

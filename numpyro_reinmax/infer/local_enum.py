@@ -59,6 +59,7 @@ from ..scan_body import base_name, steps_back
 from .conditional import ONE_HOT
 from .enumeration_budget import OneHotEnumeration
 from .site_context import NameFailingSite
+from .site_log_prob import site_log_prob
 from .structure import structure_key
 
 __all__ = ["TraceLocalEnum_ELBO"]
@@ -526,7 +527,7 @@ class TraceLocalEnum_ELBO(ELBO):
                 )
             found["trace"], found["scans"] = model_trace, tracked.scans
             return {
-                name: site["fn"].log_prob(site["value"])
+                name: site_log_prob(site)
                 for name, site in model_trace.items()
                 if site["type"] == "sample"
             }
@@ -749,7 +750,7 @@ class TraceLocalEnum_ELBO(ELBO):
                 if mask is not None:
                     log_prob = jnp.where(mask, log_prob, 0.0)
             else:
-                log_prob = site["fn"].log_prob(site["value"])
+                log_prob = site_log_prob(site)
             scale = 1.0 if site["scale"] is None else site["scale"]
             total = total + jnp.sum(scale * log_prob)
         return total

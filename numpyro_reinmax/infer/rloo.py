@@ -21,6 +21,7 @@ from numpyro import handlers
 from numpyro.infer.elbo import ELBO
 
 from .elbo import _RequireGuided
+from .site_log_prob import site_log_prob
 
 __all__ = ["TraceRLOO_ELBO"]
 
@@ -32,7 +33,7 @@ def _log_density(trace) -> tuple:
     for site in trace.values():
         if site["type"] != "sample":
             continue
-        log_prob = site["fn"].log_prob(site["value"])
+        log_prob = site_log_prob(site)
         if site["scale"] is not None:
             log_prob = site["scale"] * log_prob
         total = total + jnp.sum(log_prob)
