@@ -20,7 +20,10 @@ from contextlib import ExitStack
 import jax
 import jax.numpy as jnp
 import numpyro
+from jax import Array
+from jax.typing import ArrayLike
 from numpyro import handlers
+from numpyro.distributions import Distribution
 from numpyro.infer.autoguide import AutoGuide, AutoNormal
 from numpyro.infer.inspect import get_dependencies
 
@@ -123,7 +126,7 @@ class AutoReinMax(AutoGuide):
 
     def __init__(
         self,
-        model,
+        model: Callable,
         *,
         estimator: str = AUTO,
         temperature: float = 1.0,
@@ -133,7 +136,7 @@ class AutoReinMax(AutoGuide):
         max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
         dependencies: Dependencies = None,
         prefix: str = "auto",
-        create_plates=None,
+        create_plates: Callable | None = None,
     ) -> None:
         super().__init__(model, prefix=prefix, create_plates=create_plates)
         if not (enumerate is None or enumerate == "auto" or isinstance(enumerate, list | tuple)):
@@ -161,7 +164,7 @@ class AutoReinMax(AutoGuide):
             return self._encoders.get(name)
         return self._encoders
 
-    def _check_structure(self, args, kwargs) -> None:
+    def _check_structure(self, args: tuple, kwargs: dict) -> None:
         """Raise if the model's discrete sites for these arguments differ from the prototype's:
         NumPyro's SVI keeps one fixed set of parameters (and jit one fixed structure). Traced once
         per structure of the arguments (:func:`structure_key`), at trace time under jit."""
@@ -233,10 +236,10 @@ class AutoReinMax(AutoGuide):
             first_discrete = min((order.index(n) for n in self._discrete), default=math.inf)
             self._continuous_first = order.index(continuous[0]) < first_discrete
 
-    def _add_parents(self, args, kwargs) -> None:
+    def _add_parents(self, args: tuple, kwargs: dict) -> None:
         """Each sampled site's guide parents (:func:`~reinmax_core.dependencies.guide_parents`)."""
 
-        def posterior():
+        def posterior() -> None:
             try:
                 with handlers.block():
                     model = handlers.seed(self.model, jax.random.PRNGKey(0))
@@ -275,14 +278,14 @@ class AutoReinMax(AutoGuide):
             for p in self.parents.get(name, ())
         ]
 
-    def _companion(self, discrete: list[str], args, kwargs):
+    def _companion(self, discrete: list[str], args: tuple, kwargs: dict) -> AutoGuide | None:
         """The continuous guide, on the model with the discrete sites hidden. Its set-up
         (NumPyro's ``initialize_model``) runs that model with the discrete sites drawn from their
         prior, and fails where such a draw makes an observation impossible (an annotation model
         whose spammer flag and true class rule an annotation out): it is then set up again with
         the observations hidden as well, which the continuous sites' initial values do not need."""
 
-        def build(hidden: list[str]):
+        def build(hidden: list[str]) -> AutoGuide:
             companion = self._continuous_guide(
                 handlers.block(self.model, hide=hidden),
                 prefix=self.prefix,
@@ -305,7 +308,7 @@ class AutoReinMax(AutoGuide):
         )
         return build(discrete + observed)
 
-    def _logits(self, name: str, site, parent_one_hots: list, *args, **kwargs):
+    def _logits(self, name: str, site: dict, parent_one_hots: list, *args, **kwargs) -> Array:
         """The site's logits: its own parameter (a table over its parents' configurations when
         it has few), or its encoder's output, plus an additive layer of its parents' one-hots
         where it has parents and no table."""
@@ -330,13 +333,15 @@ class AutoReinMax(AutoGuide):
             event_dim_of_own = event_dim + (len(parent_categories) if table else 0)
             logits = numpyro.param(f"{self.prefix}_{name}_logits", init, event_dim=event_dim_of_own)
 
-        def weights():
+        def weights() -> list[Array]:
             init = jnp.zeros(shape[:at] + [sum(parent_categories)] + shape[at:])
             return numpyro.param(f"{self.prefix}_{name}_weights", init, event_dim=event_dim + 1)
 
         return self._conditioned(name, logits, parent_one_hots, cell_dims, weights)
 
-    def _conditioned(self, name: str, logits, parent_one_hots: list, cell_dims: int, weights):
+    def _conditioned(
+        self, name: str, logits: Array, parent_one_hots: list, cell_dims: int, weights: list
+    ) -> Array:
         """``logits`` given the parents' one-hots: the table's row at their configuration, or
         plus the additive layer ``weights()`` of them (its parameter), or as they are."""
         if uses_table(self._parent_categories(name), self._encoder(name) is not None):
@@ -345,7 +350,7 @@ class AutoReinMax(AutoGuide):
             return additive_logits(logits, weights(), parent_one_hots, cell_dims)
         return logits
 
-    def _site_distribution(self, site, logits):
+    def _site_distribution(self, site: dict, logits: Array) -> Distribution:
         kind = support_kind(site["fn"].support)
         estimator = resolve_estimator(self.estimator)
         fn = site_distribution(kind, estimator, self.temperature, logits=logits)
@@ -385,8 +390,10 @@ class AutoReinMax(AutoGuide):
             result.update(self._continuous(*args, **kwargs))
         return result
 
-    def sample_posterior(self, rng_key, params, *args, sample_shape=(), **kwargs) -> dict:
-        def draw(key):
+    def sample_posterior(
+        self, rng_key: Array, params: dict, *args, sample_shape: tuple[int, ...] = (), **kwargs
+    ) -> dict:
+        def draw(key: Array) -> dict:
             return handlers.substitute(handlers.seed(self, key), data=params)(*args, **kwargs)
 
         if not sample_shape:
@@ -395,7 +402,7 @@ class AutoReinMax(AutoGuide):
         samples = jax.vmap(draw)(keys)
         return jax.tree.map(lambda x: x.reshape(tuple(sample_shape) + x.shape[1:]), samples)
 
-    def median(self, params) -> dict:
+    def median(self, params: dict) -> dict:
         """Modes of the discrete sites (one-hot of the largest logit; 1 where p > 1/2) and the
         companion's medians."""
         medians = {} if self._continuous is None else self._continuous.median(params)
@@ -429,11 +436,11 @@ class AutoReinMax(AutoGuide):
                 one_hots[name] = drawn_one_hot(kind, medians[name], k, None)
         return medians
 
-    def quantiles(self, params, quantiles) -> dict:
+    def quantiles(self, params: dict, quantiles: ArrayLike) -> dict:
         """The companion's quantiles; discrete sites have none."""
         return {} if self._continuous is None else self._continuous.quantiles(params, quantiles)
 
-    def _choose_enumerated(self, key, args, kwargs) -> list[str]:
+    def _choose_enumerated(self, key: Array, args: tuple, kwargs: dict) -> list[str]:
         if self._enumerate is None:
             return []
         if self._enumerate != "auto":

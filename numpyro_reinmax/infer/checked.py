@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
 from numpyro import handlers
-from numpyro.infer.svi import SVIRunResult, _make_loss_fn
+from numpyro.infer.svi import SVI, SVIRunResult, SVIState, _make_loss_fn
 from tqdm.auto import trange
 
 from reinmax_core.messages import non_finite_site, non_finite_step
@@ -25,7 +27,9 @@ from .site_log_prob import site_log_prob
 __all__ = ["run_checked"]
 
 
-def run_checked(svi, rng_key, num_steps: int, *args, progress_bar: bool = True, **kwargs):
+def run_checked(
+    svi: SVI, rng_key: Array, num_steps: int, *args, progress_bar: bool = True, **kwargs
+) -> SVIRunResult:
     """Run ``svi`` for ``num_steps`` steps like ``svi.run(rng_key, num_steps, *args, **kwargs)``
     and return the same ``SVIRunResult``; raise ``FloatingPointError`` at the first step whose
     loss or updated parameters are not finite, naming the step, the parameters with a
@@ -36,7 +40,9 @@ def run_checked(svi, rng_key, num_steps: int, *args, progress_bar: bool = True, 
     num_steps = check_count("num_steps", num_steps)
     state = svi.init(rng_key, *args, **kwargs)
 
-    def update(state):  # the check runs inside jit: one host transfer per step
+    def update(
+        state: SVIState,
+    ) -> tuple[SVIState, Array, Array]:  # the check runs inside jit: one host transfer per step
         new_state, loss = svi.update(state, *args, **kwargs)
         leaves = [loss, *jax.tree.leaves(svi.optim.get_params(new_state.optim_state))]
         return new_state, loss, jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in leaves]))
@@ -52,11 +58,11 @@ def run_checked(svi, rng_key, num_steps: int, *args, progress_bar: bool = True, 
     return SVIRunResult(svi.get_params(state), state, jnp.stack(losses) if losses else None)
 
 
-def _finite(array) -> bool:
+def _finite(array: ArrayLike) -> bool:
     return bool(jnp.all(jnp.isfinite(array)))
 
 
-def _diagnosis(svi, state, step: int, loss, args, kwargs) -> str:
+def _diagnosis(svi: SVI, state: SVIState, step: int, loss: Array, args: tuple, kwargs: dict) -> str:
     """What went non-finite at ``step``, recomputed outside ``jit`` from the state before it."""
     _, key = jax.random.split(state.rng_key)
     loss_fn = _make_loss_fn(
@@ -82,7 +88,7 @@ def _diagnosis(svi, state, step: int, loss, args, kwargs) -> str:
     return non_finite_step(step, float(loss), gradients, sites, failure, "numpyro_reinmax")
 
 
-def _non_finite_sites(svi, params: dict, key, args, kwargs) -> list[str]:
+def _non_finite_sites(svi: SVI, params: dict, key: Array, args: tuple, kwargs: dict) -> list[str]:
     guide_key, model_key = jax.random.split(key)
     guide = handlers.substitute(handlers.seed(svi.guide, guide_key), data=params)
     with jax.disable_jit():

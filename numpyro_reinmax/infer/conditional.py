@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import Array
 from numpyro.primitives import Messenger
 
 ONE_HOT = "one_hot"
@@ -20,12 +21,12 @@ class RecordedOneHot(Messenger):
         super().__init__()
         self.one_hot = None
 
-    def postprocess_message(self, msg) -> None:
+    def postprocess_message(self, msg: dict) -> None:
         if msg["type"] == "sample":
             self.one_hot = msg["infer"].get(ONE_HOT)
 
 
-def drawn_one_hot(kind: str, value, categories: int, recorded):
+def drawn_one_hot(kind: str, value: Array, categories: int, recorded: RecordedOneHot) -> Array:
     """A draw as a one-hot over its categories, differentiable where the estimator made it so
     (one-hot and 0/1 draws; an integer draw through the ELBO's recorded one-hot, else constant)."""
     if kind == "one_hot":
@@ -37,7 +38,7 @@ def drawn_one_hot(kind: str, value, categories: int, recorded):
     return jax.nn.one_hot(value, categories, dtype=jnp.result_type(float))
 
 
-def additive_logits(bias, weights, parents: list, cell_dims: int):
+def additive_logits(bias: Array, weights: list, parents: list, cell_dims: int) -> Array:
     r""":math:`b + \sum_p W_p^\top e_p`, with ``weights`` of shape ``batch + (\sum_p K_p,) +
     cell`` stacking every parent's :math:`W_p`."""
     batch = jnp.broadcast_shapes(*(jnp.shape(one_hot)[:-1] for one_hot in parents))

@@ -19,9 +19,11 @@ guide) is replicated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import numpy as np
+from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["DATA_AXIS", "data_mesh", "place_state", "shard_data"]
@@ -60,14 +62,14 @@ def shard_data(arrays: Sequence, mesh: Mesh) -> tuple:
     return tuple(placed)
 
 
-def place_state(state, mesh: Mesh, data_length: int):
+def place_state(state: Any, mesh: Mesh, data_length: int) -> Any:
     """``state`` (an ``SVIState`` or any pytree) on the mesh: leaves whose leading axis has
     ``data_length`` entries split over the devices like the data, the others replicated."""
     size = mesh.shape[DATA_AXIS]
     split = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())
 
-    def place(leaf):
+    def place(leaf: Array) -> Array:
         shape = getattr(leaf, "shape", ())
         local = bool(shape) and shape[0] == data_length and data_length % size == 0
         return jax.device_put(leaf, split if local else replicated)

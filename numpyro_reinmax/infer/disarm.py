@@ -17,9 +17,12 @@ kept, as in ``Trace_ELBO``); reparameterized sites get their pathwise gradient t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
-from numpyro.distributions import MaskedDistribution
+from jax import Array
+from numpyro.distributions import Distribution, MaskedDistribution
 from numpyro.distributions.discrete import BernoulliLogits, BernoulliProbs
 from numpyro.infer.elbo import ELBO
 from numpyro.primitives import Messenger
@@ -30,7 +33,7 @@ from .rloo import traced_particle
 __all__ = ["TraceDisARM_ELBO"]
 
 
-def _site_mask(fn):
+def _site_mask(fn: Distribution) -> Array | None:
     """The product of the ``MaskedDistribution`` masks around a site's distribution."""
     mask = True
     while hasattr(fn, "base_dist"):
@@ -40,7 +43,7 @@ def _site_mask(fn):
     return mask
 
 
-def is_antithetic_site(site) -> bool:
+def is_antithetic_site(site: dict) -> bool:
     """A latent, non-reparameterized Bernoulli site (possibly wrapped)."""
     fn = site["fn"]
     return (
@@ -55,11 +58,11 @@ class _AntitheticBernoulli(Messenger):
     """Draw each latent Bernoulli site as ``u < p`` (or ``1 - u < p``) from one uniform per
     element and the site's key; refuse any other non-reparameterized discrete latent."""
 
-    def __init__(self, fn, antithetic: bool) -> None:
+    def __init__(self, fn: Callable, antithetic: bool) -> None:
         super().__init__(fn)
         self.antithetic = antithetic
 
-    def process_message(self, msg) -> None:
+    def process_message(self, msg: dict) -> None:
         if msg["type"] != "sample" or msg["is_observed"] or msg["value"] is not None:
             return
         fn = msg["fn"]
@@ -96,8 +99,10 @@ class TraceDisARM_ELBO(ELBO):
         super().__init__(num_particles=2 * num_pairs)
         self.num_pairs = num_pairs
 
-    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
-        def particle(key, antithetic: bool):
+    def loss_with_mutable_state(
+        self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
+    ) -> dict:
+        def particle(key: Array, antithetic: bool) -> tuple[Array, Array]:
             f, _, trace = traced_particle(
                 model,
                 guide,
@@ -110,7 +115,7 @@ class TraceDisARM_ELBO(ELBO):
             )
             return f, trace
 
-        def pair(key):
+        def pair(key: Array) -> Array:
             f, trace = particle(key, False)  # the same key: the same other random choices
             f_anti, trace_anti = particle(key, True)
             surrogate = (f + f_anti) / 2

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax import Array
 from numpyro.handlers import block, substitute, trace
 from numpyro.primitives import Messenger
 
@@ -27,7 +28,7 @@ class _RefuseScan(Messenger):
     """NumPyro's infer_discrete fails inside ``scan`` (NumPyro 0.22: "Could not extract point
     from -inf"): say so, and what works."""
 
-    def process_message(self, msg) -> None:
+    def process_message(self, msg: dict) -> None:
         if msg["type"] == "control_flow":
             raise NotImplementedError(
                 "infer_discrete does not support numpyro.contrib.control_flow.scan (NumPyro's own "
@@ -40,8 +41,8 @@ def infer_discrete(
     fn: Callable | None = None,
     first_available_dim: int | None = None,
     temperature: int = 1,
-    rng_key=None,
-):
+    rng_key: Array | None = None,
+) -> Callable:
     """:func:`numpyro.contrib.funsor.infer_discrete` that also handles one-hot sites: samples
     (``temperature=1``) or maximises (``temperature=0``) the sites marked for parallel enumeration
     from their posterior given the observations, latent one-hot sites included (marked
@@ -81,7 +82,7 @@ def infer_discrete(
         rng_key=rng_key,
     )
 
-    def posterior_draw(*args, **kwargs):
+    def posterior_draw(*args, **kwargs) -> object:
         with block():
             draw = trace(shown_as_index).get_trace(*args, **kwargs)
         values = {}

@@ -16,7 +16,10 @@ it. ``TraceMeanField_ELBO`` also honours a model-side mask on a latent site
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpyro.infer
+from jax import Array
 from numpyro.distributions import MaskedDistribution
 from numpyro.primitives import Messenger
 
@@ -29,12 +32,12 @@ __all__ = ["TraceMeanField_ELBO", "Trace_ELBO"]
 class _RequireReparameterized(Messenger):
     """Raise at any latent discrete sample site whose distribution has no ``rsample``."""
 
-    def __init__(self, fn, loss_name: str, sampled: set) -> None:
+    def __init__(self, fn: Callable, loss_name: str, sampled: set) -> None:
         super().__init__(fn)
         self.loss_name = loss_name
         self.sampled = sampled
 
-    def process_message(self, msg) -> None:
+    def process_message(self, msg: dict) -> None:
         if msg["type"] != "sample":
             return
         self.sampled.add(msg["name"])
@@ -53,13 +56,13 @@ class _RequireGuided(Messenger):
     """Raise at a discrete latent model site that the guide did not sample (names in
     ``sampled``); with ``keep_masks``, give masked latent sites a :class:`MaskedPrior`."""
 
-    def __init__(self, fn, loss_name: str, sampled: set, keep_masks: bool) -> None:
+    def __init__(self, fn: Callable, loss_name: str, sampled: set, keep_masks: bool) -> None:
         super().__init__(fn)
         self.loss_name = loss_name
         self.sampled = sampled
         self.keep_masks = keep_masks
 
-    def process_message(self, msg) -> None:
+    def process_message(self, msg: dict) -> None:
         if msg["type"] != "sample" or msg["is_observed"]:
             return
         fn = msg["fn"]
@@ -80,7 +83,9 @@ class _ReparameterizedDiscreteGuides:
     can_infer_discrete = True
     keep_model_masks = False
 
-    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+    def loss_with_mutable_state(
+        self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
+    ) -> dict:
         name, sampled = type(self).__name__, set()
         guide = NameFailingSite(_RequireReparameterized(guide, name, sampled), "guide")
         model = NameFailingSite(

@@ -10,8 +10,10 @@ its last enumerated parent out, and the model is traced again.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 
 import jax.numpy as jnp
+from numpyro.distributions import Distribution
 from numpyro.handlers import block
 
 from ..enumeration import _is_one_hot, restore_one_hot, show_as_index
@@ -24,14 +26,14 @@ holds): without ``markov`` every enumerated site keeps a dim of its own, so a lo
 plain loop has its first sites summed out and the rest sampled."""
 
 
-def _enumerable(fn, kind: str) -> bool:
+def _enumerable(fn: Distribution, kind: str) -> bool:
     """Whether NumPyro can enumerate ``fn`` site-wise (no extra event dims over the base)."""
     return fn.event_dim == (1 if kind == "one_hot" else 0) and (
         kind == "one_hot" or fn.has_enumerate_support
     )
 
 
-def factor_parents(site, names) -> dict:
+def factor_parents(site: dict, names: Iterable[str]) -> dict:
     """The enumerated sites among ``names`` (guide site names) that a site's factor depends on:
     dim -> name of the dim (inside ``scan``, ``_PREV_`` names are the same site's earlier steps)."""
     return {
@@ -41,7 +43,7 @@ def factor_parents(site, names) -> dict:
     }
 
 
-def _factor_shape(site) -> tuple:
+def _factor_shape(site: dict) -> tuple:
     """The batch shape of a site's log-density (its distribution's and value's, broadcast)."""
     value_shape = jnp.shape(site["value"])
     return jnp.broadcast_shapes(
@@ -49,7 +51,7 @@ def _factor_shape(site) -> tuple:
     )
 
 
-def over_budget(model_trace, names: list[str], max_configurations: int) -> set:
+def over_budget(model_trace: dict, names: list[str], max_configurations: int) -> set:
     """The sites among ``names`` (enumerated, in trace order) to take out of enumeration so that
     no factor's enumerated parents exceed ``max_configurations`` joint configurations: for each
     factor over the budget, its parents from the last one backwards."""
@@ -73,12 +75,12 @@ class OneHotEnumeration(ScanAwareMessenger):
     enumeration handler as their index, and the model's code receives one-hot values."""
 
     @staticmethod
-    def _enumerate(msg) -> None:
+    def _enumerate(msg: dict) -> None:
         msg["infer"]["enumerate"] = "parallel"
         if _is_one_hot(msg["fn"]):
             show_as_index(msg)
 
-    def postprocess_sample(self, msg) -> None:
+    def postprocess_sample(self, msg: dict) -> None:
         restore_one_hot(msg)
 
 
@@ -88,7 +90,9 @@ class _AdmitForEnumeration(OneHotEnumeration):
     the enumeration dims in use stay within :data:`MAX_ENUMERATION_DIMS` (the first site past
     them, and every later one, is refused)."""
 
-    def __init__(self, fn, candidates: dict, refused: set, budget: int, nesting: int) -> None:
+    def __init__(
+        self, fn: Callable, candidates: dict, refused: set, budget: int, nesting: int
+    ) -> None:
         super().__init__(fn)
         self.candidates, self.refused, self.budget, self.nesting = (
             candidates,
@@ -99,7 +103,7 @@ class _AdmitForEnumeration(OneHotEnumeration):
         self.full = False
         self.last_admitted: str | None = None
 
-    def process_sample(self, msg) -> None:
+    def process_sample(self, msg: dict) -> None:
         if msg["is_observed"]:
             return
         name, fn = msg["name"], msg["fn"]
@@ -118,7 +122,7 @@ class _AdmitForEnumeration(OneHotEnumeration):
         self._enumerate(msg)
         self.last_admitted = name
 
-    def postprocess_sample(self, msg) -> None:
+    def postprocess_sample(self, msg: dict) -> None:
         super().postprocess_sample(msg)
         name = msg["name"]
         if name in self.candidates and msg["infer"].get("enumerate") == "parallel":
@@ -169,6 +173,6 @@ def choose_enumerated(
         refused |= demote
 
 
-def _in_trace_order(names) -> list[str]:
+def _in_trace_order(names: Iterable[str]) -> list[str]:
     """Distinct site names without their ``_PREV_`` prefixes, in order of first appearance."""
     return list(dict.fromkeys(base_name(name) for name in names))

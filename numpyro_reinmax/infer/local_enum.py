@@ -117,7 +117,7 @@ class _DrawThroughOneHot(Messenger):
         super().__init__(fn)
         self.one_hots: dict = {}
 
-    def process_message(self, msg) -> None:
+    def process_message(self, msg: dict) -> None:
         if msg["type"] != "sample" or msg["is_observed"] or msg["value"] is not None:
             return
         base = unwrap(msg["fn"])
@@ -169,7 +169,7 @@ class _Perturb(OneHotEnumeration):
         self._scan: _Scan | None = None
         self._step = None
 
-    def process_message(self, msg) -> None:
+    def process_message(self, msg: dict) -> None:
         if msg["type"] == "plate":
             self.plate_sizes[msg["name"]] = msg["args"][0]
         super().process_message(msg)
@@ -201,7 +201,7 @@ class _Perturb(OneHotEnumeration):
         }
         msg["kwargs"]["substitute_stack"].append(("substitute", drawn))
 
-    def process_sample(self, msg) -> None:
+    def process_sample(self, msg: dict) -> None:
         if msg["is_observed"]:
             if msg["infer"].get(self.seen_key, False):
                 self.scans[msg["name"]] = self._scan
@@ -317,7 +317,7 @@ class _SameSitesAsGuide(Messenger):
         self.guide_plate_sizes = _declared_plate_sizes(guide_trace)
         self.plate_sizes: dict[str, int] = {}
 
-    def process_message(self, msg) -> None:
+    def process_message(self, msg: dict) -> None:
         name = msg["name"]
         if msg["type"] == "plate":
             self.plate_sizes[name] = msg["args"][0]
@@ -951,7 +951,7 @@ class _Redraw(Messenger):
         }
         self.redrawn: dict[str, Redrawn] = {}
 
-    def process_message(self, msg) -> None:
+    def process_message(self, msg: dict) -> None:
         name = msg["name"]
         if msg["type"] != "sample" or msg["is_observed"] or name not in self.guide_trace:
             return

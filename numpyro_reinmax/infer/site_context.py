@@ -33,11 +33,11 @@ class NameFailingSite(Messenger):
         self.current: str | None = None
         self.completed: str | None = None
 
-    def process_message(self, msg) -> None:
+    def process_message(self, msg: dict) -> None:
         if msg["type"] == "sample":
             self.current = msg["name"]
 
-    def postprocess_message(self, msg) -> None:
+    def postprocess_message(self, msg: dict) -> None:
         if msg["type"] == "sample":
             self.completed, self.current = msg["name"], None
 
