@@ -134,3 +134,17 @@ def infinite_loss(package: str) -> str:
         f"site's probabilities off 0 (mix in a small floor). {package}.infer.run_checked names "
         "the site."
     )
+
+
+def unplaced_plate(plate: str, raised: str) -> str:
+    """NumPyro's enumeration could not give ``plate`` a dimension (its ``KeyError``, ``raised``,
+    which names the site it came after): a site before the plate has a batch dimension that no
+    plate declares, which enumeration cannot place (Pyro refuses such a site itself)."""
+    where = raised.split("\n", 1)[1].strip() if "\n" in raised else ""
+    return (
+        f"plate {plate!r} could not be given its dimension {where}: a site before it has a batch "
+        "dimension that no plate declares (an observed value or a distribution with more batch "
+        "dimensions than its plates, outside them). Sample that site inside a plate of that size, "
+        "make the dimension part of its event (`.to_event(1)`, after `.expand(...)` if the "
+        "dimension comes from the value), or move the site after the plates."
+    )

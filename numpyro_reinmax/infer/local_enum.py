@@ -44,6 +44,7 @@ from reinmax_core.messages import (
     infinite_loss,
     not_reparameterized,
     unguided_event_dims,
+    unplaced_plate,
 )
 from reinmax_core.options import check_count
 from reinmax_core.perturbation import AT_DRAW, SiteVariables, SlotPlan, plan_slots
@@ -585,8 +586,14 @@ class TraceLocalEnum_ELBO(ELBO):
         enumerated = enum(
             _replay_others(perturb, guide_trace, draws), first_available_dim=self._dim - 1
         )
-        with plate_to_enum_plate():
-            return packed_trace(enumerated).get_trace(*args, **kwargs)
+        try:
+            with plate_to_enum_plate():
+                return packed_trace(enumerated).get_trace(*args, **kwargs)
+        except KeyError as error:  # NumPyro's enumeration could not give a plate its dimension
+            plate = str(error.args[0]).split("\n")[0] if error.args else ""
+            if plate not in _declared_plate_sizes(guide_trace):
+                raise
+            raise ValueError(unplaced_plate(plate, str(error.args[0]))) from error
 
     def _log_factor(self, site, draws, structure, redrawn, views):
         """The site's log-density, linearised in its sampled parents (``views``: each one's

@@ -555,3 +555,38 @@ def test_an_unguided_site_with_event_dims_is_refused_with_what_to_do():
 
     with pytest.raises(ValueError, match="'z' is discrete with event shape \\(2, 3\\)"):
         TraceLocalEnum_ELBO().loss(jax.random.PRNGKey(0), {}, model, lambda x: None, 1.0)
+
+
+@pytest.mark.parametrize("batched", ["observed value", "latent site", "observed after the plate"])
+def test_a_batch_dimension_in_no_plate_before_a_plate_is_named_with_what_to_do(batched):
+    """NumPyro's own TraceEnum_ELBO fails on the first two with ``KeyError: 'data'``; a site with
+    such a dimension after the plates is scored as NumPyro scores it."""
+    words = jnp.arange(6) % 3
+
+    def model(words):
+        probs = numpyro.sample("probs", dist.Dirichlet(jnp.ones(5)))
+        if batched == "observed value":
+            numpyro.sample("y", dist.Categorical(probs), obs=words)
+        elif batched == "latent site":
+            numpyro.sample("y", dist.Normal(jnp.zeros(6), 1.0))
+        with numpyro.plate("data", len(words)):
+            z = numpyro.sample("z", nr.OneHotCategorical(logits=jnp.zeros(2)))
+            mixture = nr.OneHotMixture(z, dist.Normal(jnp.array([-1.0, 1.0]), 1.0))
+            numpyro.sample("w", mixture, obs=1.0 * words)
+        if batched == "observed after the plate":
+            numpyro.sample("y", dist.Categorical(probs), obs=words)
+
+    guide = AutoReinMax(model)
+    svi = SVI(model, guide, numpyro.optim.Adam(0.1), TraceLocalEnum_ELBO())
+    state = svi.init(jax.random.PRNGKey(0), words)
+    if batched == "observed after the plate":
+        key = jax.random.PRNGKey(1)
+        params = svi.get_params(state)
+        expected = Trace_ELBO().loss(key, params, model, guide, words)
+        value = TraceLocalEnum_ELBO().loss(key, params, model, guide, words)
+        np.testing.assert_allclose(value, expected, rtol=1e-6)
+        return
+    with pytest.raises(
+        ValueError, match=r"plate 'data' could not be given its dimension .* site 'y'"
+    ):
+        svi.evaluate(state, words)
