@@ -33,7 +33,7 @@ from reinmax_examples.factorial_hmm import (
     start,
 )
 from reinmax_examples.methods import ConfigurationError, demo
-from reinmax_examples.svi_pyro import fit_model
+from reinmax_examples.svi_pyro import fit_param_sites
 
 METRIC = "held-out log-likelihood per time step"
 METRIC_UNIT = "nats per time step"
@@ -95,38 +95,18 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     return None
 
 
-def fit(
-    problem: Problem,
-    method: str,
-    *,
-    seed: int,
-    config: dict,
-    on_step,
-    on_checkpoint=None,
-    checkpoints=(),
-    on_compile=None,
-) -> Parameters:
-    """Fit by ``method``; returns the fitted parameters."""
-    arguments = (problem.train, problem.start)
-    fit_model(
+def fit(problem: Problem, method: str, **options) -> Parameters:
+    """Fit by ``method`` (``options``: ``seed``, ``config``, ``on_step``, ``on_checkpoint``,
+    ``checkpoints``, ``on_compile``); returns the fitted parameters."""
+    return fit_param_sites(
         model,
         method,
-        config=config,
-        seed=seed,
-        arguments=lambda _: arguments,
-        on_step=on_step,
-        on_checkpoint=on_checkpoint
-        and (lambda step, seconds, _: on_checkpoint(step, seconds, _fitted())),
-        checkpoints=checkpoints,
-        on_compile=on_compile,
+        names=PARAMETERS,
+        parameters=Parameters,
+        arguments=(problem.train, problem.start),
         discrete_sites=problem.discrete_sites,
+        **options,
     )
-    return _fitted()
-
-
-def _fitted() -> Parameters:
-    """The parameters in Pyro's param store, as NumPy arrays."""
-    return Parameters(**{n: pyro.param(n).detach().cpu().double().numpy() for n in PARAMETERS})
 
 
 def evaluate(problem, fitted: Parameters) -> dict:

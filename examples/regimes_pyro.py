@@ -26,7 +26,7 @@ from torch.distributions import constraints
 from reinmax_examples.defaults import DEFAULTS
 from reinmax_examples.methods import LOCAL_METHODS, demo
 from reinmax_examples.regimes import LENGTH, Parameters, log_likelihood_per_step, sequences, start
-from reinmax_examples.svi_pyro import fit_model
+from reinmax_examples.svi_pyro import fit_param_sites
 
 METRIC = "held-out log-likelihood per step"
 METRIC_UNIT = "nats per step"
@@ -78,38 +78,18 @@ def skip_reason(problem: Problem, method: str) -> str | None:
     )
 
 
-def fit(
-    problem: Problem,
-    method: str,
-    *,
-    seed: int,
-    config: dict,
-    on_step,
-    on_checkpoint=None,
-    checkpoints=(),
-    on_compile=None,
-) -> Parameters:
-    """Fit by ``method``; returns the fitted parameters."""
-    arguments = (problem.train, problem.start)
-    fit_model(
+def fit(problem: Problem, method: str, **options) -> Parameters:
+    """Fit by ``method`` (``options``: ``seed``, ``config``, ``on_step``, ``on_checkpoint``,
+    ``checkpoints``, ``on_compile``); returns the fitted parameters."""
+    return fit_param_sites(
         model,
         method,
-        config=config,
-        seed=seed,
-        arguments=lambda _: arguments,
-        on_step=on_step,
-        on_checkpoint=on_checkpoint
-        and (lambda step, seconds, _: on_checkpoint(step, seconds, _fitted())),
-        checkpoints=checkpoints,
-        on_compile=on_compile,
+        names=PARAMETERS,
+        parameters=Parameters,
+        arguments=(problem.train, problem.start),
         discrete_sites=problem.discrete_sites,
+        **options,
     )
-    return _fitted()
-
-
-def _fitted() -> Parameters:
-    """The parameters in Pyro's param store, as NumPy arrays."""
-    return Parameters(**{n: pyro.param(n).detach().cpu().double().numpy() for n in PARAMETERS})
 
 
 def evaluate(problem, fitted: Parameters) -> dict:

@@ -252,3 +252,35 @@ def fit_model(
         plates,
     )
     return guide
+
+
+def fit_param_sites(
+    model,
+    method: str,
+    *,
+    names: tuple[str, ...],
+    parameters: Callable,
+    arguments: tuple,
+    discrete_sites: list[str],
+    on_checkpoint: Callable | None = None,
+    **options,
+):
+    """:func:`fit_model` for a model whose parameters are ``pyro.param`` sites ``names``:
+    returns ``parameters(**{name: array})`` read from Pyro's param store (NumPy, float64), and
+    hands the same to ``on_checkpoint`` in place of the guide. ``options``: as for
+    :func:`fit_model` (``config``, ``seed``, ``on_step``, ``checkpoints``, ``on_compile``)."""
+
+    def fitted():
+        store = {n: pyro.param(n).detach().cpu().double().numpy() for n in names}
+        return parameters(**store)
+
+    fit_model(
+        model,
+        method,
+        arguments=lambda _: arguments,
+        on_checkpoint=on_checkpoint
+        and (lambda step, seconds, _: on_checkpoint(step, seconds, fitted())),
+        discrete_sites=discrete_sites,
+        **options,
+    )
+    return fitted()
