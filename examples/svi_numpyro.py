@@ -141,6 +141,7 @@ def train(
         on_compile(time.perf_counter() - began)
     clock = TrainingClock()
     every, window = record_every(steps), []
+    gradients = GradientProbe(model, guide, loss, seed)
     for step in range(steps):
         state, loss_value = update(state, *arguments(step))
         window.append(-float(loss_value))
@@ -151,32 +152,54 @@ def train(
             with clock.paused():
                 params = svi.get_params(state)
                 if not parallel.active:
-                    gradients = partial(
-                        guide_gradients, model, guide, loss, params, arguments(step), seed
-                    )
-                    probe_gradients(step + 1, gradients)
+                    probe_gradients(step + 1, partial(gradients, params, arguments(step)))
                 on_checkpoint(step + 1, clock.seconds(), (guide, params))
     return svi.get_params(state)
 
 
-def guide_gradients(model, guide, loss, params: dict, arguments: tuple, seed: int) -> list:
-    """The gradient of the loss in the guide's parameters, flattened, for ``GRADIENT_DRAWS``
-    fresh keys at the current parameters (for the spread ``reinmax-compare`` records)."""
-    seeded = handlers.seed(handlers.substitute(guide, data=params), jax.random.PRNGKey(seed))
-    trace = handlers.trace(seeded).get_trace(*arguments)
-    names = [name for name, site in trace.items() if site["type"] == "param"]
-    if not names:  # every latent summed out: nothing in the guide to differentiate
-        return []
+class GradientProbe:
+    """``probe(params, arguments)``: the gradient of the loss in the guide's parameters,
+    flattened, for ``GRADIENT_DRAWS`` fresh keys at ``params`` (for the spread that
+    ``reinmax-compare`` records). One compiled program serves every checkpoint of a run with the
+    same arguments: the parameters are its inputs, not constants baked into a new program at each
+    checkpoint (which recompiled the local ELBO's vmapped gradient every time)."""
 
-    def gradient(key):
-        def value(guide_params):
-            return loss.loss(key, {**params, **guide_params}, model, guide, *arguments)
+    def __init__(self, model, guide, loss, seed: int) -> None:
+        self.model, self.guide, self.loss, self.seed = model, guide, loss, seed
+        self.keys = jax.random.split(jax.random.PRNGKey(seed + 1), GRADIENT_DRAWS)
+        self._compiled = None  # (the arguments it was built for, guide names, program)
 
-        grads = jax.grad(value)({n: params[n] for n in names})
-        return jnp.concatenate([jnp.ravel(grads[n]) for n in names])
+    def __call__(self, params: dict, arguments: tuple) -> list:
+        if self._compiled is None or any(
+            a is not b for a, b in zip(self._compiled[0], arguments, strict=True)
+        ):
+            self._compiled = (arguments, *self._compile(params, arguments))
+        _, names, program = self._compiled
+        if not names:  # every latent summed out: nothing in the guide to differentiate
+            return []
+        guide_params = {n: params[n] for n in names}
+        others = {n: v for n, v in params.items() if n not in guide_params}
+        return list(np.asarray(program(guide_params, others)))
 
-    keys = jax.random.split(jax.random.PRNGKey(seed + 1), GRADIENT_DRAWS)
-    return list(np.asarray(jax.jit(jax.vmap(gradient))(keys)))
+    def _compile(self, params: dict, arguments: tuple) -> tuple[list, Callable]:
+        seeded = handlers.seed(
+            handlers.substitute(self.guide, data=params), jax.random.PRNGKey(self.seed)
+        )
+        trace = handlers.trace(seeded).get_trace(*arguments)
+        names = [name for name, site in trace.items() if site["type"] == "param"]
+        model, guide, loss, keys = self.model, self.guide, self.loss, self.keys
+
+        def gradients(guide_params: dict, others: dict):
+            def gradient(key):
+                def value(guide_params):
+                    return loss.loss(key, {**others, **guide_params}, model, guide, *arguments)
+
+                grads = jax.grad(value)(guide_params)
+                return jnp.concatenate([jnp.ravel(grads[n]) for n in names])
+
+            return jax.vmap(gradient)(keys)
+
+        return names, jax.jit(gradients)
 
 
 def fit_model(
