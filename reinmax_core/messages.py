@@ -148,3 +148,20 @@ def unplaced_plate(plate: str, raised: str) -> str:
         "make the dimension part of its event (`.to_event(1)`, after `.expand(...)` if the "
         "dimension comes from the value), or move the site after the plates."
     )
+
+
+def sampled_next_to_summed_out(factors: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> str:
+    """Both backends' warning when a model factor depends on sampled sites and on sites the ELBO
+    sums out (``factors``: factor name -> (its sampled parents, its summed-out sites)): the
+    local ELBO's known bias there (``docs/guides/local_enumeration.md``)."""
+    listed = "; ".join(
+        f"{name!r} (sampled: {', '.join(sampled)}; summed out: {', '.join(summed)})"
+        for name, (sampled, summed) in sorted(factors.items())
+    )
+    return (
+        "TraceLocalEnum_ELBO: these factors depend on sampled sites and on summed-out sites: "
+        f"{listed}. The gradient of those sampled sites is biased there (a known limitation: "
+        "each factor is linearised inside the sum over the summed-out sites, not after it). For "
+        "unbiased gradients sum those sampled sites out too (AutoReinMax(enumerate=[...]) or a "
+        "larger max_configurations), or sample the summed-out ones."
+    )

@@ -43,6 +43,7 @@ from reinmax_core.messages import (
     NO_MAX_CONFIGURATIONS,
     infinite_loss,
     not_reparameterized,
+    sampled_next_to_summed_out,
     unguided_event_dims,
     unplaced_plate,
 )
@@ -409,6 +410,7 @@ class TraceLocalEnum_ELBO(ELBO):
         self.local_sites: list[str] = []
         self.perturbation: SlotPlan | None = None
         self._structures: dict = {}
+        self._warned_biased = False  # the known-bias warning, once per ELBO
 
     @property
     def _dim(self) -> int:
@@ -597,8 +599,10 @@ class TraceLocalEnum_ELBO(ELBO):
 
     def _log_factor(self, site, draws, structure, redrawn, views):
         """The site's log-density, linearised in its sampled parents (``views``: each one's
-        differences and drawn one-hot on the perturbation dimension), and the names of its
-        remaining dims (the perturbation dimension gone)."""
+        differences and drawn one-hot on the perturbation dimension), the names of its
+        remaining dims (the perturbation dimension gone), and the parents it was linearised in
+        (none where no element changes it; the site itself where its prior is taken in
+        expectation under its guide, ``analytic_kl``)."""
         dim = self._dim
         name = base_name(site["name"])
         steps = _steps(site, structure.scans.get(name))
@@ -615,9 +619,9 @@ class TraceLocalEnum_ELBO(ELBO):
         )
         time = _time_dim(site["infer"].get("dim_to_name", {}))
         if jnp.ndim(log_prob) < -dim or jnp.shape(log_prob)[dim] == 1:
-            return log_prob, dim_to_name  # no element changes it
+            return log_prob, dim_to_name, (name,) if own else ()  # no element changes it
         if time is not None and time[0] >= dim:
-            return log_prob, dim_to_name  # the steps' axis lies where the elements would
+            return log_prob, dim_to_name, (name,) if own else ()  # steps' axis on the elements'
         bases, terms = [], []
         for parent in structure.parents.get(name, ()):
             differences, drawn = views[parent]
@@ -641,7 +645,8 @@ class TraceLocalEnum_ELBO(ELBO):
                 f"TraceLocalEnum_ELBO: factor {site['name']!r} changes with a sampled site that "
                 "provenance tracking did not see it read. Please report this model."
             )
-        return linearise(log_prob, dim, bases[0], terms), dim_to_name
+        parents = tuple(structure.parents.get(name, ()))
+        return linearise(log_prob, dim, bases[0], terms), dim_to_name, parents
 
     def _model_log_joint(self, model_trace, draws, structure, redrawn, views):
         import funsor
@@ -656,7 +661,7 @@ class TraceLocalEnum_ELBO(ELBO):
             and site["infer"].get("enumerate") == "parallel"
         )
         total = 0.0
-        factors, scales, plates = [], set(), set()
+        factors, scales, plates, biased = [], set(), set(), {}
         # inside scan: the factors of each time dim, their earlier-step variables, and the
         # variables of the steps' summed-out sites (as NumPyro's TraceEnum_ELBO)
         time_factors, earlier_vars, names_of_site = {}, {}, {}
@@ -664,12 +669,17 @@ class TraceLocalEnum_ELBO(ELBO):
         for site in model_trace.values():
             if site["type"] != "sample":
                 continue
-            log_prob, dim_to_name = self._log_factor(site, draws, structure, redrawn, views)
+            log_prob, dim_to_name, sampled = self._log_factor(
+                site, draws, structure, redrawn, views
+            )
             names_of_site[site["name"]] = frozenset(dim_to_name.values())
             scale = 1.0 if site["scale"] is None else site["scale"]
             if sum_vars.isdisjoint(dim_to_name.values()):
                 total = total + jnp.sum(scale * log_prob)
                 continue
+            if sampled:
+                summed = sorted({base_name(n) for n in sum_vars & set(dim_to_name.values())})
+                biased[base_name(site["name"])] = (tuple(sampled), tuple(summed))
             if jnp.ndim(scale):
                 raise ValueError("enumeration supports only a scalar handlers.scale")
             scales.add(float(scale))
@@ -727,6 +737,9 @@ class TraceLocalEnum_ELBO(ELBO):
                 )
             marginal = funsor.optimizer.apply_optimizer(marginal)
             total = total + scales.pop() * funsor.to_data(marginal)
+        if biased and not self._warned_biased:  # at trace time
+            self._warned_biased = True
+            warnings.warn(sampled_next_to_summed_out(biased), UserWarning, stacklevel=2)
         return total
 
     def _guide_log_density(self, guide_trace, draws, structure, redrawn, views):

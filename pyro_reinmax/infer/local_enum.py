@@ -56,6 +56,7 @@ from reinmax_core.messages import (
     NO_MAX_CONFIGURATIONS,
     infinite_loss,
     not_reparameterized,
+    sampled_next_to_summed_out,
     unguided_event_dims,
 )
 from reinmax_core.options import check_count
@@ -385,6 +386,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         self.local_sites: list[str] = []
         self.perturbation: SlotPlan | None = None
         self._structures: dict = {}
+        self._warned_biased = False  # the known-bias warning, once per ELBO
 
     def loss(self, model, guide, *args, **kwargs) -> float:
         """As ``TraceEnum_ELBO.loss``; warns (:func:`~reinmax_core.messages.infinite_loss`) where
@@ -463,6 +465,10 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
                 "provenance tracking did not see it read (a value taken out of torch, e.g. "
                 "with .item() or numpy?). Keep the discrete values in torch operations."
             )
+        biased = _sampled_next_to_summed_out(model_trace, draws, structure)
+        if biased and not self._warned_biased:
+            self._warned_biased = True
+            warnings.warn(sampled_next_to_summed_out(biased), UserWarning, stacklevel=2)
         guide_trace = prune_subsample_sites(guide_trace)
         self._score_guide(guide_trace, draws, structure, redrawn, views)
         guide_trace.compute_score_parts()  # the other sites
@@ -622,6 +628,26 @@ def _expect_under_guide(site, draw: LocalDraw, log_q: Tensor) -> None:
         term = term.sum(tuple(range(-draw.event_dims, 0)))
     site["unscaled_log_prob"] = term
     site["log_prob"] = scale_and_mask(term, site["scale"], site["mask"])
+
+
+def _sampled_next_to_summed_out(model_trace, draws: dict, structure: _Structure) -> dict:
+    """Factor name -> (its sampled parents, the summed-out sites it depends on), for the
+    factors that have both (the local ELBO's known bias)."""
+    enumerated = {
+        name: site["infer"]["_enumerate_dim"]
+        for name, site in model_trace.nodes.items()
+        if site["type"] == "sample" and "_enumerate_dim" in site["infer"] and name not in draws
+    }
+    found = {}
+    for name, site in model_trace.nodes.items():
+        sampled = structure.parents.get(name, ())
+        if site["type"] != "sample" or "log_prob" not in site or not sampled:
+            continue
+        shape = site["log_prob"].shape
+        summed = [n for n, d in enumerated.items() if len(shape) >= -d and shape[d] > 1]
+        if summed:
+            found[name] = (tuple(sampled), tuple(summed))
+    return found
 
 
 def _stale_factor(checks, dim) -> str | None:

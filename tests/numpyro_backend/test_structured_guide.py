@@ -257,3 +257,26 @@ def test_sites_next_to_summed_out_sites_get_unbiased_gradients(dependencies):
     for name in tables:
         estimate = np.asarray(estimates[f"auto_{name}_logits"]).reshape(copies, -1)
         assert_unbiased(estimate, np.asarray(exact[name]).reshape(-1))
+
+
+@pytest.mark.parametrize(
+    ("enumerate", "warns"), [(["z_1"], True), ([], False), (["z_0", "z_1", "z_2"], False)]
+)
+def test_a_factor_of_sampled_and_summed_out_sites_warns_of_the_known_bias(enumerate, warns):
+    """As in Pyro: the configuration of the xfail test above is not silent."""
+    import warnings
+
+    model = chain(3)
+    guide = AutoReinMax(model, enumerate=enumerate)
+    svi = SVI(model, guide, numpyro.optim.Adam(0.1), TraceLocalEnum_ELBO())
+    params = svi.get_params(svi.init(jax.random.PRNGKey(0), DATA, 2))
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for key in range(2):
+            elbo.loss(jax.random.PRNGKey(key), params, model, guide, DATA, 2)
+    messages = [str(w.message) for w in caught if "summed-out sites" in str(w.message)]
+    assert len(messages) == (1 if warns else 0)  # once per ELBO
+    if warns:
+        assert "'z_1' (sampled: z_0; summed out: z_1)" in messages[0]
+        assert "'z_2' (sampled: z_2; summed out: z_1)" in messages[0]

@@ -266,3 +266,25 @@ def test_under_a_pathwise_elbo_the_childs_draw_reaches_its_parents_logits():
         grads[dependencies is None] = torch.zeros(3) if grad is None else grad
     assert torch.all(grads[True] == 0)
     assert grads[False].abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("enumerate", "warns"), [(["z_1"], True), ([], False), (["z_0", "z_1", "z_2"], False)]
+)
+def test_a_factor_of_sampled_and_summed_out_sites_warns_of_the_known_bias(enumerate, warns):
+    """The configuration of the xfail test above is not silent: the ELBO names the factors; a
+    chain sampled throughout, or summed out throughout, does not warn."""
+    import warnings
+
+    model = chain(3)
+    guide = AutoReinMax(model, enumerate=enumerate)
+    elbo = TraceLocalEnum_ELBO(max_plate_nesting=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        elbo.loss(model, guide, DATA, 2)
+        elbo.loss(model, guide, DATA, 2)
+    messages = [str(w.message) for w in caught if "summed-out sites" in str(w.message)]
+    assert len(messages) == (1 if warns else 0)  # once per ELBO
+    if warns:
+        assert "'z_1' (sampled: z_0; summed out: z_1)" in messages[0]
+        assert "'z_2' (sampled: z_2; summed out: z_1)" in messages[0]
