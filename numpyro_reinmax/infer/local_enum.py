@@ -27,11 +27,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import Array
+from numpyro.distributions import Distribution
 from numpyro.handlers import block, replay, seed, substitute, trace
 from numpyro.infer.elbo import ELBO, guess_max_plate_nesting
 from numpyro.ops.provenance import eval_provenance
@@ -95,19 +98,19 @@ class _Scan(NamedTuple):
     unrolled: int
 
 
-def _plate_sizes(site, full_sizes: dict) -> dict[str, int]:
+def _plate_sizes(site: dict, full_sizes: dict) -> dict[str, int]:
     """Each plate's full size (a subsampled plate replays the guide's minibatch), from
     ``full_sizes`` (plate name: size) where known."""
     frames = site["cond_indep_stack"]
     return {frame.name: full_sizes.get(frame.name, frame.size) for frame in frames}
 
 
-def _declared_plate_sizes(trace) -> dict[str, int]:
+def _declared_plate_sizes(trace: dict) -> dict[str, int]:
     """Each plate's full size as ``trace`` declares it (its ``numpyro.plate`` sites)."""
     return {name: site["args"][0] for name, site in trace.items() if site["type"] == "plate"}
 
 
-def _plates(site) -> frozenset:
+def _plates(site: dict) -> frozenset:
     return frozenset(frame.name for frame in site["cond_indep_stack"])
 
 
@@ -115,7 +118,7 @@ class _DrawThroughOneHot(Messenger):
     """Draw the guide's integer sites (this package's categorical classes) through their one-hot
     estimator: the trace holds the index, :attr:`one_hots` the differentiable one-hot draw."""
 
-    def __init__(self, fn) -> None:
+    def __init__(self, fn: Callable) -> None:
         super().__init__(fn)
         self.one_hots: dict = {}
 
@@ -131,7 +134,7 @@ class _DrawThroughOneHot(Messenger):
         msg["infer"] = {**msg["infer"], ONE_HOT: one_hot}  # for a structured guide's children
 
 
-def _local_draw(site, one_hots: dict) -> LocalDraw | None:
+def _local_draw(site: dict, one_hots: dict) -> LocalDraw | None:
     """The site as a :class:`LocalDraw` if the ELBO linearises it (a guide site drawn by one of
     this package's estimator classes), else None."""
     if site["type"] != "sample" or site["is_observed"]:
@@ -161,7 +164,9 @@ class _Perturb(OneHotEnumeration):
     sites replayed, and the discrete model sites that the guide does not sample marked for
     parallel enumeration (``placeholders``: given their first value instead)."""
 
-    def __init__(self, fn, guide_trace, draws: dict, index_of, placeholders: bool) -> None:
+    def __init__(
+        self, fn: Callable, guide_trace: dict, draws: dict, index_of: Callable, placeholders: bool
+    ) -> None:
         super().__init__(fn)
         self.guide_trace, self.draws, self.index_of = guide_trace, draws, index_of
         self.guide_plate_sizes = _declared_plate_sizes(guide_trace)
@@ -176,7 +181,7 @@ class _Perturb(OneHotEnumeration):
             self.plate_sizes[msg["name"]] = msg["args"][0]
         super().process_message(msg)
 
-    def enter_scan(self, msg) -> None:
+    def enter_scan(self, msg: dict) -> None:
         body, init, xs, length, reverse = msg["args"]
         history = msg["kwargs"].get("history", 1)
         if reverse or history < 1:
@@ -253,7 +258,7 @@ class _Perturb(OneHotEnumeration):
         else:
             self._enumerate(msg)
 
-    def _value(self, name: str, fn, step):
+    def _value(self, name: str, fn: Distribution, step: int | None) -> Array:
         draw = self.draws[name]
         kind = support_kind(fn.support)
         event_dims = fn.event_dim - (kind == "one_hot")
@@ -274,7 +279,7 @@ class _Perturb(OneHotEnumeration):
         return index.astype(dtype)
 
 
-def _first_value(fn):
+def _first_value(fn: Distribution) -> Array:
     """A constant value of a discrete site (its first category), for provenance tracking."""
     if _is_one_hot(fn):
         k = fn.event_shape[-1]
@@ -313,7 +318,7 @@ class _SameSitesAsGuide(Messenger):
     """Refuses a model site whose guide site lies in a plate of another size, before the model
     uses the guide's value (the sizes the model declares: replay gives its plates the guide's)."""
 
-    def __init__(self, fn, guide_trace) -> None:
+    def __init__(self, fn: Callable, guide_trace: dict) -> None:
         super().__init__(fn)
         self.guide_trace = guide_trace
         self.guide_plate_sizes = _declared_plate_sizes(guide_trace)
@@ -335,7 +340,7 @@ class _SameSitesAsGuide(Messenger):
             )
 
 
-def _warn_if_infinite(loss):
+def _warn_if_infinite(loss: Array) -> Array:
     """``loss``, with a warning (:func:`~reinmax_core.messages.infinite_loss`) where it is
     ``+inf``, also under ``jit`` (a host callback that runs only then)."""
     jax.lax.cond(
@@ -417,8 +422,10 @@ class TraceLocalEnum_ELBO(ELBO):
         """The perturbation dimension: left of every plate; enumeration starts left of it."""
         return -1 - self.max_plate_nesting
 
-    def loss(self, rng_key, param_map, model, guide, *args, **kwargs):
-        def particle_elbo(key):
+    def loss(
+        self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
+    ) -> Array:
+        def particle_elbo(key: Array) -> Array:
             return self._particle_elbo(key, param_map, model, guide, args, kwargs)
 
         if self.num_particles == 1:
@@ -426,7 +433,15 @@ class TraceLocalEnum_ELBO(ELBO):
         keys = jax.random.split(rng_key, self.num_particles)
         return _warn_if_infinite(-jnp.mean(self.vectorize_particles_fn(particle_elbo, keys)))
 
-    def _particle_elbo(self, key, param_map, model, guide, args, kwargs):
+    def _particle_elbo(
+        self,
+        key: Array,
+        param_map: dict,
+        model: Callable,
+        guide: Callable,
+        args: tuple,
+        kwargs: dict,
+    ) -> Array:
         model_key, guide_key = jax.random.split(key)
         guide = seed(substitute(NameFailingSite(guide, "guide"), data=param_map), guide_key)
         model = seed(substitute(NameFailingSite(model, "model"), data=param_map), model_key)
@@ -469,7 +484,15 @@ class TraceLocalEnum_ELBO(ELBO):
             guide_trace, draws, structure, redrawn, views
         )
 
-    def _structure(self, model, guide_trace, draws, ancestors, args, kwargs) -> _Structure:
+    def _structure(
+        self,
+        model: Callable,
+        guide_trace: dict,
+        draws: dict,
+        ancestors: dict,
+        args: tuple,
+        kwargs: dict,
+    ) -> _Structure:
         """Factor parents (with their guide ancestors), ``scan``s and slots: read once per
         structure (the arguments' shapes, the draws' kinds and shapes, the guide's
         dependencies)."""
@@ -513,7 +536,9 @@ class TraceLocalEnum_ELBO(ELBO):
         self.perturbation = structure.plan
         return structure
 
-    def _factor_parents(self, model, guide_trace, draws, args, kwargs):
+    def _factor_parents(
+        self, model: Callable, guide_trace: dict, draws: dict, args: tuple, kwargs: dict
+    ) -> tuple[dict, dict]:
         """Every factor's linearised parents, by provenance tracking, and the ``scan`` of each
         linearised site sampled in one; a factor outside the plate of a parent, or outside the
         ``scan`` of a parent, is refused."""
@@ -597,7 +622,9 @@ class TraceLocalEnum_ELBO(ELBO):
                 raise
             raise ValueError(unplaced_plate(plate, str(error.args[0]))) from error
 
-    def _log_factor(self, site, draws, structure, redrawn, views):
+    def _log_factor(
+        self, site: dict, draws: dict, structure: _Structure, redrawn: dict, views: dict
+    ) -> tuple[Array, OrderedDict, tuple[str, ...]]:
         """The site's log-density, linearised in its sampled parents (``views``: each one's
         differences and drawn one-hot on the perturbation dimension), the names of its
         remaining dims (the perturbation dimension gone), and the parents it was linearised in
@@ -648,7 +675,9 @@ class TraceLocalEnum_ELBO(ELBO):
         parents = tuple(structure.parents.get(name, ()))
         return linearise(log_prob, dim, bases[0], terms), dim_to_name, parents
 
-    def _model_log_joint(self, model_trace, draws, structure, redrawn, views):
+    def _model_log_joint(
+        self, model_trace: dict, draws: dict, structure: _Structure, redrawn: dict, views: dict
+    ) -> Array:
         import funsor
         from numpyro.contrib.funsor.infer_util import compute_markov_factors
 
@@ -742,7 +771,9 @@ class TraceLocalEnum_ELBO(ELBO):
             warnings.warn(sampled_next_to_summed_out(biased), UserWarning, stacklevel=2)
         return total
 
-    def _guide_log_density(self, guide_trace, draws, structure, redrawn, views):
+    def _guide_log_density(
+        self, guide_trace: dict, draws: dict, structure: _Structure, redrawn: dict, views: dict
+    ) -> Array:
         r"""The guide's terms: for linearised sites the negative entropy under ``analytic_kl``,
         else :math:`\log q` at the draw, linear in the one-hot draw; a site with guide ancestors
         has its term linearised in them, as a model factor is."""
@@ -776,7 +807,7 @@ class TraceLocalEnum_ELBO(ELBO):
         return total
 
 
-def _replay_others(fn, guide_trace, draws):
+def _replay_others(fn: Callable, guide_trace: dict, draws: dict) -> Callable:
     """``fn`` with the guide's values of every site but the linearised ones replayed (its
     subsample indices included)."""
     return replay(fn, trace={n: s for n, s in guide_trace.items() if n not in draws})
@@ -793,7 +824,7 @@ def _planned(parents: tuple, scans: dict) -> list[str]:
     return planned
 
 
-def _in_scan(site) -> bool:
+def _in_scan(site: dict) -> bool:
     return site["name"].startswith("_PREV_") or any(
         name.startswith("_time") for name in site["infer"].get("dim_to_name", {}).values()
     )
@@ -844,7 +875,7 @@ def _scan_rows(structure, parent, scan, offset, steps, log_prob):
     return (table, rows), (first, rows), take
 
 
-def _log_density(site):
+def _log_density(site: dict) -> Array:
     """A site's log-density at its value; for a site enumerated here (summed out), its table of
     log-probabilities with the categories moved to the site's enumeration dim: no gather of
     the table broadcast against every value (what ``log_prob`` of an enumerated value does)."""
@@ -885,12 +916,12 @@ def _expectation_under_guide(site, draw: LocalDraw, steps, log_q):
     return term
 
 
-def _time_dim(dim_to_name) -> tuple[int, str] | None:
+def _time_dim(dim_to_name: dict) -> tuple[int, str] | None:
     """The time dim of a factor of ``scan``'s scanned steps, and its name (``_time_...``)."""
     return next(((d, n) for d, n in dim_to_name.items() if n.startswith("_time")), None)
 
 
-def _mask_of(fn):
+def _mask_of(fn: Distribution) -> Array | None:
     mask = None
     while hasattr(fn, "base_dist"):
         if getattr(fn, "_mask", None) is not None:
@@ -936,7 +967,7 @@ class Redrawn(NamedTuple):
     log_q: jax.Array
 
 
-def _gumbels_given_argmax(key, log_q, index):
+def _gumbels_given_argmax(key: Array, log_q: Array, index: Array) -> Array:
     r"""Gumbel noise :math:`G` with :math:`\arg\max_k (\log q_k + G_k)` = ``index``, drawn
     from its distribution given that argmax (the largest perturbed value is a
     :math:`\mathrm{Gumbel}(0)` when :math:`\sum_k q_k = 1`; the others are Gumbels truncated
@@ -961,7 +992,15 @@ class _Redraw(Messenger):
     descendants drawn given :math:`k`, independent of its own draw (straight-through at
     temperature 1 is then unbiased). Other guide sites are replayed."""
 
-    def __init__(self, fn, guide_trace, draws: dict, structure: _Structure, dim: int, key):
+    def __init__(
+        self,
+        fn: Callable,
+        guide_trace: dict,
+        draws: dict,
+        structure: _Structure,
+        dim: int,
+        key: Array,
+    ) -> None:
         super().__init__(fn)
         self.guide_trace, self.draws, self.structure, self.dim = guide_trace, draws, structure, dim
         keys = jax.random.split(key, max(len(structure.guide_terms), 1))
