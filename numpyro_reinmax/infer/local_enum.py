@@ -288,15 +288,17 @@ def _first_value(fn: Distribution) -> Array:
 
 
 class _Structure(NamedTuple):
-    """A model structure's factor parents, the ``scan`` of every site sampled in one, and the
-    slots. A linearised site sampled in a ``scan`` of history :math:`h` takes :math:`h + 1`
-    slots (``name@p``: its steps :math:`t \\equiv p \\bmod (h+1)`), so a factor of one step
-    sees each of its steps in a slot of its own."""
+    """A model structure's factor parents, the ``scan`` of every site sampled in one, the
+    slots, and the names of the model's plates. A linearised site sampled in a ``scan`` of
+    history :math:`h` takes :math:`h + 1` slots (``name@p``: its steps
+    :math:`t \\equiv p \\bmod (h+1)`), so a factor of one step sees each of its steps in a slot
+    of its own."""
 
     parents: dict
     scans: dict
     plan: SlotPlan
     guide_terms: dict
+    plates: frozenset
 
     def elements(self, site: str, phase: int | None = None, first: bool = False) -> np.ndarray:
         """The elements that set ``site``'s variables (at steps of phase ``phase``; only its
@@ -506,7 +508,7 @@ class TraceLocalEnum_ELBO(ELBO):
             tuple(ancestors.items()),
         )
         if key not in self._structures:
-            parents, scans = self._factor_parents(model, guide_trace, draws, args, kwargs)
+            parents, scans, plates = self._factor_parents(model, guide_trace, draws, args, kwargs)
             guide_terms = {name: found for name, found in ancestors.items() if found}
             structured = set(guide_terms).union(*guide_terms.values())
             if structured & set(scans):
@@ -531,17 +533,17 @@ class TraceLocalEnum_ELBO(ELBO):
                 variables,
                 [_planned(p, scans) for p in parents.values()] + list(guide_terms.values()),
             )
-            self._structures[key] = _Structure(parents, scans, plan, guide_terms)
+            self._structures[key] = _Structure(parents, scans, plan, guide_terms, plates)
         structure = self._structures[key]
         self.perturbation = structure.plan
         return structure
 
     def _factor_parents(
         self, model: Callable, guide_trace: dict, draws: dict, args: tuple, kwargs: dict
-    ) -> tuple[dict, dict]:
-        """Every factor's linearised parents, by provenance tracking, and the ``scan`` of each
-        linearised site sampled in one; a factor outside the plate of a parent, or outside the
-        ``scan`` of a parent, is refused."""
+    ) -> tuple[dict, dict, frozenset]:
+        """Every factor's linearised parents, by provenance tracking, the ``scan`` of each
+        linearised site sampled in one, and the names of the model's plates; a factor outside the
+        plate of a parent, or outside the ``scan`` of a parent, is refused."""
         found = {}
 
         def log_densities(**indices):
@@ -586,7 +588,7 @@ class TraceLocalEnum_ELBO(ELBO):
                         "own."
                     )
             parents[name] = tuple(own)
-        return parents, scans
+        return parents, scans, frozenset(_declared_plate_sizes(model_trace))
 
     def _model_trace(self, model, guide_trace, draws, structure, redrawn, args, kwargs):
         from numpyro.contrib.funsor import enum, plate_to_enum_plate
@@ -618,7 +620,7 @@ class TraceLocalEnum_ELBO(ELBO):
                 return packed_trace(enumerated).get_trace(*args, **kwargs)
         except KeyError as error:  # NumPyro's enumeration could not give a plate its dimension
             plate = str(error.args[0]).split("\n")[0] if error.args else ""
-            if plate not in _declared_plate_sizes(guide_trace):
+            if plate not in structure.plates:
                 raise
             raise ValueError(unplaced_plate(plate, str(error.args[0]))) from error
 

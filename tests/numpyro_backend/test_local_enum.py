@@ -590,3 +590,26 @@ def test_a_batch_dimension_in_no_plate_before_a_plate_is_named_with_what_to_do(b
         ValueError, match=r"plate 'data' could not be given its dimension .* site 'y'"
     ):
         svi.evaluate(state, words)
+
+
+def test_a_batch_dimension_in_no_plate_before_a_plate_of_the_model_alone_is_named():
+    """The plate that enumeration cannot place may be one the guide never enters (it holds only
+    observed sites): it is named too, not left as NumPyro's ``KeyError: 'more'``."""
+    words = jnp.arange(6) % 3
+
+    def model(words):
+        with numpyro.plate("data", len(words)):
+            z = numpyro.sample("z", nr.OneHotCategorical(logits=jnp.zeros(2)))
+            mixture = nr.OneHotMixture(z, dist.Normal(jnp.array([-1.0, 1.0]), 1.0))
+            numpyro.sample("w", mixture, obs=1.0 * words)
+        probs = numpyro.sample("probs", dist.Dirichlet(jnp.ones(5)))
+        numpyro.sample("y", dist.Categorical(probs), obs=words)
+        with numpyro.plate("more", len(words)):
+            numpyro.sample("v", dist.Normal(0.0, 1.0), obs=1.0 * words)
+
+    svi = SVI(model, AutoReinMax(model), numpyro.optim.Adam(0.1), TraceLocalEnum_ELBO())
+    state = svi.init(jax.random.PRNGKey(0), words)
+    with pytest.raises(
+        ValueError, match=r"plate 'more' could not be given its dimension .* site 'y'"
+    ):
+        svi.evaluate(state, words)
