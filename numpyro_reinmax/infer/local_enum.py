@@ -708,7 +708,7 @@ class TraceLocalEnum_ELBO(ELBO):
             if sum_vars.isdisjoint(dim_to_name.values()):
                 total = total + jnp.sum(scale * log_prob)
                 continue
-            if sampled:
+            if sampled and not self._warned_biased:
                 summed = sorted({base_name(n) for n in sum_vars & set(dim_to_name.values())})
                 biased[base_name(site["name"])] = (tuple(sampled), tuple(summed))
             if jnp.ndim(scale):
@@ -768,7 +768,7 @@ class TraceLocalEnum_ELBO(ELBO):
                 )
             marginal = funsor.optimizer.apply_optimizer(marginal)
             total = total + scales.pop() * funsor.to_data(marginal)
-        if biased and not self._warned_biased:  # at trace time
+        if biased:  # at trace time, until found: once per ELBO
             self._warned_biased = True
             warnings.warn(sampled_next_to_summed_out(biased), UserWarning, stacklevel=2)
         return total

@@ -465,10 +465,11 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
                 "provenance tracking did not see it read (a value taken out of torch, e.g. "
                 "with .item() or numpy?). Keep the discrete values in torch operations."
             )
-        biased = _sampled_next_to_summed_out(model_trace, draws, structure)
-        if biased and not self._warned_biased:
-            self._warned_biased = True
-            warnings.warn(sampled_next_to_summed_out(biased), UserWarning, stacklevel=2)
+        if not self._warned_biased:  # looked for until found: once per ELBO, not every step
+            biased = _sampled_next_to_summed_out(model_trace, draws, structure)
+            if biased:
+                self._warned_biased = True
+                warnings.warn(sampled_next_to_summed_out(biased), UserWarning, stacklevel=2)
         guide_trace = prune_subsample_sites(guide_trace)
         self._score_guide(guide_trace, draws, structure, redrawn, views)
         guide_trace.compute_score_parts()  # the other sites
