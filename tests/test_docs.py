@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import pytest
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -84,7 +85,8 @@ def test_each_tutorial_runs_and_its_statements_hold(tutorial, tmp_path):
     environment.pop("REINMAX_TUTORIAL_STEPS", None)
     if tutorial.stem in CHECKED_STEPS:
         environment["REINMAX_TUTORIAL_STEPS"] = CHECKED_STEPS[tutorial.stem]
-    environment.setdefault("JAX_COMPILATION_CACHE_DIR", str(DOCS.parent / ".cache" / "jax-tests"))
+    # the compilation cache that conftest.py gave this process, for the tutorial's too
+    environment["JAX_COMPILATION_CACHE_DIR"] = jax.config.jax_compilation_cache_dir
     run = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
