@@ -5,12 +5,16 @@ linked by plain URLs (no inventories are fetched)."""
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import jupyter_server_mathjax
 
 import numpyro_reinmax
 import pyro_reinmax
+
+sys.path.insert(0, str(Path(__file__).parent))
+import api_entries
 
 project = "ReinMax for probabilistic programming"
 author = "the reinmax-ppl authors"
@@ -27,7 +31,7 @@ extensions = [
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
 root_doc = "index"
-exclude_patterns = ["_build", "results/*", "build.py", "conf.py"]
+exclude_patterns = ["_build", "results/*", "build.py", "conf.py", "api_entries.py"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
@@ -69,5 +73,11 @@ def _copy_mathjax(app, exception) -> None:
         shutil.copytree(MATHJAX, Path(app.outdir) / "_static" / "mathjax", dirs_exist_ok=True)
 
 
+def _expand_estimator_classes(app, docname, source) -> None:
+    if docname.startswith("api/"):
+        source[0] = api_entries.expand(source[0], docname.removeprefix("api/"))
+
+
 def setup(app) -> None:
+    app.connect("source-read", _expand_estimator_classes)
     app.connect("build-finished", _copy_mathjax)

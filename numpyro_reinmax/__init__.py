@@ -9,24 +9,6 @@ enumeration of one-hot sites.
 """
 
 from . import kl as _kl  # noqa: F401  (registers the analytic KL divergences)
-from .bernoulli import (
-    GappedStraightThroughBernoulli,
-    GumbelRaoBernoulli,
-    GumbelStraightThroughBernoulli,
-    ReinMaxBernoulli,
-    ReinMaxCVBernoulli,
-    ReinMaxRaoBernoulli,
-    StraightThroughBernoulli,
-)
-from .categorical import (
-    GappedStraightThroughCategorical,
-    GumbelRaoCategorical,
-    GumbelStraightThroughCategorical,
-    ReinMaxCategorical,
-    ReinMaxCVCategorical,
-    ReinMaxRaoCategorical,
-    StraightThroughCategorical,
-)
 from .constraints import one_hot
 from .enumeration import enum_onehot
 from .estimators import (
@@ -38,47 +20,21 @@ from .estimators import (
     reinmax_rao,
     straight_through,
 )
+from .families import ESTIMATOR_CLASSES
 from .mixture import OneHotMixture
 from .native import native_kernels_status, set_native_kernels
-from .one_hot import (
-    GappedStraightThroughOneHotCategorical,
-    GumbelRaoOneHotCategorical,
-    GumbelStraightThroughOneHotCategorical,
-    OneHotCategorical,
-    ReinMaxCVOneHotCategorical,
-    ReinMaxOneHotCategorical,
-    ReinMaxRaoOneHotCategorical,
-    StraightThroughOneHotCategorical,
-)
+from .one_hot import OneHotCategorical
 from .relaxed import RelaxedOneHotCategorical
 
 __version__ = "0.1.0"
 
+globals().update(ESTIMATOR_CLASSES)  # ReinMaxOneHotCategorical, ...: every rule's classes
+
 __all__ = [
-    "GappedStraightThroughBernoulli",
-    "GappedStraightThroughCategorical",
-    "GappedStraightThroughOneHotCategorical",
-    "GumbelRaoBernoulli",
-    "GumbelRaoCategorical",
-    "GumbelRaoOneHotCategorical",
-    "GumbelStraightThroughBernoulli",
-    "GumbelStraightThroughCategorical",
-    "GumbelStraightThroughOneHotCategorical",
+    *ESTIMATOR_CLASSES,
     "OneHotCategorical",
     "OneHotMixture",
-    "ReinMaxBernoulli",
-    "ReinMaxCVBernoulli",
-    "ReinMaxCVCategorical",
-    "ReinMaxCVOneHotCategorical",
-    "ReinMaxCategorical",
-    "ReinMaxOneHotCategorical",
-    "ReinMaxRaoBernoulli",
-    "ReinMaxRaoCategorical",
-    "ReinMaxRaoOneHotCategorical",
     "RelaxedOneHotCategorical",
-    "StraightThroughBernoulli",
-    "StraightThroughCategorical",
-    "StraightThroughOneHotCategorical",
     "__version__",
     "enum_onehot",
     "gapped_straight_through",

@@ -1,11 +1,11 @@
 """The reparameterized counterpart of a discrete distribution, by estimator (NumPyro).
 
-``ESTIMATORS`` names the one-hot, Bernoulli and integer categorical classes of every estimator
-rule of
-:data:`~numpyro_reinmax.estimators.RULES` (``"reinmax"``, ``"straight_through"``,
-``"gumbel_straight_through"``, ``"gapped_straight_through"``, ``"gumbel_rao"``, ``"reinmax_rao"``,
-``"reinmax_cv"``) and of ``"score_function"`` (the plain, non-reparameterized classes, for
-REINFORCE with ``TraceGraph_ELBO``); :func:`site_distribution` builds a guide site of a kind
+``ESTIMATORS`` holds the one-hot, Bernoulli and integer categorical classes of every
+estimator rule of :data:`~numpyro_reinmax.estimators.RULES`, derived from this backend's three
+base classes by ``reinmax_core.estimator_classes`` (so a rule added to the table has its
+classes here), and those of ``"score_function"`` (the plain, non-reparameterized classes,
+for REINFORCE with ``TraceGraph_ELBO``); ``ESTIMATOR_CLASSES`` the derived classes by name,
+as the package exports them; :func:`site_distribution` builds a guide site of a kind
 (``"one_hot"``, ``"bernoulli"`` or ``"categorical"``, :func:`support_kind`);
 :func:`reparameterized` rebuilds a model's distribution as the
 chosen estimator's class on the same parameters, through ``Independent``, ``Masked`` and
@@ -27,61 +27,28 @@ from numpyro.distributions import (
     constraints,
 )
 
-from reinmax_core.rules import DISTRIBUTION_KINDS, RULES, check_estimator
+from reinmax_core.estimator_classes import estimator_classes
+from reinmax_core.rules import DISTRIBUTION_KINDS, RULES, SCORE_FUNCTION, check_estimator
 
-from .bernoulli import (
-    GappedStraightThroughBernoulli,
-    GumbelRaoBernoulli,
-    GumbelStraightThroughBernoulli,
-    ReinMaxBernoulli,
-    ReinMaxCVBernoulli,
-    ReinMaxRaoBernoulli,
-    StraightThroughBernoulli,
-    _BernoulliReparameterized,
-)
-from .categorical import (
-    GappedStraightThroughCategorical,
-    GumbelRaoCategorical,
-    GumbelStraightThroughCategorical,
-    ReinMaxCategorical,
-    ReinMaxCVCategorical,
-    ReinMaxRaoCategorical,
-    StraightThroughCategorical,
-)
+from .bernoulli import _BernoulliReparameterized
+from .categorical import _CategoricalReparameterized
 from .constraints import one_hot
-from .one_hot import (
-    GappedStraightThroughOneHotCategorical,
-    GumbelRaoOneHotCategorical,
-    GumbelStraightThroughOneHotCategorical,
-    OneHotCategorical,
-    ReinMaxCVOneHotCategorical,
-    ReinMaxOneHotCategorical,
-    ReinMaxRaoOneHotCategorical,
-    StraightThroughOneHotCategorical,
-)
+from .one_hot import OneHotCategorical, _OneHotReparameterized
 
 ESTIMATORS = {
-    "reinmax": (ReinMaxOneHotCategorical, ReinMaxBernoulli, ReinMaxCategorical),
-    "straight_through": (
-        StraightThroughOneHotCategorical,
-        StraightThroughBernoulli,
-        StraightThroughCategorical,
+    **estimator_classes(
+        {
+            "one_hot": _OneHotReparameterized,
+            "bernoulli": _BernoulliReparameterized,
+            "categorical": _CategoricalReparameterized,
+        },
+        module="numpyro_reinmax",
+        framework="NumPyro",
     ),
-    "gumbel_straight_through": (
-        GumbelStraightThroughOneHotCategorical,
-        GumbelStraightThroughBernoulli,
-        GumbelStraightThroughCategorical,
-    ),
-    "gapped_straight_through": (
-        GappedStraightThroughOneHotCategorical,
-        GappedStraightThroughBernoulli,
-        GappedStraightThroughCategorical,
-    ),
-    "gumbel_rao": (GumbelRaoOneHotCategorical, GumbelRaoBernoulli, GumbelRaoCategorical),
-    "reinmax_rao": (ReinMaxRaoOneHotCategorical, ReinMaxRaoBernoulli, ReinMaxRaoCategorical),
-    "reinmax_cv": (ReinMaxCVOneHotCategorical, ReinMaxCVBernoulli, ReinMaxCVCategorical),
-    "score_function": (OneHotCategorical, Bernoulli, Categorical),
+    SCORE_FUNCTION: (OneHotCategorical, Bernoulli, Categorical),
 }
+ESTIMATOR_CLASSES = {cls.__name__: cls for rule in RULES for cls in ESTIMATORS[rule]}
+"""Every derived class by name (``ReinMaxOneHotCategorical``, ...), as the package exports it."""
 
 
 def site_distribution(kind: str, estimator: str, temperature: float, **parameter):

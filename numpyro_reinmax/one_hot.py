@@ -4,9 +4,11 @@ r"""One-hot categorical distributions for NumPyro.
 discrete one-hot support, and a log-mass :math:`\log p(z) = \sum_k z_k \log \pi_k` differentiable
 in the value :math:`z`.
 
-:class:`ReinMaxOneHotCategorical`, :class:`StraightThroughOneHotCategorical` and
-:class:`GumbelStraightThroughOneHotCategorical` are reparameterized: ``sample`` draws exactly and
-its backward is one estimator of :mod:`numpyro_reinmax.estimators`. They differ only in that rule.
+Each estimator's one-hot class (:class:`ReinMaxOneHotCategorical`,
+:class:`StraightThroughOneHotCategorical`, ...: ``families.ESTIMATORS``, derived from
+``_OneHotReparameterized`` for every rule) is reparameterized: ``sample`` draws exactly and
+its backward is one estimator of :mod:`numpyro_reinmax.estimators`. They differ only in
+that rule.
 """
 
 from __future__ import annotations
@@ -28,16 +30,7 @@ from .validation import (
     check_probs,
 )
 
-__all__ = [
-    "GappedStraightThroughOneHotCategorical",
-    "GumbelRaoOneHotCategorical",
-    "GumbelStraightThroughOneHotCategorical",
-    "OneHotCategorical",
-    "ReinMaxCVOneHotCategorical",
-    "ReinMaxOneHotCategorical",
-    "ReinMaxRaoOneHotCategorical",
-    "StraightThroughOneHotCategorical",
-]
+__all__ = ["OneHotCategorical"]
 
 
 class CategoricalParameters(ProbsOrLogits):
@@ -124,75 +117,3 @@ class _OneHotReparameterized(OneHotCategorical):
         **options: float,
     ) -> None:
         ProbsOrLogits.__init__(self, probs, logits, temperature, validate_args, **options)
-
-
-class ReinMaxOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with ReinMax gradients (Liu et al., NeurIPS 2023).
-
-    ``sample`` draws :math:`D \sim \operatorname{Categorical}(\pi_0)`,
-    :math:`\pi_0 = \operatorname{softmax}(\theta)`; with :math:`g = \partial L/\partial D` and
-    :math:`\pi_1 = (\operatorname{softmax}(\theta/\tau) + D)/2` its backward is
-    :math:`\nabla_\theta = 2 J(\pi_1) g - \tfrac12 J(\pi_0) g`,
-    :math:`J(p) = \operatorname{diag}(p) - p p^\top`. At :math:`\tau = 1` the expected gradient is
-    exact for objectives quadratic in :math:`D`. ``log_prob``, ``entropy``, KL and
-    ``enumerate_support`` are those of :class:`OneHotCategorical`.
-
-    Args:
-        probs, logits: as :class:`OneHotCategorical`.
-        temperature: :math:`\tau > 0`, used by the backward only (the draw does not depend on it).
-        validate_args: as for every NumPyro distribution.
-    """
-
-    rule_name = "reinmax"
-
-
-class StraightThroughOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with straight-through gradients (Bengio et al., 2013):
-    :math:`\nabla_\theta = J(\operatorname{softmax}(\theta/\tau))\, g / \tau`.
-    Arguments as :class:`ReinMaxOneHotCategorical`."""
-
-    rule_name = "straight_through"
-
-
-class GumbelStraightThroughOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with straight-through Gumbel-softmax gradients (Jang et al., 2017): the
-    draw is :math:`\operatorname{onehot}(\arg\max(\theta + G))` with Gumbel noise :math:`G` (an
-    exact categorical draw) and the backward :math:`J(y)\, g / \tau`,
-    :math:`y = \operatorname{softmax}((\theta + G)/\tau)`. Arguments as
-    :class:`ReinMaxOneHotCategorical`."""
-
-    rule_name = "gumbel_straight_through"
-
-
-class GappedStraightThroughOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with gapped straight-through (GST) gradients (Fan et al., ICML 2022):
-    :math:`\nabla_\theta = J(\operatorname{softmax}(\tilde\theta/\tau))\, g / \tau` at the
-    logits shifted so the drawn category leads every other by at least ``gap``. Arguments as
-    :class:`ReinMaxOneHotCategorical`, plus ``gap`` (default 1.0, the paper's GST-1.0)."""
-
-    rule_name = "gapped_straight_through"
-
-
-class GumbelRaoOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with Gumbel-Rao (GR-MCK) gradients (Paulus et al., ICLR 2021): the
-    ST-Gumbel backward averaged over ``samples`` draws of Gumbel noise conditional on the drawn
-    category. Arguments as :class:`ReinMaxOneHotCategorical`, plus ``samples`` (default 10)."""
-
-    rule_name = "gumbel_rao"
-
-
-class ReinMaxRaoOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with ReinMax-Rao gradients (Wang and Bui, 2026): ReinMax's first term
-    replaced by a Gumbel-Rao average at :math:`\log((\pi_0 + D)/2)`. Arguments as
-    :class:`ReinMaxOneHotCategorical`, plus ``samples`` (default 10)."""
-
-    rule_name = "reinmax_rao"
-
-
-class ReinMaxCVOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with ReinMax-CV gradients (Wang and Bui, 2026): ReinMax plus a
-    Gumbel-Rao control variate at :math:`\log((\pi_0 + D)/2)`. Arguments as
-    :class:`ReinMaxOneHotCategorical`, plus ``samples`` (default 10), ``eta`` (1.0) and
-    ``cv_temperature`` (default: the temperature)."""
-
-    rule_name = "reinmax_cv"

@@ -7,24 +7,6 @@ at the cost of straight-through. Swap a ``dist.Categorical`` site for a one-hot
 """
 
 from . import kl as _kl  # noqa: F401  (registers the analytic KL divergences)
-from .bernoulli import (
-    GappedStraightThroughBernoulli,
-    GumbelRaoBernoulli,
-    GumbelStraightThroughBernoulli,
-    ReinMaxBernoulli,
-    ReinMaxCVBernoulli,
-    ReinMaxRaoBernoulli,
-    StraightThroughBernoulli,
-)
-from .categorical import (
-    GappedStraightThroughCategorical,
-    GumbelRaoCategorical,
-    GumbelStraightThroughCategorical,
-    ReinMaxCategorical,
-    ReinMaxCVCategorical,
-    ReinMaxRaoCategorical,
-    StraightThroughCategorical,
-)
 from .estimators import (
     gapped_straight_through,
     gumbel_rao,
@@ -34,45 +16,19 @@ from .estimators import (
     reinmax_rao,
     straight_through,
 )
+from .families import ESTIMATOR_CLASSES
 from .mixture import OneHotMixture
 from .native import native_kernels_status, set_native_kernels
-from .one_hot import (
-    GappedStraightThroughOneHotCategorical,
-    GumbelRaoOneHotCategorical,
-    GumbelStraightThroughOneHotCategorical,
-    OneHotCategorical,
-    ReinMaxCVOneHotCategorical,
-    ReinMaxOneHotCategorical,
-    ReinMaxRaoOneHotCategorical,
-    StraightThroughOneHotCategorical,
-)
+from .one_hot import OneHotCategorical
 
 __version__ = "0.1.0"
 
+globals().update(ESTIMATOR_CLASSES)  # ReinMaxOneHotCategorical, ...: every rule's classes
+
 __all__ = [
-    "GappedStraightThroughBernoulli",
-    "GappedStraightThroughCategorical",
-    "GappedStraightThroughOneHotCategorical",
-    "GumbelRaoBernoulli",
-    "GumbelRaoCategorical",
-    "GumbelRaoOneHotCategorical",
-    "GumbelStraightThroughBernoulli",
-    "GumbelStraightThroughCategorical",
-    "GumbelStraightThroughOneHotCategorical",
+    *ESTIMATOR_CLASSES,
     "OneHotCategorical",
     "OneHotMixture",
-    "ReinMaxBernoulli",
-    "ReinMaxCVBernoulli",
-    "ReinMaxCVCategorical",
-    "ReinMaxCVOneHotCategorical",
-    "ReinMaxCategorical",
-    "ReinMaxOneHotCategorical",
-    "ReinMaxRaoBernoulli",
-    "ReinMaxRaoCategorical",
-    "ReinMaxRaoOneHotCategorical",
-    "StraightThroughBernoulli",
-    "StraightThroughCategorical",
-    "StraightThroughOneHotCategorical",
     "__version__",
     "gapped_straight_through",
     "gumbel_rao",

@@ -1,9 +1,12 @@
 r"""Bernoulli distributions for Pyro with reparameterized (straight-through) gradients.
 
 A Bernoulli variable :math:`b` is the second coordinate of a two-category one-hot variable with
-log-probabilities :math:`(\log(1-p), \log p)`, i.e. logits :math:`(0, \ell)` up to a shift. The
-classes below draw exactly and use the two-category rule of their estimator, so their gradients are
-those of the one-hot classes on that pair.
+log-probabilities :math:`(\log(1-p), \log p)`, i.e. logits :math:`(0, \ell)` up to a shift. Each
+estimator's Bernoulli class (:class:`ReinMaxBernoulli`, ...: ``families.ESTIMATORS``, derived from
+``_BernoulliReparameterized`` for every rule) draws exactly and uses the two-category rule of its
+estimator, so its gradient is that of the one-hot class on that pair. For ReinMax, with
+:math:`g = \partial L/\partial b`, :math:`s = \sigma(\ell)` and :math:`a = (\sigma(\ell/\tau) +
+b)/2`, that is :math:`\partial L/\partial \ell = \big(2 a(1-a) - \tfrac12 s(1-s)\big) g`.
 """
 
 from __future__ import annotations
@@ -15,16 +18,6 @@ from torch import Tensor
 
 from .masking import safe_log, select
 from .reparameterized import Reparameterized
-
-__all__ = [
-    "GappedStraightThroughBernoulli",
-    "GumbelRaoBernoulli",
-    "GumbelStraightThroughBernoulli",
-    "ReinMaxBernoulli",
-    "ReinMaxCVBernoulli",
-    "ReinMaxRaoBernoulli",
-    "StraightThroughBernoulli",
-]
 
 
 def bernoulli_log_probs(distribution: dist.Bernoulli) -> Tensor:
@@ -75,63 +68,3 @@ class _BernoulliReparameterized(Reparameterized, dist.Bernoulli):
         if self._validate_args:
             self._validate_sample(value)
         return select(torch.stack([1 - value, value], -1), bernoulli_log_probs(self))
-
-
-class ReinMaxBernoulli(_BernoulliReparameterized):
-    r"""Bernoulli with ReinMax gradients: the two-category ReinMax rule on logits :math:`(0, \ell)`.
-
-    With :math:`g = \partial L/\partial b`, :math:`s = \sigma(\ell)` and
-    :math:`a = (\sigma(\ell/\tau) + b)/2`, the backward is
-    :math:`\partial L/\partial \ell = \big(2 a(1-a) - \tfrac12 s(1-s)\big) g`.
-
-    Args:
-        probs: probability of 1 (or ``logits``, its log-odds; :math:`\pm\infty` allowed).
-        temperature: :math:`\tau > 0`, used by the backward only.
-        validate_args: as for every torch distribution.
-    """
-
-    rule_name = "reinmax"
-
-
-class StraightThroughBernoulli(_BernoulliReparameterized):
-    r"""Bernoulli with straight-through gradients,
-    :math:`\partial L/\partial \ell = \sigma'(\ell/\tau)\, g / \tau`.
-    Arguments as :class:`ReinMaxBernoulli`."""
-
-    rule_name = "straight_through"
-
-
-class GumbelStraightThroughBernoulli(_BernoulliReparameterized):
-    r"""Bernoulli with straight-through Gumbel-softmax gradients (the two-category rule).
-    Arguments as :class:`ReinMaxBernoulli`."""
-
-    rule_name = "gumbel_straight_through"
-
-
-class GappedStraightThroughBernoulli(_BernoulliReparameterized):
-    r"""Bernoulli with gapped straight-through (GST) gradients (the two-category rule).
-    Arguments as :class:`ReinMaxBernoulli`, plus ``gap`` (default 1.0)."""
-
-    rule_name = "gapped_straight_through"
-
-
-class GumbelRaoBernoulli(_BernoulliReparameterized):
-    r"""Bernoulli with Gumbel-Rao (GR-MCK) gradients (the two-category rule).
-    Arguments as :class:`ReinMaxBernoulli`, plus ``samples`` (default 10)."""
-
-    rule_name = "gumbel_rao"
-
-
-class ReinMaxRaoBernoulli(_BernoulliReparameterized):
-    r"""Bernoulli with ReinMax-Rao gradients (the two-category rule).
-    Arguments as :class:`ReinMaxBernoulli`, plus ``samples`` (default 10)."""
-
-    rule_name = "reinmax_rao"
-
-
-class ReinMaxCVBernoulli(_BernoulliReparameterized):
-    r"""Bernoulli with ReinMax-CV gradients (the two-category rule). Arguments as
-    :class:`ReinMaxBernoulli`, plus ``samples`` (default 10), ``eta`` (1.0) and
-    ``cv_temperature`` (default: the temperature)."""
-
-    rule_name = "reinmax_cv"

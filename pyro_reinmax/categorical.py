@@ -1,6 +1,8 @@
 r"""Integer-valued guide sites for models written with ``dist.Categorical`` (Pyro).
 
-A model site ``pyro.sample("z", dist.Categorical(probs))`` takes values ``0..K-1`` and selects
+Each estimator's integer class (:class:`ReinMaxCategorical`, ...: ``families.ESTIMATORS``,
+derived from ``_CategoricalReparameterized`` for every rule) is a guide site for a model
+site ``pyro.sample("z", dist.Categorical(probs))``, which takes values ``0..K-1`` and selects
 parameters by indexing (``locs[z]``). An integer carries no gradient, so these classes are not
 reparameterized (``has_rsample`` is False: Pyro's own ELBOs score them by the score function, as
 any ``Categorical``). :class:`~pyro_reinmax.infer.TraceLocalEnum_ELBO` gives them their estimator
@@ -21,16 +23,6 @@ from .masking import safe_log
 from .reparameterized import Reparameterized
 from .sampling import draw_index
 from .validation import check_logits, check_probs, validation_enabled
-
-__all__ = [
-    "GappedStraightThroughCategorical",
-    "GumbelRaoCategorical",
-    "GumbelStraightThroughCategorical",
-    "ReinMaxCVCategorical",
-    "ReinMaxCategorical",
-    "ReinMaxRaoCategorical",
-    "StraightThroughCategorical",
-]
 
 
 class _CategoricalReparameterized(Reparameterized, dist.Categorical):
@@ -89,62 +81,3 @@ class _CategoricalReparameterized(Reparameterized, dist.Categorical):
         logits = logits.expand(shape + logits.shape[-1:])
         sample, _ = estimate(self.rule_name, logits, self.temperature, options=self.options)
         return sample
-
-
-class ReinMaxCategorical(_CategoricalReparameterized):
-    r"""Integer categorical guide site with ReinMax gradients under ``TraceLocalEnum_ELBO``:
-    the draw :math:`D \sim \operatorname{Categorical}(\operatorname{softmax}(\theta))` is
-    recorded as its index, and the ReinMax backward
-    :math:`2 J(\pi_1) g - \tfrac12 J(\pi_0) g` reaches :math:`\theta` through the one-hot draw.
-
-    Args:
-        probs, logits: event probabilities or unnormalised log-probabilities ``(..., K)``;
-            ``-inf`` logits (zero probabilities) mask categories.
-        temperature: :math:`\tau > 0`, used by the backward only.
-        validate_args: as for every torch distribution.
-    """
-
-    rule_name = "reinmax"
-
-
-class StraightThroughCategorical(_CategoricalReparameterized):
-    r"""Integer categorical guide site with straight-through gradients under
-    ``TraceLocalEnum_ELBO``. Arguments as :class:`ReinMaxCategorical`."""
-
-    rule_name = "straight_through"
-
-
-class GumbelStraightThroughCategorical(_CategoricalReparameterized):
-    r"""Integer categorical guide site with straight-through Gumbel-softmax gradients under
-    ``TraceLocalEnum_ELBO``. Arguments as :class:`ReinMaxCategorical`."""
-
-    rule_name = "gumbel_straight_through"
-
-
-class GappedStraightThroughCategorical(_CategoricalReparameterized):
-    r"""Integer categorical guide site with gapped straight-through (GST) gradients under
-    ``TraceLocalEnum_ELBO``. Arguments as :class:`ReinMaxCategorical`, plus ``gap``."""
-
-    rule_name = "gapped_straight_through"
-
-
-class GumbelRaoCategorical(_CategoricalReparameterized):
-    r"""Integer categorical guide site with Gumbel-Rao (GR-MCK) gradients under
-    ``TraceLocalEnum_ELBO``. Arguments as :class:`ReinMaxCategorical`, plus ``samples``."""
-
-    rule_name = "gumbel_rao"
-
-
-class ReinMaxRaoCategorical(_CategoricalReparameterized):
-    r"""Integer categorical guide site with ReinMax-Rao gradients under
-    ``TraceLocalEnum_ELBO``. Arguments as :class:`ReinMaxCategorical`, plus ``samples``."""
-
-    rule_name = "reinmax_rao"
-
-
-class ReinMaxCVCategorical(_CategoricalReparameterized):
-    r"""Integer categorical guide site with ReinMax-CV gradients under ``TraceLocalEnum_ELBO``.
-    Arguments as :class:`ReinMaxCategorical`, plus ``samples``, ``eta`` and
-    ``cv_temperature``."""
-
-    rule_name = "reinmax_cv"

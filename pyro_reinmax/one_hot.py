@@ -4,10 +4,11 @@ r"""One-hot categorical distributions for Pyro.
 :math:`\log p(z) = \sum_k z_k \log \pi_k` that is differentiable in the value :math:`z` (Pyro's own
 ``OneHotCategorical.log_prob`` takes an ``argmax`` and drops that gradient).
 
-:class:`ReinMaxOneHotCategorical`, :class:`StraightThroughOneHotCategorical` and
-:class:`GumbelStraightThroughOneHotCategorical` add ``rsample``: the same exact draws and the same
-log-mass, with the backward of one estimator of :mod:`pyro_reinmax.estimators`. They differ only in
-that rule, so comparisons between them are fair.
+Each estimator's one-hot class (:class:`ReinMaxOneHotCategorical`,
+:class:`StraightThroughOneHotCategorical`, ...: ``families.ESTIMATORS``, derived from
+``_OneHotReparameterized`` for every rule) adds ``rsample``: the same exact draws and the same
+log-mass, with the backward of one estimator of :mod:`pyro_reinmax.estimators`. They differ
+only in that rule, so comparisons between them are fair.
 """
 
 from __future__ import annotations
@@ -22,16 +23,7 @@ from .reparameterized import Reparameterized
 from .sampling import draw_one_hot
 from .validation import check_logits, check_probs, validation_enabled
 
-__all__ = [
-    "GappedStraightThroughOneHotCategorical",
-    "GumbelRaoOneHotCategorical",
-    "GumbelStraightThroughOneHotCategorical",
-    "OneHotCategorical",
-    "ReinMaxCVOneHotCategorical",
-    "ReinMaxOneHotCategorical",
-    "ReinMaxRaoOneHotCategorical",
-    "StraightThroughOneHotCategorical",
-]
+__all__ = ["OneHotCategorical"]
 
 
 class OneHotCategorical(dist.OneHotCategorical):
@@ -111,75 +103,3 @@ class _OneHotReparameterized(Reparameterized, OneHotCategorical):
 
     def _from_one_hot(self, sample: Tensor) -> Tensor:
         return sample
-
-
-class ReinMaxOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with ReinMax gradients (Liu et al., NeurIPS 2023).
-
-    ``rsample`` draws :math:`D \sim \operatorname{Categorical}(\pi_0)`,
-    :math:`\pi_0 = \operatorname{softmax}(\theta)`; with :math:`g = \partial L/\partial D` and
-    :math:`\pi_1 = (\operatorname{softmax}(\theta/\tau) + D)/2` its backward is
-    :math:`\nabla_\theta = 2 J(\pi_1) g - \tfrac12 J(\pi_0) g`,
-    :math:`J(p) = \operatorname{diag}(p) - p p^\top`. At :math:`\tau = 1` the expected gradient is
-    exact for objectives quadratic in :math:`D`. ``sample``, ``log_prob``, ``entropy``, KL and
-    ``enumerate_support`` are those of :class:`OneHotCategorical`.
-
-    Args:
-        probs, logits: as :class:`OneHotCategorical`.
-        temperature: :math:`\tau > 0`, used by the backward only (the draw does not depend on it).
-        validate_args: as for every torch distribution.
-    """
-
-    rule_name = "reinmax"
-
-
-class StraightThroughOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with straight-through gradients (Bengio et al., 2013):
-    :math:`\nabla_\theta = J(\operatorname{softmax}(\theta/\tau))\, g / \tau`.
-    Arguments as :class:`ReinMaxOneHotCategorical`."""
-
-    rule_name = "straight_through"
-
-
-class GumbelStraightThroughOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with straight-through Gumbel-softmax gradients (Jang et al., 2017): the
-    draw is :math:`\operatorname{onehot}(\arg\max(\theta + G))` with Gumbel noise :math:`G` (an
-    exact categorical draw) and the backward :math:`J(y)\, g / \tau`,
-    :math:`y = \operatorname{softmax}((\theta + G)/\tau)`. Arguments as
-    :class:`ReinMaxOneHotCategorical`."""
-
-    rule_name = "gumbel_straight_through"
-
-
-class GappedStraightThroughOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with gapped straight-through (GST) gradients (Fan et al., ICML 2022):
-    :math:`\nabla_\theta = J(\operatorname{softmax}(\tilde\theta/\tau))\, g / \tau` at the
-    logits shifted so the drawn category leads every other by at least ``gap``. Arguments as
-    :class:`ReinMaxOneHotCategorical`, plus ``gap`` (default 1.0, the paper's GST-1.0)."""
-
-    rule_name = "gapped_straight_through"
-
-
-class GumbelRaoOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with Gumbel-Rao (GR-MCK) gradients (Paulus et al., ICLR 2021): the
-    ST-Gumbel backward averaged over ``samples`` draws of Gumbel noise conditional on the drawn
-    category. Arguments as :class:`ReinMaxOneHotCategorical`, plus ``samples`` (default 10)."""
-
-    rule_name = "gumbel_rao"
-
-
-class ReinMaxRaoOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with ReinMax-Rao gradients (Wang and Bui, 2026): ReinMax's first term
-    replaced by a Gumbel-Rao average at :math:`\log((\pi_0 + D)/2)`. Arguments as
-    :class:`ReinMaxOneHotCategorical`, plus ``samples`` (default 10)."""
-
-    rule_name = "reinmax_rao"
-
-
-class ReinMaxCVOneHotCategorical(_OneHotReparameterized):
-    r"""One-hot categorical with ReinMax-CV gradients (Wang and Bui, 2026): ReinMax plus a
-    Gumbel-Rao control variate at :math:`\log((\pi_0 + D)/2)`. Arguments as
-    :class:`ReinMaxOneHotCategorical`, plus ``samples`` (default 10), ``eta`` (1.0) and
-    ``cv_temperature`` (default: the temperature)."""
-
-    rule_name = "reinmax_cv"

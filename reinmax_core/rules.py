@@ -64,11 +64,13 @@ __all__ = [
     "ANCHOR_WEIGHTS",
     "DISTRIBUTION_KINDS",
     "ESTIMATOR_NAMES",
+    "OPTION_DOCS",
     "PERTURBATIONS",
     "RULES",
     "SCORE_FUNCTION",
     "Options",
     "Rule",
+    "RuleDoc",
     "check_estimator",
     "rule_options",
 ]
@@ -76,6 +78,29 @@ __all__ = [
 
 Options = tuple[tuple[str, float | None], ...]
 """A rule's options with their values, in the rule's order (:func:`rule_options`)."""
+
+
+class RuleDoc(NamedTuple):
+    r"""How a rule is named and described: its classes are ``class_stem`` + ``OneHotCategorical``,
+    ``Bernoulli`` or ``Categorical`` (``reinmax_core.estimator_classes``), their docstrings name
+    ``label`` and ``reference`` and state ``backward``, the rule's gradient of the logits in terms
+    of the one-hot draw :math:`D`, :math:`g = \partial L/\partial D`, :math:`\pi_0 =
+    \operatorname{softmax}(\theta)` and :math:`J(p) = \operatorname{diag}(p) - p p^\top`."""
+
+    class_stem: str
+    label: str
+    reference: str
+    backward: str
+
+
+OPTION_DOCS = {
+    "gap": r"GST's gap :math:`\kappa` (default 1.0, the paper's GST-1.0).",
+    "samples": "how many conditional Gumbel draws the backward averages (default 10).",
+    "eta": r"the weight :math:`\eta` of the control variate (default 1.0).",
+    "cv_temperature": r"the control variate's temperature :math:`\tau_2` (default: the "
+    "temperature).",
+}
+"""What each rule option means, for the classes' docstrings."""
 
 
 class Rule(NamedTuple):
@@ -90,7 +115,7 @@ class Rule(NamedTuple):
     option). A rule of several terms names them in ``terms`` (each backend's
     ``MULTI_TERM_RULES[terms]`` returns its anchor terms) and draws ``noise_sets`` sets of
     exponentials beyond ``samples``. ``options``: the rule's own keyword arguments with their
-    defaults."""
+    defaults; ``doc``: its names and formula for the distribution classes (:class:`RuleDoc`)."""
 
     tempered_weight: float = 0.0
     sample_weight: float = 0.0
@@ -102,6 +127,7 @@ class Rule(NamedTuple):
     terms: str | None = None
     noise_sets: int = 0
     options: Options = ()
+    doc: RuleDoc | None = None
 
     def noise_count(self, options: Options) -> int:
         """How many sets of exponentials the forward pass draws (0: none)."""
@@ -117,25 +143,96 @@ _STRAIGHT_THROUGH = {
 }
 
 RULES = {
-    "reinmax": Rule(tempered_weight=0.5, sample_weight=0.5, anchor_scale=2.0, probs_scale=-0.5),
-    "straight_through": Rule(**_STRAIGHT_THROUGH),
-    "gumbel_straight_through": Rule(**_STRAIGHT_THROUGH, perturbation="gumbel"),
-    "gapped_straight_through": Rule(
-        **_STRAIGHT_THROUGH, perturbation="gap", options=(("gap", 1.0),)
+    "reinmax": Rule(
+        tempered_weight=0.5,
+        sample_weight=0.5,
+        anchor_scale=2.0,
+        probs_scale=-0.5,
+        doc=RuleDoc(
+            "ReinMax",
+            "ReinMax",
+            "Liu et al., NeurIPS 2023",
+            r":math:`\nabla_\theta = 2 J(\pi_1) g - \tfrac12 J(\pi_0) g` with "
+            r":math:`\pi_1 = (\operatorname{softmax}(\theta/\tau) + D)/2` (Heun's method: at "
+            r":math:`\tau = 1` the expected gradient is exact for objectives quadratic in "
+            r":math:`D`)",
+        ),
     ),
-    "gumbel_rao": Rule(**_STRAIGHT_THROUGH, perturbation="gumbel", options=(("samples", 10),)),
+    "straight_through": Rule(
+        **_STRAIGHT_THROUGH,
+        doc=RuleDoc(
+            "StraightThrough",
+            "straight-through",
+            "Bengio et al., 2013",
+            r":math:`\nabla_\theta = J(\operatorname{softmax}(\theta/\tau))\, g / \tau`",
+        ),
+    ),
+    "gumbel_straight_through": Rule(
+        **_STRAIGHT_THROUGH,
+        perturbation="gumbel",
+        doc=RuleDoc(
+            "GumbelStraightThrough",
+            "straight-through Gumbel-softmax",
+            "Jang et al., 2017",
+            r":math:`\nabla_\theta = J(y)\, g / \tau`, "
+            r":math:`y = \operatorname{softmax}((\theta + G)/\tau)` with Gumbel noise :math:`G` "
+            r"drawn given :math:`\arg\max(\theta + G) = D`",
+        ),
+    ),
+    "gapped_straight_through": Rule(
+        **_STRAIGHT_THROUGH,
+        perturbation="gap",
+        options=(("gap", 1.0),),
+        doc=RuleDoc(
+            "GappedStraightThrough",
+            "gapped straight-through (GST)",
+            "Fan et al., ICML 2022",
+            r":math:`\nabla_\theta = J(\operatorname{softmax}(\tilde\theta/\tau))\, g / \tau` at "
+            r"the logits :math:`\tilde\theta` shifted so that the drawn category leads every "
+            r"other by at least the gap :math:`\kappa`",
+        ),
+    ),
+    "gumbel_rao": Rule(
+        **_STRAIGHT_THROUGH,
+        perturbation="gumbel",
+        options=(("samples", 10),),
+        doc=RuleDoc(
+            "GumbelRao",
+            "Gumbel-Rao (GR-MCK)",
+            "Paulus et al., ICLR 2021",
+            r"the straight-through Gumbel-softmax backward averaged over :math:`S` draws of "
+            r"Gumbel noise conditional on :math:`D`, "
+            r":math:`\nabla_\theta = \tfrac1S \sum_s J(y_s)\, g / \tau`",
+        ),
+    ),
     "reinmax_rao": Rule(
         **{**_STRAIGHT_THROUGH, "anchor_scale": 2.0},
         probs_scale=-0.5,
         perturbation="gumbel",
         gumbel_at="midpoint",
         options=(("samples", 10),),
+        doc=RuleDoc(
+            "ReinMaxRao",
+            "ReinMax-Rao",
+            "Wang and Bui, 2026",
+            r"ReinMax with its first term replaced by a Gumbel-Rao average at the midpoint "
+            r":math:`\theta_D = \log((\pi_0 + D)/2)`: "
+            r":math:`\nabla_\theta = \tfrac2S \sum_s J(y_s)\, g / \tau - \tfrac12 J(\pi_0) g`",
+        ),
     ),
     "reinmax_cv": Rule(
         probs_scale=-0.5,
         terms="reinmax_cv",
         noise_sets=1,
         options=(("samples", 10), ("eta", 1.0), ("cv_temperature", None)),
+        doc=RuleDoc(
+            "ReinMaxCV",
+            "ReinMax-CV",
+            "Wang and Bui, 2026",
+            r"ReinMax plus :math:`\eta` times the difference between a Gumbel-Rao average and "
+            r"one unconditional straight-through Gumbel term, both at "
+            r":math:`\theta_D = \log((\pi_0 + D)/2)` and the temperature :math:`\tau_2`",
+        ),
     ),
 }
 """Every estimator rule by name: the functional ops, the distributions and the guides use it."""
