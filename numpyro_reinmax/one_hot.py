@@ -107,13 +107,4 @@ class OneHotCategorical(CategoricalParameters):
 
 class _OneHotReparameterized(OneHotCategorical):
     uses_temperature = True
-
-    def __init__(
-        self,
-        probs: ArrayLike | None = None,
-        logits: ArrayLike | None = None,
-        temperature: float = 1.0,
-        validate_args: bool | None = None,
-        **options: float,
-    ) -> None:
-        ProbsOrLogits.__init__(self, probs, logits, temperature, validate_args, **options)
+    __init__ = ProbsOrLogits.__init__  # the temperature and the rule's options: not the model's

@@ -39,15 +39,6 @@ class RelaxedOneHotCategorical(CategoricalParameters):
     support = constraints.simplex
     uses_temperature = True
 
-    def __init__(
-        self,
-        probs: ArrayLike | None = None,
-        logits: ArrayLike | None = None,
-        temperature: float = 1.0,
-        validate_args: bool | None = None,
-    ) -> None:
-        super().__init__(probs, logits, temperature, validate_args)
-
     @property
     def has_rsample(self) -> bool:
         return True
