@@ -10,7 +10,7 @@ guide sites and its API entries in both backends without further code.
 
 from __future__ import annotations
 
-from .rules import DISTRIBUTION_KINDS, OPTION_DOCS, RULES
+from .rules import DISTRIBUTION_KINDS, OPTION_DOCS, RULES, RuleDoc
 
 __all__ = ["CLASS_SUFFIXES", "class_docstring", "class_name", "estimator_classes"]
 
@@ -57,17 +57,27 @@ _PARAMETERS = {
 
 def class_name(rule_name: str, kind: str) -> str:
     """The class of ``kind`` (``"one_hot"``, ``"bernoulli"`` or ``"categorical"``) of a rule."""
-    return RULES[rule_name].doc.class_stem + CLASS_SUFFIXES[kind]
+    return _doc(rule_name).class_stem + CLASS_SUFFIXES[kind]
+
+
+def _doc(rule_name: str) -> RuleDoc:
+    doc = RULES[rule_name].doc
+    if doc is None:
+        raise ValueError(
+            f"The rule {rule_name!r} has no RuleDoc: give its Rule in reinmax_core/rules.py a "
+            "doc=RuleDoc(class_stem, label, reference, backward), which names its classes."
+        )
+    return doc
 
 
 def class_docstring(rule_name: str, kind: str, framework: str) -> str:
     """The docstring of the rule's class of ``kind``: its backward, then its arguments
     (``framework``, "torch" or "NumPyro", names whose ``validate_args`` it follows)."""
-    rule = RULES[rule_name]
+    rule, doc = RULES[rule_name], _doc(rule_name)
     summary = _SUMMARIES[kind].format(
-        label=rule.doc.label,
-        reference=rule.doc.reference,
-        backward=rule.doc.backward,
+        label=doc.label,
+        reference=doc.reference,
+        backward=doc.backward,
         one_hot=class_name(rule_name, "one_hot"),
     )
     arguments = [

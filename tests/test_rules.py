@@ -82,6 +82,12 @@ def test_every_rule_names_its_classes_and_states_its_options():
     assert getattr(pyro_reinmax, class_name("reinmax_cv", "bernoulli")).rule_name == "reinmax_cv"
 
 
+def test_a_rule_without_its_doc_is_refused_with_what_to_add(monkeypatch):
+    monkeypatch.setitem(rules.RULES, "undocumented", rules.Rule(tempered_weight=1.0))
+    with pytest.raises(ValueError, match="has no RuleDoc: give its Rule"):
+        class_name("undocumented", "one_hot")
+
+
 HALF_STRAIGHT_THROUGH = rules.Rule(
     tempered_weight=1.0,
     anchor_scale=0.5,
