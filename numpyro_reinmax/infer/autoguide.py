@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Callable
 from contextlib import ExitStack
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -194,7 +195,7 @@ class AutoReinMax(AutoGuide):
             )
         self._checked_structures.add(key)
 
-    def _setup_prototype(self, *args, **kwargs) -> None:
+    def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
         # NumPyro's own set-up (initialize_model) refuses discrete sites: trace the model directly.
         key = numpyro.prng_key()
         key = jax.random.PRNGKey(0) if key is None else key
@@ -308,7 +309,9 @@ class AutoReinMax(AutoGuide):
         )
         return build(discrete + observed)
 
-    def _logits(self, name: str, site: dict, parent_one_hots: list, *args, **kwargs) -> Array:
+    def _logits(
+        self, name: str, site: dict, parent_one_hots: list, *args: Any, **kwargs: Any
+    ) -> Array:
         """The site's logits: its own parameter (a table over its parents' configurations when
         it has few), or its encoder's output, plus an additive layer of its parents' one-hots
         where it has parents and no table."""
@@ -357,7 +360,7 @@ class AutoReinMax(AutoGuide):
         extra_event_dims = site["fn"].event_dim - fn.event_dim
         return fn.to_event(extra_event_dims) if extra_event_dims else fn
 
-    def __call__(self, *args, **kwargs) -> dict:
+    def __call__(self, *args: Any, **kwargs: Any) -> dict:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
             self._checked_structures.add(structure_key(args, kwargs))
@@ -391,7 +394,12 @@ class AutoReinMax(AutoGuide):
         return result
 
     def sample_posterior(
-        self, rng_key: Array, params: dict, *args, sample_shape: tuple[int, ...] = (), **kwargs
+        self,
+        rng_key: Array,
+        params: dict,
+        *args: Any,
+        sample_shape: tuple[int, ...] = (),
+        **kwargs: Any,
     ) -> dict:
         def draw(key: Array) -> dict:
             return handlers.substitute(handlers.seed(self, key), data=params)(*args, **kwargs)

@@ -11,6 +11,8 @@ model and guide sites whose value or log-density is non-finite at those paramete
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import Array
@@ -28,7 +30,7 @@ __all__ = ["run_checked"]
 
 
 def run_checked(
-    svi: SVI, rng_key: Array, num_steps: int, *args, progress_bar: bool = True, **kwargs
+    svi: SVI, rng_key: Array, num_steps: int, *args: Any, progress_bar: bool = True, **kwargs: Any
 ) -> SVIRunResult:
     """Run ``svi`` for ``num_steps`` steps like ``svi.run(rng_key, num_steps, *args, **kwargs)``
     and return the same ``SVIRunResult``; raise ``FloatingPointError`` at the first step whose

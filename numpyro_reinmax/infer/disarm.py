@@ -18,6 +18,7 @@ kept, as in ``Trace_ELBO``); reparameterized sites get their pathwise gradient t
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -100,7 +101,13 @@ class TraceDisARM_ELBO(ELBO):
         self.num_pairs = num_pairs
 
     def loss_with_mutable_state(
-        self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
+        self,
+        rng_key: Array,
+        param_map: dict,
+        model: Callable,
+        guide: Callable,
+        *args: Any,
+        **kwargs: Any,
     ) -> dict:
         def particle(key: Array, antithetic: bool) -> tuple[Array, Array]:
             f, _, trace = traced_particle(

@@ -10,6 +10,7 @@ unchanged model, so the trace and the model's return value hold one-hot values.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -82,7 +83,7 @@ def infer_discrete(
         rng_key=rng_key,
     )
 
-    def posterior_draw(*args, **kwargs) -> object:
+    def posterior_draw(*args: Any, **kwargs: Any) -> object:
         with block():
             draw = trace(shown_as_index).get_trace(*args, **kwargs)
         values = {}

@@ -17,6 +17,7 @@ it. ``TraceMeanField_ELBO`` also honours a model-side mask on a latent site
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpyro.infer
 from jax import Array
@@ -84,7 +85,13 @@ class _ReparameterizedDiscreteGuides:
     keep_model_masks = False
 
     def loss_with_mutable_state(
-        self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
+        self,
+        rng_key: Array,
+        param_map: dict,
+        model: Callable,
+        guide: Callable,
+        *args: Any,
+        **kwargs: Any,
     ) -> dict:
         name, sampled = type(self).__name__, set()
         guide = NameFailingSite(_RequireReparameterized(guide, name, sampled), "guide")

@@ -134,7 +134,12 @@ class _AdmitForEnumeration(OneHotEnumeration):
 
 
 def choose_enumerated(
-    model, args, kwargs, candidates: dict, max_configurations: int, max_plate_nesting: int
+    model: Callable,
+    args: tuple,
+    kwargs: dict,
+    candidates: dict,
+    max_configurations: int,
+    max_plate_nesting: int,
 ) -> list[str]:
     """The candidate sites (name -> kind, :func:`~numpyro_reinmax.families.support_kind`) that
     exact enumeration can sum out with no factor over ``max_configurations`` joint

@@ -28,7 +28,7 @@ import math
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -194,7 +194,9 @@ class _Perturb(OneHotEnumeration):
             length = jnp.shape(jax.tree.leaves(xs)[0])[0]
         self._scan = _Scan(history, length, min(2 * min(history, length) - 1, length))
 
-        def indexed_body(carry, x_and_step):  # the step reaches the sites through xs
+        def indexed_body(
+            carry: Any, x_and_step: tuple
+        ) -> tuple:  # the step reaches the sites through xs
             x, self._step = x_and_step
             return body(carry, x)
 
@@ -402,7 +404,7 @@ class TraceLocalEnum_ELBO(ELBO):
         *,
         analytic_kl: bool = True,
         vectorize_particles: bool = True,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         if "max_configurations" in kwargs:
             raise TypeError(NO_MAX_CONFIGURATIONS)
@@ -425,7 +427,13 @@ class TraceLocalEnum_ELBO(ELBO):
         return -1 - self.max_plate_nesting
 
     def loss(
-        self, rng_key: Array, param_map: dict, model: Callable, guide: Callable, *args, **kwargs
+        self,
+        rng_key: Array,
+        param_map: dict,
+        model: Callable,
+        guide: Callable,
+        *args: Any,
+        **kwargs: Any,
     ) -> Array:
         def particle_elbo(key: Array) -> Array:
             return self._particle_elbo(key, param_map, model, guide, args, kwargs)
@@ -546,8 +554,8 @@ class TraceLocalEnum_ELBO(ELBO):
         plate of a parent, or outside the ``scan`` of a parent, is refused."""
         found = {}
 
-        def log_densities(**indices):
-            def index_of(name, step):
+        def log_densities(**indices: Any) -> dict:
+            def index_of(name: str, step: int | None) -> Array:
                 return indices[name] if step is None else indices[name][step]
 
             tracked = _Perturb(model, guide_trace, draws, index_of, placeholders=True)
@@ -590,7 +598,16 @@ class TraceLocalEnum_ELBO(ELBO):
             parents[name] = tuple(own)
         return parents, scans, frozenset(_declared_plate_sizes(model_trace))
 
-    def _model_trace(self, model, guide_trace, draws, structure, redrawn, args, kwargs):
+    def _model_trace(
+        self,
+        model: Callable,
+        guide_trace: dict,
+        draws: dict,
+        structure: _Structure,
+        redrawn: dict,
+        args: tuple,
+        kwargs: dict,
+    ) -> dict:
         from numpyro.contrib.funsor import enum, plate_to_enum_plate
         from numpyro.contrib.funsor import trace as packed_trace
 
@@ -608,7 +625,7 @@ class TraceLocalEnum_ELBO(ELBO):
                 draw.index, draw.event_dims, settings, self._dim, covers, time=scan is not None
             )
 
-        def index_of(name, step):
+        def index_of(name: str, step: int | None) -> Array:
             return perturbed[name] if step is None else perturbed[name][step]
 
         perturb = _Perturb(model, guide_trace, draws, index_of, placeholders=False)
@@ -832,7 +849,7 @@ def _in_scan(site: dict) -> bool:
     )
 
 
-def _steps(site, scan: _Scan | None):
+def _steps(site: dict, scan: _Scan | None) -> int | range | None:
     """The ``scan`` steps a site's log-density covers: one step (an int) for a site NumPyro
     unrolled (``_PREV_`` names), a range for the scanned steps, None outside ``scan``."""
     if scan is None or not _in_scan(site):
@@ -843,7 +860,14 @@ def _steps(site, scan: _Scan | None):
     return range(scan.unrolled, scan.length)
 
 
-def _scan_rows(structure, parent, scan, offset, steps, log_prob):
+def _scan_rows(
+    structure: _Structure,
+    parent: str,
+    scan: _Scan,
+    offset: int,
+    steps: int | range | None,
+    log_prob: Array,
+) -> tuple | None:
     """For a factor at ``steps`` (:func:`_steps`), the ``scan`` site ``offset`` steps back: its
     elements (per row of a stacked factor), its first variable's, and a function that takes the
     site's per-step arrays (:func:`~numpyro_reinmax.linearisation.on_elements` with ``time``) at
@@ -868,7 +892,7 @@ def _scan_rows(structure, parent, scan, offset, steps, log_prob):
     table = [structure.elements(parent, p) for p in range(phases)]
     first = [structure.elements(parent, p, first=True) for p in range(phases)]
 
-    def take(per_step):
+    def take(per_step: Array) -> Array:
         per_step = per_step[start : steps.stop - offset]
         shape = jnp.shape(per_step)
         padding = (1,) * (jnp.ndim(log_prob) - len(shape))
@@ -899,7 +923,9 @@ def _log_density(site: dict) -> Array:
     return moved.reshape(jnp.shape(moved)[:-2])
 
 
-def _expectation_under_guide(site, draw: LocalDraw, steps, log_q):
+def _expectation_under_guide(
+    site: dict, draw: LocalDraw, steps: int | range | None, log_q: Array
+) -> Array:
     r"""A linearised site's own prior factor as its expectation under the guide,
     :math:`\sum_k q_k \log p(k \mid \ldots)`, at every element of the perturbation dimension
     (the model's distribution there carries its parents' moves, ``log_q`` its guide

@@ -16,9 +16,19 @@ Carlo term, which is masked correctly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
-from numpyro.distributions import Delta, Distribution, ExpandedDistribution, MaskedDistribution
+from jax import Array
+from jax.typing import ArrayLike, DTypeLike
+from numpyro.distributions import (
+    Delta,
+    Distribution,
+    ExpandedDistribution,
+    MaskedDistribution,
+    constraints,
+)
 from numpyro.distributions.kl import kl_divergence
 from numpyro.distributions.util import scale_and_mask
 
@@ -28,7 +38,7 @@ from ..masking import categorical_kl
 __all__ = ["MaskedPrior", "combine_masks"]
 
 
-def combine_masks(*masks):
+def combine_masks(*masks: Any) -> Array | bool | None:
     """The conjunction of masks (``None``/``True`` mean unmasked); ``None`` if all are unmasked."""
     combined = None
     for mask in masks:
@@ -38,7 +48,7 @@ def combine_masks(*masks):
     return combined
 
 
-def _weight(mask, dtype):
+def _weight(mask: ArrayLike | bool | None, dtype: DTypeLike) -> Array:
     return jnp.ones((), dtype) if mask is None else jnp.asarray(mask).astype(dtype)
 
 
@@ -56,27 +66,27 @@ class MaskedPrior(Distribution):
     arg_constraints: dict = {}
     pytree_data_fields = ("base", "model_mask")
 
-    def __init__(self, base: Distribution, model_mask) -> None:
+    def __init__(self, base: Distribution, model_mask: ArrayLike | bool | None) -> None:
         self.base = base
         self.model_mask = model_mask
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
 
     @property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return self.base.support
 
     @property
     def has_enumerate_support(self) -> bool:
         return self.base.has_enumerate_support
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         return self.base.sample(key, sample_shape)
 
-    def log_prob(self, value):
+    def log_prob(self, value: ArrayLike) -> Array:
         return scale_and_mask(self.base.log_prob(value), mask=self.model_mask)
 
 
-def kl_to_masked_prior(q, prior):
+def kl_to_masked_prior(q: Distribution, prior: MaskedPrior) -> Array:
     """The site's mean-field term :math:`m_p \\mathrm{KL}(q \\| p) + (m_p - m_q) H(q)`
     (:math:`m_q \\log q(v) - m_p \\log p(v)` for a ``Delta`` guide at ``v``); raises
     ``NotImplementedError`` (the ELBO then uses its Monte Carlo term) where a part has no closed

@@ -7,6 +7,8 @@ model. ``config=ReinMaxStrategy()`` does it for every latent site of that kind.
 
 from __future__ import annotations
 
+from jax.typing import ArrayLike
+from numpyro.distributions import Distribution
 from numpyro.infer.reparam import Reparam
 
 from ..families import check_estimator, reparameterized, support_kind
@@ -31,7 +33,9 @@ class ReinMaxReparam(Reparam):
         self.temperature = check_temperature(temperature)
         self.estimator = check_estimator(estimator, reparameterized_only=True)
 
-    def __call__(self, name, fn, obs):
+    def __call__(
+        self, name: str, fn: Distribution, obs: ArrayLike | None
+    ) -> tuple[Distribution, ArrayLike | None]:
         if obs is not None:
             return fn, obs
         return reparameterized(fn, self.estimator, self.temperature), None

@@ -15,8 +15,12 @@ or any guide whose discrete sites are plain ``OneHotCategorical`` / ``Bernoulli`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+from jax import Array
 from numpyro import handlers
 from numpyro.infer.elbo import ELBO
 
@@ -26,7 +30,7 @@ from .site_log_prob import site_log_prob
 __all__ = ["TraceRLOO_ELBO"]
 
 
-def _log_density(trace) -> tuple:
+def _log_density(trace: dict) -> tuple:
     """``(sum of every latent and observed site's scaled log-density, the same over the latent
     sites without rsample)`` of a trace."""
     total, score = 0.0, 0.0
@@ -42,7 +46,16 @@ def _log_density(trace) -> tuple:
     return total, score
 
 
-def traced_particle(model, guide, param_map, key, args, kwargs, loss_name, wrap_guide=None):
+def traced_particle(
+    model: Callable,
+    guide: Callable,
+    param_map: dict,
+    key: Array,
+    args: tuple,
+    kwargs: dict,
+    loss_name: str,
+    wrap_guide: Callable | None = None,
+) -> tuple[Array, Array, dict]:
     r"""One particle: :math:`f = \log p(x, z) - \log q(z)`, the log-density of the guide sites
     without ``rsample``, and the guide trace. ``wrap_guide`` wraps the seeded guide (a handler
     that must see the sites' keys); a discrete model latent the guide does not sample is refused.
@@ -81,8 +94,16 @@ class TraceRLOO_ELBO(ELBO):
             )
         super().__init__(num_particles=num_particles, vectorize_particles=True)
 
-    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
-        def particle(key):
+    def loss_with_mutable_state(
+        self,
+        rng_key: Array,
+        param_map: dict,
+        model: Callable,
+        guide: Callable,
+        *args: Any,
+        **kwargs: Any,
+    ) -> dict:
+        def particle(key: Array) -> tuple[Array, Array]:
             f, score, _ = traced_particle(
                 model, guide, param_map, key, args, kwargs, "TraceRLOO_ELBO"
             )

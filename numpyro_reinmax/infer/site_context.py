@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import TracebackType
+
 from numpyro.primitives import Messenger
 
 from reinmax_core.site_context import SiteTracker
@@ -14,7 +17,7 @@ class NameFailingSite(Messenger):
     """Add to an exception leaving ``program`` (``"model"`` or ``"guide"``) which sample site it
     left from."""
 
-    def __init__(self, fn, program: str) -> None:
+    def __init__(self, fn: Callable, program: str) -> None:
         super().__init__(fn)
         self.sites = SiteTracker(program)
 
@@ -26,6 +29,11 @@ class NameFailingSite(Messenger):
         if msg["type"] == "sample":
             self.sites.completed_site(msg["name"])
 
-    def __exit__(self, exc_type, exc_value, traceback):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
         self.sites.name_error(exc_value)
         return super().__exit__(exc_type, exc_value, traceback)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 
-def structure_key(args, kwargs, *, floats: bool = False) -> tuple:
+
+def structure_key(args: tuple, kwargs: dict, *, floats: bool = False) -> tuple:
     """What of a model's arguments can change its set of sites: array shapes, container lengths
     and integer, string and boolean values (with ``floats``, Python floats too; never array
     values)."""
 
-    def key(value):
+    def key(value: object) -> Hashable:
         if hasattr(value, "shape") and hasattr(value, "dtype"):
             return ("array", tuple(value.shape))
         if isinstance(value, (list, tuple)):

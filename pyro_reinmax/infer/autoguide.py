@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from operator import attrgetter
+from typing import Any
 
 import pyro
 import torch
@@ -25,8 +26,10 @@ from pyro.infer.autoguide import AutoGuide, AutoGuideList, AutoNormal
 from pyro.infer.autoguide.utils import deep_setattr
 from pyro.infer.inspect import get_dependencies
 from pyro.nn.module import PyroModule, PyroParam
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
-from torch.distributions import constraints
+from torch import Tensor
+from torch.distributions import Distribution, constraints
 
 from reinmax_core.auto_estimator import AUTO, is_scored_locally, resolve_estimator
 from reinmax_core.dependencies import (
@@ -56,7 +59,7 @@ Dependencies = str | dict[str, list[str]] | None
 logger = logging.getLogger("pyro_reinmax")
 
 
-def _discrete_latent_sites(trace) -> dict:
+def _discrete_latent_sites(trace: Trace) -> dict:
     """The latent sites with a discrete support, checked: a finite support of categories only
     (integers ``0..K-1``, one-hot, Bernoulli)."""
     sites = {}
@@ -97,7 +100,7 @@ def _warn_about_stock_one_hot_priors(sites: dict) -> None:
             )
 
 
-def _parameter_dtype(fn) -> torch.dtype:
+def _parameter_dtype(fn: Distribution) -> torch.dtype:
     """The floating dtype of an integer-valued distribution's parameters."""
     base = unwrap(fn)
     for name in ("logits", "probs"):
@@ -107,11 +110,11 @@ def _parameter_dtype(fn) -> torch.dtype:
     return torch.get_default_dtype()
 
 
-def _plates(site) -> frozenset:
+def _plates(site: dict) -> frozenset:
     return frozenset(frame.name for frame in site["cond_indep_stack"] if frame.vectorized)
 
 
-def _cell_dims(site) -> int:
+def _cell_dims(site: dict) -> int:
     """The trailing axes of a site's logits beyond its batch: 1 (categories), 0 for 0/1 sites."""
     return 0 if support_kind(site["fn"].support) == "bernoulli" else 1
 
@@ -121,13 +124,13 @@ class _DiscreteGuide(AutoGuide):
 
     def __init__(
         self,
-        model,
+        model: Callable,
         *,
         estimator: str,
         temperature: float,
         encoders: Encoders,
-        dependencies=None,
-        full_model=None,
+        dependencies: Dependencies = None,
+        full_model: Callable | None = None,
     ) -> None:
         super().__init__(model)
         self.estimator = estimator
@@ -142,7 +145,7 @@ class _DiscreteGuide(AutoGuide):
             return self._encoders.get(name)
         return self._encoders
 
-    def _setup_prototype(self, *args, **kwargs) -> None:
+    def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
         super()._setup_prototype(*args, **kwargs)
         self._sites = _discrete_latent_sites(self.prototype_trace)
         self.logits = PyroModule()
@@ -152,11 +155,11 @@ class _DiscreteGuide(AutoGuide):
             self._add_logits(name, site)
         self._structures = {structure_key(args, kwargs): list(self._sites)}
 
-    def _add_parents(self, sites: dict, args, kwargs) -> None:
+    def _add_parents(self, sites: dict, args: tuple, kwargs: dict) -> None:
         """Each site's guide parents (:func:`~reinmax_core.dependencies.guide_parents`); a site
         seen before must keep its parents."""
 
-        def posterior():
+        def posterior() -> dict:
             try:
                 with poutine.block():
                     found = get_dependencies(self._full_model, args, kwargs)
@@ -188,7 +191,7 @@ class _DiscreteGuide(AutoGuide):
                 self._check_structured(name, sites[name], [sites[p] for p in given])
         self._feeders = feeds_guide(self.parents)
 
-    def _check_structured(self, name: str, site, parent_sites: list) -> None:
+    def _check_structured(self, name: str, site: dict, parent_sites: list) -> None:
         for which, checked in [(name, site)] + list(
             zip(self.parents[name], parent_sites, strict=True)
         ):
@@ -202,7 +205,7 @@ class _DiscreteGuide(AutoGuide):
             for p in self.parents[name]
         ]
 
-    def _add_logits(self, name: str, site) -> None:
+    def _add_logits(self, name: str, site: dict) -> None:
         shape = list(site["value"].shape)
         event_dim = site["fn"].event_dim
         for frame in site["cond_indep_stack"]:
@@ -228,7 +231,7 @@ class _DiscreteGuide(AutoGuide):
         init = torch.zeros(shape, dtype=dtype, device=device)
         deep_setattr(self.logits, name, PyroParam(init, constraints.real, event_dim))
 
-    def _current_sites(self, args, kwargs) -> list[str]:
+    def _current_sites(self, args: tuple, kwargs: dict) -> list[str]:
         """The discrete sites of the model for these arguments. A model whose sites depend on the
         data (sequences of different lengths) is traced once per structure of its arguments
         (:func:`structure_key`); new sites get their own logits."""
@@ -246,7 +249,9 @@ class _DiscreteGuide(AutoGuide):
             names = self._structures[key] = list(sites)
         return names
 
-    def _site_distribution(self, name: str, site, parent_one_hots: list, *args, **kwargs):
+    def _site_distribution(
+        self, name: str, site: dict, parent_one_hots: list, *args: Any, **kwargs: Any
+    ) -> Distribution:
         encoder = self._encoder(name)
         if encoder is None:
             logits = attrgetter(name)(self.logits)
@@ -267,7 +272,7 @@ class _DiscreteGuide(AutoGuide):
         extra_event_dims = site["fn"].event_dim - fn.event_dim
         return fn.to_event(extra_event_dims) if extra_event_dims else fn
 
-    def _draw(self, choose: Callable, *args, **kwargs) -> dict:
+    def _draw(self, choose: Callable, *args: Any, **kwargs: Any) -> dict:
         """Every site in the model's order, each conditioned on its parents' draws, its value
         chosen by ``choose(name, fn, infer)``. Under ``TraceLocalEnum_ELBO`` the parents' draws
         enter as constants: the ELBO moves each site's guide descendants with it instead
@@ -295,7 +300,7 @@ class _DiscreteGuide(AutoGuide):
                 one_hots[name] = drawn_one_hot(kind, result[name], k, recorded.one_hot)
         return result
 
-    def forward(self, *args, **kwargs) -> dict:
+    def forward(self, *args: Any, **kwargs: Any) -> dict:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         return self._draw(
@@ -303,7 +308,7 @@ class _DiscreteGuide(AutoGuide):
         )
 
     @torch.no_grad()
-    def median(self, *args, **kwargs) -> dict:
+    def median(self, *args: Any, **kwargs: Any) -> dict:
         """The mode of each discrete site (one-hot of the largest logit; 1 where p > 1/2); in a
         structured guide, of each site's conditional given its parents' modes."""
         if self.prototype_trace is None:
@@ -311,7 +316,7 @@ class _DiscreteGuide(AutoGuide):
         with poutine.block():
             return self._draw(lambda name, fn, infer: unwrap(fn).mode, *args, **kwargs)
 
-    def quantiles(self, quantiles, *args, **kwargs) -> dict:
+    def quantiles(self, quantiles: Tensor | list[float], *args: Any, **kwargs: Any) -> dict:
         """Discrete sites have no quantiles: an empty dict (the continuous part reports its own)."""
         return {}
 
@@ -388,7 +393,7 @@ class AutoReinMax(AutoGuideList):
 
     def __init__(
         self,
-        model,
+        model: Callable,
         *,
         estimator: str = AUTO,
         temperature: float = 1.0,
@@ -397,7 +402,7 @@ class AutoReinMax(AutoGuideList):
         enumerate: Enumerate = None,
         max_configurations: int = DEFAULT_MAX_CONFIGURATIONS,
         dependencies: Dependencies = None,
-        create_plates=None,
+        create_plates: Callable | None = None,
     ) -> None:
         super().__init__(model, create_plates=create_plates)
         if not (enumerate is None or enumerate == "auto" or isinstance(enumerate, list | tuple)):
@@ -416,7 +421,7 @@ class AutoReinMax(AutoGuideList):
         }
         self._continuous_guide = continuous_guide
 
-    def _setup_prototype(self, *args, **kwargs) -> None:
+    def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
         super()._setup_prototype(*args, **kwargs)
         discrete_sites = _discrete_latent_sites(self.prototype_trace)
         _warn_about_stock_one_hot_priors(discrete_sites)
@@ -430,7 +435,7 @@ class AutoReinMax(AutoGuideList):
         parts = []
         enumerated = set(self.enumerated_sites)
 
-        def discrete_latent(msg) -> bool:  # by support: also sites that later calls add
+        def discrete_latent(msg: dict) -> bool:  # by support: also sites that later calls add
             return (
                 msg["type"] == "sample"
                 and not msg["is_observed"]
@@ -452,7 +457,7 @@ class AutoReinMax(AutoGuideList):
         for _, part in sorted(parts, key=lambda first_and_part: order.index(first_and_part[0])):
             self.append(part)
 
-    def _choose_enumerated(self, discrete_sites: dict, args, kwargs) -> list[str]:
+    def _choose_enumerated(self, discrete_sites: dict, args: tuple, kwargs: dict) -> list[str]:
         if self._enumerate is None:
             return []
         if self._enumerate != "auto":

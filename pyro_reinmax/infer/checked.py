@@ -14,6 +14,7 @@ message as ``numpyro_reinmax.infer.run_checked``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from pyro import poutine
@@ -27,7 +28,9 @@ from reinmax_core.options import check_count
 __all__ = ["run_checked"]
 
 
-def run_checked(svi: SVI, num_steps: int, *args, progress_bar: bool = True, **kwargs) -> list:
+def run_checked(
+    svi: SVI, num_steps: int, *args: Any, progress_bar: bool = True, **kwargs: Any
+) -> list:
     """Take ``num_steps`` steps of ``svi`` (``svi.step(*args, **kwargs)`` each) and return their
     losses; raise ``FloatingPointError`` at the first step whose loss, gradients or updated
     parameters are not finite, naming the step, the parameters with a non-finite gradient and
@@ -63,7 +66,7 @@ def run_checked(svi: SVI, num_steps: int, *args, progress_bar: bool = True, **kw
     return losses
 
 
-def _recomputed_gradients(svi: SVI, named: dict, args, kwargs) -> list[str]:
+def _recomputed_gradients(svi: SVI, named: dict, args: tuple, kwargs: dict) -> list[str]:
     """The parameters whose gradient of the loss is non-finite, by ``differentiable_loss``
     where the loss has it (Pyro's ELBOs skip the backward pass of a NaN loss)."""
     if not hasattr(svi.loss, "differentiable_loss"):
@@ -80,7 +83,9 @@ def _recomputed_gradients(svi: SVI, named: dict, args, kwargs) -> list[str]:
     )
 
 
-def _diagnosis(svi: SVI, step: int, loss: float, gradients: list[str], args, kwargs) -> str:
+def _diagnosis(
+    svi: SVI, step: int, loss: float, gradients: list[str], args: tuple, kwargs: dict
+) -> str:
     """The error for ``step``, with the sites found non-finite in a fresh draw at the parameters
     before it."""
     sites = failure = None
@@ -91,7 +96,7 @@ def _diagnosis(svi: SVI, step: int, loss: float, gradients: list[str], args, kwa
     return non_finite_step(step, loss, gradients, sites, failure, "pyro_reinmax")
 
 
-def _non_finite_sites(svi: SVI, args, kwargs) -> list[str]:
+def _non_finite_sites(svi: SVI, args: tuple, kwargs: dict) -> list[str]:
     with torch.no_grad():
         guide_trace = poutine.trace(svi.guide).get_trace(*args, **kwargs)
         model = poutine.replay(svi.model, trace=guide_trace)

@@ -21,7 +21,7 @@ class RecordedOneHot(Messenger):
         super().__init__()
         self.one_hot: Tensor | None = None
 
-    def _pyro_post_sample(self, msg) -> None:
+    def _pyro_post_sample(self, msg: dict) -> None:
         self.one_hot = msg["infer"].get(ONE_HOT)
 
 

@@ -24,9 +24,11 @@ shard scales as usual, and :math:`R` multiplies that scale.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import pyro
 import torch
+from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 from torch import nn
 
@@ -42,7 +44,7 @@ class ShardScale(Messenger):
         self.plates = frozenset(plates)
         self.world_size = world_size
 
-    def _process_message(self, msg) -> None:
+    def _process_message(self, msg: dict) -> None:
         if msg["type"] != "sample":
             return
         if any(frame.name in self.plates for frame in msg["cond_indep_stack"]):
@@ -91,7 +93,13 @@ class DataParallelLoss(nn.Module):
     """
 
     def __init__(
-        self, model: Callable, guide: nn.Module, elbo, *, plates: Iterable[str], world_size: int
+        self,
+        model: Callable,
+        guide: nn.Module,
+        elbo: ELBO,
+        *,
+        plates: Iterable[str],
+        world_size: int,
     ) -> None:
         super().__init__()
         scale = ShardScale(plates, world_size)
@@ -117,7 +125,7 @@ class DataParallelLoss(nn.Module):
         self.global_parameters = nn.ParameterList(p for p in store.values() if id(p) not in local)
         self._known = set(store)
 
-    def forward(self, *args, **kwargs) -> torch.Tensor:
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         loss = self._loss(*args, **kwargs)
         if len(pyro.get_param_store()) > len(self._known):  # cheaper than the names per step
             new = sorted(set(pyro.get_param_store().keys()) - self._known)

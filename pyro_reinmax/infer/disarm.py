@@ -18,12 +18,17 @@ kept, as in ``Trace_ELBO``); reparameterized sites get their pathwise gradient t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from pyro.distributions import MaskedDistribution
 from pyro.infer.enum import get_importance_trace
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
+from torch.distributions import Distribution
 
 from ..families import unwrap
 from .rloo import SurrogateELBO, log_weight
@@ -31,7 +36,7 @@ from .rloo import SurrogateELBO, log_weight
 __all__ = ["TraceDisARM_ELBO"]
 
 
-def _site_mask(fn) -> Tensor | bool:
+def _site_mask(fn: Distribution) -> Tensor | bool:
     """The product of the ``MaskedDistribution`` masks around a site's distribution."""
     mask = True
     while hasattr(fn, "base_dist"):
@@ -41,7 +46,7 @@ def _site_mask(fn) -> Tensor | bool:
     return mask
 
 
-def is_antithetic_site(msg) -> bool:
+def is_antithetic_site(msg: dict) -> bool:
     """A latent, non-reparameterized Bernoulli site (possibly wrapped)."""
     if msg["type"] != "sample" or msg["is_observed"]:
         return False
@@ -57,7 +62,7 @@ class _AntitheticBernoulli(Messenger):
         super().__init__()
         self.antithetic = antithetic
 
-    def _pyro_sample(self, msg) -> None:
+    def _pyro_sample(self, msg: dict) -> None:
         if msg["is_observed"] or msg["value"] is not None or site_is_subsample(msg):
             return
         fn = msg["fn"]
@@ -86,7 +91,9 @@ class TraceDisARM_ELBO(SurrogateELBO):
         max_plate_nesting: as for every Pyro ELBO.
     """
 
-    def __init__(self, num_pairs: int = 1, max_plate_nesting=float("inf"), **kwargs):
+    def __init__(
+        self, num_pairs: int = 1, max_plate_nesting: float = float("inf"), **kwargs: Any
+    ) -> None:
         if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
             raise ValueError(f"num_pairs must be an integer >= 1, got {num_pairs!r}.")
         if "num_particles" in kwargs or "vectorize_particles" in kwargs:
@@ -94,7 +101,9 @@ class TraceDisARM_ELBO(SurrogateELBO):
         super().__init__(num_particles=1, max_plate_nesting=max_plate_nesting, **kwargs)
         self.num_pairs = num_pairs
 
-    def _particle(self, model, guide, args, kwargs, antithetic: bool):
+    def _particle(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict, antithetic: bool
+    ) -> tuple[Tensor, Trace]:
         """One particle: its :math:`f` and its guide trace."""
         model_trace, guide_trace = get_importance_trace(
             "flat",
@@ -107,7 +116,9 @@ class TraceDisARM_ELBO(SurrogateELBO):
         f, _ = log_weight(model_trace, guide_trace, "TraceDisARM_ELBO")
         return f, guide_trace
 
-    def _pair_surrogate(self, model, guide, args, kwargs) -> tuple[Tensor, Tensor]:
+    def _pair_surrogate(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[Tensor, Tensor]:
         """One pair: the surrogate (its gradient the estimate) and the mean of :math:`f`."""
         state = torch.get_rng_state()
         cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
@@ -130,7 +141,9 @@ class TraceDisARM_ELBO(SurrogateELBO):
             surrogate = surrogate + (difference * weight * logits).sum()
         return surrogate, (f + f_anti).detach() / 2
 
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
+    def differentiable_loss(
+        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+    ) -> Tensor:
         """The surrogate, negated: its gradient is the DisARM estimate."""
         pairs = [self._pair_surrogate(model, guide, args, kwargs) for _ in range(self.num_pairs)]
         surrogate = torch.stack([s for s, _ in pairs]).mean()

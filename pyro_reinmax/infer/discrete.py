@@ -11,6 +11,7 @@ value hold one-hot values.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from pyro import poutine
 from pyro.distributions import TorchDistribution
 from pyro.infer import infer_discrete as pyro_infer_discrete
 from pyro.poutine.messenger import Messenger
-from torch.distributions import constraints
+from torch.distributions import Distribution, constraints
 
 from reinmax_core.options import check_infer_discrete
 
@@ -35,12 +36,12 @@ class OneHotAsIndex(TorchDistribution):
     arg_constraints: dict = {}
     has_enumerate_support = True
 
-    def __init__(self, base) -> None:
+    def __init__(self, base: Distribution) -> None:
         self.base = base
         super().__init__(base.batch_shape, torch.Size(), validate_args=False)
 
     @constraints.dependent_property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return constraints.integer_interval(0, self.base.event_shape[-1] - 1)
 
     def _one_hot(self, index: torch.Tensor) -> torch.Tensor:
@@ -49,7 +50,7 @@ class OneHotAsIndex(TorchDistribution):
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         return self.base.log_prob(self._one_hot(value))
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         return self.base.sample(sample_shape).argmax(-1)
 
     def enumerate_support(self, expand: bool = True) -> torch.Tensor:
@@ -63,7 +64,7 @@ class _ShowOneHotAsIndex(Messenger):
     """Show every latent one-hot site marked for parallel enumeration as its index; the model's
     code receives the one-hot value."""
 
-    def _pyro_sample(self, msg) -> None:
+    def _pyro_sample(self, msg: dict) -> None:
         fn = msg["fn"]
         if msg["is_observed"] or support_kind(getattr(fn, "support", None)) != "one_hot":
             return
@@ -82,7 +83,7 @@ class _ShowOneHotAsIndex(Messenger):
         msg["fn"] = OneHotAsIndex(fn)
         msg["infer"][_CATEGORIES] = fn.event_shape[-1]
 
-    def _pyro_post_sample(self, msg) -> None:
+    def _pyro_post_sample(self, msg: dict) -> None:
         if _CATEGORIES in msg["infer"] and not msg["value"].is_floating_point():
             msg["value"] = msg["fn"]._one_hot(msg["value"])
 
@@ -93,7 +94,7 @@ def infer_discrete(
     temperature: int = 1,
     *,
     strict_enumeration_warning: bool = True,
-):
+) -> Callable:
     """:func:`pyro.infer.infer_discrete` that also handles one-hot sites: samples
     (``temperature=1``) or maximises (``temperature=0``) the sites marked for parallel
     enumeration from their posterior given the observations, one-hot sites included, whose values
@@ -131,7 +132,7 @@ def infer_discrete(
         strict_enumeration_warning=strict_enumeration_warning,
     )
 
-    def posterior_draw(*args, **kwargs):
+    def posterior_draw(*args: Any, **kwargs: Any) -> Any:
         with poutine.block():
             draw = poutine.trace(shown_as_index).get_trace(*args, **kwargs)
         for site in draw.nodes.values():

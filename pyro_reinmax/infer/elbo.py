@@ -19,10 +19,14 @@ raises an error that names it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyro.infer
 from pyro.distributions import Delta, Distribution, MaskedDistribution
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
+from torch import Tensor
 from torch.distributions import register_kl
 
 from ..categorical import _CategoricalReparameterized
@@ -39,7 +43,7 @@ class DeltaWithDensity(Delta):
 
 
 @register_kl(DeltaWithDensity, Distribution)
-def _kl_delta_with_density(p: DeltaWithDensity, q: Distribution):
+def _kl_delta_with_density(p: DeltaWithDensity, q: Distribution) -> Tensor:
     return p.log_density - q.log_prob(p.v)
 
 
@@ -49,13 +53,13 @@ register_kl(DeltaWithDensity, MaskedPrior)(kl_to_masked_prior)  # else ambiguous
 class _KeepDeltaDensity(Messenger):
     """Make the latent ``Delta`` sites of a guide ``DeltaWithDensity``."""
 
-    def _pyro_sample(self, msg) -> None:
+    def _pyro_sample(self, msg: dict) -> None:
         fn = msg["fn"]
         if type(fn) is Delta and not msg["is_observed"]:
             msg["fn"] = DeltaWithDensity(fn.v, fn.log_density, fn.event_dim)
 
 
-def refuse_unguided_latent(name: str, fn, loss_name: str) -> None:
+def refuse_unguided_latent(name: str, fn: Distribution, loss_name: str) -> None:
     """Raise for a latent model site that the guide does not sample."""
     if fn.support.is_discrete:
         raise ValueError(
@@ -72,7 +76,7 @@ def refuse_unguided_latent(name: str, fn, loss_name: str) -> None:
     )
 
 
-def keep_model_masks(model_trace, guide_trace, loss_name: str) -> None:
+def keep_model_masks(model_trace: Trace, guide_trace: Trace, loss_name: str) -> None:
     """Refuse latent model sites absent from the guide; give every masked latent model site a
     :class:`MaskedPrior` holding both masks (the guide site's mask moves into it)."""
     for name, site in model_trace.nodes.items():
@@ -98,7 +102,9 @@ class TraceMeanField_ELBO(pyro.infer.TraceMeanField_ELBO):
     where that has no closed form), and discrete model latents that the guide does not sample
     refused with an error. Arguments as Pyro's."""
 
-    def _get_trace(self, model, guide, args, kwargs):
+    def _get_trace(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[Trace, Trace]:
         with scoring_priors_exactly():
             model_trace, guide_trace = super()._get_trace(
                 NameFailingSite("model")(model),
@@ -111,7 +117,7 @@ class TraceMeanField_ELBO(pyro.infer.TraceMeanField_ELBO):
         return model_trace, guide_trace
 
 
-def refuse_integer_guide_sites(guide_trace, loss_name: str) -> None:
+def refuse_integer_guide_sites(guide_trace: Trace, loss_name: str) -> None:
     """Raise for a guide site of this package's integer estimator classes: only
     ``TraceLocalEnum_ELBO`` gives them their estimator (under this ELBO the score function of a
     plain ``Categorical`` would stand in for it, unannounced)."""

@@ -9,12 +9,15 @@ its last enumerated parent out, and the model is traced again.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from pyro import poutine
 from pyro.distributions.util import broadcast_shape
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites
+from torch.distributions import Distribution
 
 from ..families import categories as discrete_categories
 
@@ -24,12 +27,12 @@ keeps a dim of its own (torch allows 64 in all), so a long chain in a plain loop
 sites summed out and the rest sampled."""
 
 
-def _enumerable(fn, kind: str) -> bool:
+def _enumerable(fn: Distribution, kind: str) -> bool:
     """Whether Pyro can enumerate ``fn`` site-wise (no extra event dims over the base)."""
     return fn.has_enumerate_support and fn.event_dim == (1 if kind == "one_hot" else 0)
 
 
-def enumeration_ids(model_trace, names: list[str]) -> dict:
+def enumeration_ids(model_trace: Trace, names: list[str]) -> dict:
     """Enumeration id of each named, enumerated site of ``model_trace`` -> its name."""
     ids = {}
     for name in names:
@@ -38,7 +41,7 @@ def enumeration_ids(model_trace, names: list[str]) -> dict:
     return ids
 
 
-def factor_parents(site, ids: dict) -> dict:
+def factor_parents(site: dict, ids: dict) -> dict:
     """The enumerated sites (of ``ids``) that a site's factor depends on: dim -> name."""
     value, fn = site["value"], site["fn"]
     shape = broadcast_shape(fn.batch_shape, value.shape[: value.dim() - fn.event_dim])
@@ -49,7 +52,7 @@ def factor_parents(site, ids: dict) -> dict:
     }
 
 
-def over_budget(model_trace, names: list[str], max_configurations: int) -> set:
+def over_budget(model_trace: Trace, names: list[str], max_configurations: int) -> set:
     """The named enumerated sites to take out of enumeration so that no factor's enumerated
     parents (among ``names``, in trace order) exceed ``max_configurations`` joint configurations:
     for each factor over the budget, its parents from the last one backwards."""
@@ -78,7 +81,7 @@ class _AdmitForEnumeration(Messenger):
         self.budget, self.max_plate_nesting = budget, max_plate_nesting
         self.full = False
 
-    def _pyro_sample(self, msg) -> None:
+    def _pyro_sample(self, msg: dict) -> None:
         name, fn = msg["name"], msg["fn"]
         kind = self.candidates.get(name)
         if msg["is_observed"] or kind is None or name in self.refused:
@@ -94,7 +97,7 @@ class _AdmitForEnumeration(Messenger):
             return
         msg["infer"]["enumerate"] = "parallel"
 
-    def _pyro_post_sample(self, msg) -> None:
+    def _pyro_post_sample(self, msg: dict) -> None:
         dim = msg["infer"].get("_enumerate_dim")
         if dim is not None and -dim - 2 - self.max_plate_nesting > MAX_ENUMERATION_DIMS:
             self.refused.add(msg["name"])
@@ -102,7 +105,12 @@ class _AdmitForEnumeration(Messenger):
 
 
 def choose_enumerated(
-    model, args, kwargs, candidates: dict, max_configurations: int, max_plate_nesting: int
+    model: Callable,
+    args: tuple,
+    kwargs: dict,
+    candidates: dict,
+    max_configurations: int,
+    max_plate_nesting: int,
 ) -> list[str]:
     """The candidate sites (name -> kind, :func:`~pyro_reinmax.families.support_kind`) that
     exact enumeration can sum out with no factor over ``max_configurations`` joint

@@ -35,7 +35,8 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from typing import NamedTuple
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +48,10 @@ from pyro.infer.util import is_validation_enabled
 from pyro.ops.provenance import ProvenanceTensor, get_provenance
 from pyro.poutine.enum_messenger import EnumMessenger
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import prune_subsample_sites, site_is_subsample
 from torch import Tensor
+from torch.distributions import Distribution
 
 from reinmax_core.auto_estimator import scored_locally
 from reinmax_core.dependencies import GUIDE_PARENTS, guide_ancestors, with_ancestors
@@ -98,7 +101,7 @@ class LocalDraw(NamedTuple):
         return SiteVariables(count=count, categories=self.categories)
 
 
-def _plates(site) -> frozenset:
+def _plates(site: dict) -> frozenset:
     return frozenset(frame.name for frame in site["cond_indep_stack"] if frame.vectorized)
 
 
@@ -110,7 +113,7 @@ class _DrawThroughOneHot(Messenger):
         super().__init__()
         self.one_hots: dict[str, Tensor] = {}
 
-    def _pyro_sample(self, msg) -> None:
+    def _pyro_sample(self, msg: dict) -> None:
         base = unwrap(msg["fn"])
         if msg["is_observed"] or msg["done"] or not isinstance(base, _CategoricalReparameterized):
             return
@@ -121,7 +124,7 @@ class _DrawThroughOneHot(Messenger):
         msg["done"] = True
 
 
-def _plate_sizes(site) -> dict[str, int]:
+def _plate_sizes(site: dict) -> dict[str, int]:
     """Each vectorized plate's full size (a subsampled plate replays the guide's minibatch)."""
     return {
         frame.name: frame.full_size or frame.size
@@ -130,7 +133,7 @@ def _plate_sizes(site) -> dict[str, int]:
     }
 
 
-def _local_draw(site, one_hots: dict) -> LocalDraw | None:
+def _local_draw(site: dict, one_hots: dict) -> LocalDraw | None:
     """The site as a :class:`LocalDraw` if the ELBO linearises it (a guide site drawn by one of
     this package's estimator classes), else None."""
     if site["type"] != "sample" or site["is_observed"]:
@@ -158,7 +161,7 @@ def _local_draw(site, one_hots: dict) -> LocalDraw | None:
 
 
 @contextlib.contextmanager
-def _explaining_settings():
+def _explaining_settings() -> Iterator[None]:
     """An error raised while the model runs at every setting of its sampled sites says so: a
     parameter invalid at some category fails here even where the draw never takes it."""
     try:
@@ -174,7 +177,7 @@ def _explaining_settings():
         raise
 
 
-def _squeezed(shape) -> tuple:
+def _squeezed(shape: tuple[int, ...]) -> tuple:
     """A batch shape without its leading 1s."""
     shape = tuple(shape)
     while shape and shape[0] == 1:
@@ -189,13 +192,18 @@ class _Perturb(Messenger):
     linearised sites' values carry their names as provenance instead (one element)."""
 
     def __init__(
-        self, guide_trace, draws: dict, plan: SlotPlan | None, dim: int, redrawn: dict | None = None
+        self,
+        guide_trace: Trace,
+        draws: dict,
+        plan: SlotPlan | None,
+        dim: int,
+        redrawn: dict | None = None,
     ) -> None:
         super().__init__()
         self.guide_trace, self.draws, self.plan, self.dim = guide_trace, draws, plan, dim
         self.redrawn = redrawn or {}
 
-    def _pyro_sample(self, msg) -> None:
+    def _pyro_sample(self, msg: dict) -> None:
         # values are set without ``done``: the enumeration handler must still see every site
         # (pyro.markov's scopes name them all), and leaves a site with a value as it is
         name = msg["name"]
@@ -227,7 +235,7 @@ class _Perturb(Messenger):
         msg["value"] = guide_site["value"]
         msg["infer"] = guide_site["infer"]
 
-    def value(self, name: str, fn) -> Tensor:
+    def value(self, name: str, fn: Distribution) -> Tensor:
         """The model site's values: the guide's draw, moved at every element of the perturbation
         dimension, in the model's representation (one-hot, 0/1 or integer)."""
         draw = self.draws[name]
@@ -267,26 +275,26 @@ class _Structure:
         self.parents, self.plan, self.guide_terms = parents, plan, guide_terms
         self._cache: dict = {}
 
-    def _tensor(self, key, values: list[int], device) -> Tensor:
+    def _tensor(self, key: Hashable, values: list[int], device: torch.device) -> Tensor:
         if (key, device) not in self._cache:
             self._cache[key, device] = torch.tensor(values, dtype=torch.long, device=device)
         return self._cache[key, device]
 
-    def elements(self, site: str, device) -> Tensor:
+    def elements(self, site: str, device: torch.device) -> Tensor:
         """The elements that set ``site``'s variables, variable-major."""
         flat = [e for variable in self.plan.elements[site] for e in variable]
         return self._tensor(("elements", site), flat, device)
 
-    def elements_of(self, sites: tuple, device) -> Tensor:
+    def elements_of(self, sites: tuple, device: torch.device) -> Tensor:
         """The elements that set any of ``sites``' variables, site after site."""
         flat = [e for site in sites for variable in self.plan.elements[site] for e in variable]
         return self._tensor(("elements of", sites), flat, device)
 
-    def first_elements(self, site: str, device) -> Tensor:
+    def first_elements(self, site: str, device: torch.device) -> Tensor:
         """The elements that set ``site``'s first variable."""
         return self._tensor(("first", site), list(self.plan.elements[site][0]), device)
 
-    def unset(self, parents: tuple, device) -> Tensor | None:
+    def unset(self, parents: tuple, device: torch.device) -> Tensor | None:
         """The elements that set none of ``parents`` (None if every element sets one)."""
         setting = {e for p in parents for variable in self.plan.elements[p] for e in variable}
         rest = [e for e in range(self.plan.size) if e not in setting]
@@ -298,11 +306,11 @@ class _SameSitesAsGuide(Messenger):
     with other variables (another number of categories, or other event dims), before the model
     uses the guide's value."""
 
-    def __init__(self, guide_trace) -> None:
+    def __init__(self, guide_trace: Trace) -> None:
         super().__init__()
         self.guide_trace = guide_trace
 
-    def _pyro_sample(self, msg) -> None:
+    def _pyro_sample(self, msg: dict) -> None:
         name = msg["name"]
         if msg["is_observed"] or site_is_subsample(msg) or name not in self.guide_trace.nodes:
             return
@@ -316,7 +324,9 @@ class _SameSitesAsGuide(Messenger):
         _check_same_variables(name, categories(guide_fn, guide_kind), event_shape, msg["fn"])
 
 
-def _check_same_variables(name: str, guide_categories: int, guide_event_shape: tuple, fn) -> None:
+def _check_same_variables(
+    name: str, guide_categories: int, guide_event_shape: tuple, fn: Distribution
+) -> None:
     """A ``ValueError`` naming the site unless the model's ``fn`` has variables of the guide's
     kind: ``guide_categories`` categories each, in the event shape ``guide_event_shape`` (without
     a one-hot's category axis)."""
@@ -374,7 +384,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
     :class:`~reinmax_core.perturbation.SlotPlan`) their slots and the dimension's size.
     """
 
-    def __init__(self, *, analytic_kl: bool = True, **kwargs) -> None:
+    def __init__(self, *, analytic_kl: bool = True, **kwargs: Any) -> None:
         if "max_configurations" in kwargs:
             raise TypeError(NO_MAX_CONFIGURATIONS)
         if not isinstance(analytic_kl, bool):
@@ -388,16 +398,18 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         self._structures: dict = {}
         self._warned_biased = False  # the known-bias warning, once per ELBO
 
-    def loss(self, model, guide, *args, **kwargs) -> float:
+    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """As ``TraceEnum_ELBO.loss``; warns (:func:`~reinmax_core.messages.infinite_loss`) where
         the loss is ``+inf``."""
         return _warn_if_infinite(super().loss(model, guide, *args, **kwargs))
 
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """As ``TraceEnum_ELBO.loss_and_grads``; warns where the loss is ``+inf``."""
         return _warn_if_infinite(super().loss_and_grads(model, guide, *args, **kwargs))
 
-    def _get_traces(self, model, guide, args, kwargs):
+    def _get_traces(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> Iterator[tuple[Trace, Trace]]:
         if isinstance(poutine.unwrap(guide), Messenger):
             raise NotImplementedError("TraceLocalEnum_ELBO does not support GuideMessenger")
         model, guide = NameFailingSite("model")(model), NameFailingSite("guide")(guide)
@@ -413,7 +425,9 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         for _ in range(1 if self.vectorize_particles else self.num_particles):
             yield self._get_trace(model, guide, args, kwargs)
 
-    def _get_trace(self, model, guide, args, kwargs):
+    def _get_trace(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[Trace, Trace]:
         with scoring_priors_exactly():
             return self._get_trace_scored_exactly(model, guide, args, kwargs)
 
@@ -422,7 +436,9 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         """The perturbation dimension: left of every plate; enumeration starts left of it."""
         return -1 - self.max_plate_nesting
 
-    def _get_trace_scored_exactly(self, model, guide, args, kwargs):
+    def _get_trace_scored_exactly(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[Trace, Trace]:
         drawing = _DrawThroughOneHot()
         with scored_locally():
             guide_trace = poutine.trace(drawing(guide), graph_type="flat").get_trace(
@@ -478,7 +494,14 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         return model_trace, guide_trace
 
     def _plan(
-        self, model, guide_trace, draws, ancestors, args, kwargs, refresh: bool
+        self,
+        model: Callable,
+        guide_trace: Trace,
+        draws: dict,
+        ancestors: dict,
+        args: tuple,
+        kwargs: dict,
+        refresh: bool,
     ) -> _Structure:
         """Which linearised sites each factor depends on (with their guide ancestors), and the
         slots: read once per structure (the arguments' shapes, the draws' kinds and shapes and
@@ -505,7 +528,9 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         self.perturbation = structure.plan
         return structure
 
-    def _factor_parents(self, model, guide_trace, draws, args, kwargs) -> dict:
+    def _factor_parents(
+        self, model: Callable, guide_trace: Trace, draws: dict, args: tuple, kwargs: dict
+    ) -> dict:
         """Every factor's linearised parents, by provenance tracking; a factor outside the plate
         of a parent is refused."""
         tag = _Perturb(guide_trace, draws, None, self._dim)
@@ -534,7 +559,15 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             parents[name] = tuple(found)
         return parents
 
-    def _redraw(self, guide, guide_trace, draws, structure: _Structure, args, kwargs) -> dict:
+    def _redraw(
+        self,
+        guide: Callable,
+        guide_trace: Trace,
+        draws: dict,
+        structure: _Structure,
+        args: tuple,
+        kwargs: dict,
+    ) -> dict:
         """The guide run again along the perturbation dimension: each site at its settings
         there, and every site with guide ancestors drawn again where they move, with the same
         noise (:class:`_Redraw`)."""
@@ -543,7 +576,16 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             poutine.block(redraw(guide))(*args, **kwargs)
         return redraw.redrawn
 
-    def _model_trace(self, model, guide_trace, draws, plan, redrawn, args, kwargs):
+    def _model_trace(
+        self,
+        model: Callable,
+        guide_trace: Trace,
+        draws: dict,
+        plan: SlotPlan | None,
+        redrawn: dict,
+        args: tuple,
+        kwargs: dict,
+    ) -> Trace:
         perturb = _Perturb(guide_trace, draws, plan, self._dim, redrawn)
         enumerate_ = EnumMessenger(first_available_dim=self._dim - 1)
         model_trace = poutine.trace(enumerate_(perturb(model)), graph_type="flat").get_trace(
@@ -552,7 +594,12 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         return prune_subsample_sites(model_trace)
 
     def _linearise(
-        self, model_trace, draws, structure: _Structure, redrawn: dict, views: tuple[dict, dict]
+        self,
+        model_trace: Trace,
+        draws: dict,
+        structure: _Structure,
+        redrawn: dict,
+        views: tuple[dict, dict],
     ) -> str | None:
         """Replace every factor by its linearisation; return the name of a factor that changes
         at an element that sets none of its known parents (dependencies went stale), else
@@ -587,7 +634,12 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
         return _stale_factor(checks, dim)
 
     def _score_guide(
-        self, guide_trace, draws, structure: _Structure, redrawn: dict, views: tuple[dict, dict]
+        self,
+        guide_trace: Trace,
+        draws: dict,
+        structure: _Structure,
+        redrawn: dict,
+        views: tuple[dict, dict],
     ) -> None:
         r"""The guide terms of linearised sites: the negative entropy under ``analytic_kl``, else
         :math:`\log q` at the draw, linear in the one-hot draw (pathwise, no score function);
@@ -617,7 +669,7 @@ class TraceLocalEnum_ELBO(TraceEnum_ELBO):
             )
 
 
-def _expect_under_guide(site, draw: LocalDraw, log_q: Tensor) -> None:
+def _expect_under_guide(site: dict, draw: LocalDraw, log_q: Tensor) -> None:
     r"""A linearised site's own prior factor as its expectation under the guide,
     :math:`\sum_k q_k \log p(k \mid \ldots)`, at every element of the perturbation dimension
     (the model's distribution there carries its parents' moves, ``log_q`` its guide
@@ -631,7 +683,7 @@ def _expect_under_guide(site, draw: LocalDraw, log_q: Tensor) -> None:
     site["log_prob"] = scale_and_mask(term, site["scale"], site["mask"])
 
 
-def _sampled_next_to_summed_out(model_trace, draws: dict, structure: _Structure) -> dict:
+def _sampled_next_to_summed_out(model_trace: Trace, draws: dict, structure: _Structure) -> dict:
     """Factor name -> (its sampled parents, the summed-out sites it depends on), for the
     factors that have both (the local ELBO's known bias)."""
     enumerated = {
@@ -651,7 +703,7 @@ def _sampled_next_to_summed_out(model_trace, draws: dict, structure: _Structure)
     return found
 
 
-def _stale_factor(checks, dim) -> str | None:
+def _stale_factor(checks: list, dim: int) -> str | None:
     """The first factor whose log-density differs from its value at the sample at an element
     that sets none of its parents (one synchronisation for all factors); with validation on, a
     factor that is NaN at some setting of its parents is an error that names it."""
@@ -697,7 +749,7 @@ def _terms(structure: _Structure, parents: list, differences: dict) -> list:
     return [(structure.elements_of(tuple(parents), device), stacked)]
 
 
-def _not_reparameterized(site) -> bool:
+def _not_reparameterized(site: dict) -> bool:
     """A latent discrete guide site with no pathwise gradient (not a subsample site)."""
     if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
         return False
@@ -749,7 +801,7 @@ class _Redraw(Messenger):
     at :math:`k` and its guide descendants drawn given :math:`k`, independent of its own draw
     (straight-through at temperature 1 is then unbiased). Other guide sites are replayed."""
 
-    def __init__(self, guide_trace, draws: dict, structure: _Structure, dim: int) -> None:
+    def __init__(self, guide_trace: Trace, draws: dict, structure: _Structure, dim: int) -> None:
         super().__init__()
         self.guide_trace, self.draws, self.structure, self.dim = guide_trace, draws, structure, dim
         self.noise = {
@@ -758,7 +810,7 @@ class _Redraw(Messenger):
         }
         self.redrawn: dict[str, Redrawn] = {}
 
-    def _pyro_sample(self, msg) -> None:
+    def _pyro_sample(self, msg: dict) -> None:
         name = msg["name"]
         if msg["is_observed"] or name not in self.guide_trace.nodes:
             return

@@ -15,6 +15,8 @@ term, which is masked correctly.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from pyro.distributions import Delta, MaskedDistribution, TorchDistribution
 from pyro.distributions.util import scale_and_mask
@@ -27,7 +29,7 @@ from ..masking import categorical_kl
 __all__ = ["MaskedPrior", "combine_masks", "kl_to_masked_prior"]
 
 
-def combine_masks(*masks) -> Tensor | bool | None:
+def combine_masks(*masks: Any) -> Tensor | bool | None:
     """The conjunction of masks (``None``/``True`` mean unmasked); ``None`` if all are unmasked."""
     combined = None
     for mask in masks:
@@ -37,7 +39,7 @@ def combine_masks(*masks) -> Tensor | bool | None:
     return combined
 
 
-def _weight(mask, like: Tensor) -> Tensor:
+def _weight(mask: Tensor | bool | None, like: Tensor) -> Tensor:
     if mask is None:
         return torch.ones((), dtype=like.dtype, device=like.device)
     return torch.as_tensor(mask, device=like.device).to(like.dtype)
@@ -56,17 +58,22 @@ class MaskedPrior(TorchDistribution):
 
     arg_constraints: dict = {}
 
-    def __init__(self, base: Distribution, model_mask, guide_mask=None) -> None:
+    def __init__(
+        self,
+        base: Distribution,
+        model_mask: Tensor | bool | None,
+        guide_mask: Tensor | bool | None = None,
+    ) -> None:
         self.base = base
         self.model_mask = model_mask
         self.guide_mask = guide_mask
         super().__init__(base.batch_shape, base.event_shape, validate_args=False)
 
     @constraints.dependent_property
-    def support(self):
+    def support(self) -> constraints.Constraint:
         return self.base.support
 
-    def sample(self, sample_shape=torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
         return self.base.sample(sample_shape)
 
     def log_prob(self, value: Tensor) -> Tensor:

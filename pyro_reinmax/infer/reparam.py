@@ -34,7 +34,7 @@ class ReinMaxReparam(Reparam):
         self.temperature = check_temperature(temperature)
         self.estimator = check_estimator(estimator, reparameterized_only=True)
 
-    def apply(self, msg):
+    def apply(self, msg: dict) -> dict:
         fn = msg["fn"]
         if not msg["is_observed"]:
             fn = reparameterized(fn, self.estimator, self.temperature)

@@ -15,8 +15,12 @@ or any guide whose discrete sites are plain ``OneHotCategorical`` / ``Bernoulli`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pyro.infer
 import torch
+from pyro.poutine.trace_struct import Trace
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
@@ -25,7 +29,7 @@ from .elbo import refuse_unguided_latent
 __all__ = ["TraceRLOO_ELBO"]
 
 
-def log_weight(model_trace, guide_trace, loss_name: str) -> tuple[Tensor, Tensor]:
+def log_weight(model_trace: Trace, guide_trace: Trace, loss_name: str) -> tuple[Tensor, Tensor]:
     r"""A particle's :math:`f = \log p(x, z) - \log q(z)` and the log-density of its guide sites
     without ``rsample`` (the score-function sites); a discrete latent of the model that the guide
     does not sample is refused."""
@@ -49,12 +53,12 @@ class SurrogateELBO(pyro.infer.Trace_ELBO):
     """A ``Trace_ELBO`` whose subclass defines ``differentiable_loss`` as a surrogate: the loss as
     its value, the estimator's gradient as its gradient; ``loss`` and ``loss_and_grads`` follow."""
 
-    def loss(self, model, guide, *args, **kwargs) -> float:
+    def loss(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         """The surrogate's value: the ELBO's Monte-Carlo estimate over the particles, negated."""
         with torch.no_grad():
             return self.differentiable_loss(model, guide, *args, **kwargs).item()
 
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+    def loss_and_grads(self, model: Callable, guide: Callable, *args: Any, **kwargs: Any) -> float:
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         if loss.requires_grad:
             loss.backward(retain_graph=self.retain_graph)
@@ -73,7 +77,9 @@ class TraceRLOO_ELBO(SurrogateELBO):
         **kwargs: passed to ``Trace_ELBO`` (not ``vectorize_particles``).
     """
 
-    def __init__(self, num_particles: int = 4, max_plate_nesting=float("inf"), **kwargs):
+    def __init__(
+        self, num_particles: int = 4, max_plate_nesting: float = float("inf"), **kwargs: Any
+    ) -> None:
         if isinstance(num_particles, bool) or not isinstance(num_particles, int):
             raise TypeError(f"num_particles must be an integer, got {num_particles!r}.")
         if num_particles < 2:
@@ -84,7 +90,9 @@ class TraceRLOO_ELBO(SurrogateELBO):
             raise TypeError("TraceRLOO_ELBO traces its particles one after the other.")
         super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting, **kwargs)
 
-    def _particle_terms(self, model, guide, args, kwargs) -> tuple[Tensor, Tensor]:
+    def _particle_terms(
+        self, model: Callable, guide: Callable, args: tuple, kwargs: dict
+    ) -> tuple[Tensor, Tensor]:
         """Per particle: :math:`f_i` and the log-density of the score-function sites."""
         terms = [
             log_weight(model_trace, guide_trace, "TraceRLOO_ELBO")
@@ -92,7 +100,9 @@ class TraceRLOO_ELBO(SurrogateELBO):
         ]
         return torch.stack([f for f, _ in terms]), torch.stack([score for _, score in terms])
 
-    def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
+    def differentiable_loss(
+        self, model: Callable, guide: Callable, *args: Any, **kwargs: Any
+    ) -> Tensor:
         """The surrogate, negated: the loss as value, the RLOO estimate as gradient."""
         elbo, score = self._particle_terms(model, guide, args, kwargs)
         k = self.num_particles

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from types import TracebackType
+
 from pyro.poutine.messenger import Messenger
 
 from reinmax_core.site_context import SiteTracker, name_site
@@ -24,6 +26,11 @@ class NameFailingSite(Messenger):
     def _pyro_post_sample(self, msg: dict) -> None:
         self.sites.completed_site(msg["name"])
 
-    def __exit__(self, exc_type, exc_value, traceback):
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
         self.sites.name_error(exc_value)
         return super().__exit__(exc_type, exc_value, traceback)

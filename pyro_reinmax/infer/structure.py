@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import torch
 
 
-def structure_key(args, kwargs, *, floats: bool = False) -> tuple:
+def structure_key(args: tuple, kwargs: dict, *, floats: bool = False) -> tuple:
     """What of a model's arguments can change its set of sites: tensor shapes, container lengths
     and integer, string and boolean values (with ``floats``, Python floats too; never tensor
     values)."""
 
-    def key(value):
+    def key(value: object) -> Hashable:
         if isinstance(value, torch.Tensor):
             return ("tensor", tuple(value.shape))
         if isinstance(value, (list, tuple)):
