@@ -29,6 +29,8 @@ past it, an additive layer."""
 
 MODEL = "model"
 
+_BATCH_LETTERS = "abdefghijklmnopqrtuvwxyz"  # einsum labels of batch dims (not s, c)
+
 GUIDE_PARENTS = "guide_parents"
 """The ``infer`` key of a structured guide's sample site: the guide sites its logits depend on."""
 
@@ -123,16 +125,41 @@ def uses_table(parent_categories: Sequence[int], amortised: bool = False) -> boo
     )
 
 
-def table_logits(table, parents: Sequence, cell_dims: int):
+def weighted_rows(vector, rows, cell_dims: int, einsum: Callable):
+    r""":math:`\sum_s v_s R_s` for ``vector`` of shape ``batch_v + (S,)`` and ``rows`` of shape
+    ``batch_r + (S,) + cell`` (batch shapes broadcast, right-aligned), as one contraction by the
+    backend's ``einsum`` (``torch.einsum`` or ``jnp.einsum``, the same subscripts): nothing of
+    size ``batch + (S,) + cell`` is formed. Under ``TraceLocalEnum_ELBO`` the parents' one-hots
+    carry the perturbation dimension and the rows do not: the product would be that many
+    copies of the rows (it ran NumPyro out of memory on a factorial HMM of 6 chains)."""
+    cell = tuple(rows.shape[len(rows.shape) - cell_dims :]) if cell_dims else ()
+    rows = rows.reshape(tuple(rows.shape[: len(rows.shape) - cell_dims]) + (math.prod(cell),))
+    vector_batch, rows_batch = len(vector.shape) - 1, len(rows.shape) - 2
+    batch = _BATCH_LETTERS[: max(vector_batch, rows_batch)]
+    vector_labels, rows_labels = (
+        batch[len(batch) - vector_batch :],
+        batch[len(batch) - rows_batch :],
+    )
+    out = einsum(f"{vector_labels}s,{rows_labels}sc->{batch}c", vector, rows)
+    return out.reshape(tuple(out.shape[:-1]) + cell)
+
+
+def table_logits(table, parents: Sequence, cell_dims: int, einsum: Callable):
     r""":math:`\sum_c (\prod_p e_{p, c_p}) W[c]` for ``table`` of shape ``batch + (K_1, ...,
     K_m) + cell`` and parents' one-hots of shapes ``batch_p + (K_p,)`` (batch shapes broadcast,
-    right-aligned): PyTorch tensors or JAX arrays alike (``reshape``, ``*`` and ``sum``)."""
-    logits = table
-    for j, one_hot in enumerate(parents):
-        trailing = len(parents) - j - 1 + cell_dims
-        weights = one_hot.reshape(tuple(one_hot.shape) + (1,) * trailing)
-        logits = (logits * weights).sum(-1 - trailing)
-    return logits
+    right-aligned): the parents' joint configuration as one one-hot of :math:`\prod_p K_p`
+    entries (their outer product), then :func:`weighted_rows` of the table's rows. PyTorch
+    tensors or JAX arrays alike."""
+    configuration = parents[0]
+    for one_hot in parents[1:]:
+        outer = configuration.reshape(tuple(configuration.shape) + (1,)) * one_hot.reshape(
+            tuple(one_hot.shape[:-1]) + (1, one_hot.shape[-1])
+        )
+        configuration = outer.reshape(tuple(outer.shape[:-2]) + (-1,))
+    batch = tuple(table.shape[: len(table.shape) - len(parents) - cell_dims])
+    cell = tuple(table.shape[len(batch) + len(parents) :])
+    rows = table.reshape(batch + (configuration.shape[-1],) + cell)
+    return weighted_rows(configuration, rows, cell_dims, einsum)
 
 
 def guide_ancestors(

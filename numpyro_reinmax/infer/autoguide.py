@@ -348,7 +348,7 @@ class AutoReinMax(AutoGuide):
         """``logits`` given the parents' one-hots: the table's row at their configuration, or
         plus the additive layer ``weights()`` of them (its parameter), or as they are."""
         if uses_table(self._parent_categories(name), self._encoder(name) is not None):
-            return table_logits(logits, parent_one_hots, cell_dims)
+            return table_logits(logits, parent_one_hots, cell_dims, jnp.einsum)
         if parent_one_hots:
             return additive_logits(logits, weights(), parent_one_hots, cell_dims)
         return logits

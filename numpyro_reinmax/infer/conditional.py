@@ -9,6 +9,8 @@ import jax.numpy as jnp
 from jax import Array
 from numpyro.primitives import Messenger
 
+from reinmax_core.dependencies import weighted_rows
+
 ONE_HOT = "one_hot"
 """The ``infer`` key under which ``TraceLocalEnum_ELBO`` leaves an integer site's one-hot draw."""
 
@@ -45,5 +47,4 @@ def additive_logits(bias: Array, weights: list, parents: list, cell_dims: int) -
     stacked = jnp.concatenate(
         [jnp.broadcast_to(one_hot, batch + jnp.shape(one_hot)[-1:]) for one_hot in parents], -1
     )
-    stacked = stacked.reshape(jnp.shape(stacked) + (1,) * cell_dims)
-    return bias + (weights * stacked).sum(-1 - cell_dims)
+    return bias + weighted_rows(stacked, weights, cell_dims, jnp.einsum)

@@ -46,7 +46,7 @@ from reinmax_core.options import DEFAULT_MAX_CONFIGURATIONS, check_max_configura
 from ..families import categories, check_estimator, site_distribution, support_kind, unwrap
 from ..one_hot import OneHotCategorical
 from ..validation import check_temperature
-from .conditional import RecordedOneHot, additive_logits, drawn_one_hot
+from .conditional import RecordedOneHot, additive_logits, drawn_one_hot, promoting_einsum
 from .enumeration_budget import choose_enumerated
 from .scoring import priors_scored_exactly
 from .structure import structure_key
@@ -262,7 +262,7 @@ class _DiscreteGuide(AutoGuide):
         if parent_one_hots:
             cell_dims = _cell_dims(site)
             if uses_table(self._parent_categories(name), encoder is not None):
-                logits = table_logits(logits, parent_one_hots, cell_dims)
+                logits = table_logits(logits, parent_one_hots, cell_dims, promoting_einsum)
             else:
                 weights = attrgetter(name)(self.weights)
                 logits = additive_logits(logits, weights, parent_one_hots, cell_dims)

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from pyro.poutine.messenger import Messenger
 from torch import Tensor
 
+from reinmax_core.dependencies import weighted_rows
+
 ONE_HOT = "one_hot"
 """The ``infer`` key under which ``TraceLocalEnum_ELBO`` leaves an integer site's one-hot draw."""
 
@@ -37,10 +39,16 @@ def drawn_one_hot(kind: str, value: Tensor, categories: int, recorded: Tensor | 
     return F.one_hot(value.long(), categories).to(torch.get_default_dtype())
 
 
+def promoting_einsum(subscripts: str, first: Tensor, second: Tensor) -> Tensor:
+    """``torch.einsum`` of two tensors in their promoted dtype (as ``*`` would give; JAX's
+    ``einsum`` promotes by itself)."""
+    dtype = torch.promote_types(first.dtype, second.dtype)
+    return torch.einsum(subscripts, first.to(dtype), second.to(dtype))
+
+
 def additive_logits(bias: Tensor, weights: Tensor, parents: list[Tensor], cell_dims: int) -> Tensor:
     r""":math:`b + \sum_p W_p^\top e_p`, with ``weights`` of shape ``batch + (\sum_p K_p,) +
     cell`` stacking every parent's :math:`W_p`."""
     batch = torch.broadcast_shapes(*(one_hot.shape[:-1] for one_hot in parents))
     stacked = torch.cat([one_hot.expand(batch + one_hot.shape[-1:]) for one_hot in parents], -1)
-    stacked = stacked.reshape(stacked.shape + (1,) * cell_dims)
-    return bias + (weights * stacked).sum(-1 - cell_dims)
+    return bias + weighted_rows(stacked, weights, cell_dims, promoting_einsum)
