@@ -4,7 +4,10 @@ fitted as point estimates (``AutoDelta``).
 
 Methods, each from the same start with Adam (``--lr``): ``enum`` (every state summed out,
 ``TraceEnum_ELBO``), ``mean-field`` and ``structured`` (``AutoReinMax(continuous_guide=AutoDelta,
-dependencies=None | "model")`` under ``TraceLocalEnum_ELBO``). Reported: each method's final
+dependencies=None | "model")`` under ``TraceLocalEnum_ELBO``), and the same two guides with
+``estimator="score_function"`` under REINFORCE (``TraceGraph_ELBO``, no baselines:
+``*-reinforce``) and under ``TraceRLOO_ELBO`` (4 particles a step, the leave-one-out baseline:
+``*-rloo``). Reported: each method's final
 -ELBO (exact for ``enum``; 1,000 particles of ``Trace_ELBO`` for the sampled guides), its gap to
 ``enum``'s (nats, lower is better), the fitted probabilities and the seconds per step.
 
@@ -24,28 +27,45 @@ from pathlib import Path
 
 import pyro
 from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO
+from pyro.infer import SVI, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO
 from pyro.infer.autoguide import AutoDelta
 from rich.console import Console
 from rich.table import Table
 
-from pyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO
+from pyro_reinmax.infer import AutoReinMax, TraceLocalEnum_ELBO, TraceRLOO_ELBO
 from reinmax_examples.cjs_pyro import capture_history, model_1
 
 RESULTS = Path(__file__).parent / "results" / "structured_cjs.json"
+METHODS = {
+    "enum": (None, None, "enum"),
+    "mean-field": (None, "auto", "local"),
+    "structured": ("model", "auto", "local"),
+    "mean-field-reinforce": (None, "score_function", "reinforce"),
+    "structured-reinforce": ("model", "score_function", "reinforce"),
+    "mean-field-rloo": (None, "score_function", "rloo"),
+    "structured-rloo": ("model", "score_function", "rloo"),
+}
+"""Each method's guide dependencies, estimator and ELBO."""
+RLOO_PARTICLES = 4
 
 
 def run(method: str, history, steps: int, lr: float, seed: int) -> dict:
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
     occasions = history.shape[1]
-    if method == "enum":
+    dependencies, estimator, loss_kind = METHODS[method]
+    if loss_kind == "enum":
         guide = AutoDelta(poutine.block(model_1, hide=[f"z_{t}" for t in range(occasions)]))
-        elbo = TraceEnum_ELBO(max_plate_nesting=1)
     else:
-        dependencies = "model" if method == "structured" else None
-        guide = AutoReinMax(model_1, continuous_guide=AutoDelta, dependencies=dependencies)
-        elbo = TraceLocalEnum_ELBO(max_plate_nesting=1)
+        guide = AutoReinMax(
+            model_1, estimator=estimator, continuous_guide=AutoDelta, dependencies=dependencies
+        )
+    elbo = {
+        "enum": lambda: TraceEnum_ELBO(max_plate_nesting=1),
+        "local": lambda: TraceLocalEnum_ELBO(max_plate_nesting=1),
+        "reinforce": lambda: TraceGraph_ELBO(max_plate_nesting=1),
+        "rloo": lambda: TraceRLOO_ELBO(num_particles=RLOO_PARTICLES, max_plate_nesting=1),
+    }[loss_kind]()
     svi = SVI(model_1, guide, pyro.optim.Adam({"lr": lr}), elbo)
     start = time.perf_counter()
     for _ in range(steps):
@@ -75,24 +95,33 @@ def run_numpyro(method: str, history, steps: int, lr: float, seed: int) -> dict:
     import numpyro
     from numpyro.infer import Trace_ELBO as NumPyroTrace_ELBO
     from numpyro.infer import TraceEnum_ELBO as NumPyroTraceEnum_ELBO
+    from numpyro.infer import TraceGraph_ELBO as NumPyroTraceGraph_ELBO
     from numpyro.infer.autoguide import AutoDelta as NumPyroAutoDelta
 
     from numpyro_reinmax.infer import AutoReinMax as NumPyroAutoReinMax
     from numpyro_reinmax.infer import TraceLocalEnum_ELBO as NumPyroLocalELBO
+    from numpyro_reinmax.infer import TraceRLOO_ELBO as NumPyroRLOO_ELBO
     from reinmax_examples.cjs_numpyro import model_1 as numpyro_model
 
     history = jax.numpy.asarray(history.numpy())
     occasions = history.shape[1]
-    if method == "enum":
+    dependencies, estimator, loss_kind = METHODS[method]
+    if loss_kind == "enum":
         hidden = [f"z_{t}" for t in range(occasions)]
         guide = NumPyroAutoDelta(numpyro.handlers.block(numpyro_model, hide=hidden))
-        elbo = NumPyroTraceEnum_ELBO(max_plate_nesting=1)
     else:
-        dependencies = "model" if method == "structured" else None
         guide = NumPyroAutoReinMax(
-            numpyro_model, continuous_guide=NumPyroAutoDelta, dependencies=dependencies
+            numpyro_model,
+            estimator=estimator,
+            continuous_guide=NumPyroAutoDelta,
+            dependencies=dependencies,
         )
-        elbo = NumPyroLocalELBO(max_plate_nesting=1)
+    elbo = {
+        "enum": lambda: NumPyroTraceEnum_ELBO(max_plate_nesting=1),
+        "local": lambda: NumPyroLocalELBO(max_plate_nesting=1),
+        "reinforce": lambda: NumPyroTraceGraph_ELBO(),
+        "rloo": lambda: NumPyroRLOO_ELBO(num_particles=RLOO_PARTICLES),
+    }[loss_kind]()
     svi = numpyro.infer.SVI(numpyro_model, guide, numpyro.optim.Adam(lr), elbo)
     state = svi.init(jax.random.PRNGKey(seed), history)
     update = jax.jit(svi.update)
@@ -126,6 +155,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--backend", choices=("pyro", "numpyro"), default="pyro")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}"
+    )
     args = parser.parse_args()
     args.out = args.out or (
         RESULTS.with_name("structured_cjs-numpyro.json") if args.backend == "numpyro" else RESULTS
@@ -135,7 +167,7 @@ def main() -> None:
     runs = [
         runner(method, history, args.steps, args.lr, seed)
         for seed in range(args.seeds)
-        for method in ("enum", "mean-field", "structured")
+        for method in args.methods.split(",")
     ]
     title = f"{args.backend}: capture-recapture model_1, {args.steps} steps, lr {args.lr}"
     table = Table(title=title)
