@@ -130,8 +130,8 @@ def weighted_rows(vector, rows, cell_dims: int, einsum: Callable):
     ``batch_r + (S,) + cell`` (batch shapes broadcast, right-aligned), as one contraction by the
     backend's ``einsum`` (``torch.einsum`` or ``jnp.einsum``, the same subscripts): nothing of
     size ``batch + (S,) + cell`` is formed. Under ``TraceLocalEnum_ELBO`` the parents' one-hots
-    carry the perturbation dimension and the rows do not: the product would be that many
-    copies of the rows (it ran NumPyro out of memory on a factorial HMM of 6 chains)."""
+    carry the perturbation dimension and the rows do not: the product would hold one copy of
+    the rows per element of that dimension."""
     cell = tuple(rows.shape[len(rows.shape) - cell_dims :]) if cell_dims else ()
     rows = rows.reshape(tuple(rows.shape[: len(rows.shape) - cell_dims]) + (math.prod(cell),))
     vector_batch, rows_batch = len(vector.shape) - 1, len(rows.shape) - 2

@@ -47,11 +47,15 @@ _SUMMARIES = {
         r":math:`J(p) = \operatorname{{diag}}(p) - p p^\top`): {backward}."
     ),
 }
+_CATEGORIES_PARAMETERS = (
+    "probs, logits: event probabilities or unnormalised log-probabilities ``(..., K)``; "
+    "``-inf`` logits (zero probabilities) mask categories."
+)
 _PARAMETERS = {
-    "one_hot": "probs, logits: event probabilities or unnormalised log-probabilities "
-    "``(..., K)``; ``-inf`` logits (zero probabilities) mask categories.",
+    "one_hot": _CATEGORIES_PARAMETERS,
     "bernoulli": r"probs: probability of 1 (or ``logits``, its log-odds; :math:`\pm\infty` "
     "allowed).",
+    "categorical": _CATEGORIES_PARAMETERS,
 }
 
 
@@ -81,7 +85,7 @@ def class_docstring(rule_name: str, kind: str, framework: str) -> str:
         one_hot=class_name(rule_name, "one_hot"),
     )
     arguments = [
-        _PARAMETERS.get(kind, _PARAMETERS["one_hot"]),
+        _PARAMETERS[kind],
         r"temperature: :math:`\tau > 0`, used by the backward only (the draw does not depend "
         "on it).",
         *(f"{option}: {OPTION_DOCS[option]}" for option, _ in rule.options),

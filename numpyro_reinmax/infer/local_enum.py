@@ -194,9 +194,8 @@ class _Perturb(OneHotEnumeration):
             length = jnp.shape(jax.tree.leaves(xs)[0])[0]
         self._scan = _Scan(history, length, min(2 * min(history, length) - 1, length))
 
-        def indexed_body(
-            carry: Any, x_and_step: tuple
-        ) -> tuple:  # the step reaches the sites through xs
+        # the step reaches the sites through xs
+        def indexed_body(carry: Any, x_and_step: tuple) -> tuple:
             x, self._step = x_and_step
             return body(carry, x)
 
